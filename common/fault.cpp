@@ -1,0 +1,59 @@
+#include "fault.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+
+namespace pmcr::fault {
+namespace {
+
+struct Armed {
+  std::string name;
+  long nth = 0;
+  bool kill = true;
+  std::atomic<long> hits{0};
+  int trace_fd = -1;
+};
+
+Armed& armed() {
+  static Armed a;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (const char* spec = std::getenv("PMCR_FAULT")) {
+      std::string s(spec);
+      const auto c1 = s.find(':');
+      a.name = s.substr(0, c1);
+      if (c1 != std::string::npos) {
+        const auto c2 = s.find(':', c1 + 1);
+        a.nth = std::atol(s.substr(c1 + 1, c2 == std::string::npos ? std::string::npos : c2 - c1 - 1).c_str());
+        if (c2 != std::string::npos) a.kill = s.substr(c2 + 1) != "fail";
+      }
+      if (a.nth <= 0) a.nth = 1;
+    }
+    if (const char* path = std::getenv("PMCR_FAULT_TRACE"))
+      a.trace_fd = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  });
+  return a;
+}
+
+}  // namespace
+
+bool hit(const char* name) noexcept {
+  Armed& a = armed();
+  if (a.trace_fd >= 0) {
+    std::string line = std::string(name) + "\n";
+    (void)!::write(a.trace_fd, line.data(), line.size());
+  }
+  if (a.name.empty() || a.name != name) return false;
+  if (a.hits.fetch_add(1) + 1 != a.nth) return false;
+  if (a.kill) ::kill(::getpid(), SIGKILL);
+  return true;
+}
+
+}  // namespace pmcr::fault

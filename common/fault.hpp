@@ -1,0 +1,21 @@
+// Fault points for crash and failure tests (pattern of librpma's src/debug.h).
+//
+// PMCR_FAULT_POINT("name") marks a place where a test may make pmcr fail. It
+// compiles to `false` unless the build option PMCR_FAULT_INJECTION is on.
+// When on, the environment variable PMCR_FAULT="name:N[:action]" arms one
+// point: its Nth hit (1-based) either kills the process with SIGKILL
+// (action "kill", the default: a crash at exactly that place) or makes the
+// macro return true (action "fail": the caller fails the operation there).
+// PMCR_FAULT_TRACE=PATH appends every hit's name to PATH, one per line, so a
+// test driver can learn the points a workload passes and sweep all of them.
+#pragma once
+
+namespace pmcr::fault {
+bool hit(const char* name) noexcept;
+}
+
+#ifdef PMCR_FAULT_INJECTION
+#define PMCR_FAULT_POINT(name) (::pmcr::fault::hit(name))
+#else
+#define PMCR_FAULT_POINT(name) (false)
+#endif

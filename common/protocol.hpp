@@ -1,0 +1,210 @@
+// The pmcr control protocol: messages between libpmcr and pmserver, carried
+// as UCX active messages. Bulk data never travels here; it moves by UCX RMA
+// into and out of pool memory.
+//
+// Frame: a 24-byte header, then the body.
+//   u32 magic "PMCR" | u16 protocol version | u16 type | u64 tag | u32 body length | u32 reserved (0)
+// All fields are fixed-width little-endian. Strings and blobs are a u32
+// length followed by the bytes; every length is checked against the bytes
+// left and against a per-field limit before anything is read. Replies carry
+// type (request type | kReplyBit), the request's tag, an i32 status
+// (0 or PMCR_E_*), an error text, and, on success only, the reply payload.
+//
+// This module does no I/O and no logging.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace pmcr::proto {
+
+constexpr uint32_t kMagic = 0x52434d50;  // bytes 'P' 'M' 'C' 'R'
+constexpr uint16_t kVersion = 1;
+constexpr size_t kHeaderSize = 24;
+constexpr uint16_t kReplyBit = 0x8000;
+
+constexpr size_t kMaxJobName = 64;         // bytes, not counting a terminator
+constexpr size_t kMaxText = 4096;          // client names, error messages, paths
+constexpr size_t kMaxRkey = 4096;          // packed UCX remote key
+constexpr size_t kMaxRequest = 64 * 1024;  // no request is larger
+constexpr size_t kMaxReply = 64u << 20;    // listings of very many regions
+constexpr uint32_t kMaxEntries = 1u << 20;
+
+// UCX active-message ids.
+constexpr unsigned kAmRequest = 17;
+constexpr unsigned kAmReply = 18;
+
+enum class Type : uint16_t {
+  Hello = 1,
+  Stat = 2,
+  Create = 3,
+  Commit = 4,
+  Seal = 5,
+  ListVersions = 6,
+  ListRegions = 7,
+  Open = 8,
+  Close = 9,
+  Delete = 10,
+};
+const char* type_name(Type t) noexcept;
+
+// ---- requests ----
+struct Hello {
+  std::string client;  // free text for logs: program name, host, pid
+  uint32_t pid = 0;
+};
+struct Stat {};
+struct Create {
+  std::string job;
+  uint64_t version = 0;
+  uint32_t rank = 0;
+  uint32_t id = 0;
+  uint64_t size = 0;
+};
+struct Commit {
+  uint64_t handle = 0;
+  uint64_t size = 0;
+  uint64_t checksum = 0;
+};
+struct Seal {
+  std::string job;
+  uint64_t version = 0;
+  uint32_t nranks = 0;
+  uint32_t nregions = 0;
+};
+struct ListVersions {
+  std::string job;  // empty: every job
+};
+struct ListRegions {
+  std::string job;
+  uint64_t version = 0;
+};
+struct Open {
+  std::string job;
+  uint64_t version = 0;
+  uint32_t rank = 0;
+  uint32_t id = 0;
+};
+struct Close {
+  uint64_t handle = 0;
+};
+struct Delete {
+  std::string job;
+  uint64_t version = 0;
+  bool all_versions = false;
+};
+
+using RequestBody = std::variant<Hello, Stat, Create, Commit, Seal, ListVersions, ListRegions, Open, Close, Delete>;
+
+struct Request {
+  uint64_t tag = 0;
+  RequestBody body;
+};
+Type type_of(const RequestBody& body) noexcept;
+
+// ---- replies ----
+struct Empty {};
+struct HelloReply {
+  std::array<uint8_t, 16> pool_uuid{};
+  uint64_t pool_size = 0;
+  std::string server_version;
+};
+struct StatReply {
+  uint64_t pool_size = 0;
+  uint64_t data_size = 0;
+  uint64_t used_bytes = 0;
+  uint64_t free_bytes = 0;
+  uint64_t store_granularity = 0;  // bytes: 8 (byte), 64 (cache line) or 4096 (page)
+  uint32_t regions = 0;
+  uint32_t versions = 0;  // sealed versions
+  uint32_t jobs = 0;
+  uint32_t connections = 0;
+  uint32_t catalogue_slots = 0;
+  uint32_t catalogue_used = 0;
+  std::string pool_path;
+};
+struct CreateReply {
+  uint64_t handle = 0;
+  uint64_t remote_addr = 0;
+  std::vector<uint8_t> rkey;  // empty for a 0-byte region
+};
+struct OpenReply {
+  uint64_t handle = 0;
+  uint64_t remote_addr = 0;
+  uint64_t size = 0;
+  uint64_t checksum = 0;
+  std::vector<uint8_t> rkey;
+};
+struct VersionEntry {
+  std::string job;
+  uint64_t version = 0;
+  bool sealed = false;
+  uint32_t nranks = 0;   // sealed: as sealed; open: distinct ranks so far
+  uint32_t nregions = 0;
+  uint64_t bytes = 0;
+};
+struct ListVersionsReply {
+  std::vector<VersionEntry> versions;
+};
+enum class RegionState : uint8_t { Created = 1, Committed = 2 };
+struct RegionEntry {
+  uint32_t rank = 0;
+  uint32_t id = 0;
+  uint64_t size = 0;
+  uint64_t checksum = 0;
+  RegionState state = RegionState::Created;
+};
+struct ListRegionsReply {
+  bool sealed = false;
+  std::vector<RegionEntry> regions;
+};
+struct DeleteReply {
+  uint32_t versions = 0;
+  uint32_t regions = 0;
+};
+
+using ReplyBody =
+    std::variant<Empty, HelloReply, StatReply, CreateReply, OpenReply, ListVersionsReply, ListRegionsReply, DeleteReply>;
+
+struct Reply {
+  Type type = Type::Hello;  // the request type this answers
+  uint64_t tag = 0;
+  int32_t status = 0;
+  std::string message;  // error detail when status != 0
+  ReplyBody body;       // Empty when status != 0
+};
+
+// ---- encode / decode ----
+enum class DecodeStatus {
+  Ok,
+  Truncated,       // fewer bytes than the header or a field needs
+  BadMagic,
+  BadVersion,
+  BadType,         // unknown type, or a reply where a request was expected
+  BadLength,       // header length disagrees with the bytes given
+  FieldTooLong,    // a string, blob or list beyond its limit
+  BadValue,        // a field outside its range (e.g. a bool that is 7)
+  TrailingBytes,   // bytes left after the body
+};
+const char* decode_status_text(DecodeStatus s) noexcept;
+
+struct Header {
+  uint32_t magic = 0;
+  uint16_t version = 0;
+  uint16_t type = 0;
+  uint64_t tag = 0;
+  uint32_t length = 0;
+};
+// Parses only the header (for answering a message whose body is bad).
+DecodeStatus decode_header(const void* data, size_t size, Header* out) noexcept;
+
+std::vector<uint8_t> encode(const Request& req);
+std::vector<uint8_t> encode(const Reply& rep);
+DecodeStatus decode(const void* data, size_t size, Request* out);
+DecodeStatus decode(const void* data, size_t size, Reply* out);
+
+}  // namespace pmcr::proto

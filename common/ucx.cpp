@@ -1,0 +1,73 @@
+#include "ucx.hpp"
+
+#include "error.hpp"
+
+namespace pmcr::ucx {
+
+int to_error(ucs_status_t status) noexcept {
+  switch (status) {
+    case UCS_OK: return PMCR_OK;
+    case UCS_ERR_NO_MEMORY: return PMCR_E_NOMEM;
+    case UCS_ERR_TIMED_OUT:
+    case UCS_ERR_ENDPOINT_TIMEOUT: return PMCR_E_TIMEDOUT;
+    case UCS_ERR_UNREACHABLE:
+    case UCS_ERR_REJECTED:
+    case UCS_ERR_INVALID_ADDR: return PMCR_E_UNREACHABLE;
+    case UCS_ERR_CONNECTION_RESET:
+    case UCS_ERR_NOT_CONNECTED:
+    case UCS_ERR_CANCELED: return PMCR_E_SERVER_LOST;
+    case UCS_ERR_INVALID_PARAM: return PMCR_E_INVAL;
+    case UCS_ERR_MESSAGE_TRUNCATED: return PMCR_E_PROTOCOL;
+    case UCS_ERR_BUSY: return PMCR_E_BUSY;
+    default: return PMCR_E_TRANSPORT;
+  }
+}
+
+void throw_status(const std::string& what, ucs_status_t status) {
+  throw Error(to_error(status), what + ": " + ucs_status_string(status));
+}
+
+Context::Context(const char* name) {
+  ucp_config_t* config = nullptr;
+  ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
+  if (st != UCS_OK) throw_status("reading the UCX configuration", st);
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
+  params.features = UCP_FEATURE_AM | UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP;
+  params.name = name;
+  st = ucp_init(&params, config, &h_);
+  ucp_config_release(config);
+  if (st != UCS_OK) throw_status("initialising UCX", st);
+}
+
+Context::~Context() {
+  if (h_) ucp_cleanup(h_);
+}
+
+Worker::Worker(const Context& ctx) {
+  ucp_worker_params_t params{};
+  params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  params.thread_mode = UCS_THREAD_MODE_SINGLE;
+  ucs_status_t st = ucp_worker_create(ctx.get(), &params, &h_);
+  if (st != UCS_OK) throw_status("creating a UCX worker", st);
+  st = ucp_worker_get_efd(h_, &efd_);
+  if (st != UCS_OK) {
+    ucp_worker_destroy(h_);
+    h_ = nullptr;
+    throw_status("getting the UCX worker's event fd", st);
+  }
+}
+
+Worker::~Worker() {
+  if (h_) ucp_worker_destroy(h_);
+}
+
+ucs_status_t request_status(void* request) noexcept {
+  if (request == nullptr) return UCS_OK;
+  if (UCS_PTR_IS_ERR(request)) return UCS_PTR_STATUS(request);
+  const ucs_status_t st = ucp_request_check_status(request);
+  if (st != UCS_INPROGRESS) ucp_request_free(request);
+  return st;
+}
+
+}  // namespace pmcr::ucx

@@ -1,0 +1,49 @@
+// Thin RAII owners for the UCX handles both sides use, and the one place
+// where a UCX status becomes a pmcr error code.
+#pragma once
+
+#include <ucp/api/ucp.h>
+
+#include <string>
+#include <utility>
+
+namespace pmcr::ucx {
+
+// PMCR_E_* for a UCX status.
+int to_error(ucs_status_t status) noexcept;
+// Throws Error(to_error(status), what + ": " + ucs_status_string(status)).
+[[noreturn]] void throw_status(const std::string& what, ucs_status_t status);
+
+class Context {
+ public:
+  // A context with active messages, RMA and (for blocking waits) wakeup.
+  // `name` shows up in UCX's own logs.
+  explicit Context(const char* name);
+  Context(Context&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+  Context& operator=(Context&&) = delete;
+  ~Context();
+  ucp_context_h get() const { return h_; }
+
+ private:
+  ucp_context_h h_ = nullptr;
+};
+
+class Worker {
+ public:
+  explicit Worker(const Context& ctx);
+  Worker(Worker&& o) noexcept : h_(std::exchange(o.h_, nullptr)), efd_(o.efd_) {}
+  Worker& operator=(Worker&&) = delete;
+  ~Worker();
+  ucp_worker_h get() const { return h_; }
+  int event_fd() const { return efd_; }  // for epoll; re-arm with ucp_worker_arm
+
+ private:
+  ucp_worker_h h_ = nullptr;
+  int efd_ = -1;
+};
+
+// Releases a UCX request once it is complete (or immediately if it is not a
+// request pointer). Returns the request's final status.
+ucs_status_t request_status(void* request) noexcept;
+
+}  // namespace pmcr::ucx

@@ -1,0 +1,415 @@
+#include "client.hpp"
+
+#include <netdb.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <regex>
+#include <set>
+
+#include "checksum.hpp"
+#include "error.hpp"
+#include "log.hpp"
+#include "text.hpp"
+
+namespace pmcr::client {
+namespace {
+
+constexpr int kSpins = 64;  // progress calls before sleeping on the event fd
+
+struct RecvDone {
+  bool done = false;
+  ucs_status_t status = UCS_OK;
+};
+
+void on_recv_done(void*, ucs_status_t status, size_t, void* user_data) {
+  auto* d = static_cast<RecvDone*>(user_data);
+  d->done = true;
+  d->status = status;
+}
+
+}  // namespace
+
+Client::Client(Options options) : options_(std::move(options)), context_("pmcr"), worker_(context_) {
+  const HostPort hp = parse_host_port(options_.server, kDefaultPort);
+  options_.server = to_string(hp);
+
+  ucp_am_handler_param_t am{};
+  am.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
+  am.id = proto::kAmReply;
+  am.cb = &Client::on_reply;
+  am.arg = this;
+  ucs_status_t st = ucp_worker_set_am_recv_handler(worker_.get(), &am);
+  if (st != UCS_OK) ucx::throw_status("registering the reply handler", st);
+
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  const std::string port = std::to_string(hp.port);
+  if (int rc = getaddrinfo(hp.host.c_str(), port.c_str(), &hints, &res); rc != 0)
+    throw Error(PMCR_E_UNREACHABLE, "cannot resolve pmserver address " + options_.server + ": " + gai_strerror(rc));
+  ucp_ep_params_t ep{};
+  ep.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                  UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  ep.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
+  ep.sockaddr.addr = res->ai_addr;
+  ep.sockaddr.addrlen = res->ai_addrlen;
+  ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  ep.err_handler.cb = &Client::on_ep_error;
+  ep.err_handler.arg = this;
+  st = ucp_ep_create(worker_.get(), &ep, &ep_);
+  freeaddrinfo(res);
+  if (st != UCS_OK)
+    throw Error(PMCR_E_UNREACHABLE, "cannot connect to pmserver at " + options_.server + ": " + ucs_status_string(st));
+
+  proto::Hello hello;
+  char host[256] = "?";
+  gethostname(host, sizeof host - 1);
+  hello.client = (options_.name.empty() ? std::string("pmcr") : options_.name) + "@" + host;
+  hello.pid = static_cast<uint32_t>(getpid());
+  proto::Request req{next_tag_++, hello};
+  try {
+    proto::Reply rep = exchange(proto::encode(req), req.tag, Clock::now() + options_.connect_timeout);
+    if (rep.status != 0) throw Error(rep.status, "pmserver at " + options_.server + " refused HELLO: " + rep.message);
+    if (!std::holds_alternative<proto::HelloReply>(rep.body))
+      throw Error(PMCR_E_PROTOCOL, "pmserver at " + options_.server + " answered HELLO with the wrong message");
+    hello_ = std::get<proto::HelloReply>(rep.body);
+  } catch (const Error& e) {
+    const int code = (e.code() == PMCR_E_SERVER_LOST || e.code() == PMCR_E_TIMEDOUT) ? PMCR_E_UNREACHABLE : e.code();
+    throw Error(code, std::string(e.what()) +
+                          (code == PMCR_E_UNREACHABLE
+                               ? " (is a pmserver running there? start one with: pmserver --pool PATH --size SIZE)"
+                               : ""));
+  }
+  log()->debug("connected to pmserver {} at {} over {}", hello_.server_version, options_.server, transports());
+}
+
+Client::~Client() {
+  if (ep_) {
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    p.flags = broken_.empty() ? 0 : UCP_EP_CLOSE_FLAG_FORCE;
+    void* req = ucp_ep_close_nbx(ep_, &p);
+    const auto deadline = Clock::now() + std::chrono::seconds(2);
+    while (req && !UCS_PTR_IS_ERR(req) && ucp_request_check_status(req) == UCS_INPROGRESS && Clock::now() < deadline)
+      ucp_worker_progress(worker_.get());
+    if (req && !UCS_PTR_IS_ERR(req)) {
+      if (ucp_request_check_status(req) == UCS_INPROGRESS) {
+        log()->warn("closing the connection to {} timed out", options_.server);
+        ucp_request_cancel(worker_.get(), req);
+        while (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_worker_progress(worker_.get());
+      }
+      ucp_request_free(req);
+    }
+  }
+  for (const auto& p : rndv_) ucp_am_data_release(worker_.get(), p.desc);
+}
+
+std::string Client::transports() const {
+  if (!ep_) return "";
+  char* text = nullptr;
+  size_t len = 0;
+  FILE* f = open_memstream(&text, &len);
+  if (!f) return "unknown";
+  ucp_ep_print_info(ep_, f);
+  std::fclose(f);
+  // Lanes print as "lane[0]:  1:tcp/lo.0 md[1] ...": collect the tl/dev names.
+  std::set<std::string> found;
+  static const std::regex lane(R"(\d+:([a-z_0-9]+/[A-Za-z0-9_.:-]+))");
+  const std::string s(text, len);
+  std::free(text);
+  for (std::sregex_iterator it(s.begin(), s.end(), lane), end; it != end; ++it) {
+    std::string t = (*it)[1];
+    if (auto dot = t.rfind('.'); dot != std::string::npos && t.find('/') < dot) t.resize(dot);
+    found.insert(t);
+  }
+  std::string out;
+  for (const auto& t : found) out += (out.empty() ? "" : ",") + t;
+  return out.empty() ? "unknown" : out;
+}
+
+// ------------------------------------------------------------ callbacks
+
+ucs_status_t Client::on_reply(void* arg, const void*, size_t, void* data, size_t length,
+                              const ucp_am_recv_param_t* param) {
+  auto* self = static_cast<Client*>(arg);
+  if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
+    if (length > proto::kMaxReply) return UCS_OK;  // dropped: the call times out with a clear error
+    self->rndv_.push_back(PendingRndv{data, length});
+    return UCS_INPROGRESS;
+  }
+  proto::Header h;
+  if (proto::decode_header(data, length, &h) == proto::DecodeStatus::Ok) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    self->replies_[h.tag].assign(p, p + length);
+  }
+  return UCS_OK;
+}
+
+void Client::on_ep_error(void* arg, ucp_ep_h, ucs_status_t status) {
+  auto* self = static_cast<Client*>(arg);
+  self->ep_status_ = status;
+}
+
+// ------------------------------------------------------------ waiting
+
+void Client::check_alive() const {
+  if (!broken_.empty()) throw Error(PMCR_E_SERVER_LOST, broken_);
+}
+
+void Client::fail_connection(int code, const std::string& message) {
+  if (broken_.empty()) broken_ = "connection to pmserver " + options_.server + " is unusable: " + message;
+  throw Error(code, message);
+}
+
+void Client::progress_or_sleep(Clock::time_point deadline) {
+  for (int i = 0; i < kSpins; ++i)
+    if (ucp_worker_progress(worker_.get())) return;
+  if (!rndv_.empty()) return;
+  const ucs_status_t st = ucp_worker_arm(worker_.get());
+  if (st == UCS_ERR_BUSY) return;
+  if (st != UCS_OK) return;  // cannot sleep: keep spinning
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  pollfd pfd{worker_.event_fd(), POLLIN, 0};
+  poll(&pfd, 1, static_cast<int>(std::max<long long>(0, std::min<long long>(left, 100))));
+}
+
+void Client::wait(void* request, const char* what, Clock::time_point deadline) {
+  if (request == nullptr) return;
+  if (UCS_PTR_IS_ERR(request)) {
+    const ucs_status_t st = UCS_PTR_STATUS(request);
+    fail_connection(ucx::to_error(st), std::string(what) + " failed: " + ucs_status_string(st));
+  }
+  ucs_status_t st;
+  while ((st = ucp_request_check_status(request)) == UCS_INPROGRESS) {
+    if (Clock::now() >= deadline) {
+      // The request may still touch the caller's buffer: force the endpoint
+      // closed, which completes it, before giving the buffer back.
+      ucp_request_param_t p{};
+      p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      p.flags = UCP_EP_CLOSE_FLAG_FORCE;
+      void* close = ucp_ep_close_nbx(ep_, &p);
+      ep_ = nullptr;
+      while (ucp_request_check_status(request) == UCS_INPROGRESS) ucp_worker_progress(worker_.get());
+      ucp_request_free(request);
+      if (close && !UCS_PTR_IS_ERR(close)) {
+        while (ucp_request_check_status(close) == UCS_INPROGRESS) ucp_worker_progress(worker_.get());
+        ucp_request_free(close);
+      }
+      fail_connection(PMCR_E_TIMEDOUT, std::string(what) + " on pmserver " + options_.server + " timed out after " +
+                                           std::to_string(options_.timeout.count()) + " ms");
+    }
+    progress_or_sleep(deadline);
+  }
+  ucp_request_free(request);
+  if (st != UCS_OK) {
+    const int code = ep_status_ != UCS_OK ? PMCR_E_SERVER_LOST : ucx::to_error(st);
+    fail_connection(code, std::string(what) + " failed: " + ucs_status_string(st) +
+                              (ep_status_ != UCS_OK ? " (the connection to pmserver " + options_.server + " was lost)"
+                                                    : ""));
+  }
+}
+
+void Client::fetch_rndv() {
+  while (!rndv_.empty()) {
+    const PendingRndv p = rndv_.front();
+    rndv_.pop_front();
+    std::vector<uint8_t> bytes(p.length);
+    RecvDone done;
+    ucp_request_param_t rp{};
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    rp.cb.recv_am = on_recv_done;
+    rp.user_data = &done;
+    void* req = ucp_am_recv_data_nbx(worker_.get(), p.desc, bytes.data(), p.length, &rp);
+    wait(req, "receiving a large reply", Clock::now() + options_.timeout);
+    if (req != nullptr && done.status != UCS_OK) continue;
+    proto::Header h;
+    if (proto::decode_header(bytes.data(), bytes.size(), &h) == proto::DecodeStatus::Ok) replies_[h.tag] = std::move(bytes);
+  }
+}
+
+proto::Reply Client::exchange(const std::vector<uint8_t>& bytes, uint64_t tag, Clock::time_point deadline) {
+  check_alive();
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  p.flags = UCP_AM_SEND_FLAG_REPLY;
+  void* req = ucp_am_send_nbx(ep_, proto::kAmRequest, nullptr, 0, bytes.data(), bytes.size(), &p);
+  wait(req, "sending a request", deadline);
+  for (;;) {
+    fetch_rndv();
+    auto it = replies_.find(tag);
+    if (it != replies_.end()) {
+      std::vector<uint8_t> raw = std::move(it->second);
+      replies_.erase(it);
+      proto::Reply rep;
+      const proto::DecodeStatus ds = proto::decode(raw.data(), raw.size(), &rep);
+      if (ds != proto::DecodeStatus::Ok)
+        fail_connection(PMCR_E_PROTOCOL, std::string("malformed reply from pmserver ") + options_.server + ": " +
+                                             proto::decode_status_text(ds));
+      return rep;
+    }
+    replies_.clear();  // stale replies to requests that timed out
+    if (ep_status_ != UCS_OK)
+      fail_connection(ucx::to_error(ep_status_) == PMCR_E_UNREACHABLE ? PMCR_E_UNREACHABLE : PMCR_E_SERVER_LOST,
+                      "connection to pmserver " + options_.server + " lost: " + ucs_status_string(ep_status_));
+    if (Clock::now() >= deadline)
+      fail_connection(PMCR_E_TIMEDOUT, "pmserver " + options_.server + " did not answer within " +
+                                           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                              options_.timeout).count()) + " ms");
+    progress_or_sleep(deadline);
+  }
+}
+
+proto::ReplyBody Client::call(proto::RequestBody body) {
+  const proto::Type type = proto::type_of(body);
+  proto::Request req{next_tag_++, std::move(body)};
+  proto::Reply rep = exchange(proto::encode(req), req.tag, Clock::now() + options_.timeout);
+  if (rep.status != 0) throw Error(rep.status, rep.message);
+  if (rep.type != type) fail_connection(PMCR_E_PROTOCOL, "pmserver answered with a reply of the wrong type");
+  return std::move(rep.body);
+}
+
+proto::Reply Client::raw_request(const std::vector<uint8_t>& bytes, uint64_t tag) {
+  return exchange(bytes, tag, Clock::now() + options_.timeout);
+}
+
+// ------------------------------------------------------------ requests
+
+proto::StatReply Client::stat() { return std::get<proto::StatReply>(call(proto::Stat{})); }
+
+WriteTarget Client::create(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, uint64_t size) {
+  auto r = std::get<proto::CreateReply>(call(proto::Create{job, version, rank, id, size}));
+  return WriteTarget{r.handle, size, r.remote_addr, std::move(r.rkey)};
+}
+
+void Client::rma(bool put, void* local, uint64_t size, uint64_t remote, const std::vector<uint8_t>& rkey_bytes) {
+  if (size == 0) return;
+  check_alive();
+  ucp_rkey_h rkey = nullptr;
+  ucs_status_t st = ucp_ep_rkey_unpack(ep_, rkey_bytes.data(), &rkey);
+  if (st != UCS_OK) throw Error(PMCR_E_PROTOCOL, std::string("cannot unpack the region's remote key: ") +
+                                                     ucs_status_string(st));
+  struct RkeyOwner {
+    ucp_rkey_h h;
+    ~RkeyOwner() { ucp_rkey_destroy(h); }
+  } owner{rkey};
+  const auto deadline = Clock::now() + options_.timeout;
+  const char* what = put ? "putting region data" : "getting region data";
+  auto* base = static_cast<uint8_t*>(local);
+  std::deque<void*> inflight;
+  uint64_t off = 0;
+  try {
+    while (off < size || !inflight.empty()) {
+      while (off < size && inflight.size() < options_.depth) {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(options_.chunk, size - off));
+        ucp_request_param_t p{};
+        void* req = put ? ucp_put_nbx(ep_, base + off, n, remote + off, rkey, &p)
+                        : ucp_get_nbx(ep_, base + off, n, remote + off, rkey, &p);
+        off += n;
+        if (UCS_PTR_IS_ERR(req)) wait(req, what, deadline);
+        if (req) inflight.push_back(req);
+      }
+      if (!inflight.empty()) {
+        void* req = inflight.front();
+        inflight.pop_front();
+        wait(req, what, deadline);
+      }
+    }
+    if (put) {
+      // Remote completion of every put before COMMIT is sent.
+      ucp_request_param_t p{};
+      wait(ucp_ep_flush_nbx(ep_, &p), "flushing puts", deadline);
+    }
+  } catch (...) {
+    // The connection is failed by now, which completes what is in flight.
+    for (void* req : inflight) {
+      while (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_worker_progress(worker_.get());
+      ucp_request_free(req);
+    }
+    throw;
+  }
+}
+
+void Client::put(const WriteTarget& target, const void* buf) {
+  rma(true, const_cast<void*>(buf), target.size, target.remote_addr, target.rkey);
+}
+
+void Client::commit(const WriteTarget& target, uint64_t checksum_value) {
+  call(proto::Commit{target.handle, target.size, checksum_value});
+}
+
+void Client::write_region(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, const void* buf,
+                          uint64_t size) {
+  const WriteTarget t = create(job, version, rank, id, size);
+  put(t, buf);
+  commit(t, checksum(buf, size));
+}
+
+void Client::seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions) {
+  call(proto::Seal{job, version, nranks, nregions});
+}
+
+std::vector<proto::VersionEntry> Client::list_versions(const std::string& job) {
+  return std::get<proto::ListVersionsReply>(call(proto::ListVersions{job})).versions;
+}
+
+proto::ListRegionsReply Client::list_regions(const std::string& job, uint64_t version) {
+  return std::get<proto::ListRegionsReply>(call(proto::ListRegions{job, version}));
+}
+
+std::optional<uint64_t> Client::latest_sealed(const std::string& job) {
+  std::optional<uint64_t> best;
+  for (const auto& v : list_versions(job))
+    if (v.sealed && v.job == job && (!best || v.version > *best)) best = v.version;
+  return best;
+}
+
+ReadSource Client::open(const std::string& job, uint64_t version, uint32_t rank, uint32_t id) {
+  auto r = std::get<proto::OpenReply>(call(proto::Open{job, version, rank, id}));
+  return ReadSource{r.handle, r.size, r.checksum, r.remote_addr, std::move(r.rkey)};
+}
+
+void Client::get(const ReadSource& source, void* buf) {
+  rma(false, buf, source.size, source.remote_addr, source.rkey);
+  const uint64_t actual = checksum(buf, source.size);
+  if (actual != source.checksum) {
+    char text[96];
+    std::snprintf(text, sizeof text, "read %016llx, committed %016llx", static_cast<unsigned long long>(actual),
+                  static_cast<unsigned long long>(source.checksum));
+    throw Error(PMCR_E_CHECKSUM, std::string("region data read from pmserver ") + options_.server +
+                                     " does not match its checksum (" + text + ")");
+  }
+}
+
+void Client::close(const ReadSource& source) { call(proto::Close{source.handle}); }
+
+void Client::read_region(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, void* buf,
+                         uint64_t size) {
+  const ReadSource src = open(job, version, rank, id);
+  try {
+    if (src.size != size)
+      throw Error(PMCR_E_SIZE, "region rank " + std::to_string(rank) + " id " + std::to_string(id) + " of version " +
+                                   std::to_string(version) + " holds " + std::to_string(src.size) +
+                                   " bytes, the buffer has " + std::to_string(size));
+    get(src, buf);
+  } catch (...) {
+    if (broken_.empty()) {
+      try {
+        close(src);
+      } catch (const Error&) {
+      }
+    }
+    throw;
+  }
+  close(src);
+}
+
+proto::DeleteReply Client::remove(const std::string& job, std::optional<uint64_t> version) {
+  return std::get<proto::DeleteReply>(call(proto::Delete{job, version.value_or(0), !version.has_value()}));
+}
+
+}  // namespace pmcr::client

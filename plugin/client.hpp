@@ -1,0 +1,130 @@
+// Client: libpmcr's connection to one pmserver (RAII over a UCX context,
+// worker and endpoint). It speaks the control protocol over active messages
+// and moves region data with pipelined ucp_put_nbx / ucp_get_nbx straight
+// from and into the caller's memory: no staging copies on either side.
+//
+// A Client is used by one thread at a time. Every call either succeeds or
+// throws pmcr::Error with a PMCR_E_* code and a message that says what
+// failed and what to do. Waiting sleeps on the worker's event fd after a
+// short spin, so a rank waiting for the server does not steal its CPU.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "protocol.hpp"
+#include "ucx.hpp"
+
+namespace pmcr::client {
+
+struct Options {
+  std::string server;  // HOST:PORT
+  std::string name;    // shown in the server's log
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds timeout{60000};  // one request, or one region transfer
+  size_t chunk = 1u << 20;                   // RMA operation size
+  unsigned depth = 4;                        // RMA operations in flight
+};
+
+// A region being written: where its bytes go on the server.
+struct WriteTarget {
+  uint64_t handle = 0;
+  uint64_t size = 0;
+  uint64_t remote_addr = 0;
+  std::vector<uint8_t> rkey;
+};
+
+// A committed region of a sealed version, open for reading.
+struct ReadSource {
+  uint64_t handle = 0;
+  uint64_t size = 0;
+  uint64_t checksum = 0;
+  uint64_t remote_addr = 0;
+  std::vector<uint8_t> rkey;
+};
+
+class Client {
+ public:
+  // Connects and says HELLO. Throws UNREACHABLE (no server there),
+  // TIMEDOUT, INVAL (bad address), PROTOCOL (not a compatible pmserver).
+  explicit Client(Options options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  const proto::HelloReply& server_info() const { return hello_; }
+  const std::string& address() const { return options_.server; }
+  // The UCX transports of the endpoint's lanes, e.g. "tcp/lo".
+  std::string transports() const;
+
+  proto::StatReply stat();
+
+  WriteTarget create(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, uint64_t size);
+  // Puts SIZE bytes from BUF into the region and flushes the endpoint: when
+  // it returns, the data has reached the server's memory (not yet durable).
+  void put(const WriteTarget& target, const void* buf);
+  // Makes the region durable: the server persists it and verifies CHECKSUM.
+  void commit(const WriteTarget& target, uint64_t checksum);
+  // create + put + commit, with the checksum computed here.
+  void write_region(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, const void* buf,
+                    uint64_t size);
+  void seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions);
+
+  std::vector<proto::VersionEntry> list_versions(const std::string& job = "");
+  proto::ListRegionsReply list_regions(const std::string& job, uint64_t version);
+  // The highest sealed version of JOB, if any.
+  std::optional<uint64_t> latest_sealed(const std::string& job);
+
+  ReadSource open(const std::string& job, uint64_t version, uint32_t rank, uint32_t id);
+  // Gets the region into BUF (source.size bytes) and verifies its checksum.
+  // Throws CHECKSUM if the bytes do not match the committed checksum.
+  void get(const ReadSource& source, void* buf);
+  void close(const ReadSource& source);
+  // open + get + verify + close into BUF, which must hold exactly SIZE bytes
+  // (throws SIZE otherwise; use open() to learn the size first).
+  void read_region(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, void* buf, uint64_t size);
+
+  proto::DeleteReply remove(const std::string& job, std::optional<uint64_t> version);
+
+  // Sends BYTES as a request as they are and returns the reply (tests).
+  proto::Reply raw_request(const std::vector<uint8_t>& bytes, uint64_t tag);
+
+ private:
+  struct PendingRndv {
+    void* desc;
+    size_t length;
+  };
+  using Clock = std::chrono::steady_clock;
+
+  static ucs_status_t on_reply(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                               const ucp_am_recv_param_t* param);
+  static void on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status);
+
+  proto::ReplyBody call(proto::RequestBody body);
+  proto::Reply exchange(const std::vector<uint8_t>& bytes, uint64_t tag, Clock::time_point deadline);
+  // Progresses until REQUEST completes; throws on failure or at DEADLINE.
+  void wait(void* request, const char* what, Clock::time_point deadline);
+  void progress_or_sleep(Clock::time_point deadline);
+  void fetch_rndv();
+  void rma(bool put, void* local, uint64_t size, uint64_t remote, const std::vector<uint8_t>& rkey);
+  [[noreturn]] void fail_connection(int code, const std::string& message);
+  void check_alive() const;
+
+  Options options_;
+  ucx::Context context_;
+  ucx::Worker worker_;
+  ucp_ep_h ep_ = nullptr;
+  ucs_status_t ep_status_ = UCS_OK;
+  std::string broken_;  // why the connection is unusable, once it is
+  uint64_t next_tag_ = 1;
+  std::map<uint64_t, std::vector<uint8_t>> replies_;  // by tag
+  std::deque<PendingRndv> rndv_;
+  proto::HelloReply hello_;
+};
+
+}  // namespace pmcr::client

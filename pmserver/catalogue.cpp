@@ -1,0 +1,521 @@
+#include "catalogue.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <set>
+
+#include "checksum.hpp"
+#include "error.hpp"
+#include "fault.hpp"
+#include "text.hpp"
+
+// Every state transition below follows one pattern: write and persist a
+// record's body while its state word says the body is irrelevant, then make
+// the change with one persisted 8-byte store of the state. A fault point sits
+// after each persist, so crash tests can kill the server at each step.
+#define CRASH_POINT(name)                                                         \
+  do {                                                                            \
+    if (PMCR_FAULT_POINT(name)) throw Error(PMCR_E_IO, "fault injected at " name); \
+  } while (0)
+
+namespace pmcr::server {
+namespace {
+
+std::string record_job(const Record& r) { return std::string(r.job, strnlen(r.job, kJobNameMax)); }
+
+std::string describe(const std::string& job, uint64_t version) {
+  return "version " + std::to_string(version) + " of job '" + job + "'";
+}
+
+}  // namespace
+
+Catalogue::Catalogue(Pool& pool)
+    : pool_(pool),
+      alloc_(pool.header()->data_offset, pool.header()->data_offset + pool.header()->data_size, kExtentAlign),
+      slots_(pool.slots()) {
+  recover();
+}
+
+// ---------------------------------------------------------------- records
+
+std::optional<uint32_t> Catalogue::slot_of(uint64_t handle) const {
+  const uint64_t slot = handle & 0xffffffffu;
+  if (slot >= slots_.size() || slots_[slot].gen != (handle >> 32)) return std::nullopt;
+  const uint64_t st = rec(static_cast<uint32_t>(slot)).state;
+  if (st != kRegionCreated && st != kRegionCommitted) return std::nullopt;
+  return static_cast<uint32_t>(slot);
+}
+
+uint32_t Catalogue::take_slot() {
+  if (free_slots_.empty())
+    throw Error(PMCR_E_NOSPACE, "the pool's catalogue is full (" + std::to_string(slots_.size()) +
+                                    " records); delete old versions with 'pmcr rm' or use a larger pool");
+  const uint32_t slot = free_slots_.back();
+  free_slots_.pop_back();
+  return slot;
+}
+
+void Catalogue::write_body(uint32_t slot, const std::string& job, uint64_t version, uint32_t rank, uint32_t id,
+                           uint64_t offset, uint64_t size, uint64_t checksum_value) {
+  Record& r = rec(slot);
+  std::memset(r.job, 0, sizeof r.job);
+  std::memcpy(r.job, job.data(), job.size());
+  r.version = version;
+  r.rank = rank;
+  r.id = id;
+  r.offset = offset;
+  r.size = size;
+  r.checksum = checksum_value;
+  r.sequence = next_sequence_++;
+  r.body_sum = checksum(reinterpret_cast<const uint8_t*>(&r) + kRecordBodyOffset, sizeof(Record) - kRecordBodyOffset);
+  pool_.persist(&r.body_sum, sizeof(Record) - offsetof(Record, body_sum));
+}
+
+bool Catalogue::body_ok(uint32_t slot) const {
+  const Record& r = rec(slot);
+  return r.body_sum ==
+         checksum(reinterpret_cast<const uint8_t*>(&r) + kRecordBodyOffset, sizeof(Record) - kRecordBodyOffset);
+}
+
+void Catalogue::free_record(uint32_t slot) {
+  pool_.store_persist(&rec(slot).state, kStateFree);
+  slots_[slot].gen++;
+  slots_[slot].owner = 0;
+  slots_[slot].pins = 0;
+  free_slots_.push_back(slot);
+}
+
+void Catalogue::free_region(uint32_t slot) {
+  const Record& r = rec(slot);
+  const uint64_t offset = r.offset, capacity = extent_size(r.size);
+  const uint64_t handle = handle_of(slot);
+  const uint32_t pins = slots_[slot].pins;
+  free_record(slot);
+  regions_--;
+  if (pins > 0) zombies_[handle] = Zombie{offset, capacity, pins};
+  else release_extent(offset, capacity);
+}
+
+void Catalogue::release_extent(uint64_t offset, uint64_t capacity) {
+  if (capacity == 0) return;
+  if (on_extent_freed) on_extent_freed(offset, capacity);
+  alloc_.release(offset, capacity);
+}
+
+Catalogue::Version* Catalogue::find_version(const std::string& job, uint64_t version) {
+  auto j = jobs_.find(job);
+  if (j == jobs_.end()) return nullptr;
+  auto v = j->second.find(version);
+  return v == j->second.end() ? nullptr : &v->second;
+}
+
+const Catalogue::Version* Catalogue::find_version(const std::string& job, uint64_t version) const {
+  return const_cast<Catalogue*>(this)->find_version(job, version);
+}
+
+void Catalogue::prune(const std::string& job, uint64_t version) {
+  auto j = jobs_.find(job);
+  if (j == jobs_.end()) return;
+  auto v = j->second.find(version);
+  if (v != j->second.end() && !v->second.sealed && v->second.regions.empty()) j->second.erase(v);
+  if (j->second.empty()) jobs_.erase(j);
+}
+
+uint64_t Catalogue::manifest_digest(const Version& v) const {
+  std::vector<uint64_t> words;
+  words.reserve(v.regions.size() * 3);
+  for (const auto& [key, slot] : v.regions) {
+    words.push_back((static_cast<uint64_t>(key.first) << 32) | key.second);
+    words.push_back(rec(slot).size);
+    words.push_back(rec(slot).checksum);
+  }
+  return checksum(words.data(), words.size() * sizeof(uint64_t));
+}
+
+// ---------------------------------------------------------------- writers
+
+RegionView Catalogue::create_region(const RegionKey& key, uint64_t size, Owner owner) {
+  check_job_name(key.job);
+  if (size > alloc_.capacity())
+    throw Error(PMCR_E_NOSPACE, "region of " + format_size(size) + " is larger than the pool's whole data area (" +
+                                    format_size(alloc_.capacity()) + ")");
+  Version& v = jobs_[key.job][key.version];
+  if (v.sealed) {
+    throw Error(PMCR_E_EXISTS, describe(key.job, key.version) +
+                                   " is sealed and cannot change; write a new version or delete this one first");
+  }
+  // A region written again before its version is sealed (a retry, a
+  // relaunched job) replaces the old one: the newest writer wins.
+  auto existing = v.regions.find({key.rank, key.id});
+  if (existing != v.regions.end()) {
+    spdlog::debug("replacing unsealed region {}/{}/{}/{}", key.job, key.version, key.rank, key.id);
+    free_region(existing->second);
+    v.regions.erase(existing);
+  }
+  const uint64_t capacity = extent_size(size);
+  uint64_t offset = 0;
+  if (capacity) {
+    auto got = alloc_.allocate(capacity);
+    if (!got) {
+      prune(key.job, key.version);
+      throw Error(PMCR_E_NOSPACE, "no space in the pool for a region of " + format_size(size) + ": " +
+                                      format_size(alloc_.free_bytes()) + " free, largest free extent " +
+                                      format_size(alloc_.largest_free()) +
+                                      "; delete old versions with 'pmcr rm' or use a larger pool");
+    }
+    offset = *got;
+  }
+  uint32_t slot;
+  try {
+    slot = take_slot();
+  } catch (...) {
+    if (capacity) alloc_.release(offset, capacity);
+    prune(key.job, key.version);
+    throw;
+  }
+  write_body(slot, key.job, key.version, key.rank, key.id, offset, size, 0);
+  CRASH_POINT("create.body");
+  pool_.store_persist(&rec(slot).state, kRegionCreated);
+  CRASH_POINT("create.state");
+  slots_[slot].owner = owner;
+  v.regions[{key.rank, key.id}] = slot;
+  regions_++;
+  return RegionView{handle_of(slot), offset, size, capacity, 0};
+}
+
+void Catalogue::commit_region(uint64_t handle, uint64_t size, uint64_t checksum_value, Owner owner) {
+  const auto slot = slot_of(handle);
+  if (!slot) throw Error(PMCR_E_NOT_FOUND, "unknown region handle (the region was replaced, deleted or reclaimed)");
+  Record& r = rec(*slot);
+  if (slots_[*slot].owner != owner)
+    throw Error(PMCR_E_STATE, "region belongs to another connection; only its creator can commit it");
+  if (size != r.size)
+    throw Error(PMCR_E_SIZE, "commit of " + std::to_string(size) + " bytes for a region created with " +
+                                 std::to_string(r.size) + " bytes");
+  if (r.state == kRegionCommitted) {
+    if (r.checksum == checksum_value) return;  // a retried commit
+    throw Error(PMCR_E_STATE, "region is already committed with another checksum");
+  }
+  uint8_t* data = pool_.base() + r.offset;
+  pool_.persist(data, size);
+  CRASH_POINT("commit.data");
+  const uint64_t actual = checksum(data, size);
+  if (actual != checksum_value) {
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "pool holds %016llx, client sent %016llx",
+                  static_cast<unsigned long long>(actual), static_cast<unsigned long long>(checksum_value));
+    throw Error(PMCR_E_CHECKSUM, std::string("region data does not match its checksum (") + buf +
+                                     "); were all puts flushed before COMMIT?");
+  }
+  r.checksum = checksum_value;
+  r.body_sum = checksum(reinterpret_cast<const uint8_t*>(&r) + kRecordBodyOffset, sizeof(Record) - kRecordBodyOffset);
+  pool_.persist(&r.body_sum, sizeof(Record) - offsetof(Record, body_sum));
+  CRASH_POINT("commit.body");
+  pool_.store_persist(&r.state, kRegionCommitted);
+  CRASH_POINT("commit.state");
+}
+
+void Catalogue::seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions) {
+  check_job_name(job);
+  Version* v = find_version(job, version);
+  if (!v || v->damaged) throw Error(PMCR_E_NOT_FOUND, describe(job, version) + " has no regions to seal");
+  if (v->sealed) {
+    const Record& s = rec(v->seal_slot);
+    if (s.rank == nranks && s.id == nregions) return;  // a retried seal
+    throw Error(PMCR_E_EXISTS, describe(job, version) + " is already sealed with " + std::to_string(s.rank) +
+                                   " ranks and " + std::to_string(s.id) + " regions");
+  }
+  if (nranks == 0 || nregions < nranks)
+    throw Error(PMCR_E_INVAL, "seal needs at least one rank and at least one region per rank (got " +
+                                  std::to_string(nranks) + " ranks, " + std::to_string(nregions) + " regions)");
+  uint32_t committed = 0, created = 0;
+  uint64_t bytes = 0;
+  std::set<uint32_t> ranks;
+  for (const auto& [key, slot] : v->regions) {
+    if (key.first >= nranks)
+      throw Error(PMCR_E_INVAL, describe(job, version) + " has a region of rank " + std::to_string(key.first) +
+                                    " but the seal names only " + std::to_string(nranks) + " ranks");
+    if (rec(slot).state == kRegionCommitted) {
+      committed++;
+      bytes += rec(slot).size;
+      ranks.insert(key.first);
+    } else {
+      created++;
+    }
+  }
+  if (created || committed != nregions)
+    throw Error(PMCR_E_INCOMPLETE, describe(job, version) + " has " + std::to_string(committed) +
+                                       " committed regions (" + std::to_string(created) + " not yet committed); " +
+                                       std::to_string(nregions) + " are required to seal it");
+  if (ranks.size() != nranks)
+    throw Error(PMCR_E_INCOMPLETE, describe(job, version) + ": only " + std::to_string(ranks.size()) + " of " +
+                                       std::to_string(nranks) + " ranks have committed regions");
+  const uint32_t slot = take_slot();
+  write_body(slot, job, version, nranks, nregions, 0, bytes, manifest_digest(*v));
+  CRASH_POINT("seal.body");
+  pool_.store_persist(&rec(slot).state, kVersionSealed);
+  v->sealed = true;
+  v->seal_slot = slot;
+  for (const auto& [key, region_slot] : v->regions) slots_[region_slot].owner = 0;
+  CRASH_POINT("seal.state");
+}
+
+// ---------------------------------------------------------------- readers
+
+RegionView Catalogue::open_region(const RegionKey& key) {
+  const Version* v = find_version(key.job, key.version);
+  if (!v || !v->sealed || v->damaged)
+    throw Error(PMCR_E_NOT_FOUND, describe(key.job, key.version) + " is not a sealed checkpoint in this pool");
+  auto it = v->regions.find({key.rank, key.id});
+  if (it == v->regions.end())
+    throw Error(PMCR_E_NOT_FOUND, describe(key.job, key.version) + " has no region with rank " +
+                                      std::to_string(key.rank) + " and id " + std::to_string(key.id));
+  const uint32_t slot = it->second;
+  const Record& r = rec(slot);
+  slots_[slot].pins++;
+  return RegionView{handle_of(slot), r.offset, r.size, extent_size(r.size), r.checksum};
+}
+
+void Catalogue::close_region(uint64_t handle) {
+  if (auto slot = slot_of(handle)) {
+    if (slots_[*slot].pins > 0) {
+      slots_[*slot].pins--;
+      return;
+    }
+  }
+  auto z = zombies_.find(handle);
+  if (z == zombies_.end()) throw Error(PMCR_E_NOT_FOUND, "unknown or already closed region handle");
+  if (--z->second.pins == 0) {
+    release_extent(z->second.offset, z->second.capacity);
+    zombies_.erase(z);
+  }
+}
+
+// ---------------------------------------------------------------- deletion
+
+uint32_t Catalogue::delete_version(const std::string& job, uint64_t version, Version& v) {
+  // A sealed version first becomes invisible as a whole (DELETING), then its
+  // regions go; a crash in between is finished at the next start.
+  if (v.sealed) {
+    pool_.store_persist(&rec(v.seal_slot).state, kVersionDeleting);
+    CRASH_POINT("delete.mark");
+  }
+  uint32_t n = 0;
+  for (const auto& [key, slot] : v.regions) {
+    free_region(slot);
+    n++;
+    CRASH_POINT("delete.region");
+  }
+  if (v.sealed) {
+    free_record(v.seal_slot);
+    CRASH_POINT("delete.done");
+  }
+  spdlog::info("deleted {} ({} regions)", describe(job, version), n);
+  return n;
+}
+
+std::pair<uint32_t, uint32_t> Catalogue::delete_versions(const std::string& job, std::optional<uint64_t> version) {
+  check_job_name(job);
+  auto j = jobs_.find(job);
+  if (j == jobs_.end()) throw Error(PMCR_E_NOT_FOUND, "job '" + job + "' has no versions in this pool");
+  std::vector<uint64_t> targets;
+  if (version) {
+    if (!j->second.count(*version)) throw Error(PMCR_E_NOT_FOUND, describe(job, *version) + " does not exist");
+    targets.push_back(*version);
+  } else {
+    for (const auto& [ver, v] : j->second) targets.push_back(ver);
+  }
+  uint32_t versions = 0, regions = 0;
+  for (uint64_t ver : targets) {
+    regions += delete_version(job, ver, j->second.at(ver));
+    j->second.erase(ver);
+    versions++;
+  }
+  if (j->second.empty()) jobs_.erase(j);
+  return {versions, regions};
+}
+
+uint32_t Catalogue::release_owner(Owner owner) {
+  if (owner == 0) return 0;
+  uint32_t n = 0;
+  std::vector<std::pair<std::string, uint64_t>> touched;
+  for (auto& [job, versions] : jobs_) {
+    for (auto& [ver, v] : versions) {
+      if (v.sealed) continue;
+      for (auto it = v.regions.begin(); it != v.regions.end();) {
+        if (slots_[it->second].owner == owner) {
+          free_region(it->second);
+          it = v.regions.erase(it);
+          n++;
+          CRASH_POINT("reclaim.region");
+        } else {
+          ++it;
+        }
+      }
+      touched.emplace_back(job, ver);
+    }
+  }
+  for (const auto& [job, ver] : touched) prune(job, ver);
+  return n;
+}
+
+// ---------------------------------------------------------------- queries
+
+std::vector<VersionSummary> Catalogue::list_versions(const std::string& job) const {
+  std::vector<VersionSummary> out;
+  for (const auto& [name, versions] : jobs_) {
+    if (!job.empty() && name != job) continue;
+    for (const auto& [ver, v] : versions) {
+      if (v.damaged) continue;
+      VersionSummary s;
+      s.job = name;
+      s.version = ver;
+      s.sealed = v.sealed;
+      std::set<uint32_t> ranks;
+      for (const auto& [key, slot] : v.regions) {
+        ranks.insert(key.first);
+        s.bytes += rec(slot).size;
+      }
+      s.nregions = static_cast<uint32_t>(v.regions.size());
+      s.nranks = v.sealed ? rec(v.seal_slot).rank : static_cast<uint32_t>(ranks.size());
+      out.push_back(std::move(s));
+    }
+  }
+  return out;
+}
+
+std::pair<bool, std::vector<RegionSummary>> Catalogue::list_regions(const std::string& job, uint64_t version) const {
+  const Version* v = find_version(job, version);
+  if (!v || v->damaged) throw Error(PMCR_E_NOT_FOUND, describe(job, version) + " does not exist");
+  std::vector<RegionSummary> out;
+  for (const auto& [key, slot] : v->regions) {
+    const Record& r = rec(slot);
+    out.push_back(RegionSummary{key.first, key.second, r.size, r.checksum, r.state == kRegionCommitted});
+  }
+  return {v->sealed, std::move(out)};
+}
+
+CatalogueStats Catalogue::stats() const {
+  CatalogueStats s;
+  s.data_size = alloc_.capacity();
+  s.used_bytes = alloc_.used_bytes();
+  s.free_bytes = alloc_.free_bytes();
+  s.regions = regions_;
+  s.slots = static_cast<uint32_t>(slots_.size());
+  s.slots_used = static_cast<uint32_t>(slots_.size() - free_slots_.size());
+  for (const auto& [job, versions] : jobs_) {
+    bool any = false;
+    for (const auto& [ver, v] : versions) {
+      if (v.sealed && !v.damaged) {
+        s.sealed_versions++;
+        any = true;
+      }
+    }
+    if (any) s.jobs++;
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------- recovery
+
+void Catalogue::recover() {
+  const uint32_t n = static_cast<uint32_t>(slots_.size());
+  std::vector<uint32_t> committed, reclaim, deleting;
+  std::vector<bool> used(n, false);
+  for (uint32_t slot = 0; slot < n; ++slot) {
+    const Record& r = rec(slot);
+    switch (r.state) {
+      case kStateFree: break;
+      case kRegionCreated: reclaim.push_back(slot); used[slot] = true; break;
+      case kRegionCommitted:
+      case kVersionSealed:
+      case kVersionDeleting:
+        used[slot] = true;
+        if (!body_ok(slot)) {
+          spdlog::error("catalogue record {} is damaged (body checksum mismatch); quarantined", slot);
+          recovery_.damaged++;
+        } else if (r.state == kRegionCommitted) {
+          committed.push_back(slot);
+        } else if (r.state == kVersionDeleting) {
+          deleting.push_back(slot);
+        } else {
+          const std::string job = record_job(r);
+          Version& v = jobs_[job][r.version];
+          if (v.sealed) {
+            spdlog::error("{} is sealed twice in the catalogue; quarantined", describe(job, r.version));
+            v.damaged = true;
+            recovery_.damaged++;
+          } else {
+            v.sealed = true;
+            v.seal_slot = slot;
+          }
+        }
+        break;
+      default:
+        used[slot] = true;
+        spdlog::error("catalogue record {} has an unknown state {:#x}; quarantined", slot, r.state);
+        recovery_.damaged++;
+    }
+    if (r.state != kStateFree && r.sequence >= next_sequence_) next_sequence_ = r.sequence + 1;
+  }
+  // Regions of sealed versions stay; every other committed region belonged
+  // to a version that never sealed, or whose deletion was interrupted.
+  std::set<std::pair<std::string, uint64_t>> being_deleted;
+  for (uint32_t slot : deleting) being_deleted.emplace(record_job(rec(slot)), rec(slot).version);
+  for (uint32_t slot : committed) {
+    const Record& r = rec(slot);
+    const std::string job = record_job(r);
+    Version* v = find_version(job, r.version);
+    if (!v || !v->sealed || being_deleted.count({job, r.version})) {
+      reclaim.push_back(slot);
+      continue;
+    }
+    if (!v->regions.emplace(std::make_pair(r.rank, r.id), slot).second) {
+      spdlog::error("{} holds region rank {} id {} twice; quarantined", describe(job, r.version), r.rank, r.id);
+      v->damaged = true;
+      recovery_.damaged++;
+      continue;
+    }
+    if (!alloc_.reserve(r.offset, extent_size(r.size))) {
+      spdlog::error("{}: region rank {} id {} has an extent outside the data area or overlapping another; quarantined",
+                    describe(job, r.version), r.rank, r.id);
+      v->damaged = true;
+      recovery_.damaged++;
+      continue;
+    }
+    regions_++;
+  }
+  for (uint32_t slot : reclaim) {
+    pool_.store_persist(&rec(slot).state, kStateFree);
+    used[slot] = false;
+    recovery_.reclaimed_regions++;
+  }
+  for (uint32_t slot : deleting) {
+    pool_.store_persist(&rec(slot).state, kStateFree);
+    used[slot] = false;
+    recovery_.finished_deletions++;
+  }
+  // A sealed version must hold exactly the regions its seal record names.
+  for (auto& [job, versions] : jobs_) {
+    for (auto& [ver, v] : versions) {
+      if (v.damaged || !v.sealed) continue;
+      const Record& s = rec(v.seal_slot);
+      std::set<uint32_t> ranks;
+      for (const auto& [key, slot] : v.regions) ranks.insert(key.first);
+      if (v.regions.size() != s.id || ranks.size() != s.rank || manifest_digest(v) != s.checksum) {
+        spdlog::error("{} does not hold the regions its seal names ({} of {} regions); quarantined",
+                      describe(job, ver), v.regions.size(), s.id);
+        v.damaged = true;
+        recovery_.damaged++;
+      } else {
+        recovery_.sealed_versions++;
+        recovery_.regions += s.id;
+      }
+    }
+  }
+  for (uint32_t slot = n; slot-- > 0;)
+    if (!used[slot]) free_slots_.push_back(slot);
+}
+
+}  // namespace pmcr::server

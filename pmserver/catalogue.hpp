@@ -1,0 +1,167 @@
+// Catalogue: the crash-consistent index of regions and sealed versions,
+// stored as an array of Records in the pool, mirrored by DRAM indexes that
+// are rebuilt from it at start-up.
+//
+// A region (job, version, rank, id) is created by a writer, filled by RMA,
+// then committed (data persisted and checksum verified). A version becomes
+// visible only when it is sealed: one record whose state store makes all of
+// its regions visible at once. Unsealed regions never survive a restart, and
+// die with the connection that created them.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "allocator.hpp"
+#include "pool.hpp"
+
+namespace pmcr::server {
+
+using Owner = uint64_t;  // the connection that created a region; 0 = none
+
+struct RegionKey {
+  std::string job;
+  uint64_t version = 0;
+  uint32_t rank = 0;
+  uint32_t id = 0;
+};
+
+struct RegionView {
+  uint64_t handle = 0;
+  uint64_t offset = 0;    // from the pool start
+  uint64_t size = 0;      // bytes
+  uint64_t capacity = 0;  // extent bytes (page multiple; 0 for an empty region)
+  uint64_t checksum = 0;
+};
+
+struct VersionSummary {
+  std::string job;
+  uint64_t version = 0;
+  bool sealed = false;
+  uint32_t nranks = 0;
+  uint32_t nregions = 0;
+  uint64_t bytes = 0;
+};
+
+struct RegionSummary {
+  uint32_t rank = 0;
+  uint32_t id = 0;
+  uint64_t size = 0;
+  uint64_t checksum = 0;
+  bool committed = false;
+};
+
+struct CatalogueStats {
+  uint64_t data_size = 0;
+  uint64_t used_bytes = 0;
+  uint64_t free_bytes = 0;
+  uint32_t regions = 0;
+  uint32_t sealed_versions = 0;
+  uint32_t jobs = 0;
+  uint32_t slots = 0;
+  uint32_t slots_used = 0;
+};
+
+struct RecoveryReport {
+  uint32_t sealed_versions = 0;
+  uint32_t regions = 0;
+  uint32_t reclaimed_regions = 0;   // created or committed but never sealed
+  uint32_t finished_deletions = 0;  // versions whose deletion a crash interrupted
+  uint32_t damaged = 0;             // records or versions that failed verification
+};
+
+class Catalogue {
+ public:
+  // Recovers the catalogue of POOL: finishes interrupted deletions, reclaims
+  // unsealed regions, verifies sealed versions and rebuilds the allocator.
+  explicit Catalogue(Pool& pool);
+
+  const RecoveryReport& recovery() const { return recovery_; }
+
+  // Called whenever a data extent returns to the allocator (after the last
+  // reader closed it), so the server can drop its UCX registration.
+  std::function<void(uint64_t offset, uint64_t capacity)> on_extent_freed;
+
+  // Creates (or replaces an unsealed) region. Throws Error: INVAL (name,
+  // size), EXISTS (version sealed), NOSPACE (pool or catalogue full).
+  RegionView create_region(const RegionKey& key, uint64_t size, Owner owner);
+  // Persists the region's data, verifies CHECKSUM over it and commits it
+  // durably. Throws NOT_FOUND, STATE (another owner), SIZE, CHECKSUM.
+  void commit_region(uint64_t handle, uint64_t size, uint64_t checksum, Owner owner);
+  // Seals a version atomically if exactly NREGIONS regions of NRANKS ranks
+  // (each rank at least one) are committed. Idempotent for the same counts.
+  // Throws NOT_FOUND, INVAL, INCOMPLETE, EXISTS (sealed with other counts).
+  void seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions);
+
+  // Opens a committed region of a sealed version for reading and pins its
+  // extent until close_region. Throws NOT_FOUND.
+  RegionView open_region(const RegionKey& key);
+  void close_region(uint64_t handle);
+
+  // Deletes one version (sealed or not), or every version of the job.
+  // Returns (versions, regions) deleted. Throws NOT_FOUND.
+  std::pair<uint32_t, uint32_t> delete_versions(const std::string& job, std::optional<uint64_t> version);
+  // Frees every unsealed region OWNER created (its connection is gone).
+  uint32_t release_owner(Owner owner);
+
+  std::vector<VersionSummary> list_versions(const std::string& job) const;
+  // Throws NOT_FOUND.
+  std::pair<bool, std::vector<RegionSummary>> list_regions(const std::string& job, uint64_t version) const;
+  CatalogueStats stats() const;
+
+  // Data address of a region in this process (for the server's RMA
+  // registration and for tests).
+  uint8_t* data(uint64_t offset) const { return pool_.base() + offset; }
+
+ private:
+  struct SlotInfo {
+    uint32_t gen = 1;
+    Owner owner = 0;
+    uint32_t pins = 0;
+  };
+  struct Version {
+    bool sealed = false;
+    bool damaged = false;
+    uint32_t seal_slot = UINT32_MAX;
+    std::map<std::pair<uint32_t, uint32_t>, uint32_t> regions;  // (rank, id) -> slot
+  };
+  struct Zombie {  // extent of a deleted region that a reader still has open
+    uint64_t offset = 0;
+    uint64_t capacity = 0;
+    uint32_t pins = 0;
+  };
+
+  Record& rec(uint32_t slot) const { return pool_.records()[slot]; }
+  uint64_t handle_of(uint32_t slot) const { return (static_cast<uint64_t>(slots_[slot].gen) << 32) | slot; }
+  std::optional<uint32_t> slot_of(uint64_t handle) const;
+  uint32_t take_slot();
+  void write_body(uint32_t slot, const std::string& job, uint64_t version, uint32_t rank, uint32_t id, uint64_t offset,
+                  uint64_t size, uint64_t checksum);
+  bool body_ok(uint32_t slot) const;
+  void free_record(uint32_t slot);     // persists state 0; the slot returns to the free list
+  void free_region(uint32_t slot);     // free_record + extent (deferred while pinned)
+  void release_extent(uint64_t offset, uint64_t capacity);
+  Version* find_version(const std::string& job, uint64_t version);
+  const Version* find_version(const std::string& job, uint64_t version) const;
+  void prune(const std::string& job, uint64_t version);
+  uint32_t delete_version(const std::string& job, uint64_t version, Version& v);
+  uint64_t manifest_digest(const Version& v) const;
+  void recover();
+
+  Pool& pool_;
+  ExtentAllocator alloc_;
+  std::vector<SlotInfo> slots_;
+  std::vector<uint32_t> free_slots_;
+  std::map<std::string, std::map<uint64_t, Version>> jobs_;
+  std::map<uint64_t, Zombie> zombies_;  // by handle
+  uint64_t next_sequence_ = 1;
+  uint32_t regions_ = 0;
+  RecoveryReport recovery_;
+};
+
+}  // namespace pmcr::server

@@ -1,0 +1,72 @@
+// The on-media layout of a pmcr pool. Everything here is stored in persistent
+// memory, little-endian (the only byte order pmserver runs on: x86-64 and
+// aarch64), and versioned by kLayoutVersion.
+//
+//   [0, 4096)                          PoolHeader
+//   [4096, 4096 + slots * 128)         catalogue: an array of Record
+//   [data_offset, data_offset + size)  data area, carved into extents
+//
+// Crash consistency rests on one rule: a record's `state` word is the only
+// thing whose store makes a change visible. The body of a record is written
+// and persisted while its state still says the body does not matter, then
+// one aligned 8-byte store of the state (failure-atomic on every persistent
+// memory platform) is persisted. See catalogue.cpp for each transition.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pmcr::server {
+
+constexpr uint64_t kPoolMagic = 0x4c4f4f5052434d50ull;  // bytes "PMCRPOOL"
+constexpr uint64_t kLayoutVersion = 1;
+constexpr uint64_t kHeaderSize = 4096;
+constexpr uint64_t kExtentAlign = 4096;  // data extents start and end on pages
+constexpr uint64_t kDataAlign = 1ull << 21;  // data area starts on a 2 MiB boundary
+constexpr uint64_t kMinPoolSize = 4ull << 20;
+
+struct PoolHeader {
+  uint64_t magic;  // written last at format time
+  uint64_t layout_version;
+  uint8_t uuid[16];
+  uint64_t pool_size;
+  uint64_t catalogue_offset;
+  uint64_t catalogue_slots;
+  uint64_t data_offset;
+  uint64_t data_size;
+  uint64_t created_unix;
+  uint64_t checksum;  // XXH3 of the fields from layout_version to created_unix
+};
+static_assert(sizeof(PoolHeader) == 88, "PoolHeader layout changed");
+
+// Record kinds and states, combined in the state word as (kind << 8) | state.
+enum : uint64_t {
+  kStateFree = 0,
+  kRegionCreated = 0x0101,    // being written; never survives a restart
+  kRegionCommitted = 0x0102,  // data durable and checksummed; visible once its version is sealed
+  kVersionSealed = 0x0203,    // the version and all its regions are visible
+  kVersionDeleting = 0x0204,  // invisible; its regions are being freed
+};
+
+constexpr size_t kJobNameMax = 64;
+
+struct Record {
+  uint64_t state;     // the commit word (see above)
+  uint64_t body_sum;  // XXH3 of the bytes from `job` to the end of the record
+  char job[kJobNameMax];  // NUL-padded, not NUL-terminated when 64 bytes long
+  uint64_t version;
+  uint32_t rank;  // version record: number of ranks
+  uint32_t id;    // version record: number of regions
+  uint64_t offset;    // region: data extent offset from the pool start
+  uint64_t size;      // region: bytes; version: total bytes of its regions
+  uint64_t checksum;  // region: XXH3-64 of its data
+  uint64_t sequence;  // order of creation, for listings and diagnosis
+};
+static_assert(sizeof(Record) == 128, "Record layout changed");
+static_assert(offsetof(Record, job) == 16, "Record layout changed");
+
+constexpr uint64_t kRecordBodyOffset = offsetof(Record, job);
+
+inline uint64_t extent_size(uint64_t bytes) { return (bytes + kExtentAlign - 1) / kExtentAlign * kExtentAlign; }
+
+}  // namespace pmcr::server

@@ -1,0 +1,234 @@
+#include "pool.hpp"
+
+#include <fcntl.h>
+#include <libpmem2.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "checksum.hpp"
+#include "error.hpp"
+#include "fault.hpp"
+#include "text.hpp"
+
+namespace pmcr::server {
+namespace {
+
+[[noreturn]] void throw_pmem2(const std::string& what) {
+  throw Error(PMCR_E_PMEM, what + ": libpmem2: " + pmem2_errormsg());
+}
+
+[[noreturn]] void throw_errno(const std::string& what, int err) {
+  throw Error(err == ENOSPC ? PMCR_E_NOSPACE : PMCR_E_IO, what + ": " + std::strerror(err));
+}
+
+uint64_t header_checksum(const PoolHeader* h) {
+  const auto* begin = reinterpret_cast<const uint8_t*>(&h->layout_version);
+  const auto* end = reinterpret_cast<const uint8_t*>(&h->checksum);
+  return checksum(begin, static_cast<size_t>(end - begin));
+}
+
+bool all_zero(const uint8_t* p, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (p[i]) return false;
+  return true;
+}
+
+uint64_t slots_for(uint64_t size) {
+  uint64_t slots = size / (16 * 1024);
+  if (slots < 1024) slots = 1024;
+  if (slots > (1u << 20)) slots = 1u << 20;
+  return slots;
+}
+
+}  // namespace
+
+Pool Pool::open_or_create(const std::string& path, std::optional<uint64_t> size) {
+  Pool pool;
+  pool.path_ = path;
+  bool created = false;
+  pool.fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (pool.fd_ >= 0) {
+    created = true;
+  } else if (errno == EEXIST) {
+    pool.fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (pool.fd_ < 0) throw_errno("cannot open pool " + path, errno);
+  } else {
+    throw_errno("cannot create pool " + path + " (does its directory exist and is it writable?)", errno);
+  }
+  // From here on, a failure must not leave a half-made file behind.
+  try {
+    if (::flock(pool.fd_, LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK)
+        throw Error(PMCR_E_BUSY, "pool " + path + " is in use by another pmserver (it holds the file lock); "
+                                 "stop that server or use another pool");
+      throw_errno("cannot lock pool " + path, errno);
+    }
+    struct stat st {};
+    if (::fstat(pool.fd_, &st) != 0) throw_errno("cannot stat pool " + path, errno);
+    if (created) {
+      if (!size)
+        throw Error(PMCR_E_INVAL, "pool " + path + " does not exist; give --size to create it (e.g. --size 1G)");
+      uint64_t want = (*size + 4095) / 4096 * 4096;
+      if (want < kMinPoolSize)
+        throw Error(PMCR_E_INVAL, "pool size " + format_size(*size) + " is too small; the minimum is " +
+                                      format_size(kMinPoolSize));
+      const int rc = ::posix_fallocate(pool.fd_, 0, static_cast<off_t>(want));
+      if (rc != 0) throw_errno("cannot allocate " + format_size(want) + " for pool " + path, rc);
+    } else if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) {
+      throw Error(PMCR_E_INVAL, "pool " + path + " is neither a regular file nor a DAX device");
+    }
+
+    pmem2_config* cfg = nullptr;
+    pmem2_source* src = nullptr;
+    if (pmem2_config_new(&cfg) != 0) throw_pmem2("pmem2_config_new");
+    struct Cleanup {
+      pmem2_config** c;
+      pmem2_source** s;
+      ~Cleanup() {
+        if (*s) pmem2_source_delete(s);
+        pmem2_config_delete(c);
+      }
+    } cleanup{&cfg, &src};
+    if (pmem2_config_set_required_store_granularity(cfg, PMEM2_GRANULARITY_PAGE) != 0)
+      throw_pmem2("pmem2_config_set_required_store_granularity");
+    if (pmem2_source_from_fd(&src, pool.fd_) != 0) throw_pmem2("cannot use " + path + " as a pmem2 source");
+    size_t source_size = 0;
+    if (pmem2_source_size(src, &source_size) != 0) throw_pmem2("cannot size " + path);
+    if (pmem2_map_new(&pool.map_, cfg, src) != 0) throw_pmem2("cannot map pool " + path);
+    pool.base_ = static_cast<uint8_t*>(pmem2_map_get_address(pool.map_));
+    pool.map_size_ = pmem2_map_get_size(pool.map_);
+    pool.persist_ = pmem2_get_persist_fn(pool.map_);
+    pool.memcpy_ = pmem2_get_memcpy_fn(pool.map_);
+    pool.memset_ = pmem2_get_memset_fn(pool.map_);
+    switch (pmem2_map_get_store_granularity(pool.map_)) {
+      case PMEM2_GRANULARITY_BYTE: pool.granularity_ = 8; break;
+      case PMEM2_GRANULARITY_CACHE_LINE: pool.granularity_ = 64; break;
+      default: pool.granularity_ = 4096; break;
+    }
+
+    const auto* h = reinterpret_cast<const PoolHeader*>(pool.base_);
+    if (created || (h->magic == 0 && all_zero(pool.base_, kHeaderSize))) {
+      if (!created && size && *size != pool.map_size_)
+        throw Error(PMCR_E_INVAL, "uninitialised pool " + path + " has " + format_size(pool.map_size_) +
+                                      "; --size " + format_size(*size) + " does not match (omit --size)");
+      pool.format(pool.map_size_);
+      pool.formatted_now_ = true;
+    } else {
+      pool.validate(pool.map_size_, size);
+    }
+  } catch (...) {
+    if (created) ::unlink(path.c_str());
+    throw;
+  }
+  return pool;
+}
+
+Pool::Pool(Pool&& o) noexcept
+    : path_(std::move(o.path_)),
+      fd_(o.fd_),
+      map_(o.map_),
+      base_(o.base_),
+      map_size_(o.map_size_),
+      granularity_(o.granularity_),
+      persist_(o.persist_),
+      memcpy_(o.memcpy_),
+      memset_(o.memset_),
+      formatted_now_(o.formatted_now_) {
+  o.fd_ = -1;
+  o.map_ = nullptr;
+  o.base_ = nullptr;
+}
+
+Pool::~Pool() {
+  if (map_ && pmem2_map_delete(&map_) != 0) spdlog::error("unmapping pool {}: {}", path_, pmem2_errormsg());
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Pool::format(uint64_t size) {
+  auto* h = reinterpret_cast<PoolHeader*>(base_);
+  const uint64_t slots = slots_for(size);
+  const uint64_t cat_bytes = slots * sizeof(Record);
+  const uint64_t data_offset = (kHeaderSize + cat_bytes + kDataAlign - 1) / kDataAlign * kDataAlign;
+  if (data_offset + kExtentAlign > size)
+    throw Error(PMCR_E_INVAL, "pool " + path_ + " of " + format_size(size) + " is too small for its catalogue");
+  // The magic is cleared first and stored last: a crash anywhere in between
+  // leaves a pool that the next start formats again.
+  store_persist(&h->magic, 0);
+  h->layout_version = kLayoutVersion;
+  if (::getrandom(h->uuid, sizeof h->uuid, 0) != static_cast<ssize_t>(sizeof h->uuid))
+    throw_errno("cannot generate a pool uuid", errno);
+  h->pool_size = size;
+  h->catalogue_offset = kHeaderSize;
+  h->catalogue_slots = slots;
+  h->data_offset = data_offset;
+  h->data_size = (size - data_offset) / kExtentAlign * kExtentAlign;
+  h->created_unix = static_cast<uint64_t>(std::time(nullptr));
+  h->checksum = header_checksum(h);
+  persist(h, sizeof *h);
+  memset_(base_ + kHeaderSize, 0, cat_bytes, 0);  // flushes and drains itself
+  if (PMCR_FAULT_POINT("pool.format")) throw Error(PMCR_E_IO, "fault injected at pool.format");
+  store_persist(&h->magic, kPoolMagic);
+  spdlog::info("formatted pool {}: {} with {} catalogue slots, data area {} at offset {}", path_, format_size(size),
+               slots, format_size(h->data_size), data_offset);
+}
+
+void Pool::validate(uint64_t file_size, std::optional<uint64_t> size) const {
+  const PoolHeader* h = header();
+  if (h->magic != kPoolMagic)
+    throw Error(PMCR_E_CORRUPT, "file " + path_ + " is not a pmcr pool (bad magic); refusing to touch it: "
+                                "remove it or choose another --pool path");
+  if (h->layout_version != kLayoutVersion)
+    throw Error(PMCR_E_CORRUPT, "pool " + path_ + " has layout version " + std::to_string(h->layout_version) +
+                                    "; this pmserver reads version " + std::to_string(kLayoutVersion));
+  if (h->checksum != header_checksum(h))
+    throw Error(PMCR_E_CORRUPT, "pool " + path_ + " has a damaged header (checksum mismatch)");
+  if (h->pool_size != file_size)
+    throw Error(PMCR_E_CORRUPT, "pool " + path_ + " header says " + format_size(h->pool_size) + " but the file has " +
+                                    format_size(file_size) + " (was it truncated or extended?)");
+  if (size && *size != h->pool_size && (*size + 4095) / 4096 * 4096 != h->pool_size)
+    throw Error(PMCR_E_INVAL, "pool " + path_ + " has " + format_size(h->pool_size) + "; --size " + format_size(*size) +
+                                  " does not match (omit --size to open an existing pool)");
+  const uint64_t cat_end = h->catalogue_offset + h->catalogue_slots * sizeof(Record);
+  if (h->catalogue_offset < kHeaderSize || cat_end > h->data_offset || h->data_offset + h->data_size > h->pool_size)
+    throw Error(PMCR_E_CORRUPT, "pool " + path_ + " has an inconsistent layout in its header");
+}
+
+void Pool::persist(const void* p, size_t n) const {
+  if (n) persist_(p, n);
+}
+
+void Pool::store_persist(uint64_t* word, uint64_t value) const {
+  __atomic_store_n(word, value, __ATOMIC_RELEASE);
+  persist_(word, sizeof *word);
+}
+
+void Pool::copy_persist(void* dst, const void* src, size_t n) const {
+  if (n) memcpy_(dst, src, n, 0);
+}
+
+const char* Pool::granularity_name() const {
+  switch (granularity_) {
+    case 8: return "byte";
+    case 64: return "cache line";
+    default: return "page";
+  }
+}
+
+void Pool::prefault() const {
+#ifdef MADV_POPULATE_READ
+  // Read-populate only: a write-populate would dirty every page of a
+  // file-backed pool and make the kernel write all of it back.
+  if (::madvise(base_, map_size_, MADV_POPULATE_READ) != 0)
+    spdlog::warn("prefaulting pool {} failed: {} (first accesses will be slower)", path_, std::strerror(errno));
+#endif
+}
+
+}  // namespace pmcr::server

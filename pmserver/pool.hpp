@@ -1,0 +1,71 @@
+// Pool: a file or DAX device mapped with libpmem2. The only file in pmcr that
+// calls libpmem2. It formats a new pool (header, empty catalogue), validates
+// an existing one, and persists ranges with the functions libpmem2 returns for
+// this mapping at the granularity the mapping reports.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "layout.hpp"
+
+struct pmem2_map;
+
+namespace pmcr::server {
+
+class Pool {
+ public:
+  // Opens PATH if it exists (SIZE, if given, must match), else creates it
+  // with SIZE bytes and formats it. Takes an exclusive lock on the file so
+  // two servers can never share a pool. Throws Error with a message that
+  // names the path and the remedy.
+  static Pool open_or_create(const std::string& path, std::optional<uint64_t> size);
+
+  Pool(Pool&& other) noexcept;
+  Pool& operator=(Pool&&) = delete;
+  Pool(const Pool&) = delete;
+  ~Pool();
+
+  uint8_t* base() const { return base_; }
+  uint64_t size() const { return header()->pool_size; }
+  const PoolHeader* header() const { return reinterpret_cast<const PoolHeader*>(base_); }
+  Record* records() const { return reinterpret_cast<Record*>(base_ + header()->catalogue_offset); }
+  uint64_t slots() const { return header()->catalogue_slots; }
+  const std::string& path() const { return path_; }
+  bool formatted_now() const { return formatted_now_; }
+
+  // Makes [p, p+n) durable (flush + drain at the mapping's granularity).
+  void persist(const void* p, size_t n) const;
+  // Stores an 8-byte word with one aligned store and persists it.
+  void store_persist(uint64_t* word, uint64_t value) const;
+  // Copies into the pool and persists (libpmem2's memcpy: non-temporal
+  // stores where that is faster; it already flushes, so no second persist).
+  void copy_persist(void* dst, const void* src, size_t n) const;
+
+  // Bytes of the store granularity: 8 (byte), 64 (cache line), 4096 (page).
+  uint64_t granularity_bytes() const { return granularity_; }
+  const char* granularity_name() const;
+
+  // Faults the whole mapping in, so first touches by RMA do not run at
+  // page-fault speed. Failure is harmless and only logged.
+  void prefault() const;
+
+ private:
+  Pool() = default;
+  void format(uint64_t size);
+  void validate(uint64_t file_size, std::optional<uint64_t> size) const;
+
+  std::string path_;
+  int fd_ = -1;
+  pmem2_map* map_ = nullptr;
+  uint8_t* base_ = nullptr;
+  uint64_t map_size_ = 0;
+  uint64_t granularity_ = 0;
+  void (*persist_)(const void*, size_t) = nullptr;
+  void* (*memcpy_)(void*, const void*, size_t, unsigned) = nullptr;
+  void* (*memset_)(void*, int, size_t, unsigned) = nullptr;
+  bool formatted_now_ = false;
+};
+
+}  // namespace pmcr::server

@@ -1,0 +1,338 @@
+// pmcr: inspect, export, import and delete checkpoints on a pmserver.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "checksum.hpp"
+#include "client.hpp"
+#include "error.hpp"
+#include "text.hpp"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using pmcr::Error;
+
+namespace {
+
+constexpr const char* kManifest = "pmcr-manifest.json";
+constexpr const char* kFormat = "pmcr-export-1";
+
+std::string default_server() {
+  if (const char* env = std::getenv("PMCR_SERVERS"); env && *env) {
+    std::string s(env);
+    return s.substr(0, s.find(','));
+  }
+  return "127.0.0.1:" + std::to_string(pmcr::kDefaultPort);
+}
+
+std::string hex64(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
+  return buf;
+}
+
+uint64_t parse_hex64(const std::string& s, const std::string& what) {
+  if (s.size() != 16 || s.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+    throw Error(PMCR_E_INVAL, what + ": checksum '" + s + "' is not 16 hex digits");
+  return std::strtoull(s.c_str(), nullptr, 16);
+}
+
+// A file mapped for RMA straight to or from its page cache.
+class MappedFile {
+ public:
+  MappedFile(const fs::path& path, uint64_t size, bool write) : path_(path), size_(size) {
+    fd_ = ::open(path.c_str(), write ? (O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC) : (O_RDONLY | O_CLOEXEC), 0644);
+    if (fd_ < 0) throw Error(PMCR_E_IO, "cannot open " + path.string() + ": " + std::strerror(errno));
+    if (write && ::ftruncate(fd_, static_cast<off_t>(size)) != 0)
+      throw Error(PMCR_E_IO, "cannot size " + path.string() + ": " + std::strerror(errno));
+    if (size == 0) return;
+    addr_ = ::mmap(nullptr, size, write ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd_, 0);
+    if (addr_ == MAP_FAILED) {
+      addr_ = nullptr;
+      throw Error(PMCR_E_IO, "cannot map " + path.string() + ": " + std::strerror(errno));
+    }
+  }
+  ~MappedFile() {
+    if (addr_) ::munmap(addr_, size_);
+    if (fd_ >= 0) ::close(fd_);
+  }
+  void* data() const { return addr_ ? addr_ : const_cast<char*>(""); }
+  void sync() const {
+    if (addr_ && ::msync(addr_, size_, MS_SYNC) != 0)
+      throw Error(PMCR_E_IO, "cannot write " + path_.string() + ": " + std::strerror(errno));
+    if (::fsync(fd_) != 0) throw Error(PMCR_E_IO, "cannot sync " + path_.string() + ": " + std::strerror(errno));
+  }
+
+ private:
+  fs::path path_;
+  uint64_t size_;
+  int fd_ = -1;
+  void* addr_ = nullptr;
+};
+
+pmcr::client::Client connect(const std::string& server) {
+  pmcr::client::Options o;
+  o.server = server;
+  o.name = "pmcr-cli";
+  return pmcr::client::Client(o);
+}
+
+void cmd_stat(const std::string& server, bool as_json) {
+  auto c = connect(server);
+  const auto s = c.stat();
+  json j = {{"server", c.address()},
+            {"server_version", c.server_info().server_version},
+            {"pool_path", s.pool_path},
+            {"pool_size", s.pool_size},
+            {"data_size", s.data_size},
+            {"used", s.used_bytes},
+            {"free", s.free_bytes},
+            {"regions", s.regions},
+            {"versions", s.versions},
+            {"jobs", s.jobs},
+            {"connections", s.connections},
+            {"catalogue_slots", s.catalogue_slots},
+            {"catalogue_used", s.catalogue_used},
+            {"store_granularity", s.store_granularity},
+            {"transport", c.transports()}};
+  if (as_json) {
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::printf("server       %s (pmserver %s, over %s)\n", c.address().c_str(), c.server_info().server_version.c_str(),
+              c.transports().c_str());
+  std::printf("pool         %s, %s (%" PRIu64 "-byte store granularity)\n", s.pool_path.c_str(),
+              pmcr::format_size(s.pool_size).c_str(), s.store_granularity);
+  std::printf("data         %s used, %s free of %s\n", pmcr::format_size(s.used_bytes).c_str(),
+              pmcr::format_size(s.free_bytes).c_str(), pmcr::format_size(s.data_size).c_str());
+  std::printf("catalogue    %u regions, %u sealed versions, %u jobs (%u of %u records)\n", s.regions, s.versions,
+              s.jobs, s.catalogue_used, s.catalogue_slots);
+  std::printf("connections  %u (this one included)\n", s.connections);
+}
+
+void cmd_ls(const std::string& server, const std::string& job, bool as_json) {
+  auto c = connect(server);
+  const auto versions = c.list_versions(job);
+  if (as_json) {
+    json arr = json::array();
+    for (const auto& v : versions)
+      arr.push_back({{"job", v.job}, {"version", v.version}, {"sealed", v.sealed}, {"ranks", v.nranks},
+                     {"regions", v.nregions}, {"bytes", v.bytes}});
+    std::cout << json{{"versions", arr}}.dump(2) << "\n";
+    return;
+  }
+  if (versions.empty()) {
+    std::printf("no checkpoints%s\n", job.empty() ? "" : (" for job " + job).c_str());
+    return;
+  }
+  std::printf("%-24s %10s %-8s %6s %8s %12s\n", "JOB", "VERSION", "STATE", "RANKS", "REGIONS", "BYTES");
+  for (const auto& v : versions)
+    std::printf("%-24s %10" PRIu64 " %-8s %6u %8u %12s\n", v.job.c_str(), v.version, v.sealed ? "sealed" : "open",
+                v.nranks, v.nregions, pmcr::format_size(v.bytes).c_str());
+}
+
+void cmd_export(const std::string& server, const std::string& job, std::optional<uint64_t> version,
+                const fs::path& dir, bool as_json) {
+  auto c = connect(server);
+  if (!version) {
+    version = c.latest_sealed(job);
+    if (!version) throw Error(PMCR_E_NOT_FOUND, "job '" + job + "' has no sealed version on " + c.address());
+  }
+  const auto listing = c.list_regions(job, *version);
+  if (!listing.sealed)
+    throw Error(PMCR_E_INCOMPLETE, "version " + std::to_string(*version) + " of job '" + job +
+                                       "' is not sealed; only sealed versions can be exported");
+  fs::create_directories(dir);
+  json regions = json::array();
+  uint64_t bytes = 0;
+  uint32_t nranks = 0;
+  for (const auto& r : listing.regions) {
+    const fs::path rank_dir = dir / std::to_string(r.rank);
+    fs::create_directories(rank_dir);
+    const fs::path file = rank_dir / std::to_string(r.id);
+    const auto src = c.open(job, *version, r.rank, r.id);
+    {
+      MappedFile out(file, src.size, true);
+      c.get(src, out.data());  // verifies the checksum
+      out.sync();
+    }
+    c.close(src);
+    regions.push_back({{"rank", r.rank}, {"id", r.id}, {"size", src.size}, {"xxh3_64", hex64(src.checksum)}});
+    bytes += src.size;
+    nranks = std::max(nranks, r.rank + 1);
+  }
+  json manifest = {{"format", kFormat}, {"job", job},     {"version", *version},
+                   {"ranks", nranks},   {"bytes", bytes}, {"regions", regions}};
+  const fs::path tmp = dir / (std::string(kManifest) + ".tmp");
+  {
+    std::ofstream out(tmp);
+    out << manifest.dump(2) << "\n";
+    if (!out.flush()) throw Error(PMCR_E_IO, "cannot write " + tmp.string());
+  }
+  fs::rename(tmp, dir / kManifest);
+  if (as_json) {
+    std::cout << json{{"job", job}, {"version", *version}, {"regions", regions.size()}, {"bytes", bytes},
+                      {"directory", dir.string()}}.dump(2) << "\n";
+  } else {
+    std::printf("exported version %" PRIu64 " of job %s: %zu regions, %s to %s\n", *version, job.c_str(),
+                regions.size(), pmcr::format_size(bytes).c_str(), dir.c_str());
+  }
+}
+
+struct ImportItem {
+  uint32_t rank, id;
+  uint64_t size;
+  std::optional<uint64_t> checksum;
+};
+
+uint32_t parse_u32(const std::string& s, const std::string& what) {
+  if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoull(s) > UINT32_MAX)
+    throw Error(PMCR_E_INVAL, what + " '" + s + "' is not a number (expected DIR/<rank>/<id>)");
+  return static_cast<uint32_t>(std::stoul(s));
+}
+
+void cmd_import(const std::string& server, const std::string& job, uint64_t version, const fs::path& dir,
+                bool as_json) {
+  pmcr::check_job_name(job);
+  if (!fs::is_directory(dir)) throw Error(PMCR_E_NOT_FOUND, "import directory " + dir.string() + " does not exist");
+  std::vector<ImportItem> items;
+  uint32_t nranks = 0;
+  const fs::path manifest_path = dir / kManifest;
+  if (fs::exists(manifest_path)) {
+    json m;
+    try {
+      std::ifstream in(manifest_path);
+      m = json::parse(in);
+      if (m.value("format", "") != kFormat)
+        throw Error(PMCR_E_INVAL, manifest_path.string() + " is not a " + kFormat + " manifest");
+      for (const auto& r : m.at("regions")) {
+        const std::string where = manifest_path.string() + " region";
+        items.push_back({r.at("rank").get<uint32_t>(), r.at("id").get<uint32_t>(), r.at("size").get<uint64_t>(),
+                         parse_hex64(r.at("xxh3_64").get<std::string>(), where)});
+      }
+      nranks = m.at("ranks").get<uint32_t>();
+    } catch (const json::exception& e) {
+      throw Error(PMCR_E_INVAL, "cannot read " + manifest_path.string() + ": " + e.what());
+    }
+  } else {
+    for (const auto& rank_dir : fs::directory_iterator(dir)) {
+      if (!rank_dir.is_directory()) continue;
+      const uint32_t rank = parse_u32(rank_dir.path().filename().string(), "rank directory");
+      for (const auto& f : fs::directory_iterator(rank_dir.path())) {
+        if (!f.is_regular_file()) continue;
+        items.push_back({rank, parse_u32(f.path().filename().string(), "region file"), f.file_size(), std::nullopt});
+      }
+      nranks = std::max(nranks, rank + 1);
+    }
+  }
+  if (items.empty()) throw Error(PMCR_E_NOT_FOUND, "no regions to import in " + dir.string() + " (expected DIR/<rank>/<id>)");
+
+  auto c = connect(server);
+  uint64_t bytes = 0;
+  for (const auto& it : items) {
+    const fs::path file = dir / std::to_string(it.rank) / std::to_string(it.id);
+    std::error_code ec;
+    const uint64_t size = fs::file_size(file, ec);
+    if (ec) throw Error(PMCR_E_NOT_FOUND, "cannot read " + file.string() + ": " + ec.message());
+    if (size != it.size)
+      throw Error(PMCR_E_SIZE, file.string() + " has " + std::to_string(size) + " bytes; the manifest says " +
+                                   std::to_string(it.size));
+    MappedFile in(file, size, false);
+    const uint64_t sum = pmcr::checksum(in.data(), size);
+    if (it.checksum && *it.checksum != sum)
+      throw Error(PMCR_E_CHECKSUM, file.string() + " does not match the checksum in the manifest (file " + hex64(sum) +
+                                       ", manifest " + hex64(*it.checksum) + "); nothing was sealed");
+    const auto t = c.create(job, version, it.rank, it.id, size);
+    c.put(t, in.data());
+    c.commit(t, sum);
+    bytes += size;
+  }
+  c.seal(job, version, nranks, static_cast<uint32_t>(items.size()));
+  if (as_json) {
+    std::cout << json{{"job", job}, {"version", version}, {"ranks", nranks}, {"regions", items.size()},
+                      {"bytes", bytes}, {"sealed", true}}.dump(2) << "\n";
+  } else {
+    std::printf("imported and sealed version %" PRIu64 " of job %s: %u ranks, %zu regions, %s\n", version,
+                job.c_str(), nranks, items.size(), pmcr::format_size(bytes).c_str());
+  }
+}
+
+void cmd_rm(const std::string& server, const std::string& job, std::optional<uint64_t> version, bool as_json) {
+  auto c = connect(server);
+  const auto r = c.remove(job, version);
+  if (as_json) {
+    std::cout << json{{"job", job}, {"versions", r.versions}, {"regions", r.regions}}.dump(2) << "\n";
+  } else {
+    std::printf("deleted %u versions (%u regions) of job %s\n", r.versions, r.regions, job.c_str());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"pmcr: inspect, export, import and delete checkpoints on a pmserver"};
+  app.require_subcommand(1);
+  std::string server = default_server();
+  bool as_json = false;
+  app.add_option("--server", server, "pmserver HOST:PORT (default: first entry of PMCR_SERVERS)")
+      ->capture_default_str();
+  const auto add_json = [&](CLI::App* cmd) { cmd->add_flag("--json", as_json, "print JSON"); };
+
+  auto* stat = app.add_subcommand("stat", "pool size, use, regions, jobs and connections");
+  add_json(stat);
+
+  std::string job;
+  auto* ls = app.add_subcommand("ls", "list jobs and their versions");
+  ls->add_option("--job", job, "only this job");
+  add_json(ls);
+
+  uint64_t version = 0;
+  std::string dir;
+  auto* exp = app.add_subcommand("export", "write a sealed version to DIR/<rank>/<id> with a manifest");
+  exp->add_option("--job", job, "job name")->required();
+  auto* exp_version = exp->add_option("--version", version, "version (default: the latest sealed one)");
+  exp->add_option("dir", dir, "directory to write")->required();
+  add_json(exp);
+
+  auto* imp = app.add_subcommand("import", "write DIR/<rank>/<id> as a version and seal it");
+  imp->add_option("--job", job, "job name")->required();
+  imp->add_option("--version", version, "version to create")->required();
+  imp->add_option("dir", dir, "directory to read")->required();
+  add_json(imp);
+
+  auto* rm = app.add_subcommand("rm", "delete one version, or every version of a job");
+  rm->add_option("--job", job, "job name")->required();
+  auto* rm_version = rm->add_option("--version", version, "version (default: all versions of the job)");
+  add_json(rm);
+
+  for (auto* sub : {stat, ls, exp, imp, rm}) sub->add_option("--server", server, "pmserver HOST:PORT");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (stat->parsed()) cmd_stat(server, as_json);
+    else if (ls->parsed()) cmd_ls(server, job, as_json);
+    else if (exp->parsed()) cmd_export(server, job, exp_version->count() ? std::optional(version) : std::nullopt, dir, as_json);
+    else if (imp->parsed()) cmd_import(server, job, version, dir, as_json);
+    else if (rm->parsed()) cmd_rm(server, job, rm_version->count() ? std::optional(version) : std::nullopt, as_json);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "pmcr: %s (%s)\n", e.what(), pmcr::error_name(e.code()));
+    return 1;
+  } catch (const fs::filesystem_error& e) {
+    std::fprintf(stderr, "pmcr: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
