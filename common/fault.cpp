@@ -14,6 +14,7 @@ namespace pmcr::fault {
 namespace {
 
 struct Armed {
+  std::mutex mu;
   std::string name;
   long nth = 0;
   bool kill = true;
@@ -50,10 +51,24 @@ bool hit(const char* name) noexcept {
     std::string line = std::string(name) + "\n";
     (void)!::write(a.trace_fd, line.data(), line.size());
   }
+  std::lock_guard<std::mutex> lock(a.mu);
   if (a.name.empty() || a.name != name) return false;
   if (a.hits.fetch_add(1) + 1 != a.nth) return false;
   if (a.kill) ::kill(::getpid(), SIGKILL);
   return true;
+}
+
+}  // namespace pmcr::fault
+
+namespace pmcr::fault {
+
+void arm(const char* name, long nth, bool kill) noexcept {
+  Armed& a = armed();
+  std::lock_guard<std::mutex> lock(a.mu);
+  a.name = name ? name : "";
+  a.nth = nth > 0 ? nth : 1;
+  a.kill = kill;
+  a.hits = 0;
 }
 
 }  // namespace pmcr::fault

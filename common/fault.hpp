@@ -12,6 +12,9 @@
 
 namespace pmcr::fault {
 bool hit(const char* name) noexcept;
+// Arms NAME's NTH hit from now on, as PMCR_FAULT would (unit tests);
+// an empty name disarms.
+void arm(const char* name, long nth, bool kill) noexcept;
 }
 
 #ifdef PMCR_FAULT_INJECTION

@@ -1,0 +1,56 @@
+#include "fuzz_protocol.hpp"
+
+#include "protocol.hpp"
+
+namespace pmcr::fuzz {
+
+std::string check_protocol(const uint8_t* data, size_t size) {
+  proto::Request req;
+  if (proto::decode(data, size, &req) == proto::DecodeStatus::Ok) {
+    const auto again = proto::encode(req);
+    if (again.size() != size || !std::equal(again.begin(), again.end(), data))
+      return "request decodes but does not re-encode to the same bytes";
+  }
+  proto::Reply rep;
+  if (proto::decode(data, size, &rep) == proto::DecodeStatus::Ok) {
+    const auto again = proto::encode(rep);
+    if (again.size() != size || !std::equal(again.begin(), again.end(), data))
+      return "reply decodes but does not re-encode to the same bytes";
+  }
+  proto::Header h;
+  (void)proto::decode_header(data, size, &h);
+  return "";
+}
+
+std::vector<std::vector<uint8_t>> sample_messages() {
+  using namespace proto;
+  std::vector<std::vector<uint8_t>> out;
+  const std::vector<RequestBody> requests = {
+      Hello{"pmcr@node1", 4242}, Stat{}, Create{"heat2d", 7, 3, 1, 1 << 20}, Commit{0x100000002ull, 1 << 20, 0xabcdef},
+      Seal{"heat2d", 7, 4, 8}, ListVersions{""}, ListRegions{"heat2d", 7}, Open{"heat2d", 7, 3, 1},
+      Close{0x100000002ull}, Delete{"heat2d", 0, true}};
+  uint64_t tag = 1;
+  for (const auto& b : requests) out.push_back(encode(Request{tag++, b}));
+  HelloReply hello;
+  hello.pool_uuid[0] = 1;
+  hello.pool_size = 1ull << 30;
+  hello.server_version = "0.1.0";
+  StatReply stat;
+  stat.pool_size = 1ull << 30;
+  stat.pool_path = "/dev/shm/pool";
+  const std::vector<std::pair<Type, ReplyBody>> replies = {
+      {Type::Hello, hello},
+      {Type::Stat, stat},
+      {Type::Create, CreateReply{5, 0x7f0000001000ull, {1, 2, 3, 4}}},
+      {Type::Open, OpenReply{5, 0x7f0000001000ull, 4096, 99, {9, 8, 7}}},
+      {Type::ListVersions, ListVersionsReply{{{"heat2d", 7, true, 4, 8, 1 << 26}, {"other", 1, false, 1, 1, 0}}}},
+      {Type::ListRegions, ListRegionsReply{true, {{0, 0, 10, 11, RegionState::Committed}}}},
+      {Type::Delete, DeleteReply{1, 8}},
+      {Type::Commit, Empty{}},
+  };
+  for (const auto& [type, body] : replies) out.push_back(encode(Reply{type, tag++, 0, "", body}));
+  out.push_back(encode(Reply{Type::Create, tag++, -20, "no space in the pool", Empty{}}));
+  return out;
+}
+
+}  // namespace pmcr::fuzz

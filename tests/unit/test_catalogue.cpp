@@ -1,0 +1,301 @@
+// Catalogue and pool tests on a real libpmem2 mapping of a /dev/shm file.
+// "Restart" means dropping the Catalogue and Pool and opening the file again.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <random>
+
+#include "catalogue.hpp"
+#include "checksum.hpp"
+#include "error.hpp"
+#include "fault.hpp"
+
+using namespace pmcr::server;
+using pmcr::Error;
+
+namespace {
+
+class CatalogueTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = "/dev/shm/pmcr-unit-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".pool";
+    ::unlink(path_.c_str());
+    open(64ull << 20);
+  }
+  void TearDown() override {
+    pmcr::fault::arm("", 0, false);
+    cat_.reset();
+    pool_.reset();
+    ::unlink(path_.c_str());
+  }
+  void open(std::optional<uint64_t> size = std::nullopt) {
+    pool_ = std::make_unique<Pool>(Pool::open_or_create(path_, size));
+    cat_ = std::make_unique<Catalogue>(*pool_);
+  }
+  void restart() {
+    cat_.reset();
+    pool_.reset();
+    open();
+  }
+  std::vector<uint8_t> pattern(size_t n, uint64_t seed) {
+    std::vector<uint8_t> v(n);
+    std::mt19937_64 rng(seed);
+    for (auto& b : v) b = static_cast<uint8_t>(rng());
+    return v;
+  }
+  // create + "RMA" (a memcpy into the region) + commit
+  RegionView write(const std::string& job, uint64_t version, uint32_t rank, uint32_t id,
+                   const std::vector<uint8_t>& data, Owner owner = 1) {
+    RegionView v = cat_->create_region({job, version, rank, id}, data.size(), owner);
+    if (!data.empty()) std::memcpy(cat_->data(v.offset), data.data(), data.size());
+    cat_->commit_region(v.handle, data.size(), pmcr::checksum(data.data(), data.size()), owner);
+    return v;
+  }
+  std::vector<uint8_t> read(const std::string& job, uint64_t version, uint32_t rank, uint32_t id) {
+    RegionView v = cat_->open_region({job, version, rank, id});
+    std::vector<uint8_t> out(cat_->data(v.offset), cat_->data(v.offset) + v.size);
+    EXPECT_EQ(pmcr::checksum(out.data(), out.size()), v.checksum);
+    cat_->close_region(v.handle);
+    return out;
+  }
+  int code_of(const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return e.code();
+    }
+    return 0;
+  }
+
+  std::string path_;
+  std::unique_ptr<Pool> pool_;
+  std::unique_ptr<Catalogue> cat_;
+};
+
+}  // namespace
+
+TEST_F(CatalogueTest, PoolHeaderAndReopen) {
+  EXPECT_TRUE(pool_->formatted_now());
+  EXPECT_EQ(pool_->size(), 64ull << 20);
+  EXPECT_GE(pool_->granularity_bytes(), 8u);
+  restart();
+  EXPECT_FALSE(pool_->formatted_now());
+  // A size that does not match an existing pool is a clear error.
+  cat_.reset();
+  pool_.reset();
+  try {
+    Pool::open_or_create(path_, 128ull << 20);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), PMCR_E_INVAL);
+    EXPECT_NE(std::string(e.what()).find("does not match"), std::string::npos) << e.what();
+  }
+  open();
+}
+
+TEST_F(CatalogueTest, RefusesForeignFilesAndSecondServers) {
+  // Two servers on one pool: the second is refused while the first holds it.
+  EXPECT_EQ(code_of([&] { Pool::open_or_create(path_, std::nullopt); }), PMCR_E_BUSY);
+  const std::string foreign = path_ + ".foreign";
+  {
+    std::FILE* f = std::fopen(foreign.c_str(), "w");
+    std::fputs(std::string(8 << 20, 'x').c_str(), f);
+    std::fclose(f);
+  }
+  EXPECT_EQ(code_of([&] { Pool::open_or_create(foreign, std::nullopt); }), PMCR_E_CORRUPT);
+  ::unlink(foreign.c_str());
+  EXPECT_EQ(code_of([&] { Pool::open_or_create(path_ + ".absent", std::nullopt); }), PMCR_E_INVAL);
+  EXPECT_EQ(code_of([&] { Pool::open_or_create(path_ + ".tiny", 1 << 20); }), PMCR_E_INVAL);
+  EXPECT_NE(::access((path_ + ".tiny").c_str(), F_OK), 0) << "a failed create must not leave a file";
+}
+
+TEST_F(CatalogueTest, SealedVersionSurvivesRestartBitIdentical) {
+  const auto a = pattern(1, 1), b = pattern(4095, 2), c = pattern((1 << 20) + 7, 3), z = pattern(0, 4);
+  write("job", 1, 0, 0, a);
+  write("job", 1, 0, 1, b);
+  write("job", 1, 1, 0, c);
+  write("job", 1, 1, 9, z);
+  cat_->seal("job", 1, 2, 4);
+  restart();
+  EXPECT_EQ(cat_->recovery().sealed_versions, 1u);
+  EXPECT_EQ(cat_->recovery().regions, 4u);
+  EXPECT_EQ(read("job", 1, 0, 0), a);
+  EXPECT_EQ(read("job", 1, 0, 1), b);
+  EXPECT_EQ(read("job", 1, 1, 0), c);
+  EXPECT_EQ(read("job", 1, 1, 9), z);
+  const auto versions = cat_->list_versions("job");
+  ASSERT_EQ(versions.size(), 1u);
+  EXPECT_TRUE(versions[0].sealed);
+  EXPECT_EQ(versions[0].nranks, 2u);
+  EXPECT_EQ(versions[0].bytes, a.size() + b.size() + c.size());
+}
+
+TEST_F(CatalogueTest, UnsealedRegionsAreReclaimedOnRestartAndDisconnect) {
+  write("job", 1, 0, 0, pattern(5000, 1));
+  cat_->seal("job", 1, 1, 1);
+  const uint64_t used_sealed = cat_->stats().used_bytes;
+  write("job", 2, 0, 0, pattern(8192, 2), 7);                      // committed, not sealed
+  cat_->create_region({"job", 2, 1, 0}, 100, 7);                   // created only
+  write("job", 3, 0, 0, pattern(100, 3), 8);                       // another owner
+  EXPECT_EQ(cat_->release_owner(7), 2u);
+  EXPECT_EQ(cat_->list_versions("job").size(), 2u);  // 1 sealed, 3 open
+  restart();
+  EXPECT_EQ(cat_->recovery().reclaimed_regions, 1u);
+  EXPECT_EQ(cat_->stats().used_bytes, used_sealed);
+  EXPECT_EQ(cat_->stats().regions, 1u);
+  EXPECT_EQ(cat_->list_versions("").size(), 1u);
+}
+
+TEST_F(CatalogueTest, SealChecksEveryRegionAndRank) {
+  write("job", 1, 0, 0, pattern(10, 1));
+  auto pending = cat_->create_region({"job", 1, 1, 0}, 10, 1);
+  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 2, 2); }), PMCR_E_INCOMPLETE);  // one not committed
+  const auto d = pattern(10, 2);
+  std::memcpy(cat_->data(pending.offset), d.data(), d.size());
+  cat_->commit_region(pending.handle, 10, pmcr::checksum(d.data(), 10), 1);
+  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 2, 3); }), PMCR_E_INCOMPLETE);  // wrong region count
+  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 3, 3); }), PMCR_E_INCOMPLETE);
+  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 1, 2); }), PMCR_E_INVAL);       // rank 1 beyond 1 rank
+  EXPECT_EQ(code_of([&] { cat_->seal("job", 9, 1, 1); }), PMCR_E_NOT_FOUND);
+  cat_->seal("job", 1, 2, 2);
+  cat_->seal("job", 1, 2, 2);  // idempotent retry
+  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 2, 5); }), PMCR_E_EXISTS);
+  EXPECT_EQ(code_of([&] { cat_->create_region({"job", 1, 0, 5}, 1, 1); }), PMCR_E_EXISTS);
+}
+
+TEST_F(CatalogueTest, CommitVerifiesChecksumSizeAndOwner) {
+  auto v = cat_->create_region({"job", 1, 0, 0}, 4096, 1);
+  std::memset(cat_->data(v.offset), 0xab, 4096);
+  EXPECT_EQ(code_of([&] { cat_->commit_region(v.handle, 4096, 12345, 1); }), PMCR_E_CHECKSUM);
+  const uint64_t sum = pmcr::checksum(cat_->data(v.offset), 4096);
+  EXPECT_EQ(code_of([&] { cat_->commit_region(v.handle, 4000, sum, 1); }), PMCR_E_SIZE);
+  EXPECT_EQ(code_of([&] { cat_->commit_region(v.handle, 4096, sum, 2); }), PMCR_E_STATE);
+  EXPECT_EQ(code_of([&] { cat_->commit_region(v.handle + (1ull << 32), 4096, sum, 1); }), PMCR_E_NOT_FOUND);
+  cat_->commit_region(v.handle, 4096, sum, 1);
+  cat_->commit_region(v.handle, 4096, sum, 1);  // idempotent retry
+}
+
+TEST_F(CatalogueTest, RewritingAnUnsealedRegionReplacesIt) {
+  auto first = write("job", 1, 0, 0, pattern(100, 1));
+  const auto second = pattern(200, 2);
+  write("job", 1, 0, 0, second);
+  EXPECT_EQ(code_of([&] { cat_->commit_region(first.handle, 100, 0, 1); }), PMCR_E_NOT_FOUND);
+  cat_->seal("job", 1, 1, 1);
+  EXPECT_EQ(read("job", 1, 0, 0), second);
+  EXPECT_EQ(cat_->stats().regions, 1u);
+}
+
+TEST_F(CatalogueTest, PoolFullIsNoSpaceAndHarmless) {
+  write("job", 1, 0, 0, pattern(1 << 20, 1));
+  cat_->seal("job", 1, 1, 1);
+  const auto before = cat_->stats();
+  EXPECT_EQ(code_of([&] { cat_->create_region({"job", 2, 0, 0}, 1ull << 30, 1); }), PMCR_E_NOSPACE);
+  EXPECT_EQ(code_of([&] { cat_->create_region({"job", 2, 0, 0}, before.free_bytes + 1, 1); }), PMCR_E_NOSPACE);
+  const auto after = cat_->stats();
+  EXPECT_EQ(after.used_bytes, before.used_bytes);
+  EXPECT_EQ(after.slots_used, before.slots_used);
+  EXPECT_EQ(read("job", 1, 0, 0), pattern(1 << 20, 1));
+  // Exactly the free space still fits.
+  write("job", 2, 0, 0, pattern(before.free_bytes, 5));
+  EXPECT_EQ(cat_->stats().free_bytes, 0u);
+}
+
+TEST_F(CatalogueTest, CatalogueFullIsNoSpace) {
+  const uint32_t slots = cat_->stats().slots;
+  uint32_t made = 0;
+  int code = 0;
+  while (made <= slots && (code = code_of([&] { cat_->create_region({"job", 1, 0, made}, 0, 1); })) == 0) made++;
+  EXPECT_EQ(code, PMCR_E_NOSPACE);
+  EXPECT_EQ(made, slots);
+  EXPECT_EQ(cat_->release_owner(1), slots);
+  EXPECT_EQ(cat_->stats().slots_used, 0u);
+}
+
+TEST_F(CatalogueTest, DeleteKeepsExtentsWhileReadersHoldThem) {
+  const auto data = pattern(10000, 1);
+  write("job", 1, 0, 0, data);
+  cat_->seal("job", 1, 1, 1);
+  std::vector<uint64_t> freed;
+  cat_->on_extent_freed = [&](uint64_t off, uint64_t) { freed.push_back(off); };
+  RegionView r = cat_->open_region({"job", 1, 0, 0});
+  EXPECT_EQ(cat_->delete_versions("job", 1), std::make_pair(1u, 1u));
+  EXPECT_TRUE(freed.empty()) << "extent freed while a reader had it open";
+  // New allocations must not land on the pinned extent.
+  write("job", 2, 0, 0, pattern(10000, 2));
+  EXPECT_EQ(std::memcmp(cat_->data(r.offset), data.data(), data.size()), 0);
+  cat_->close_region(r.handle);
+  ASSERT_EQ(freed.size(), 1u);
+  EXPECT_EQ(freed[0], r.offset);
+  EXPECT_EQ(code_of([&] { cat_->close_region(r.handle); }), PMCR_E_NOT_FOUND);
+  EXPECT_EQ(code_of([&] { cat_->open_region({"job", 1, 0, 0}); }), PMCR_E_NOT_FOUND);
+}
+
+TEST_F(CatalogueTest, DeleteAllVersionsOfAJob) {
+  for (uint64_t v = 1; v <= 3; ++v) {
+    write("job", v, 0, 0, pattern(100, v));
+    cat_->seal("job", v, 1, 1);
+  }
+  write("other", 1, 0, 0, pattern(100, 9));
+  cat_->seal("other", 1, 1, 1);
+  EXPECT_EQ(cat_->delete_versions("job", std::nullopt), std::make_pair(3u, 3u));
+  restart();
+  EXPECT_EQ(cat_->list_versions("").size(), 1u);
+  EXPECT_EQ(code_of([&] { cat_->delete_versions("job", std::nullopt); }), PMCR_E_NOT_FOUND);
+}
+
+#ifdef PMCR_FAULT_INJECTION
+// A failure between the steps of a deletion leaves the version invisible
+// after restart, and the restart finishes the deletion.
+TEST_F(CatalogueTest, InterruptedDeletionIsFinishedAtRestart) {
+  for (uint32_t id = 0; id < 3; ++id) write("job", 1, 0, id, pattern(5000, id));
+  cat_->seal("job", 1, 1, 3);
+  write("job", 2, 0, 0, pattern(10, 9));
+  cat_->seal("job", 2, 1, 1);
+  pmcr::fault::arm("delete.region", 2, false);
+  EXPECT_EQ(code_of([&] { cat_->delete_versions("job", 1); }), PMCR_E_IO);
+  restart();
+  EXPECT_EQ(cat_->recovery().finished_deletions, 1u);
+  const auto versions = cat_->list_versions("job");
+  ASSERT_EQ(versions.size(), 1u);
+  EXPECT_EQ(versions[0].version, 2u);
+  EXPECT_EQ(cat_->stats().regions, 1u);
+  EXPECT_EQ(read("job", 2, 0, 0), pattern(10, 9));
+}
+
+// A seal that fails before its state store leaves nothing visible.
+TEST_F(CatalogueTest, InterruptedSealIsInvisibleAfterRestart) {
+  write("job", 1, 0, 0, pattern(5000, 1));
+  pmcr::fault::arm("seal.body", 1, false);
+  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 1, 1); }), PMCR_E_IO);
+  restart();
+  EXPECT_TRUE(cat_->list_versions("").empty());
+  EXPECT_EQ(cat_->stats().used_bytes, 0u);
+  EXPECT_EQ(cat_->stats().slots_used, 0u);
+}
+#endif
+
+TEST_F(CatalogueTest, DamagedRecordIsQuarantinedNotServed) {
+  write("job", 1, 0, 0, pattern(100, 1));
+  write("job", 1, 0, 1, pattern(100, 2));
+  cat_->seal("job", 1, 1, 2);
+  write("job", 2, 0, 0, pattern(100, 3));
+  cat_->seal("job", 2, 1, 1);
+  // Flip a byte in the body of version 1's first region record, as media
+  // corruption would.
+  Record* recs = pool_->records();
+  for (uint64_t i = 0; i < pool_->slots(); ++i) {
+    if (recs[i].state == kRegionCommitted && recs[i].version == 1 && recs[i].id == 0) {
+      recs[i].size ^= 1;
+      pool_->persist(&recs[i], sizeof(Record));
+    }
+  }
+  restart();
+  EXPECT_GE(cat_->recovery().damaged, 1u);
+  const auto versions = cat_->list_versions("job");
+  ASSERT_EQ(versions.size(), 1u);
+  EXPECT_EQ(versions[0].version, 2u);
+  EXPECT_EQ(code_of([&] { cat_->open_region({"job", 1, 0, 1}); }), PMCR_E_NOT_FOUND);
+}
