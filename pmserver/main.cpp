@@ -48,6 +48,11 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   const int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
 
+  // A restarted pmserver must get its port back at once, even while the
+  // connections of the previous one linger in TIME_WAIT (UCX binds without
+  // SO_REUSEADDR by default). Linux still refuses a second live listener.
+  setenv("UCX_CM_REUSEADDR", "y", 0);
+
   try {
     std::optional<uint64_t> size;
     if (!size_text.empty()) size = pmcr::parse_size(size_text);

@@ -41,6 +41,16 @@ bool all_zero(const uint8_t* p, size_t n) {
   return true;
 }
 
+// Makes a new directory entry durable.
+void sync_directory(const std::string& path) {
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  if (::fsync(fd) != 0) spdlog::warn("fsync of directory {}: {}", dir, std::strerror(errno));
+  ::close(fd);
+}
+
 uint64_t slots_for(uint64_t size) {
   uint64_t slots = size / (16 * 1024);
   if (slots < 1024) slots = 1024;
@@ -53,15 +63,22 @@ uint64_t slots_for(uint64_t size) {
 Pool Pool::open_or_create(const std::string& path, std::optional<uint64_t> size) {
   Pool pool;
   pool.path_ = path;
+  // A new pool is formatted under a temporary name and linked into place
+  // only when complete: PATH is either absent or a whole pool, whatever the
+  // moment of a crash. A stale temporary from such a crash is removed.
+  const std::string creating = path + ".creating";
   bool created = false;
-  pool.fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (pool.fd_ >= 0) {
+  pool.fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (pool.fd_ < 0 && errno == ENOENT) {
+    if (!size)
+      throw Error(PMCR_E_INVAL, "pool " + path + " does not exist; give --size to create it (e.g. --size 1G)");
+    ::unlink(creating.c_str());
+    pool.fd_ = ::open(creating.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (pool.fd_ < 0)
+      throw_errno("cannot create pool " + path + " (does its directory exist and is it writable?)", errno);
     created = true;
-  } else if (errno == EEXIST) {
-    pool.fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (pool.fd_ < 0) throw_errno("cannot open pool " + path, errno);
-  } else {
-    throw_errno("cannot create pool " + path + " (does its directory exist and is it writable?)", errno);
+  } else if (pool.fd_ < 0) {
+    throw_errno("cannot open pool " + path, errno);
   }
   // From here on, a failure must not leave a half-made file behind.
   try {
@@ -74,8 +91,6 @@ Pool Pool::open_or_create(const std::string& path, std::optional<uint64_t> size)
     struct stat st {};
     if (::fstat(pool.fd_, &st) != 0) throw_errno("cannot stat pool " + path, errno);
     if (created) {
-      if (!size)
-        throw Error(PMCR_E_INVAL, "pool " + path + " does not exist; give --size to create it (e.g. --size 1G)");
       uint64_t want = (*size + 4095) / 4096 * 4096;
       if (want < kMinPoolSize)
         throw Error(PMCR_E_INVAL, "pool size " + format_size(*size) + " is too small; the minimum is " +
@@ -115,8 +130,19 @@ Pool Pool::open_or_create(const std::string& path, std::optional<uint64_t> size)
     }
 
     const auto* h = reinterpret_cast<const PoolHeader*>(pool.base_);
-    if (created || (h->magic == 0 && all_zero(pool.base_, kHeaderSize))) {
-      if (!created && size && *size != pool.map_size_)
+    if (created) {
+      pool.format(pool.map_size_);
+      if (::link(creating.c_str(), path.c_str()) != 0) {
+        if (errno == EEXIST)
+          throw Error(PMCR_E_BUSY, "pool " + path + " was created by another pmserver at the same time");
+        throw_errno("cannot create pool " + path, errno);
+      }
+      ::unlink(creating.c_str());
+      sync_directory(path);
+      pool.formatted_now_ = true;
+    } else if (h->magic == 0 && all_zero(pool.base_, kHeaderSize)) {
+      // A fresh device (DAX devices cannot be created, only formatted).
+      if (size && *size != pool.map_size_)
         throw Error(PMCR_E_INVAL, "uninitialised pool " + path + " has " + format_size(pool.map_size_) +
                                       "; --size " + format_size(*size) + " does not match (omit --size)");
       pool.format(pool.map_size_);
@@ -125,7 +151,7 @@ Pool Pool::open_or_create(const std::string& path, std::optional<uint64_t> size)
       pool.validate(pool.map_size_, size);
     }
   } catch (...) {
-    if (created) ::unlink(path.c_str());
+    if (created) ::unlink(creating.c_str());
     throw;
   }
   return pool;

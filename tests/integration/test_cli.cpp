@@ -1,0 +1,160 @@
+// The pmcr command-line tool against a real pmserver, --json output parsed.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "checksum.hpp"
+#include "server_process.hpp"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using pmcr::test::pattern;
+using pmcr::test::run_cli;
+
+namespace {
+
+void write_file(const fs::path& p, const std::vector<uint8_t>& data) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+}
+
+std::vector<uint8_t> read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  CliTest() : pool_("pool"), server_({pool_.str(), "256M"}) {
+    dir_ = fs::path("/tmp") / ("pmcr-cli-test-" + std::to_string(getpid()) + "-" +
+                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+  }
+  ~CliTest() override { fs::remove_all(dir_); }
+  void SetUp() override {
+    ASSERT_TRUE(server_.start()) << server_.log();
+    // rank 0: ids 0 and 1; rank 1: id 0 (empty) and id 7
+    files_ = {{"0/0", pattern(1 << 20, 1)}, {"0/1", pattern(4095, 2)}, {"1/0", {}}, {"1/7", pattern(3 << 20, 3)}};
+    for (const auto& [name, data] : files_) write_file(dir_ / "in" / name, data);
+  }
+  json cli_json(std::vector<std::string> args) {
+    args.push_back("--server");
+    args.push_back(server_.address());
+    args.push_back("--json");
+    std::string out, err;
+    const int rc = run_cli(args, &out, &err);
+    EXPECT_EQ(rc, 0) << err;
+    try {
+      return json::parse(out);
+    } catch (const json::exception& e) {
+      ADD_FAILURE() << "not JSON: " << out << " (" << e.what() << ")";
+      return json();
+    }
+  }
+  pmcr::test::TempPath pool_;
+  pmcr::test::ServerProcess server_;
+  fs::path dir_;
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> files_;
+};
+
+}  // namespace
+
+TEST_F(CliTest, ImportLsStatExportRm) {
+  json imp = cli_json({"import", "--job", "cli", "--version", "3", (dir_ / "in").string()});
+  EXPECT_EQ(imp["sealed"], true);
+  EXPECT_EQ(imp["regions"], 4);
+  EXPECT_EQ(imp["ranks"], 2);
+  cli_json({"import", "--job", "cli", "--version", "5", (dir_ / "in").string()});
+
+  json ls = cli_json({"ls", "--job", "cli"});
+  ASSERT_EQ(ls["versions"].size(), 2u);
+  EXPECT_EQ(ls["versions"][0]["version"], 3);
+  EXPECT_EQ(ls["versions"][0]["sealed"], true);
+  EXPECT_EQ(ls["versions"][0]["ranks"], 2);
+  EXPECT_EQ(ls["versions"][0]["regions"], 4);
+  EXPECT_EQ(ls["versions"][0]["bytes"], (1 << 20) + 4095 + (3 << 20));
+
+  json st = cli_json({"stat"});
+  EXPECT_EQ(st["regions"], 8);
+  EXPECT_EQ(st["versions"], 2);
+  EXPECT_EQ(st["jobs"], 1);
+  EXPECT_GE(st["connections"].get<int>(), 1);
+  EXPECT_EQ(st["pool_size"], 256u << 20);
+  EXPECT_EQ(st["used"].get<uint64_t>() + st["free"].get<uint64_t>(), st["data_size"].get<uint64_t>());
+
+  // export picks the latest sealed version by default
+  json exp = cli_json({"export", "--job", "cli", (dir_ / "out").string()});
+  EXPECT_EQ(exp["version"], 5);
+  for (const auto& [name, data] : files_) EXPECT_EQ(read_file(dir_ / "out" / name), data) << name;
+  json manifest = json::parse(std::ifstream(dir_ / "out" / "pmcr-manifest.json"));
+  EXPECT_EQ(manifest["job"], "cli");
+  EXPECT_EQ(manifest["version"], 5);
+  ASSERT_EQ(manifest["regions"].size(), 4u);
+  for (const auto& r : manifest["regions"]) {
+    const auto data = read_file(dir_ / "out" / std::to_string(r["rank"].get<int>()) / std::to_string(r["id"].get<int>()));
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(pmcr::checksum(data.data(), data.size())));
+    EXPECT_EQ(r["xxh3_64"], hex);
+    EXPECT_EQ(r["size"], data.size());
+  }
+  // an export re-imports (manifest checksums verified) as another version
+  json again = cli_json({"import", "--job", "cli", "--version", "6", (dir_ / "out").string()});
+  EXPECT_EQ(again["regions"], 4);
+  json old = cli_json({"export", "--job", "cli", "--version", "3", (dir_ / "old").string()});
+  EXPECT_EQ(old["version"], 3);
+
+  json rm = cli_json({"rm", "--job", "cli", "--version", "3"});
+  EXPECT_EQ(rm["versions"], 1);
+  EXPECT_EQ(rm["regions"], 4);
+  json rm_all = cli_json({"rm", "--job", "cli"});
+  EXPECT_EQ(rm_all["versions"], 2);
+  EXPECT_TRUE(cli_json({"ls"})["versions"].empty());
+}
+
+TEST_F(CliTest, TamperedImportIsRefusedAndNothingIsSealed) {
+  cli_json({"import", "--job", "t", "--version", "1", (dir_ / "in").string()});
+  cli_json({"export", "--job", "t", (dir_ / "out").string()});
+  auto data = read_file(dir_ / "out" / "1" / "7");
+  data[1000] ^= 0x40;  // flip one bit
+  write_file(dir_ / "out" / "1" / "7", data);
+  std::string out, err;
+  EXPECT_EQ(run_cli({"import", "--server", server_.address(), "--job", "t", "--version", "2", (dir_ / "out").string()},
+                    &out, &err), 1);
+  EXPECT_NE(err.find("checksum"), std::string::npos) << err;
+  json ls = cli_json({"ls", "--job", "t"});
+  ASSERT_EQ(ls["versions"].size(), 1u) << "a refused import must leave no version";
+  EXPECT_EQ(ls["versions"][0]["version"], 1);
+}
+
+TEST_F(CliTest, ErrorsAreClearAndNonZero) {
+  std::string out, err;
+  EXPECT_EQ(run_cli({"export", "--server", server_.address(), "--job", "nosuch", (dir_ / "x").string()}, &out, &err), 1);
+  EXPECT_NE(err.find("no sealed version"), std::string::npos) << err;
+  EXPECT_EQ(run_cli({"import", "--server", server_.address(), "--job", "j", "--version", "1", "/nonexistent"}, &out, &err), 1);
+  EXPECT_NE(err.find("does not exist"), std::string::npos) << err;
+  EXPECT_EQ(run_cli({"import", "--server", server_.address(), "--job", "bad/name", "--version", "1", (dir_ / "in").string()},
+                    &out, &err), 1);
+  EXPECT_NE(err.find("invalid job name"), std::string::npos) << err;
+  EXPECT_EQ(run_cli({"stat", "--server", "127.0.0.1:notaport"}, &out, &err), 1);
+  EXPECT_NE(err.find("invalid server address"), std::string::npos) << err;
+  EXPECT_EQ(run_cli({"rm", "--server", server_.address(), "--job", "nosuch"}, &out, &err), 1);
+  EXPECT_NE(err.find("no versions"), std::string::npos) << err;
+  EXPECT_NE(run_cli({"frobnicate"}, &out, &err), 0);
+  const std::string addr = server_.address();
+  server_.stop();
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(run_cli({"stat", "--server", addr}, &out, &err), 1);
+  EXPECT_NE(err.find("server unreachable"), std::string::npos) << err;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(6));
+}
+
+TEST_F(CliTest, ServerComesFromPmcrServersWhenNotGiven) {
+  ::setenv("PMCR_SERVERS", (server_.address() + ",127.0.0.1:1").c_str(), 1);
+  std::string out, err;
+  EXPECT_EQ(run_cli({"stat", "--json"}, &out, &err), 0) << err;
+  ::unsetenv("PMCR_SERVERS");
+  EXPECT_EQ(json::parse(out)["server"], server_.address());
+}

@@ -1,0 +1,313 @@
+// Integration tests against a real pmserver process.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "checksum.hpp"
+#include "error.hpp"
+#include "protocol.hpp"
+#include "server_process.hpp"
+
+using namespace std::chrono_literals;
+using pmcr::Error;
+using pmcr::test::pattern;
+using pmcr::test::ServerProcess;
+using pmcr::test::TempPath;
+
+namespace {
+
+int code_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  return 0;
+}
+
+std::vector<uint8_t> read_back(pmcr::client::Client& c, const std::string& job, uint64_t v, uint32_t rank, uint32_t id) {
+  const auto src = c.open(job, v, rank, id);
+  std::vector<uint8_t> out(src.size);
+  c.get(src, out.data());
+  c.close(src);
+  return out;
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  ServerTest() : pool_("pool"), server_({pool_.str(), "256M"}) {}
+  void SetUp() override { ASSERT_TRUE(server_.start()) << server_.log(); }
+  void TearDown() override {
+    if (HasFailure()) std::cerr << "---- pmserver log ----\n" << server_.log();
+  }
+  TempPath pool_;
+  ServerProcess server_;
+};
+
+}  // namespace
+
+TEST_F(ServerTest, RoundTripsAtEverySize) {
+  auto c = server_.connect();
+  const std::vector<size_t> sizes = {0, 1, 4095, (1u << 20) + 7, 64u << 20};
+  for (size_t i = 0; i < sizes.size(); ++i) c.write_region("rt", 1, 0, static_cast<uint32_t>(i), pattern(sizes[i], i).data(), sizes[i]);
+  c.seal("rt", 1, 1, static_cast<uint32_t>(sizes.size()));
+  for (size_t i = 0; i < sizes.size(); ++i)
+    EXPECT_EQ(read_back(c, "rt", 1, 0, static_cast<uint32_t>(i)), pattern(sizes[i], i)) << "size " << sizes[i];
+  // A second connection sees the same bits.
+  auto d = server_.connect();
+  EXPECT_EQ(read_back(d, "rt", 1, 0, 3), pattern(sizes[3], 3));
+  EXPECT_EQ(c.latest_sealed("rt"), 1u);
+  EXPECT_NE(c.transports().find("tcp"), std::string::npos) << c.transports();
+}
+
+TEST_F(ServerTest, RestartKeepsSealedVersions) {
+  {
+    auto c = server_.connect();
+    for (uint64_t v = 1; v <= 2; ++v) {
+      for (uint32_t r = 0; r < 2; ++r) c.write_region("keep", v, r, 0, pattern(300000, v * 10 + r).data(), 300000);
+      c.seal("keep", v, 2, 2);
+    }
+    c.write_region("keep", 3, 0, 0, pattern(1000, 99).data(), 1000);  // never sealed
+  }
+  EXPECT_EQ(server_.stop(), 0) << "SIGTERM must stop pmserver cleanly";
+  ASSERT_TRUE(server_.start());
+  {
+    auto c = server_.connect();
+    const auto versions = c.list_versions("keep");
+    ASSERT_EQ(versions.size(), 2u);
+    for (uint64_t v = 1; v <= 2; ++v)
+      for (uint32_t r = 0; r < 2; ++r) EXPECT_EQ(read_back(c, "keep", v, r, 0), pattern(300000, v * 10 + r));
+  }
+  server_.kill9();  // and after a crash, too
+  ASSERT_TRUE(server_.start());
+  auto c = server_.connect();
+  EXPECT_EQ(c.list_versions("keep").size(), 2u);
+  EXPECT_EQ(read_back(c, "keep", 2, 1, 0), pattern(300000, 21));
+  EXPECT_EQ(c.stat().regions, 4u);
+}
+
+TEST_F(ServerTest, PoolFullIsNoSpaceAndNothingElseIsAffected) {
+  auto c = server_.connect();
+  c.write_region("full", 1, 0, 0, pattern(1 << 20, 1).data(), 1 << 20);
+  c.seal("full", 1, 1, 1);
+  const auto before = c.stat();
+  EXPECT_EQ(code_of([&] { c.create("full", 2, 0, 0, 1ull << 30); }), PMCR_E_NOSPACE);
+  EXPECT_EQ(code_of([&] { c.create("full", 2, 0, 0, before.free_bytes + 4096); }), PMCR_E_NOSPACE);
+  // The same connection goes on working; the old version is intact.
+  const auto after = c.stat();
+  EXPECT_EQ(after.used_bytes, before.used_bytes);
+  EXPECT_EQ(after.regions, before.regions);
+  EXPECT_EQ(read_back(c, "full", 1, 0, 0), pattern(1 << 20, 1));
+  c.write_region("full", 2, 0, 0, pattern(4096, 2).data(), 4096);
+}
+
+TEST_F(ServerTest, ThirtyTwoConcurrentClients) {
+  constexpr uint32_t kClients = 32;
+  std::atomic<int> failures{0}, written{0};
+  std::promise<void> sealed;
+  std::shared_future<void> sealed_f = sealed.get_future().share();
+  std::vector<std::thread> threads;
+  for (uint32_t i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        auto c = server_.connect();
+        for (uint32_t id = 0; id < 2; ++id)
+          c.write_region("many", 1, i, id, pattern(256 * 1024 + i, i * 2 + id).data(), 256 * 1024 + i);
+        written++;
+        // Writers stay connected until the version is sealed: a writer that
+        // leaves earlier loses its unsealed regions, by design.
+        sealed_f.wait_for(60s);
+      } catch (const std::exception& e) {
+        std::cerr << "client " << i << ": " << e.what() << "\n";
+        failures++;
+        written++;
+      }
+    });
+  }
+  while (written.load() < static_cast<int>(kClients)) std::this_thread::sleep_for(5ms);
+  auto c = server_.connect();
+  EXPECT_EQ(c.stat().connections, kClients + 1);
+  EXPECT_EQ(code_of([&] { c.seal("many", 1, kClients, 2 * kClients); }), 0);
+  sealed.set_value();
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(failures.load(), 0);
+  // Connections are counted while open: 32 readers at once, each checking
+  // another client's data.
+  threads.clear();
+  for (uint32_t i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        auto r = server_.connect();
+        const uint32_t rank = (i + 7) % kClients;
+        if (read_back(r, "many", 1, rank, 1) != pattern(256 * 1024 + rank, rank * 2 + 1)) failures++;
+      } catch (const std::exception& e) {
+        std::cerr << "reader " << i << ": " << e.what() << "\n";
+        failures++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(c.stat().regions, 2 * kClients);
+}
+
+TEST_F(ServerTest, MalformedMessagesGetErrorsAndCostOnlyThatConnection) {
+  auto good = server_.connect();
+  good.write_region("m", 1, 0, 0, pattern(5000, 1).data(), 5000);
+  good.seal("m", 1, 1, 1);
+
+  auto bad = server_.connect();
+  using namespace pmcr::proto;
+  std::vector<std::vector<uint8_t>> garbage;
+  garbage.push_back({1, 2, 3});                                  // shorter than a header
+  garbage.push_back(std::vector<uint8_t>(64, 0xee));              // bad magic
+  auto v2 = encode(Request{100, Stat{}});
+  v2[4] = 9;                                                     // unknown protocol version
+  garbage.push_back(v2);
+  auto unknown = encode(Request{101, Stat{}});
+  unknown[6] = 77;                                               // unknown type
+  garbage.push_back(unknown);
+  auto lying = encode(Request{102, Open{"m", 1, 0, 0}});
+  lying[16] = 0xff;                                              // length beyond the bytes
+  garbage.push_back(lying);
+  auto longjob = encode(Request{103, Create{std::string(200, 'j'), 1, 0, 0, 1}});
+  garbage.push_back(longjob);                                    // job name over 64 bytes
+  garbage.push_back(std::vector<uint8_t>(200 * 1024, 0x50));      // 200 KiB: rendezvous path, over the limit
+  for (const auto& g : garbage) {
+    Header h;
+    const uint64_t tag = decode_header(g.data(), g.size(), &h) == DecodeStatus::Ok ? h.tag : 0;
+    Reply rep;
+    ASSERT_NO_THROW(rep = bad.raw_request(g, tag)) << g.size() << " bytes";
+    EXPECT_EQ(rep.status, PMCR_E_PROTOCOL) << rep.message;
+    EXPECT_NE(rep.message.find("malformed"), std::string::npos) << rep.message;
+  }
+  // A well-formed request with invalid values gets a specific error.
+  EXPECT_EQ(code_of([&] { bad.create("bad name!", 1, 0, 0, 10); }), PMCR_E_INVAL);
+  EXPECT_EQ(code_of([&] { bad.open("m", 1, 0, 42); }), PMCR_E_NOT_FOUND);
+  // Enough garbage closes the connection, and only that one.
+  int closed_after = -1;
+  for (int i = 0; i < 20 && closed_after < 0; ++i) {
+    try {
+      bad.raw_request({0, 0, 0, 0}, 0);
+    } catch (const Error& e) {
+      EXPECT_TRUE(e.code() == PMCR_E_SERVER_LOST || e.code() == PMCR_E_TIMEDOUT) << e.what();
+      closed_after = i;
+    }
+  }
+  EXPECT_GE(closed_after, 0) << "the server never closed a connection that kept sending garbage";
+  EXPECT_EQ(read_back(good, "m", 1, 0, 0), pattern(5000, 1));
+  auto fresh = server_.connect();
+  EXPECT_EQ(fresh.stat().versions, 1u);
+}
+
+TEST_F(ServerTest, VanishedWriterLosesOnlyItsUnsealedRegions) {
+  {
+    auto c = server_.connect();
+    c.write_region("v", 1, 0, 0, pattern(100000, 1).data(), 100000);
+    c.seal("v", 1, 1, 1);
+  }
+  const pid_t child = fork();
+  if (child == 0) {
+    // A writer that dies mid-checkpoint: one region committed, one put but
+    // not committed, then SIGKILL.
+    try {
+      auto c = server_.connect();
+      c.write_region("v", 2, 0, 0, pattern(8 << 20, 2).data(), 8 << 20);
+      const auto t = c.create("v", 2, 1, 0, 4 << 20);
+      c.put(t, pattern(4 << 20, 3).data());
+    } catch (...) {
+      _exit(3);
+    }
+    raise(SIGKILL);
+    _exit(4);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "writer child failed before it could be killed: " << status;
+  auto c = server_.connect();
+  // Disconnect detection is asynchronous: poll until the server has reclaimed.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (c.stat().regions != 1 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(c.stat().regions, 1u);
+  EXPECT_EQ(c.list_versions("v").size(), 1u);
+  EXPECT_EQ(read_back(c, "v", 1, 0, 0), pattern(100000, 1));
+  EXPECT_EQ(code_of([&] { c.seal("v", 2, 2, 2); }), PMCR_E_NOT_FOUND);
+}
+
+TEST_F(ServerTest, ReaderKeepsItsBitsWhileTheVersionIsDeleted) {
+  auto w = server_.connect();
+  w.write_region("d", 1, 0, 0, pattern(3 << 20, 1).data(), 3 << 20);
+  w.seal("d", 1, 1, 1);
+  auto r = server_.connect();
+  const auto src = r.open("d", 1, 0, 0);
+  EXPECT_EQ(w.remove("d", 1).regions, 1u);
+  // New data must not land in the extent the reader still has open.
+  w.write_region("d", 2, 0, 0, pattern(3 << 20, 2).data(), 3 << 20);
+  std::vector<uint8_t> got(src.size);
+  r.get(src, got.data());
+  EXPECT_EQ(got, pattern(3 << 20, 1));
+  r.close(src);
+  EXPECT_EQ(code_of([&] { r.open("d", 1, 0, 0); }), PMCR_E_NOT_FOUND);
+}
+
+TEST_F(ServerTest, UnreachableServerFailsFastAndClearly) {
+  const uint16_t port = server_.port();
+  server_.stop();
+  const auto t0 = std::chrono::steady_clock::now();
+  pmcr::client::Options o;
+  o.server = "127.0.0.1:" + std::to_string(port);
+  try {
+    pmcr::client::Client c(o);
+    FAIL() << "connected to a stopped server";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), PMCR_E_UNREACHABLE) << e.what();
+    EXPECT_NE(std::string(e.what()).find(o.server), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 6s);
+}
+
+TEST_F(ServerTest, ServerKilledMidRequestFailsTheClientQuickly) {
+  auto c = server_.connect(5s);
+  const auto data = pattern(64 << 20, 5);
+  std::thread killer([&] {
+    std::this_thread::sleep_for(30ms);
+    server_.kill9();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  int code = 0;
+  for (uint32_t i = 0; i < 50 && code == 0; ++i) code = code_of([&] { c.write_region("k", 1, 0, i, data.data(), data.size()); });
+  killer.join();
+  EXPECT_TRUE(code == PMCR_E_SERVER_LOST || code == PMCR_E_TIMEDOUT) << pmcr::error_name(code);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 20s);
+  // Once failed, the connection says so at once.
+  EXPECT_EQ(code_of([&] { c.stat(); }), PMCR_E_SERVER_LOST);
+}
+
+TEST_F(ServerTest, IdleServerUsesUnderOnePercentCpu) {
+  auto c = server_.connect();  // an idle connected client, too
+  c.stat();
+  const auto cpu_ticks = [&] {
+    std::ifstream in("/proc/" + std::to_string(server_.pid()) + "/stat");
+    std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::istringstream fields(s.substr(s.rfind(')') + 2));
+    std::string f;
+    long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && fields >> f; ++i) {
+      if (i == 14) utime = std::stol(f);
+      if (i == 15) stime = std::stol(f);
+    }
+    return utime + stime;
+  };
+  std::this_thread::sleep_for(500ms);  // let start-up work settle
+  const long t0 = cpu_ticks();
+  std::this_thread::sleep_for(3s);
+  const long used = cpu_ticks() - t0;
+  const long hz = sysconf(_SC_CLK_TCK);
+  EXPECT_LT(static_cast<double>(used) / hz, 0.03) << used << " ticks in 3 s";
+}
