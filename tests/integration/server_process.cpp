@@ -28,13 +28,6 @@ std::vector<char*> c_strings(std::vector<std::string>& v) {
   return out;
 }
 
-std::vector<std::string> environment_with(const std::vector<std::string>& extra) {
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e) env.emplace_back(*e);
-  for (const auto& x : extra) env.push_back(x);
-  return env;
-}
-
 std::string slurp(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;
@@ -44,93 +37,31 @@ std::string slurp(const std::string& path) {
 
 }  // namespace
 
-ServerProcess::ServerProcess(ServerConfig config) : config_(std::move(config)) {
-  log_ = config_.pool + ".log";
-  ready_ = config_.pool + ".ready";
+namespace {
+pmcr::tools::LocalServerOptions options_for(const ServerConfig& c) {
+  pmcr::tools::LocalServerOptions o;
+  o.pmserver = PMSERVER_PATH;
+  o.pool = c.pool;
+  o.size = c.size;
+  o.listen = "127.0.0.1:" + std::to_string(c.port);
+  o.env = c.env;
+  o.args = c.args;
+  o.args.push_back("--log-level");
+  o.args.push_back("debug");
+  return o;
 }
+}  // namespace
 
-ServerProcess::~ServerProcess() {
-  if (pid_ > 0) stop();
-  ::unlink(ready_.c_str());
-}
+ServerProcess::ServerProcess(ServerConfig config) : server_(options_for(config)) {}
 
-bool ServerProcess::start() {
-  if (pid_ > 0) throw std::logic_error("pmserver already running");
-  ::unlink(ready_.c_str());
-  std::vector<std::string> argv = {PMSERVER_PATH, "--pool", config_.pool, "--size", config_.size,
-                                   "--listen", "127.0.0.1:" + std::to_string(config_.port), "--ready-file", ready_,
-                                   "--log-level", "debug"};
-  argv.insert(argv.end(), config_.args.begin(), config_.args.end());
-  auto env = environment_with(config_.env);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 2, log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  auto cargv = c_strings(argv);
-  auto cenv = c_strings(env);
-  const int rc = posix_spawn(&pid_, PMSERVER_PATH, &fa, nullptr, cargv.data(), cenv.data());
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) throw std::runtime_error(std::string("cannot start pmserver: ") + std::strerror(rc));
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::ifstream in(ready_);
-    std::string line;
-    if (in && std::getline(in, line) && !line.empty()) {
-      port_ = static_cast<uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
-      if (config_.port == 0) config_.port = port_;  // a restart reuses the same port
-      return true;
-    }
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      exit_status_ = status;
-      return false;
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  kill9();
-  throw std::runtime_error("pmserver did not start listening within 10 s; log:\n" + log());
-}
+bool ServerProcess::start() { return server_.start(); }
 
 int ServerProcess::stop() {
-  if (pid_ <= 0) return -1;
-  ::kill(pid_, SIGTERM);
-  int status = 0;
-  if (!wait_exit(10s, &status)) {
-    ADD_FAILURE() << "pmserver did not stop within 10 s of SIGTERM; killing it";
-    kill9();
-    return -1;
-  }
+  if (!server_.running()) return -1;
+  const int status = server_.stop(10s);
+  if (status == -1) ADD_FAILURE() << "pmserver did not stop within 10 s of SIGTERM; it was killed";
   return status;
 }
-
-void ServerProcess::kill9() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGKILL);
-  waitpid(pid_, &exit_status_, 0);
-  pid_ = -1;
-}
-
-bool ServerProcess::wait_exit(std::chrono::milliseconds timeout, int* status) {
-  if (pid_ <= 0) {
-    if (status) *status = exit_status_;
-    return true;
-  }
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    int st = 0;
-    if (waitpid(pid_, &st, WNOHANG) == pid_) {
-      exit_status_ = st;
-      if (status) *status = st;
-      pid_ = -1;
-      return true;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-}
-
-std::string ServerProcess::log() const { return slurp(log_); }
 
 pmcr::client::Client ServerProcess::connect(std::chrono::milliseconds timeout) const {
   pmcr::client::Options o;

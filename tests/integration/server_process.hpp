@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "client.hpp"
+#include "local_server.hpp"
 
 namespace pmcr::test {
 
@@ -28,34 +29,27 @@ struct ServerConfig {
 class ServerProcess {
  public:
   explicit ServerProcess(ServerConfig config);
-  ~ServerProcess();
 
-  // Starts pmserver and waits (10 s at most) until it listens. Returns false
-  // if it exited instead (its log says why); throws if it neither listens
-  // nor exits in time.
+  // Starts pmserver (debug log) and waits until it listens; false if it
+  // exited instead. A restart reuses the first start's port.
   bool start();
-  // SIGTERM, then SIGKILL after 10 s. Returns the exit status (waitpid form).
+  // SIGTERM, then SIGKILL after 10 s (a test failure). Returns the wait status.
   int stop();
-  void kill9();
-  // Waits up to TIMEOUT for the process to exit by itself.
-  bool wait_exit(std::chrono::milliseconds timeout, int* status = nullptr);
-  bool running() const { return pid_ > 0; }
-  pid_t pid() const { return pid_; }
-  uint16_t port() const { return port_; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  const std::string& log_path() const { return log_; }
-  std::string log() const;
-  ServerConfig& config() { return config_; }
+  void kill9() { server_.kill9(); }
+  bool wait_exit(std::chrono::milliseconds timeout, int* status = nullptr) { return server_.wait_exit(timeout, status); }
+  bool running() const { return server_.running(); }
+  pid_t pid() const { return server_.pid(); }
+  uint16_t port() const { return server_.port(); }
+  std::string address() const { return server_.address(); }
+  std::string log() const { return server_.log(); }
+  // Extra environment of the next start.
+  std::vector<std::string>& env() { return server_.options().env; }
 
-  // A connected client with a short timeout.
+  // A connected client with a bounded timeout.
   pmcr::client::Client connect(std::chrono::milliseconds timeout = std::chrono::seconds(20)) const;
 
  private:
-  ServerConfig config_;
-  std::string log_, ready_;
-  pid_t pid_ = -1;
-  int exit_status_ = 0;  // of the last process reaped
-  uint16_t port_ = 0;
+  pmcr::tools::LocalServer server_;
 };
 
 // A per-test path in /dev/shm that is removed (with its .log) at destruction.

@@ -147,7 +147,7 @@ TEST(Crash, KillAtEveryFaultPointOfTheWorkload) {
       int status = 0;
       ASSERT_TRUE(s.wait_exit(10s, &status)) << "the server survived its fault point\n" << s.log();
       ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status << "\n" << s.log();
-      s.config().env.clear();
+      s.env().clear();
       ASSERT_TRUE(s.start()) << "restart after a crash at " << where << " failed:\n" << s.log();
       verify(s, o, where);
       // The pool stays fully usable after recovery.

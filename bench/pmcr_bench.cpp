@@ -1,0 +1,372 @@
+// pmcr-bench: pmcr's benchmark. Every figure is measured in the same run as
+// the machine limits it is compared with, and printed as ratios.
+//
+//   pmcr-bench transfer   put+commit and open+get of one region through a
+//                         live pmserver, next to memcpy and ucx_perftest put
+//                         and get over the same transport, for pools in
+//                         /dev/shm and /tmp.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "checksum.hpp"
+#include "client.hpp"
+#include "error.hpp"
+#include "local_server.hpp"
+#include "text.hpp"
+#include "ucx.hpp"
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+extern char** environ;
+
+namespace {
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double median(std::vector<double> v) {
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+double gbs(uint64_t bytes, double secs) { return secs > 0 ? static_cast<double>(bytes) / secs / 1e9 : NAN; }
+
+int reps_for(uint64_t size) { return size <= (1u << 20) ? 30 : size <= (64u << 20) ? 7 : 3; }
+
+// A buffer of pages touched up front, so first-touch faults are not timed.
+struct Buffer {
+  explicit Buffer(uint64_t n) : size(n) {
+    data = static_cast<uint8_t*>(::mmap(nullptr, std::max<uint64_t>(n, 1), PROT_READ | PROT_WRITE,
+                                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0));
+    if (data == MAP_FAILED) throw pmcr::Error(PMCR_E_NOMEM, "cannot allocate " + pmcr::format_size(n));
+  }
+  ~Buffer() { ::munmap(data, std::max<uint64_t>(size, 1)); }
+  uint64_t size;
+  uint8_t* data;
+};
+
+void fill(Buffer& b, uint64_t seed) {
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (uint64_t i = 0; i + 8 <= b.size; i += 8) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    std::memcpy(b.data + i, &x, 8);
+  }
+}
+
+double memcpy_gbs(uint64_t size) {
+  Buffer src(size), dst(size);
+  fill(src, 1);
+  std::vector<double> t;
+  for (int r = 0; r < reps_for(size); ++r) {
+    const auto t0 = Clock::now();
+    std::memcpy(dst.data, src.data, size);
+    t.push_back(seconds_since(t0));
+  }
+  return gbs(size, median(t));
+}
+
+uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+pid_t spawn(std::vector<std::string> argv, const std::vector<std::string>& extra_env, const std::string& out) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) env.emplace_back(*e);
+  env.insert(env.end(), extra_env.begin(), extra_env.end());
+  std::vector<char*> a, e;
+  for (auto& s : argv) a.push_back(s.data());
+  a.push_back(nullptr);
+  for (auto& s : env) e.push_back(s.data());
+  e.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = -1;
+  if (posix_spawnp(&pid, argv[0].c_str(), &fa, nullptr, a.data(), e.data()) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+bool wait_for(pid_t pid, double limit_s, int* status) {
+  const auto t0 = Clock::now();
+  while (waitpid(pid, status, WNOHANG) != pid) {
+    if (seconds_since(t0) > limit_s) {
+      ::kill(pid, SIGKILL);
+      waitpid(pid, status, 0);
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+// ucx_perftest over the same transport the client/server endpoints use
+// (tcp on the loopback device). Returns GB/s, or NAN with a note.
+double perftest(const std::string& test, uint64_t size, unsigned outstanding, std::string* note) {
+  const uint16_t port = free_port();
+  const std::vector<std::string> env = {"UCX_TLS=tcp", "UCX_NET_DEVICES=lo"};
+  const std::string srv_out = "/tmp/pmcr-bench-perftest-srv.txt", cli_out = "/tmp/pmcr-bench-perftest-cli.txt";
+  const pid_t srv = spawn({"ucx_perftest", "-p", std::to_string(port)}, env, srv_out);
+  if (srv < 0) {
+    *note = "ucx_perftest not found (install ucx-utils)";
+    return NAN;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const int iters = size <= (1u << 20) ? 300 : size <= (64u << 20) ? 8 : 2;
+  std::vector<std::string> argv = {"ucx_perftest", "127.0.0.1", "-p", std::to_string(port), "-t", test,
+                                   "-s", std::to_string(size), "-n", std::to_string(iters), "-w",
+                                   std::to_string(std::max(1, iters / 10)), "-f"};
+  if (outstanding) {
+    argv.push_back("-O");
+    argv.push_back(std::to_string(outstanding));
+  }
+  const pid_t cli = spawn(argv, env, cli_out);
+  int status = 0;
+  const double limit = 90;
+  const bool done = wait_for(cli, limit, &status);
+  ::kill(srv, SIGKILL);
+  waitpid(srv, nullptr, 0);
+  if (!done) {
+    *note = test + " of " + pmcr::format_size(size) + " did not finish in " + std::to_string(int(limit)) + " s";
+    return NAN;
+  }
+  std::ifstream in(cli_out);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ss(line);
+    std::vector<std::string> f;
+    for (std::string w; ss >> w;) f.push_back(w);
+    // "-f" prints: iterations, 50%ile, average, overall latency, then
+    // average and overall bandwidth in MB/s (2^20 bytes).
+    if (f.size() >= 6 && f[0] == std::to_string(iters)) return std::stod(f[5]) * 1048576.0 / 1e9;
+  }
+  *note = test + " printed no result (see " + cli_out + ")";
+  return NAN;
+}
+
+struct TransferRow {
+  uint64_t size = 0;
+  double put_commit = NAN, put_only = NAN, open_get = NAN;
+  double memcpy = NAN, pt_put = NAN, pt_put_chunked = NAN, pt_get = NAN;
+};
+
+std::string fmt(double v) {
+  if (std::isnan(v)) return "n/a";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f", v);
+  return b;
+}
+std::string ratio(double a, double b) {
+  if (std::isnan(a) || std::isnan(b) || b == 0) return "n/a";
+  char s[32];
+  std::snprintf(s, sizeof s, "%.2fx", a / b);
+  return s;
+}
+
+// Registration cost: ucp_mem_map + ucp_rkey_pack of a mapped file range,
+// once per region (what pmserver does) against once for a whole pool.
+json registration_costs(const std::string& dir, const std::vector<uint64_t>& sizes) {
+  json out = json::array();
+  pmcr::ucx::Context ctx("pmcr-bench");
+  const uint64_t pool = sizes.back() + (64u << 20);
+  const std::string path = dir + "/pmcr-bench-reg.tmp";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0 || ::posix_fallocate(fd, 0, static_cast<off_t>(pool)) != 0) return out;
+  void* base = ::mmap(nullptr, pool, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::unlink(path.c_str());
+  for (uint64_t size : sizes) {
+    std::vector<double> t;
+    for (int r = 0; r < 20; ++r) {
+      const auto t0 = Clock::now();
+      ucp_mem_map_params_t mp{};
+      mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
+      mp.address = base;
+      mp.length = size;
+      ucp_mem_h memh;
+      if (ucp_mem_map(ctx.get(), &mp, &memh) != UCS_OK) break;
+      void* rkey;
+      size_t rkey_size;
+      ucp_rkey_pack(ctx.get(), memh, &rkey, &rkey_size);
+      t.push_back(seconds_since(t0));
+      ucp_rkey_buffer_release(rkey);
+      ucp_mem_unmap(ctx.get(), memh);
+    }
+    out.push_back({{"bytes", size}, {"map_and_pack_us", median(t) * 1e6}});
+  }
+  ::munmap(base, pool);
+  ::close(fd);
+  return out;
+}
+
+json run_transfer(const std::vector<uint64_t>& sizes, const std::vector<std::string>& dirs, const std::string& pmserver,
+                  bool quiet) {
+  json result;
+  std::map<uint64_t, TransferRow> base;
+  if (!quiet) std::fprintf(stderr, "measuring memcpy and ucx_perftest...\n");
+  for (uint64_t size : sizes) {
+    TransferRow& r = base[size];
+    std::string note;
+    r.memcpy = memcpy_gbs(size);
+    r.pt_put = perftest("ucp_put_bw", size, 4, &note);
+    r.pt_put_chunked = size > (1u << 20) ? base[sizes.front()].pt_put : r.pt_put;
+    r.pt_get = perftest("ucp_get", size, 0, &note);
+    if (!note.empty()) result["notes"].push_back(note);
+  }
+  for (const std::string& dir : dirs) {
+    const std::string pool = dir + "/pmcr-bench-" + std::to_string(getpid()) + ".pool";
+    ::unlink(pool.c_str());
+    pmcr::tools::LocalServerOptions o;
+    o.pmserver = pmserver;
+    o.pool = pool;
+    o.size = std::to_string((sizes.back() + (256u << 20)) >> 20) + "M";
+    o.log = "/tmp/pmcr-bench-pmserver.log";
+    o.env = {"UCX_NET_DEVICES=lo"};
+    o.start_timeout = std::chrono::seconds(60);
+    pmcr::tools::LocalServer server(o);
+    if (!server.start()) throw pmcr::Error(PMCR_E_IO, "pmserver did not start; see " + o.log);
+    pmcr::client::Options co;
+    co.server = server.address();
+    co.name = "pmcr-bench";
+    co.timeout = std::chrono::minutes(5);
+    pmcr::client::Client c(co);
+    const auto st = c.stat();
+    json rows = json::array();
+    for (uint64_t size : sizes) {
+      if (!quiet) std::fprintf(stderr, "pool in %s: %s regions...\n", dir.c_str(), pmcr::format_size(size).c_str());
+      Buffer src(size), dst(size);
+      fill(src, size);
+      const uint64_t sum = pmcr::checksum(src.data, size);
+      std::vector<double> put_commit, put_only, open_get;
+      for (int rep = 0; rep < reps_for(size); ++rep) {
+        const uint64_t v = static_cast<uint64_t>(rep) + 1;
+        auto t0 = Clock::now();
+        const auto target = c.create("bench", v, 0, 0, size);
+        const auto t1 = Clock::now();
+        c.put(target, src.data);
+        const double put_s = seconds_since(t1);
+        c.commit(target, sum);
+        put_commit.push_back(seconds_since(t0));
+        put_only.push_back(put_s);
+        c.seal("bench", v, 1, 1);
+        t0 = Clock::now();
+        const auto source = c.open("bench", v, 0, 0);
+        c.get(source, dst.data);  // includes the checksum check a restart does
+        c.close(source);
+        open_get.push_back(seconds_since(t0));
+        c.remove("bench", v);
+      }
+      if (std::memcmp(src.data, dst.data, size) != 0) throw pmcr::Error(PMCR_E_CHECKSUM, "read back different bytes");
+      TransferRow r = base[size];
+      r.size = size;
+      r.put_commit = gbs(size, median(put_commit));
+      r.put_only = gbs(size, median(put_only));
+      r.open_get = gbs(size, median(open_get));
+      rows.push_back({{"bytes", size},
+                      {"put_commit_gbs", r.put_commit},
+                      {"put_only_gbs", r.put_only},
+                      {"open_get_gbs", r.open_get},
+                      {"memcpy_gbs", r.memcpy},
+                      {"perftest_put_gbs", r.pt_put},
+                      {"perftest_put_1MiB_chunks_gbs", r.pt_put_chunked},
+                      {"perftest_get_gbs", r.pt_get}});
+    }
+    result["pools"].push_back({{"dir", dir},
+                               {"granularity", st.store_granularity},
+                               {"transport", c.transports()},
+                               {"rows", rows},
+                               {"registration", registration_costs(dir, sizes)}});
+    server.stop();
+    ::unlink(pool.c_str());
+  }
+  return result;
+}
+
+void print_transfer(const json& r) {
+  std::printf("pmcr-bench transfer: one region, median of repetitions; GB/s = 1e9 bytes/s\n");
+  std::printf("put+commit = create + ucp_put_nbx pipeline (1 MiB x 4) + flush + COMMIT (server persists and checksums)\n");
+  std::printf("open+get   = OPEN + ucp_get_nbx pipeline + client checksum check + CLOSE\n");
+  std::printf("perftest   = ucx_perftest, UCX_TLS=tcp on lo (the transport pmcr's endpoints use); put with -O 4\n\n");
+  for (const auto& p : r["pools"]) {
+    std::printf("pool in %s (store granularity %llu B), data over %s\n", p["dir"].get<std::string>().c_str(),
+                static_cast<unsigned long long>(p["granularity"].get<uint64_t>()),
+                p["transport"].get<std::string>().c_str());
+    std::printf("%8s | %10s %8s %12s %9s %8s | %9s %12s %9s %8s | %7s\n", "size", "put+commit", "put", "perftest put",
+                "vs pt", "vs cpy", "open+get", "perftest get", "vs pt", "vs cpy", "memcpy");
+    for (const auto& row : p["rows"]) {
+      const auto d = [&](const char* k) { return row[k].is_null() ? NAN : row[k].get<double>(); };
+      std::printf("%8s | %10s %8s %12s %9s %8s | %9s %12s %9s %8s | %7s\n",
+                  pmcr::format_size(row["bytes"].get<uint64_t>()).c_str(), fmt(d("put_commit_gbs")).c_str(),
+                  fmt(d("put_only_gbs")).c_str(), fmt(d("perftest_put_gbs")).c_str(),
+                  ratio(d("put_commit_gbs"), d("perftest_put_gbs")).c_str(),
+                  ratio(d("put_commit_gbs"), d("memcpy_gbs")).c_str(), fmt(d("open_get_gbs")).c_str(),
+                  fmt(d("perftest_get_gbs")).c_str(), ratio(d("open_get_gbs"), d("perftest_get_gbs")).c_str(),
+                  ratio(d("open_get_gbs"), d("memcpy_gbs")).c_str(), fmt(d("memcpy_gbs")).c_str());
+    }
+    std::printf("  perftest put in 1 MiB messages (pmcr's chunking): %s GB/s\n",
+                fmt(p["rows"][0]["perftest_put_gbs"].is_null() ? NAN : p["rows"][0]["perftest_put_gbs"].get<double>()).c_str());
+    std::printf("  registration (ucp_mem_map + rkey_pack):");
+    for (const auto& g : p["registration"])
+      std::printf(" %s %.1f us;", pmcr::format_size(g["bytes"].get<uint64_t>()).c_str(), g["map_and_pack_us"].get<double>());
+    std::printf("\n\n");
+  }
+  if (r.contains("notes"))
+    for (const auto& n : r["notes"]) std::printf("note: %s\n", n.get<std::string>().c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"pmcr-bench: pmcr's benchmark, as ratios against this machine's own limits"};
+  app.require_subcommand(1);
+  auto* transfer = app.add_subcommand("transfer", "region put+commit and open+get vs memcpy and ucx_perftest");
+  std::vector<std::string> size_texts = {"1M", "64M", "1G"};
+  std::vector<std::string> dirs = {"/dev/shm", "/tmp"};
+  std::string pmserver = pmcr::tools::LocalServer::find_pmserver();
+  bool as_json = false;
+  transfer->add_option("--sizes", size_texts, "region sizes")->delimiter(',')->capture_default_str();
+  transfer->add_option("--pool-dirs", dirs, "directories for the pool file")->delimiter(',')->capture_default_str();
+  transfer->add_option("--pmserver", pmserver, "pmserver binary")->capture_default_str();
+  transfer->add_flag("--json", as_json, "print JSON instead of a table");
+  CLI11_PARSE(app, argc, argv);
+  ::setenv("UCX_NET_DEVICES", "lo", 0);  // loopback only, for the client in this process too
+  try {
+    std::vector<uint64_t> sizes;
+    for (const auto& s : size_texts) sizes.push_back(pmcr::parse_size(s));
+    std::sort(sizes.begin(), sizes.end());
+    const json r = run_transfer(sizes, dirs, pmserver, as_json);
+    if (as_json) std::cout << r.dump(2) << "\n";
+    else print_transfer(r);
+  } catch (const pmcr::Error& e) {
+    std::fprintf(stderr, "pmcr-bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

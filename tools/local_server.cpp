@@ -1,0 +1,154 @@
+#include "local_server.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "error.hpp"
+#include "text.hpp"
+
+extern char** environ;
+
+namespace pmcr::tools {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::vector<char*> c_strings(std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (auto& s : v) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+}  // namespace
+
+LocalServer::LocalServer(LocalServerOptions options) : options_(std::move(options)) {
+  if (options_.log.empty()) options_.log = options_.pool + ".log";
+  ready_ = options_.pool + ".ready";
+}
+
+LocalServer::~LocalServer() {
+  if (pid_ > 0) stop();
+  ::unlink(ready_.c_str());
+}
+
+std::string LocalServer::address() const {
+  HostPort hp = parse_host_port(options_.listen, kDefaultPort);
+  if (hp.host == "0.0.0.0" || hp.host == "::") hp.host = "127.0.0.1";
+  hp.port = port_;
+  return to_string(hp);
+}
+
+bool LocalServer::start() {
+  if (pid_ > 0) throw Error(PMCR_E_STATE, "pmserver is already running (pid " + std::to_string(pid_) + ")");
+  ::unlink(ready_.c_str());
+  std::vector<std::string> argv = {options_.pmserver, "--pool", options_.pool, "--listen", options_.listen,
+                                   "--ready-file", ready_};
+  if (!options_.size.empty()) {
+    argv.push_back("--size");
+    argv.push_back(options_.size);
+  }
+  argv.insert(argv.end(), options_.args.begin(), options_.args.end());
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) env.emplace_back(*e);
+  env.insert(env.end(), options_.env.begin(), options_.env.end());
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 2, options_.log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  auto cargv = c_strings(argv);
+  auto cenv = c_strings(env);
+  const int rc = posix_spawnp(&pid_, options_.pmserver.c_str(), &fa, nullptr, cargv.data(), cenv.data());
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) {
+    pid_ = -1;
+    throw Error(PMCR_E_IO, "cannot start " + options_.pmserver + ": " + std::strerror(rc));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in(ready_);
+    std::string line;
+    if (in && std::getline(in, line) && !line.empty()) {
+      port_ = parse_host_port(line, kDefaultPort).port;
+      // A restart comes back on the same port, as a real server would.
+      HostPort hp = parse_host_port(options_.listen, kDefaultPort);
+      hp.port = port_;
+      options_.listen = to_string(hp);
+      return true;
+    }
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      exit_status_ = status;
+      return false;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  kill9();
+  throw Error(PMCR_E_TIMEDOUT, "pmserver did not start listening within " +
+                                   std::to_string(options_.start_timeout.count()) + " ms; see " + options_.log);
+}
+
+int LocalServer::stop(std::chrono::milliseconds grace) {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  if (!wait_exit(grace, &status)) {
+    kill9();
+    return -1;
+  }
+  return status;
+}
+
+void LocalServer::kill9() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  waitpid(pid_, &exit_status_, 0);
+  pid_ = -1;
+}
+
+bool LocalServer::wait_exit(std::chrono::milliseconds timeout, int* status) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (pid_ > 0) {
+    int st = 0;
+    if (waitpid(pid_, &st, WNOHANG) == pid_) {
+      exit_status_ = st;
+      pid_ = -1;
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  if (status) *status = exit_status_;
+  return true;
+}
+
+std::string LocalServer::log() const {
+  std::ifstream in(options_.log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string LocalServer::find_pmserver() {
+  char self[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    self[n] = 0;
+    std::string dir(self);
+    dir.resize(dir.rfind('/'));
+    for (const std::string& candidate : {dir + "/pmserver", dir + "/../pmserver/pmserver"})
+      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "pmserver";
+}
+
+}  // namespace pmcr::tools
