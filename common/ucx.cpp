@@ -62,6 +62,16 @@ Worker::~Worker() {
   if (h_) ucp_worker_destroy(h_);
 }
 
+void set_am_handler(ucp_worker_h worker, unsigned id, ucp_am_recv_callback_t cb, void* arg) {
+  ucp_am_handler_param_t am{};
+  am.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
+  am.id = id;
+  am.cb = cb;
+  am.arg = arg;
+  const ucs_status_t st = ucp_worker_set_am_recv_handler(worker, &am);
+  if (st != UCS_OK) throw_status("registering an active-message handler", st);
+}
+
 ucs_status_t request_status(void* request) noexcept {
   if (request == nullptr) return UCS_OK;
   if (UCS_PTR_IS_ERR(request)) return UCS_PTR_STATUS(request);

@@ -42,6 +42,9 @@ class Worker {
   int efd_ = -1;
 };
 
+// Routes active messages with ID on WORKER to CB(ARG, ...).
+void set_am_handler(ucp_worker_h worker, unsigned id, ucp_am_recv_callback_t cb, void* arg);
+
 // Releases a UCX request once it is complete (or immediately if it is not a
 // request pointer). Returns the request's final status.
 ucs_status_t request_status(void* request) noexcept;

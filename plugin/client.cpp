@@ -36,13 +36,7 @@ Client::Client(Options options) : options_(std::move(options)), context_("pmcr")
   const HostPort hp = parse_host_port(options_.server, kDefaultPort);
   options_.server = to_string(hp);
 
-  ucp_am_handler_param_t am{};
-  am.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
-  am.id = proto::kAmReply;
-  am.cb = &Client::on_reply;
-  am.arg = this;
-  ucs_status_t st = ucp_worker_set_am_recv_handler(worker_.get(), &am);
-  if (st != UCS_OK) ucx::throw_status("registering the reply handler", st);
+  ucx::set_am_handler(worker_.get(), proto::kAmReply, &Client::on_reply, this);
 
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -61,7 +55,7 @@ Client::Client(Options options) : options_(std::move(options)), context_("pmcr")
   ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
   ep.err_handler.cb = &Client::on_ep_error;
   ep.err_handler.arg = this;
-  st = ucp_ep_create(worker_.get(), &ep, &ep_);
+  ucs_status_t st = ucp_ep_create(worker_.get(), &ep, &ep_);
   freeaddrinfo(res);
   if (st != UCS_OK)
     throw Error(PMCR_E_UNREACHABLE, "cannot connect to pmserver at " + options_.server + ": " + ucs_status_string(st));

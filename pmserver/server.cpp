@@ -37,13 +37,7 @@ Server::Server(Pool& pool, Catalogue& catalogue, ServerOptions options)
     : pool_(pool), catalogue_(catalogue), options_(std::move(options)), context_("pmserver"), worker_(context_) {
   catalogue_.on_extent_freed = [this](uint64_t offset, uint64_t) { unregister(offset); };
 
-  ucp_am_handler_param_t am{};
-  am.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
-  am.id = proto::kAmRequest;
-  am.cb = &Server::on_am;
-  am.arg = this;
-  ucs_status_t st = ucp_worker_set_am_recv_handler(worker_.get(), &am);
-  if (st != UCS_OK) ucx::throw_status("registering the request handler", st);
+  ucx::set_am_handler(worker_.get(), proto::kAmRequest, &Server::on_am, this);
 
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -59,7 +53,7 @@ Server::Server(Pool& pool, Catalogue& catalogue, ServerOptions options)
   lp.sockaddr.addrlen = res->ai_addrlen;
   lp.conn_handler.cb = &Server::on_conn_request;
   lp.conn_handler.arg = this;
-  st = ucp_listener_create(worker_.get(), &lp, &listener_);
+  ucs_status_t st = ucp_listener_create(worker_.get(), &lp, &listener_);
   freeaddrinfo(res);
   if (st != UCS_OK)
     throw Error(ucx::to_error(st), "cannot listen on " + to_string(options_.listen) + ": " + ucs_status_string(st) +
