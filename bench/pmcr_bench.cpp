@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -31,12 +30,12 @@
 #include "client.hpp"
 #include "error.hpp"
 #include "local_server.hpp"
+#include "process.hpp"
 #include "text.hpp"
 #include "ucx.hpp"
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
-extern char** environ;
 
 namespace {
 
@@ -96,46 +95,16 @@ uint16_t free_port() {
   return ntohs(a.sin_port);
 }
 
-pid_t spawn(std::vector<std::string> argv, const std::vector<std::string>& extra_env, const std::string& out) {
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e) env.emplace_back(*e);
-  env.insert(env.end(), extra_env.begin(), extra_env.end());
-  std::vector<char*> a, e;
-  for (auto& s : argv) a.push_back(s.data());
-  a.push_back(nullptr);
-  for (auto& s : env) e.push_back(s.data());
-  e.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = -1;
-  if (posix_spawnp(&pid, argv[0].c_str(), &fa, nullptr, a.data(), e.data()) != 0) pid = -1;
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
-}
-
-bool wait_for(pid_t pid, double limit_s, int* status) {
-  const auto t0 = Clock::now();
-  while (waitpid(pid, status, WNOHANG) != pid) {
-    if (seconds_since(t0) > limit_s) {
-      ::kill(pid, SIGKILL);
-      waitpid(pid, status, 0);
-      return false;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
-
 // ucx_perftest over the same transport the client/server endpoints use
 // (tcp on the loopback device). Returns GB/s, or NAN with a note.
 double perftest(const std::string& test, uint64_t size, unsigned outstanding, std::string* note) {
   const uint16_t port = free_port();
   const std::vector<std::string> env = {"UCX_TLS=tcp", "UCX_NET_DEVICES=lo"};
   const std::string srv_out = "/tmp/pmcr-bench-perftest-srv.txt", cli_out = "/tmp/pmcr-bench-perftest-cli.txt";
-  const pid_t srv = spawn({"ucx_perftest", "-p", std::to_string(port)}, env, srv_out);
-  if (srv < 0) {
+  pid_t srv;
+  try {
+    srv = pmcr::tools::spawn({"ucx_perftest", "-p", std::to_string(port)}, {env, srv_out, srv_out});
+  } catch (const pmcr::Error&) {
     *note = "ucx_perftest not found (install ucx-utils)";
     return NAN;
   }
@@ -148,14 +117,14 @@ double perftest(const std::string& test, uint64_t size, unsigned outstanding, st
     argv.push_back("-O");
     argv.push_back(std::to_string(outstanding));
   }
-  const pid_t cli = spawn(argv, env, cli_out);
+  const pid_t cli = pmcr::tools::spawn(argv, {env, cli_out, cli_out});
   int status = 0;
-  const double limit = 90;
-  const bool done = wait_for(cli, limit, &status);
+  const int limit = 90;
+  const bool done = pmcr::tools::wait_for(cli, std::chrono::seconds(limit), &status, true);
   ::kill(srv, SIGKILL);
   waitpid(srv, nullptr, 0);
   if (!done) {
-    *note = test + " of " + pmcr::format_size(size) + " did not finish in " + std::to_string(int(limit)) + " s";
+    *note = test + " of " + pmcr::format_size(size) + " did not finish in " + std::to_string(limit) + " s";
     return NAN;
   }
   std::ifstream in(cli_out);

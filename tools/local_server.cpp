@@ -1,8 +1,6 @@
 #include "local_server.hpp"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,23 +10,11 @@
 #include <thread>
 
 #include "error.hpp"
+#include "process.hpp"
 #include "text.hpp"
 
-extern char** environ;
-
 namespace pmcr::tools {
-namespace {
-
 using namespace std::chrono_literals;
-
-std::vector<char*> c_strings(std::vector<std::string>& v) {
-  std::vector<char*> out;
-  for (auto& s : v) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
-
-}  // namespace
 
 LocalServer::LocalServer(LocalServerOptions options) : options_(std::move(options)) {
   if (options_.log.empty()) options_.log = options_.pool + ".log";
@@ -57,21 +43,7 @@ bool LocalServer::start() {
     argv.push_back(options_.size);
   }
   argv.insert(argv.end(), options_.args.begin(), options_.args.end());
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e) env.emplace_back(*e);
-  env.insert(env.end(), options_.env.begin(), options_.env.end());
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 2, options_.log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  auto cargv = c_strings(argv);
-  auto cenv = c_strings(env);
-  const int rc = posix_spawnp(&pid_, options_.pmserver.c_str(), &fa, nullptr, cargv.data(), cenv.data());
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) {
-    pid_ = -1;
-    throw Error(PMCR_E_IO, "cannot start " + options_.pmserver + ": " + std::strerror(rc));
-  }
+  pid_ = spawn(argv, SpawnOptions{options_.env, "/dev/null", options_.log, true});
   const auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     std::ifstream in(ready_);
@@ -116,16 +88,9 @@ void LocalServer::kill9() {
 }
 
 bool LocalServer::wait_exit(std::chrono::milliseconds timeout, int* status) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (pid_ > 0) {
-    int st = 0;
-    if (waitpid(pid_, &st, WNOHANG) == pid_) {
-      exit_status_ = st;
-      pid_ = -1;
-      break;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(5ms);
+  if (pid_ > 0) {
+    if (!wait_for(pid_, timeout, &exit_status_, false)) return false;
+    pid_ = -1;
   }
   if (status) *status = exit_status_;
   return true;

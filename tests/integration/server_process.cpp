@@ -1,9 +1,8 @@
 #include "server_process.hpp"
 
-#include <fcntl.h>
+#include "process.hpp"
+
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,22 +10,11 @@
 #include <fstream>
 #include <random>
 #include <sstream>
-#include <stdexcept>
-#include <thread>
-
-extern char** environ;
 
 namespace pmcr::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::vector<char*> c_strings(std::vector<std::string>& v) {
-  std::vector<char*> out;
-  for (auto& s : v) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path);
@@ -87,25 +75,9 @@ int run_cli(const std::vector<std::string>& args, std::string* out, std::string*
   const std::string base = "/tmp/pmcr-cli-" + std::to_string(getpid());
   std::vector<std::string> argv = {PMCR_CLI_PATH};
   argv.insert(argv.end(), args.begin(), args.end());
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, (base + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, (base + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  auto cargv = c_strings(argv);
-  pid_t pid;
-  if (posix_spawn(&pid, PMCR_CLI_PATH, &fa, nullptr, cargv.data(), environ) != 0) return -1;
-  posix_spawn_file_actions_destroy(&fa);
+  const pid_t pid = pmcr::tools::spawn(argv, {{}, base + ".out", base + ".err", false});
   int status = 0;
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (waitpid(pid, &status, WNOHANG) != pid) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      ADD_FAILURE() << "pmcr CLI hung: killed after 60 s";
-      break;
-    }
-    std::this_thread::sleep_for(2ms);
-  }
+  if (!pmcr::tools::wait_for(pid, 60s, &status, true)) ADD_FAILURE() << "pmcr CLI hung: killed after 60 s";
   if (out) *out = slurp(base + ".out");
   if (err) *err = slurp(base + ".err");
   ::unlink((base + ".out").c_str());

@@ -4,10 +4,8 @@
 // every version whose seal was acknowledged (and not deleted) reads back
 // bit-identical, nothing unsealed or half-deleted is visible, and the space
 // accounting matches exactly what is visible.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,9 +16,8 @@
 #include <thread>
 
 #include "error.hpp"
+#include "process.hpp"
 #include "server_process.hpp"
-
-extern char** environ;
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -170,31 +167,13 @@ namespace {
 pid_t spawn_cli(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {PMCR_CLI_PATH};
   argv.insert(argv.end(), args.begin(), args.end());
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  pid_t pid = -1;
-  posix_spawn(&pid, PMCR_CLI_PATH, &fa, nullptr, cargv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
+  return pmcr::tools::spawn(argv);
 }
 
+// The wait status, or -1 if the child hung and was killed.
 int wait_child(pid_t pid, std::chrono::seconds limit) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
   int status = 0;
-  while (waitpid(pid, &status, WNOHANG) != pid) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(2ms);
-  }
-  return status;
+  return pmcr::tools::wait_for(pid, limit, &status, true) ? status : -1;
 }
 
 }  // namespace
