@@ -20,6 +20,7 @@ struct Armed {
   bool kill = true;
   std::atomic<long> hits{0};
   int trace_fd = -1;
+  std::string once;  // PMCR_FAULT_ONCE
 };
 
 Armed& armed() {
@@ -37,6 +38,7 @@ Armed& armed() {
       }
       if (a.nth <= 0) a.nth = 1;
     }
+    if (const char* path = std::getenv("PMCR_FAULT_ONCE")) a.once = path;
     if (const char* path = std::getenv("PMCR_FAULT_TRACE"))
       a.trace_fd = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   });
@@ -54,6 +56,11 @@ bool hit(const char* name) noexcept {
   std::lock_guard<std::mutex> lock(a.mu);
   if (a.name.empty() || a.name != name) return false;
   if (a.hits.fetch_add(1) + 1 != a.nth) return false;
+  if (!a.once.empty()) {
+    const int fd = ::open(a.once.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return false;  // another process (or an earlier run) fired it
+    ::close(fd);
+  }
   if (a.kill) ::kill(::getpid(), SIGKILL);
   return true;
 }

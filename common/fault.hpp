@@ -8,6 +8,8 @@
 // macro return true (action "fail": the caller fails the operation there).
 // PMCR_FAULT_TRACE=PATH appends every hit's name to PATH, one per line, so a
 // test driver can learn the points a workload passes and sweep all of them.
+// PMCR_FAULT_ONCE=PATH makes the point fire only in the process that
+// creates PATH first: one rank of a job, once across relaunches.
 #pragma once
 
 namespace pmcr::fault {

@@ -3,11 +3,13 @@
 #include <pmcr/pmcr.h>
 
 #include <exception>
+#include <memory>
 #include <new>
 #include <string>
 
 #include "error.hpp"
 #include "log.hpp"
+#include "session.hpp"
 
 namespace {
 
@@ -34,9 +36,66 @@ int guard(const char* fn, F&& f) noexcept {
   }
 }
 
+// The rank API's state: one session per process, from pmcr_init to
+// pmcr_finalize.
+std::unique_ptr<pmcr::Session> g_session;
+
+pmcr::Session& session(const char* fn) {
+  if (!g_session)
+    throw pmcr::Error(PMCR_E_NOT_INIT, std::string("pmcr is not initialised: call pmcr_init before ") + fn);
+  return *g_session;
+}
+
 }  // namespace
 
 extern "C" {
+
+PMCR_EXPORT int pmcr_init(MPI_Comm comm, const char* config_path) {
+  return guard("pmcr_init", [&] {
+    if (g_session) throw pmcr::Error(PMCR_E_STATE, "pmcr is already initialised: call pmcr_finalize first");
+    g_session = std::make_unique<pmcr::Session>(comm, config_path);
+  });
+}
+
+PMCR_EXPORT int pmcr_protect(int id, void* ptr, size_t size) {
+  return guard("pmcr_protect", [&] { session("pmcr_protect").protect(id, ptr, size); });
+}
+
+PMCR_EXPORT int pmcr_unprotect(int id) {
+  return guard("pmcr_unprotect", [&] { session("pmcr_unprotect").unprotect(id); });
+}
+
+PMCR_EXPORT int pmcr_checkpoint(int version) {
+  return guard("pmcr_checkpoint", [&] { session("pmcr_checkpoint").checkpoint(version); });
+}
+
+PMCR_EXPORT int pmcr_restart_test(int* version) {
+  return guard("pmcr_restart_test", [&] {
+    pmcr::Session& s = session("pmcr_restart_test");
+    if (!version) throw pmcr::Error(PMCR_E_INVAL, "version is NULL");
+    *version = s.restart_test();
+  });
+}
+
+PMCR_EXPORT int pmcr_recover_size(int version, int id, size_t* size) {
+  return guard("pmcr_recover_size", [&] {
+    pmcr::Session& s = session("pmcr_recover_size");
+    if (!size) throw pmcr::Error(PMCR_E_INVAL, "size is NULL");
+    *size = s.recover_size(version, id);
+  });
+}
+
+PMCR_EXPORT int pmcr_restart(int version) {
+  return guard("pmcr_restart", [&] { session("pmcr_restart").restart(version); });
+}
+
+PMCR_EXPORT int pmcr_finalize(void) {
+  return guard("pmcr_finalize", [&] {
+    session("pmcr_finalize");
+    std::unique_ptr<pmcr::Session> s = std::move(g_session);
+    s->finalize();
+  });
+}
 
 PMCR_EXPORT const char* pmcr_strerror(int err) { return pmcr::error_name(err); }
 

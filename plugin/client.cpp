@@ -11,6 +11,7 @@
 
 #include "checksum.hpp"
 #include "error.hpp"
+#include "fault.hpp"
 #include "log.hpp"
 #include "text.hpp"
 
@@ -369,6 +370,8 @@ ReadSource Client::open(const std::string& job, uint64_t version, uint32_t rank,
 
 void Client::get(const ReadSource& source, void* buf) {
   rma(false, buf, source.size, source.remote_addr, source.rkey);
+  // Tests: damage the bytes as they arrive, so the check below must catch it.
+  if (PMCR_FAULT_POINT("client.get.data") && source.size > 0) static_cast<uint8_t*>(buf)[source.size / 2] ^= 0x01;
   const uint64_t actual = checksum(buf, source.size);
   if (actual != source.checksum) {
     char text[96];

@@ -21,4 +21,6 @@ spdlog::logger* log() {
   return logger.get();
 }
 
+void set_log_level(const std::string& level) { log()->set_level(spdlog::level::from_str(level)); }
+
 }  // namespace pmcr

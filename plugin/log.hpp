@@ -7,9 +7,12 @@
 #include <spdlog/logger.h>
 
 #include <memory>
+#include <string>
 
 namespace pmcr {
 
 spdlog::logger* log();
+// Sets the logger's level from a name (pmcr_init's log_level setting).
+void set_log_level(const std::string& level);
 
 }  // namespace pmcr

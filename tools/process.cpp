@@ -16,7 +16,13 @@ namespace pmcr::tools {
 
 pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {
   std::vector<std::string> args = argv, env;
-  for (char** e = environ; *e; ++e) env.emplace_back(*e);
+  const auto name_of = [](const std::string& kv) { return kv.substr(0, kv.find('=')); };
+  for (char** e = environ; *e; ++e) {
+    const std::string kv(*e);
+    bool overridden = false;
+    for (const auto& o : options.env) overridden = overridden || name_of(o) == name_of(kv);
+    if (!overridden) env.push_back(kv);
+  }
   env.insert(env.end(), options.env.begin(), options.env.end());
   std::vector<char*> a, e;
   for (auto& s : args) a.push_back(s.data());
@@ -26,9 +32,9 @@ pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {
   const int flags = O_WRONLY | O_CREAT | (options.append ? O_APPEND : O_TRUNC);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, options.out.c_str(), flags, 0644);
-  if (options.err == options.out) posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  else posix_spawn_file_actions_addopen(&fa, 2, options.err.c_str(), flags, 0644);
+  if (!options.out.empty()) posix_spawn_file_actions_addopen(&fa, 1, options.out.c_str(), flags, 0644);
+  if (!options.err.empty() && options.err == options.out) posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  else if (!options.err.empty()) posix_spawn_file_actions_addopen(&fa, 2, options.err.c_str(), flags, 0644);
   pid_t pid = -1;
   const int rc = posix_spawnp(&pid, args.at(0).c_str(), &fa, nullptr, a.data(), e.data());
   posix_spawn_file_actions_destroy(&fa);

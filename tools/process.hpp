@@ -11,9 +11,9 @@
 namespace pmcr::tools {
 
 struct SpawnOptions {
-  std::vector<std::string> env;  // NAME=VALUE added to this process's environment
-  std::string out = "/dev/null";  // stdout goes here
-  std::string err = "/dev/null";  // stderr goes here (the same file as out: shared)
+  std::vector<std::string> env;  // NAME=VALUE added to (or replacing in) this process's environment
+  std::string out = "/dev/null";  // stdout goes here ("": inherited)
+  std::string err = "/dev/null";  // stderr goes here (the same file as out: shared; "": inherited)
   bool append = false;            // append to out/err instead of truncating
 };
 

@@ -46,6 +46,7 @@
 #define PMCR_E_CHECKSUM -60   /* data does not match its checksum */
 #define PMCR_E_INCOMPLETE -61 /* not every rank or region is committed */
 #define PMCR_E_CORRUPT -62    /* the pool or a checkpoint is damaged */
+#define PMCR_E_NRANKS -63     /* the version was written by another number of ranks */
 
 /* system */
 #define PMCR_E_IO -80       /* a file or device operation failed */

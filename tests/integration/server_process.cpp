@@ -10,9 +10,23 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <utility>
 
 namespace pmcr::test {
 namespace {
+
+// The environment of every test and of the processes it starts (set here,
+// not as a ctest ENVIRONMENT list, which gtest_discover_tests in CMake 3.25
+// mangles). Tests talk only to 127.0.0.1 and only over the loopback device:
+// UCX would otherwise open extra tcp lanes to this host's other addresses.
+// Open MPI refuses to run as root unless told it may (CI runs as root).
+const bool kTestEnvironment = [] {
+  for (const auto& [name, value] : {std::pair{"UCX_NET_DEVICES", "lo"}, std::pair{"UCX_WARN_UNUSED_ENV_VARS", "n"},
+                                    std::pair{"PMCR_LOG_LEVEL", "warn"}, std::pair{"OMPI_ALLOW_RUN_AS_ROOT", "1"},
+                                    std::pair{"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"}})
+    ::setenv(name, value, 0);
+  return true;
+}();
 
 using namespace std::chrono_literals;
 

@@ -1,0 +1,74 @@
+#include "comm.hpp"
+
+#include <vector>
+
+#include "error.hpp"
+#include "log.hpp"
+
+namespace pmcr {
+
+Comm::Comm(MPI_Comm comm) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized)
+    throw Error(PMCR_E_STATE, "MPI is not initialised: call MPI_Init before pmcr_init and MPI_Finalize after pmcr_finalize");
+  if (comm == MPI_COMM_NULL) throw Error(PMCR_E_INVAL, "the communicator is MPI_COMM_NULL");
+  check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
+  check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+  check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+  check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+}
+
+Comm::~Comm() {
+  if (comm_ == MPI_COMM_NULL) return;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && MPI_Comm_free(&comm_) != MPI_SUCCESS) log()->warn("MPI_Comm_free failed");
+}
+
+void Comm::check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  throw Error(PMCR_E_MPI, std::string(what) + " failed: " + std::string(text, static_cast<size_t>(len)));
+}
+
+void Comm::agree(int code, const std::string& message) {
+  struct {
+    int code;
+    int rank;
+  } mine{code, rank_}, worst{0, 0};
+  check(MPI_Allreduce(&mine, &worst, 1, MPI_2INT, MPI_MINLOC, comm_), "MPI_Allreduce");
+  if (worst.code == 0) return;
+  // The failing rank tells the others what happened.
+  int len = worst.rank == rank_ ? static_cast<int>(message.size()) : 0;
+  check(MPI_Bcast(&len, 1, MPI_INT, worst.rank, comm_), "MPI_Bcast");
+  std::vector<char> text(static_cast<size_t>(len));
+  if (worst.rank == rank_) text.assign(message.begin(), message.end());
+  check(MPI_Bcast(text.data(), len, MPI_CHAR, worst.rank, comm_), "MPI_Bcast");
+  if (worst.rank == rank_) throw Error(code, message);
+  throw Error(worst.code, "rank " + std::to_string(worst.rank) + ": " + std::string(text.begin(), text.end()));
+}
+
+bool Comm::same(int64_t value) {
+  int64_t in[2] = {value, -value}, out[2] = {0, 0};
+  check(MPI_Allreduce(in, out, 2, MPI_INT64_T, MPI_MIN, comm_), "MPI_Allreduce");
+  return out[0] == value && -out[1] == value;
+}
+
+uint64_t Comm::sum(uint64_t value) {
+  uint64_t out = 0;
+  check(MPI_Allreduce(&value, &out, 1, MPI_UINT64_T, MPI_SUM, comm_), "MPI_Allreduce");
+  return out;
+}
+
+int64_t Comm::broadcast(int64_t value) {
+  check(MPI_Bcast(&value, 1, MPI_INT64_T, 0, comm_), "MPI_Bcast");
+  return value;
+}
+
+void Comm::barrier() { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+
+}  // namespace pmcr

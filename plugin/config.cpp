@@ -1,0 +1,202 @@
+#include "config.hpp"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/common.h>
+#include <toml++/toml.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include "error.hpp"
+#include "text.hpp"
+
+namespace pmcr {
+namespace {
+
+// One setting: its environment variable and its key in the file.
+struct Key {
+  const char* env;
+  const char* file;
+};
+constexpr Key kServers{"PMCR_SERVERS", "servers"};
+constexpr Key kJob{"PMCR_JOB", "job"};
+constexpr Key kKeep{"PMCR_KEEP", "keep"};
+constexpr Key kLogLevel{"PMCR_LOG_LEVEL", "log_level"};
+constexpr Key kTimeout{"PMCR_TIMEOUT", "timeout"};
+constexpr Key kConnectTimeout{"PMCR_CONNECT_TIMEOUT", "connect_timeout"};
+constexpr Key kKeys[] = {kServers, kJob, kKeep, kLogLevel, kTimeout, kConnectTimeout};
+
+// The raw values, as text, with where each came from (for messages).
+struct Raw {
+  std::map<std::string, std::pair<std::string, std::string>> values;  // file key -> (value, origin)
+  void set(const Key& k, std::string value, std::string origin) {
+    values[k.file] = {std::move(value), std::move(origin)};
+  }
+  const std::pair<std::string, std::string>* get(const Key& k) const {
+    auto it = values.find(k.file);
+    return it == values.end() ? nullptr : &it->second;
+  }
+};
+
+[[noreturn]] void bad(const std::string& origin, const std::string& value, const std::string& expected) {
+  throw Error(PMCR_E_CONFIG, origin + " = \"" + value + "\" is invalid: " + expected);
+}
+
+void read_env(Raw& raw) {
+  for (const Key& k : kKeys)
+    if (const char* v = std::getenv(k.env); v && *v) raw.set(k, v, std::string("environment variable ") + k.env);
+}
+
+std::string origin_in(const std::string& path, const char* key) { return "key \"" + std::string(key) + "\" in " + path; }
+
+void unknown_key(const std::string& path, const std::string& key) {
+  std::string known;
+  for (const Key& k : kKeys) known += std::string(known.empty() ? "" : ", ") + k.file;
+  throw Error(PMCR_E_CONFIG, "unknown key \"" + key + "\" in " + path + " (known keys: " + known + ")");
+}
+
+// Numbers and strings become text; a list of strings (servers) is joined by commas.
+void read_toml(const std::string& path, Raw& raw) {
+  toml::table table;
+  try {
+    table = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream where;
+    where << e.source().begin;
+    throw Error(PMCR_E_CONFIG, "cannot parse " + path + " as TOML (" + where.str() + "): " + std::string(e.description()));
+  }
+  for (const auto& [name, node] : table) {
+    const std::string key(name.str());
+    const Key* k = nullptr;
+    for (const Key& c : kKeys)
+      if (key == c.file) k = &c;
+    if (!k) unknown_key(path, key);
+    std::string text;
+    if (auto s = node.value<std::string>(); s && node.is_string()) {
+      text = *s;
+    } else if (node.is_integer() || node.is_floating_point()) {
+      std::ostringstream os;
+      if (node.is_integer()) os << *node.value<int64_t>(); else os << *node.value<double>();
+      text = os.str();
+    } else if (const toml::array* arr = node.as_array()) {
+      for (const auto& el : *arr) {
+        if (!el.is_string()) bad(origin_in(path, k->file), "[...]", "a list may hold only strings");
+        text += (text.empty() ? "" : ",") + *el.value<std::string>();
+      }
+    } else {
+      bad(origin_in(path, k->file), "...", "expected a string or a number");
+    }
+    raw.set(*k, text, origin_in(path, k->file));
+  }
+}
+
+void read_json(const std::string& path, Raw& raw) {
+  std::ifstream in(path);
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(PMCR_E_CONFIG, "cannot parse " + path + " as JSON: " + e.what());
+  }
+  if (!doc.is_object()) throw Error(PMCR_E_CONFIG, path + " must hold a JSON object of settings");
+  for (const auto& [key, value] : doc.items()) {
+    const Key* k = nullptr;
+    for (const Key& c : kKeys)
+      if (key == c.file) k = &c;
+    if (!k) unknown_key(path, key);
+    std::string text;
+    if (value.is_string()) {
+      text = value.get<std::string>();
+    } else if (value.is_number()) {
+      text = value.dump();
+    } else if (value.is_array()) {
+      for (const auto& el : value) {
+        if (!el.is_string()) bad(origin_in(path, k->file), value.dump(), "a list may hold only strings");
+        text += (text.empty() ? "" : ",") + el.get<std::string>();
+      }
+    } else {
+      bad(origin_in(path, k->file), value.dump(), "expected a string or a number");
+    }
+    raw.set(*k, text, origin_in(path, k->file));
+  }
+}
+
+std::chrono::milliseconds seconds(const std::pair<std::string, std::string>& v) {
+  char* end = nullptr;
+  const double s = std::strtod(v.first.c_str(), &end);
+  if (end == v.first.c_str() || *end != '\0' || !std::isfinite(s) || s <= 0 || s > 86400)
+    bad(v.second, v.first, "expected a number of seconds, > 0 and <= 86400");
+  return std::chrono::milliseconds(static_cast<long long>(std::ceil(s * 1000)));
+}
+
+std::vector<std::string> split_servers(const std::pair<std::string, std::string>& v) {
+  std::vector<std::string> out;
+  std::stringstream ss(v.first);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const auto b = item.find_first_not_of(" \t");
+    const auto e = item.find_last_not_of(" \t");
+    if (b == std::string::npos) continue;
+    item = item.substr(b, e - b + 1);
+    try {
+      out.push_back(to_string(parse_host_port(item, kDefaultPort)));
+    } catch (const Error& e) {
+      bad(v.second, v.first, e.what());
+    }
+  }
+  if (out.empty()) bad(v.second, v.first, "expected HOST:PORT[,HOST:PORT...]");
+  return out;
+}
+
+}  // namespace
+
+Config load_config(const char* path) {
+  Raw raw;
+  read_env(raw);
+  if (path && *path) {
+    const std::string p(path);
+    if (!std::ifstream(p).good())
+      throw Error(PMCR_E_CONFIG, "cannot read the configuration file " + p + " given to pmcr_init: check the path");
+    const bool json = p.size() >= 5 && p.compare(p.size() - 5, 5, ".json") == 0;
+    if (json) read_json(p, raw); else read_toml(p, raw);
+  }
+
+  Config c;
+  if (auto v = raw.get(kServers)) c.servers = split_servers(*v);
+  else c.servers = {"127.0.0.1:" + std::to_string(kDefaultPort)};
+
+  auto job = raw.get(kJob);
+  if (!job)
+    throw Error(PMCR_E_CONFIG,
+                "no job name: set the environment variable PMCR_JOB (or \"job\" in the configuration file), "
+                "or run the program under pmcr-run, which sets it");
+  try {
+    check_job_name(job->first);
+  } catch (const Error& e) {
+    bad(job->second, job->first, e.what());
+  }
+  c.job = job->first;
+
+  if (auto v = raw.get(kKeep)) {
+    char* end = nullptr;
+    const long n = std::strtol(v->first.c_str(), &end, 10);
+    if (end == v->first.c_str() || *end != '\0' || n < 1 || n > 1000000)
+      bad(v->second, v->first, "expected a whole number of versions >= 1");
+    c.keep = static_cast<unsigned>(n);
+  }
+  if (auto v = raw.get(kLogLevel)) {
+    const auto level = spdlog::level::from_str(v->first);
+    if (level == spdlog::level::off && v->first != "off")
+      bad(v->second, v->first, "expected trace, debug, info, warn, error, critical or off");
+    c.log_level = v->first;
+  }
+  if (auto v = raw.get(kTimeout)) c.timeout = seconds(*v);
+  if (auto v = raw.get(kConnectTimeout)) c.connect_timeout = seconds(*v);
+  return c;
+}
+
+}  // namespace pmcr

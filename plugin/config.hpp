@@ -1,0 +1,26 @@
+// libpmcr's settings: the environment, overridden by an optional TOML or JSON
+// file given to pmcr_init. The only file that reads PMCR_* variables for the
+// rank library.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace pmcr {
+
+struct Config {
+  std::vector<std::string> servers;  // HOST:PORT, checked
+  std::string job;                   // checked job name
+  unsigned keep = 2;                 // sealed versions kept per job, >= 1
+  std::string log_level;             // "" = leave as PMCR_LOG_LEVEL set it
+  std::chrono::milliseconds timeout{60000};
+  std::chrono::milliseconds connect_timeout{5000};
+};
+
+// Reads the environment, then PATH (may be null or empty: environment only).
+// Throws Error(PMCR_E_CONFIG) naming the variable or key, the bad value and
+// what is expected.
+Config load_config(const char* path);
+
+}  // namespace pmcr

@@ -1,0 +1,217 @@
+#include "session.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "error.hpp"
+#include "fault.hpp"
+#include "log.hpp"
+
+namespace pmcr {
+namespace {
+
+// A rank with nothing protected still writes one empty region, under an id
+// no program can use (ids are ints >= 0), so the server sees that the rank
+// took part when the version is sealed.
+constexpr uint32_t kRankMarkerId = 0xffffffffu;
+
+}  // namespace
+
+template <class F>
+void Session::collectively(F&& f) {
+  int code = 0;
+  std::string message;
+  try {
+    f();
+  } catch (const Error& e) {
+    code = e.code();
+    message = e.what();
+  } catch (const std::bad_alloc&) {
+    code = PMCR_E_NOMEM;
+    message = "out of memory";
+  } catch (const std::exception& e) {
+    code = PMCR_E_INTERNAL;
+    message = std::string("internal error: ") + e.what();
+  }
+  comm_.agree(code, message);
+}
+
+Session::Session(MPI_Comm comm, const char* config_path) : comm_(comm) {
+#ifdef PMCR_FAULT_INJECTION
+  // Tests: PMCR_FAULT_RANK=R arms PMCR_FAULT on rank R only.
+  if (const char* r = std::getenv("PMCR_FAULT_RANK"); r && std::atoi(r) != comm_.rank()) fault::arm("", 0, false);
+#endif
+  collectively([&] {
+    config_ = load_config(config_path);
+    if (!config_.log_level.empty()) set_log_level(config_.log_level);
+    if (config_.servers.size() > 1 && comm_.rank() == 0)
+      log()->warn("PMCR_SERVERS lists {} servers; this version uses only the first, {}", config_.servers.size(),
+                  config_.servers.front());
+  });
+  collectively([&] {
+    client::Options o;
+    o.server = config_.servers.front();
+    o.name = config_.job + "/rank" + std::to_string(comm_.rank());
+    o.timeout = config_.timeout;
+    o.connect_timeout = config_.connect_timeout;
+    client_ = std::make_unique<client::Client>(o);
+  });
+  log()->debug("rank {}/{} of job {} connected to {} over {}", comm_.rank(), comm_.size(), config_.job,
+               client_->address(), client_->transports());
+}
+
+Session::~Session() = default;
+
+void Session::protect(int id, void* ptr, size_t size) {
+  if (id < 0) throw Error(PMCR_E_INVAL, "id " + std::to_string(id) + " is negative: ids are ints >= 0");
+  if (!ptr && size > 0) throw Error(PMCR_E_INVAL, "id " + std::to_string(id) + ": ptr is NULL but size is " + std::to_string(size));
+  const auto begin = reinterpret_cast<uintptr_t>(ptr);
+  for (const auto& [other, b] : buffers_) {
+    if (other == id || size == 0 || b.size == 0) continue;
+    const auto ob = reinterpret_cast<uintptr_t>(b.ptr);
+    if (begin < ob + b.size && ob < begin + size)
+      throw Error(PMCR_E_EXISTS, "the buffer of id " + std::to_string(id) + " overlaps the buffer of id " +
+                                     std::to_string(other) + ": unprotect id " + std::to_string(other) +
+                                     " first, or protect each byte under one id only");
+  }
+  buffers_[id] = Buffer{ptr, size};
+}
+
+void Session::unprotect(int id) {
+  if (buffers_.erase(id) == 0) throw Error(PMCR_E_NOT_FOUND, "id " + std::to_string(id) + " is not protected");
+}
+
+void Session::check_version(int version, const char* what) {
+  if (!comm_.same(version))
+    throw Error(PMCR_E_INVAL, std::string(what) + ": the ranks passed different versions; pass the same one on every rank");
+  if (version < 0) throw Error(PMCR_E_INVAL, std::string(what) + ": version " + std::to_string(version) + " is negative");
+}
+
+void Session::checkpoint(int version) {
+  collectively([&] {
+    check_version(version, "pmcr_checkpoint");
+    if (version <= last_version_)
+      throw Error(PMCR_E_INVAL, "pmcr_checkpoint: version " + std::to_string(version) + " is not greater than " +
+                                    std::to_string(last_version_) + ", the last version checkpointed or restarted: versions must grow");
+  });
+  const auto rank = static_cast<uint32_t>(comm_.rank());
+  uint64_t regions = 0;
+  collectively([&] {
+    PMCR_FAULT_POINT("ckpt.begin");
+    for (const auto& [id, b] : buffers_) {
+      client_->write_region(config_.job, static_cast<uint64_t>(version), rank, static_cast<uint32_t>(id), b.ptr, b.size);
+      ++regions;
+    }
+    if (buffers_.empty()) {
+      client_->write_region(config_.job, static_cast<uint64_t>(version), rank, kRankMarkerId, nullptr, 0);
+      ++regions;
+    }
+    PMCR_FAULT_POINT("ckpt.committed");
+  });
+  const uint64_t total = comm_.sum(regions);
+  collectively([&] {
+    if (comm_.rank() != 0) return;
+    if (total > UINT32_MAX) throw Error(PMCR_E_INVAL, "more than 2^32 buffers in one checkpoint");
+    client_->seal(config_.job, static_cast<uint64_t>(version), static_cast<uint32_t>(comm_.size()),
+                  static_cast<uint32_t>(total));
+  });
+  last_version_ = version;
+  PMCR_FAULT_POINT("ckpt.sealed");
+  log()->debug("job {} version {} sealed: {} regions of {} ranks", config_.job, version, total, comm_.size());
+  if (comm_.rank() == 0) apply_retention();
+}
+
+// Deletes this job's sealed versions beyond the newest KEEP. The checkpoint
+// is already sealed: a failure here is logged, not returned, and the next
+// checkpoint tries again.
+void Session::apply_retention() {
+  try {
+    std::vector<uint64_t> sealed;
+    for (const auto& v : client_->list_versions(config_.job))
+      if (v.sealed && v.job == config_.job) sealed.push_back(v.version);
+    std::sort(sealed.rbegin(), sealed.rend());
+    for (size_t i = config_.keep; i < sealed.size(); ++i) {
+      client_->remove(config_.job, sealed[i]);
+      log()->debug("job {}: deleted version {} (PMCR_KEEP={})", config_.job, sealed[i], config_.keep);
+    }
+  } catch (const Error& e) {
+    log()->warn("job {}: could not delete old versions (PMCR_KEEP={}): {}", config_.job, config_.keep, e.what());
+  }
+}
+
+int Session::restart_test() {
+  int64_t found = -1;
+  collectively([&] {
+    if (comm_.rank() != 0) return;
+    for (const auto& v : client_->list_versions(config_.job))
+      if (v.sealed && v.job == config_.job && v.nranks == static_cast<uint32_t>(comm_.size()) && v.version <= INT32_MAX)
+        found = std::max<int64_t>(found, static_cast<int64_t>(v.version));
+  });
+  return static_cast<int>(comm_.broadcast(found));
+}
+
+size_t Session::recover_size(int version, int id) {
+  if (version < 0 || id < 0) throw Error(PMCR_E_INVAL, "version and id must be >= 0");
+  const client::ReadSource src =
+      client_->open(config_.job, static_cast<uint64_t>(version), static_cast<uint32_t>(comm_.rank()), static_cast<uint32_t>(id));
+  client_->close(src);
+  return src.size;
+}
+
+void Session::restart(int version) {
+  collectively([&] { check_version(version, "pmcr_restart"); });
+  collectively([&] {
+    if (comm_.rank() != 0) return;
+    for (const auto& v : client_->list_versions(config_.job)) {
+      if (v.job != config_.job || v.version != static_cast<uint64_t>(version) || !v.sealed) continue;
+      if (v.nranks != static_cast<uint32_t>(comm_.size()))
+        throw Error(PMCR_E_NRANKS, "pmcr_restart: version " + std::to_string(version) + " of job " + config_.job +
+                                       " was written by " + std::to_string(v.nranks) + " ranks, this job has " +
+                                       std::to_string(comm_.size()) + ": relaunch with " + std::to_string(v.nranks) +
+                                       " ranks, or use pmcr_restart_test to find a version of this size");
+      return;
+    }
+    throw Error(PMCR_E_NOT_FOUND, "pmcr_restart: job " + config_.job + " has no sealed version " + std::to_string(version) +
+                                      " on " + client_->address() + " (pmcr_restart_test finds the latest)");
+  });
+  collectively([&] {
+    const auto rank = static_cast<uint32_t>(comm_.rank());
+    for (const auto& [id, b] : buffers_) {
+      try {
+        client_->read_region(config_.job, static_cast<uint64_t>(version), rank, static_cast<uint32_t>(id), b.ptr, b.size);
+      } catch (const Error& e) {
+        if (e.code() == PMCR_E_NOT_FOUND)
+          throw Error(e.code(), "pmcr_restart: version " + std::to_string(version) + " has no buffer with id " +
+                                    std::to_string(id) + " for rank " + std::to_string(rank) +
+                                    ": unprotect it before restarting, or restart from a version that has it");
+        if (e.code() == PMCR_E_SIZE)
+          throw Error(e.code(), "pmcr_restart: id " + std::to_string(id) + " is protected with " + std::to_string(b.size) +
+                                    " bytes but version " + std::to_string(version) + " holds a different size (" + e.what() +
+                                    "): resize the buffer with pmcr_recover_size and pmcr_protect first");
+        throw;
+      }
+    }
+    PMCR_FAULT_POINT("restart.done");
+  });
+  last_version_ = version;
+  log()->debug("job {}: rank {} restarted from version {}", config_.job, comm_.rank(), version);
+}
+
+void Session::finalize() {
+  int code = 0;
+  std::string message;
+  try {
+    comm_.barrier();
+  } catch (const Error& e) {
+    code = e.code();
+    message = e.what();
+  }
+  client_.reset();
+  buffers_.clear();
+  if (code) throw Error(code, message);
+}
+
+}  // namespace pmcr

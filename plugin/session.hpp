@@ -1,0 +1,57 @@
+// Session: one rank's pmcr state between pmcr_init and pmcr_finalize: the
+// configuration, the connection to the pmserver, the protected buffers and
+// the rank API's collective algorithms (checkpoint, restart, retention).
+//
+// Every collective method either returns on every rank or throws on every
+// rank an Error with the same code (Comm::agree); local methods throw
+// Error. The C layer (c_api.cpp) turns both into codes.
+#pragma once
+
+#include <mpi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+
+#include "client.hpp"
+#include "comm.hpp"
+#include "config.hpp"
+
+namespace pmcr {
+
+class Session {
+ public:
+  Session(MPI_Comm comm, const char* config_path);  // collective
+  ~Session();
+
+  void protect(int id, void* ptr, size_t size);
+  void unprotect(int id);
+  void checkpoint(int version);  // collective
+  int restart_test();            // collective; -1 if none
+  size_t recover_size(int version, int id);
+  void restart(int version);  // collective
+  void finalize();            // collective
+
+  const Config& config() const { return config_; }
+
+ private:
+  struct Buffer {
+    void* ptr;
+    size_t size;
+  };
+
+  // Runs F on this rank, then agrees on the outcome with every rank.
+  template <class F>
+  void collectively(F&& f);
+  void check_version(int version, const char* what);
+  void apply_retention();
+
+  Comm comm_;
+  Config config_;
+  std::unique_ptr<client::Client> client_;
+  std::map<int, Buffer> buffers_;
+  int64_t last_version_ = -1;  // last version checkpointed or restarted
+};
+
+}  // namespace pmcr

@@ -1,0 +1,241 @@
+// pmcr-run: runs an MPI job so that it comes back by itself after a failure.
+//
+//   pmcr-run [--servers LIST] [--job NAME] [--max-restarts N]
+//            [--local-pool PATH [--local-size SIZE]] -- mpirun ARGS...
+//
+// It sets PMCR_JOB and PMCR_SERVERS for the job (Open MPI's mpirun also gets
+// -x for them and every other PMCR_* and UCX_* variable, so remote ranks see
+// them; MPICH's hydra forwards the environment by itself) and runs the
+// command. When the command exits non-zero (a rank died and the launcher
+// took the job down) it runs it again, up to N more times; the program's
+// pmcr_restart_test then finds the last sealed version. One line per attempt
+// says which version the attempt restarts from. The exit code is the
+// command's last (128 + signal if it was killed).
+//
+// --local-pool runs a pmserver on PATH for the duration, listening on the
+// first server address, restarts it if it dies between attempts, and stops
+// it by its pid at the end.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <CLI/CLI.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "client.hpp"
+#include "error.hpp"
+#include "local_server.hpp"
+#include "process.hpp"
+#include "text.hpp"
+
+extern char** environ;
+
+namespace {
+
+using namespace pmcr;
+
+volatile sig_atomic_t g_child = 0;
+volatile sig_atomic_t g_signal = 0;
+
+void forward(int sig) {
+  g_signal = sig;
+  if (g_child > 0) ::kill(g_child, sig);
+}
+
+void say(const std::string& line) { std::cerr << "pmcr-run: " << line << std::endl; }
+
+std::string basename_of(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+
+// Which launcher COMMAND[0] is, from its --version text.
+enum class Launcher { OpenMpi, Hydra, Other };
+
+Launcher detect_launcher(const std::vector<std::string>& command) {
+  const std::string name = basename_of(command.at(0));
+  if (name.rfind("mpirun", 0) != 0 && name.rfind("mpiexec", 0) != 0 && name.rfind("orterun", 0) != 0)
+    return Launcher::Other;
+  char path[] = "/tmp/pmcr-run-version-XXXXXX";
+  const int fd = ::mkstemp(path);
+  if (fd < 0) return Launcher::Other;
+  ::close(fd);
+  std::string text;
+  try {
+    tools::SpawnOptions so;
+    so.out = so.err = path;
+    int status = 0;
+    if (tools::wait_for(tools::spawn({command[0], "--version"}, so), std::chrono::seconds(10), &status, true)) {
+      std::ifstream in(path);
+      text.assign(std::istreambuf_iterator<char>(in), {});
+    }
+  } catch (const Error&) {
+  }
+  ::unlink(path);
+  if (text.find("Open MPI") != std::string::npos || text.find("OpenRTE") != std::string::npos) return Launcher::OpenMpi;
+  if (text.find("HYDRA") != std::string::npos) return Launcher::Hydra;
+  return Launcher::Other;
+}
+
+// A stable job name for this command in this directory, so that a relaunch,
+// and a later run of the same command, finds the same checkpoints.
+std::string default_job(const std::vector<std::string>& command) {
+  std::string key;
+  char cwd[4096];
+  if (::getcwd(cwd, sizeof cwd)) key = cwd;
+  for (const auto& a : command) key += '\0' + a;
+  std::string prog = "job";
+  for (auto it = command.rbegin(); it != command.rend(); ++it)
+    if (!it->empty() && (*it)[0] != '-' && ::access(it->c_str(), X_OK) == 0 && it->find('/') != std::string::npos) {
+      prog = basename_of(*it);
+      break;
+    }
+  std::string clean;
+  for (char c : prog) clean += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(XXH3_64bits(key.data(), key.size())));
+  return clean.substr(0, 40) + "-" + std::string(hex, 8);
+}
+
+// "restarts from version N", "starts fresh", or why it cannot tell.
+std::string restart_point(const std::string& server, const std::string& job) {
+  try {
+    client::Options o;
+    o.server = server;
+    o.name = "pmcr-run";
+    o.connect_timeout = std::chrono::seconds(3);
+    o.timeout = std::chrono::seconds(10);
+    client::Client c(o);
+    if (auto v = c.latest_sealed(job)) return "restarts from version " + std::to_string(*v);
+    return "starts fresh (no sealed version)";
+  } catch (const Error& e) {
+    return std::string("restart point unknown (") + e.what() + ")";
+  }
+}
+
+// The last N lines of TEXT.
+std::string tail(const std::string& text, int n) {
+  size_t pos = text.size();
+  if (pos && text[pos - 1] == '\n') --pos;
+  while (n-- > 0 && pos != std::string::npos && pos > 0) pos = text.rfind('\n', pos - 1);
+  return pos == std::string::npos ? text : text.substr(pos + 1);
+}
+
+int exit_code(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Runs an MPI job with pmcr and relaunches it from its last checkpoint when it fails.", "pmcr-run"};
+  std::string servers, job, local_pool, local_size = "1G";
+  unsigned max_restarts = 3;
+  double delay = 0.5;
+  std::vector<std::string> command;
+  app.add_option("--servers", servers, "pmserver HOST:PORT list (default: $PMCR_SERVERS, else 127.0.0.1:13790)");
+  app.add_option("--job", job, "job name (default: $PMCR_JOB, else one derived from the command and directory)");
+  app.add_option("--max-restarts", max_restarts, "relaunches after a failure")->capture_default_str();
+  app.add_option("--local-pool", local_pool, "run a pmserver on this pool file for the duration");
+  auto* size_opt =
+      app.add_option("--local-size", local_size, "size of the local pool when it is created")->capture_default_str();
+  app.add_option("--delay", delay, "seconds to wait before a relaunch")->capture_default_str()->check(CLI::Range(0.0, 3600.0));
+  app.add_option("command", command, "the launch command, after --, e.g. -- mpirun -np 4 ./app")->required();
+  app.footer("Example: pmcr-run --local-pool /dev/shm/pmcr.pool -- mpirun -np 4 ./heat2d");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (servers.empty()) servers = std::getenv("PMCR_SERVERS") ? std::getenv("PMCR_SERVERS") : "";
+    if (servers.empty()) servers = "127.0.0.1:" + std::to_string(kDefaultPort);
+    const std::string first = servers.substr(0, servers.find(','));
+    const HostPort hp = parse_host_port(first, kDefaultPort);
+    if (job.empty()) job = std::getenv("PMCR_JOB") ? std::getenv("PMCR_JOB") : "";
+    if (job.empty()) job = default_job(command);
+    check_job_name(job);
+    if (!local_pool.empty()) parse_size(local_size);
+
+    std::unique_ptr<tools::LocalServer> server;
+    if (!local_pool.empty()) {
+      tools::LocalServerOptions so;
+      so.pmserver = tools::LocalServer::find_pmserver();
+      so.pool = local_pool;
+      // An existing pool keeps its size unless one is asked for explicitly.
+      so.size = (size_opt->count() > 0 || ::access(local_pool.c_str(), F_OK) != 0) ? local_size : "";
+      so.listen = to_string(hp);
+      server = std::make_unique<tools::LocalServer>(so);
+      if (!server->start()) {
+        say("pmserver on " + local_pool + " did not start:\n" + tail(server->log(), 5));
+        return 1;
+      }
+      say("pmserver (pid " + std::to_string(server->pid()) + ") on " + local_pool + ", listening on " + server->address() +
+          ", log " + server->log_path());
+    }
+
+    std::vector<std::string> cmd = command;
+    if (detect_launcher(command) == Launcher::OpenMpi) {
+      std::vector<std::string> x = {"-x", "PMCR_JOB", "-x", "PMCR_SERVERS"};
+      for (char** e = environ; *e; ++e) {
+        const std::string name(*e, std::strcspn(*e, "="));
+        if ((name.rfind("PMCR_", 0) == 0 || name.rfind("UCX_", 0) == 0) && name != "PMCR_JOB" && name != "PMCR_SERVERS") {
+          x.push_back("-x");
+          x.push_back(name);
+        }
+      }
+      cmd.insert(cmd.begin() + 1, x.begin(), x.end());
+    }
+    ::setenv("PMCR_JOB", job.c_str(), 1);
+    ::setenv("PMCR_SERVERS", servers.c_str(), 1);
+
+    struct sigaction sa {};
+    sa.sa_handler = forward;
+    sigemptyset(&sa.sa_mask);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+
+    int code = 1;
+    for (unsigned attempt = 1; attempt <= max_restarts + 1 && !g_signal; ++attempt) {
+      if (attempt > 1 && delay > 0) std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+      if (server) {
+        int st = 0;
+        if (server->wait_exit(std::chrono::milliseconds(0), &st)) {
+          say("pmserver exited (status " + std::to_string(exit_code(st)) + "); starting it again");
+          if (!server->start()) {
+            say("pmserver did not start again:\n" + tail(server->log(), 5));
+            return code;
+          }
+        }
+      }
+      say("attempt " + std::to_string(attempt) + " of " + std::to_string(max_restarts + 1) + ": job " + job + " " +
+          restart_point(first, job));
+      tools::SpawnOptions so;
+      so.out = so.err = "";
+      const pid_t pid = tools::spawn(cmd, so);
+      g_child = pid;
+      int status = 0;
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      g_child = 0;
+      code = exit_code(status);
+      if (code == 0) break;
+      say("attempt " + std::to_string(attempt) + " failed with exit code " + std::to_string(code) +
+          (g_signal ? " (interrupted: not relaunching)" : attempt <= max_restarts ? "; relaunching" : "; no restarts left"));
+    }
+    if (server) server->stop();
+    return code;
+  } catch (const Error& e) {
+    say(std::string("error: ") + e.what());
+    return 1;
+  }
+}
