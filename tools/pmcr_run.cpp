@@ -13,8 +13,8 @@
 // command's last (128 + signal if it was killed).
 //
 // --local-pool runs a pmserver on PATH for the duration, listening on the
-// first server address, restarts it if it dies between attempts, and stops
-// it by its pid at the end.
+// first server address (port 0: any free port), restarts it if it dies
+// between attempts, and stops it by its pid at the end.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
   try {
     if (servers.empty()) servers = std::getenv("PMCR_SERVERS") ? std::getenv("PMCR_SERVERS") : "";
     if (servers.empty()) servers = "127.0.0.1:" + std::to_string(kDefaultPort);
-    const std::string first = servers.substr(0, servers.find(','));
+    std::string first = servers.substr(0, servers.find(','));
     const HostPort hp = parse_host_port(first, kDefaultPort);
     if (job.empty()) job = std::getenv("PMCR_JOB") ? std::getenv("PMCR_JOB") : "";
     if (job.empty()) job = default_job(command);
@@ -182,6 +182,10 @@ int main(int argc, char** argv) {
       }
       say("pmserver (pid " + std::to_string(server->pid()) + ") on " + local_pool + ", listening on " + server->address() +
           ", log " + server->log_path());
+      // Port 0 asked for any free port: the job gets the one it got.
+      const auto comma = servers.find(',');
+      first = server->address();
+      servers = first + (comma == std::string::npos ? "" : servers.substr(comma));
     }
 
     std::vector<std::string> cmd = command;
