@@ -5,6 +5,10 @@
 //                         live pmserver, next to memcpy and ucx_perftest put
 //                         and get over the same transport, for pools in
 //                         /dev/shm and /tmp.
+//   pmcr-bench ckpt       N ranks x M MiB: pmcr_checkpoint until sealed, and
+//                         restart in a new job, next to memcpy, POSIX
+//                         write+fsync and cold read of one file per rank,
+//                         measured in the same MPI jobs (pmcr-bench-rank).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -310,6 +314,119 @@ void print_transfer(const json& r) {
     for (const auto& n : r["notes"]) std::printf("note: %s\n", n.get<std::string>().c_str());
 }
 
+// ---- pmcr-bench ckpt ----
+
+struct CkptConfig {
+  int ranks;
+  uint64_t mib;
+};
+
+struct Launch {
+  std::string mpiexec, preflags, rank_program;
+};
+
+// The program beside this executable (installed layout and build tree alike).
+std::string beside_self(const std::string& name) {
+  char self[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return name;
+  self[n] = 0;
+  std::string dir(self);
+  return dir.substr(0, dir.rfind('/')) + "/" + name;
+}
+
+// Runs one MPI job of pmcr-bench-rank and returns rank 0's JSON line.
+json run_rank_job(const Launch& l, int ranks, const std::vector<std::string>& args, const std::vector<std::string>& env) {
+  std::vector<std::string> argv = {l.mpiexec};
+  std::istringstream pre(l.preflags);
+  for (std::string w; pre >> w;) argv.push_back(w);
+  argv.insert(argv.end(), {"-n", std::to_string(ranks), l.rank_program});
+  argv.insert(argv.end(), args.begin(), args.end());
+  const std::string out = "/tmp/pmcr-bench-job-" + std::to_string(getpid()) + ".out";
+  pmcr::tools::SpawnOptions so;
+  so.env = env;
+  so.out = so.err = out;
+  int status = 0;
+  const bool done = pmcr::tools::wait_for(pmcr::tools::spawn(argv, so), std::chrono::minutes(10), &status, true);
+  std::ifstream in(out);
+  std::string line, text, last;
+  while (std::getline(in, line)) {
+    text += line + "\n";
+    if (!line.empty() && line[0] == '{') last = line;
+  }
+  ::unlink(out.c_str());
+  if (!done || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || last.empty())
+    throw pmcr::Error(PMCR_E_IO, "benchmark job failed (" + args.at(0) + ", " + std::to_string(ranks) + " ranks):\n" + text);
+  return json::parse(last);
+}
+
+json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::string>& dirs, int reps,
+              const std::string& posix_dir, const std::string& pmserver, const Launch& launch, bool quiet) {
+  json rows = json::array();
+  for (const CkptConfig& cfg : configs) {
+    for (const std::string& dir : dirs) {
+      if (!quiet) std::fprintf(stderr, "%d ranks x %llu MiB, pool in %s...\n", cfg.ranks,
+                               static_cast<unsigned long long>(cfg.mib), dir.c_str());
+      const std::string pool = dir + "/pmcr-bench-ckpt-" + std::to_string(getpid()) + ".pool";
+      ::unlink(pool.c_str());
+      pmcr::tools::LocalServerOptions o;
+      o.pmserver = pmserver;
+      o.pool = pool;
+      // PMCR_KEEP=2 sealed versions plus the one being written, and room.
+      o.size = std::to_string(4 * cfg.ranks * cfg.mib + 64) + "M";
+      o.log = "/tmp/pmcr-bench-pmserver.log";
+      o.env = {"UCX_NET_DEVICES=lo"};
+      o.start_timeout = std::chrono::seconds(120);
+      pmcr::tools::LocalServer server(o);
+      if (!server.start()) throw pmcr::Error(PMCR_E_IO, "pmserver did not start; see " + o.log);
+      const std::vector<std::string> env = {"PMCR_SERVERS=" + server.address(),
+                                            "PMCR_JOB=bench-" + std::to_string(cfg.ranks) + "x" + std::to_string(cfg.mib),
+                                            "PMCR_KEEP=2", "PMCR_TIMEOUT=600"};
+      const std::string mib = std::to_string(cfg.mib), r = std::to_string(reps);
+      const json w = run_rank_job(launch, cfg.ranks, {"write", mib, r, posix_dir}, env);
+      std::vector<double> restart, cold;
+      for (int i = 0; i < reps; ++i) {  // every restart is a new job
+        const json rd = run_rank_job(launch, cfg.ranks, {"read", mib, "1", posix_dir}, env);
+        restart.push_back(rd["restart_s"].get<double>());
+        cold.push_back(rd["posix_cold_read_s"].get<double>());
+      }
+      server.stop();
+      ::unlink(pool.c_str());
+      for (int rank = 0; rank < cfg.ranks; ++rank)
+        ::unlink((posix_dir + "/pmcr-bench-rank" + std::to_string(rank) + "-of-" + std::to_string(cfg.ranks) + ".dat").c_str());
+      rows.push_back({{"ranks", cfg.ranks},
+                      {"mib_per_rank", cfg.mib},
+                      {"pool_dir", dir},
+                      {"reps", reps},
+                      {"ckpt_ms", w["ckpt_s"].get<double>() * 1e3},
+                      {"memcpy_ms", w["memcpy_s"].get<double>() * 1e3},
+                      {"posix_write_fsync_ms", w["posix_write_fsync_s"].get<double>() * 1e3},
+                      {"restart_ms", median(restart) * 1e3},
+                      {"posix_cold_read_ms", median(cold) * 1e3}});
+    }
+  }
+  return json{{"posix_dir", posix_dir}, {"rows", rows}};
+}
+
+void print_ckpt(const json& r) {
+  std::printf("pmcr-bench ckpt: median ms; checkpoint = pmcr_checkpoint until sealed (all ranks durable, checksummed);\n");
+  std::printf("restart = pmcr_restart_test + pmcr_restart (get + checksum check) in a new job; POSIX = one file per\n");
+  std::printf("rank in %s: write+fsync, and read after dropping it from the page cache (cold)\n\n",
+              r["posix_dir"].get<std::string>().c_str());
+  std::printf("%-10s %-9s | %8s %8s %11s %10s %10s | %8s %10s %10s | %11s\n", "job", "pool", "ckpt", "memcpy",
+              "POSIX w+fs", "ckpt/POSIX", "ckpt/memcpy", "restart", "POSIX cold", "rst/POSIX", "ckpt GB/s");
+  for (const auto& row : r["rows"]) {
+    const double ckpt = row["ckpt_ms"], cpy = row["memcpy_ms"], pw = row["posix_write_fsync_ms"],
+                 rst = row["restart_ms"], pr = row["posix_cold_read_ms"];
+    const double bytes = row["ranks"].get<double>() * row["mib_per_rank"].get<double>() * 1048576.0;
+    const std::string job = std::to_string(row["ranks"].get<int>()) + "x" +
+                            std::to_string(row["mib_per_rank"].get<uint64_t>()) + "MiB";
+    std::printf("%-10s %-9s | %8.1f %8.1f %11.1f %10s %10s | %8.1f %10.1f %10s | %11.2f\n", job.c_str(),
+                row["pool_dir"].get<std::string>().c_str(), ckpt, cpy, pw, ratio(ckpt, pw).c_str(),
+                ratio(ckpt, cpy).c_str(), rst, pr, ratio(rst, pr).c_str(), bytes / (ckpt / 1e3) / 1e9);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -324,9 +441,39 @@ int main(int argc, char** argv) {
   transfer->add_option("--pool-dirs", dirs, "directories for the pool file")->delimiter(',')->capture_default_str();
   transfer->add_option("--pmserver", pmserver, "pmserver binary")->capture_default_str();
   transfer->add_flag("--json", as_json, "print JSON instead of a table");
+
+  auto* ckpt = app.add_subcommand("ckpt", "MPI checkpoint and new-job restart vs memcpy and POSIX write+fsync/cold read");
+  std::vector<std::string> config_texts = {"4x64", "2x256"};
+  int reps = 5;
+  std::string posix_dir = "/tmp";
+  Launch launch{PMCR_BENCH_MPIEXEC, PMCR_BENCH_MPIEXEC_PREFLAGS, beside_self("pmcr-bench-rank")};
+  ckpt->add_option("--jobs", config_texts, "RANKSxMIB per rank")->delimiter(',')->capture_default_str();
+  ckpt->add_option("--reps", reps, "checkpoints, and restart jobs, per measurement")->capture_default_str()->check(CLI::Range(1, 1000));
+  ckpt->add_option("--pool-dirs", dirs, "directories for the pool file")->delimiter(',')->capture_default_str();
+  ckpt->add_option("--posix-dir", posix_dir, "directory for the POSIX baseline's files")->capture_default_str();
+  ckpt->add_option("--pmserver", pmserver, "pmserver binary")->capture_default_str();
+  ckpt->add_option("--mpiexec", launch.mpiexec, "MPI launcher")->capture_default_str();
+  ckpt->add_option("--mpiexec-flags", launch.preflags, "launcher flags before -n")->capture_default_str();
+  ckpt->add_flag("--json", as_json, "print JSON instead of a table");
   CLI11_PARSE(app, argc, argv);
+  if (::geteuid() == 0) {  // Open MPI refuses root unless told
+    ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+    ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+  }
   ::setenv("UCX_NET_DEVICES", "lo", 0);  // loopback only, for the client in this process too
   try {
+    if (*ckpt) {
+      std::vector<CkptConfig> configs;
+      for (const auto& t : config_texts) {
+        const auto x = t.find('x');
+        if (x == std::string::npos) throw pmcr::Error(PMCR_E_INVAL, "--jobs: '" + t + "' is not RANKSxMIB, e.g. 4x64");
+        configs.push_back({std::stoi(t.substr(0, x)), std::stoull(t.substr(x + 1))});
+      }
+      const json r = run_ckpt(configs, dirs, reps, posix_dir, pmserver, launch, as_json);
+      if (as_json) std::cout << r.dump(2) << "\n";
+      else print_ckpt(r);
+      return 0;
+    }
     std::vector<uint64_t> sizes;
     for (const auto& s : size_texts) sizes.push_back(pmcr::parse_size(s));
     std::sort(sizes.begin(), sizes.end());

@@ -1,0 +1,160 @@
+// pmcr-bench-rank: the MPI side of `pmcr-bench ckpt`. Each rank holds M MiB
+// (touched and filled before anything is timed); rank 0 prints one JSON
+// line of medians. Only libpmcr's public API is used, as a user would.
+//
+//   write: R times, in one job: pmcr_checkpoint until sealed; memcpy of the
+//          same bytes; POSIX write + fsync of one file per rank. The last
+//          files stay for the read job.
+//   read:  in a new job: pmcr_restart_test + pmcr_restart of the latest
+//          version; then POSIX cold read of the files (page cache dropped
+//          with posix_fadvise). Both are verified (not timed).
+//
+// Times are from a barrier before the operation to the slowest rank's end.
+#include <fcntl.h>
+#include <mpi.h>
+#include <pmcr/pmcr.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+int g_rank = 0;
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "pmcr-bench-rank: rank %d: %s\n", g_rank, what.c_str());
+  MPI_Abort(MPI_COMM_WORLD, 1);
+  std::abort();
+}
+
+void check(int rc, const char* call) {
+  if (rc) die(std::string(call) + ": " + pmcr_strerror(rc) + ": " + pmcr_last_error());
+}
+
+uint8_t* alloc(size_t n) {
+  void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (p == MAP_FAILED) die("cannot allocate " + std::to_string(n) + " bytes");
+  return static_cast<uint8_t*>(p);
+}
+
+void fill(uint8_t* p, size_t n, uint64_t seed) {
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    std::memcpy(p + i, &x, 8);
+  }
+}
+
+bool same_as_pattern(const uint8_t* p, size_t n, uint64_t seed) {
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1, w;
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    std::memcpy(&w, p + i, 8);
+    if (w != x) return false;
+  }
+  return true;
+}
+
+// Seconds from a barrier to the end of F on the slowest rank.
+template <class F>
+double timed(F&& f) {
+  MPI_Barrier(MPI_COMM_WORLD);
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  double mine = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), slowest = 0;
+  MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return slowest;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+void write_file(const std::string& path, const uint8_t* p, size_t n) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) die("cannot create " + path + ": " + std::strerror(errno));
+  for (size_t off = 0; off < n;) {
+    const ssize_t w = ::write(fd, p + off, std::min<size_t>(n - off, 64u << 20));
+    if (w <= 0) die("write " + path + ": " + std::strerror(errno));
+    off += static_cast<size_t>(w);
+  }
+  if (::fsync(fd) != 0) die("fsync " + path + ": " + std::strerror(errno));
+  ::close(fd);
+}
+
+void read_file_cold(const std::string& path, uint8_t* p, size_t n, bool drop_only) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) die("cannot open " + path + ": " + std::strerror(errno));
+  if (drop_only) {
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);  // the file is clean (fsynced): this drops it from the cache
+  } else {
+    for (size_t off = 0; off < n;) {
+      const ssize_t r = ::read(fd, p + off, std::min<size_t>(n - off, 64u << 20));
+      if (r <= 0) die("read " + path + ": " + std::strerror(errno));
+      off += static_cast<size_t>(r);
+    }
+  }
+  ::close(fd);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (argc != 5) die("usage: pmcr-bench-rank write|read MIB REPS POSIX_DIR");
+  const std::string mode = argv[1], dir = argv[4];
+  const size_t bytes = static_cast<size_t>(std::atol(argv[2])) << 20;
+  const int reps = std::atoi(argv[3]);
+  const std::string file = dir + "/pmcr-bench-rank" + std::to_string(g_rank) + "-of-" + std::to_string(size) + ".dat";
+  uint8_t* buf = alloc(bytes);
+
+  check(pmcr_init(MPI_COMM_WORLD, nullptr), "pmcr_init");
+  check(pmcr_protect(0, buf, bytes), "pmcr_protect");
+  std::vector<double> ckpt, copy, posix_write, restart, posix_read;
+  if (mode == "write") {
+    fill(buf, bytes, 1000 + g_rank);
+    uint8_t* dst = alloc(bytes);
+    for (int r = 0; r < reps; ++r) {
+      ckpt.push_back(timed([&] { check(pmcr_checkpoint(r + 1), "pmcr_checkpoint"); }));
+      copy.push_back(timed([&] { std::memcpy(dst, buf, bytes); }));
+      posix_write.push_back(timed([&] { write_file(file, buf, bytes); }));
+    }
+    ::munmap(dst, bytes);
+  } else {
+    int version = -1;
+    std::memset(buf, 0, bytes);
+    restart.push_back(timed([&] {
+      check(pmcr_restart_test(&version), "pmcr_restart_test");
+      if (version < 0) die("no checkpoint to restart from");
+      check(pmcr_restart(version), "pmcr_restart");
+    }));
+    if (!same_as_pattern(buf, bytes, 1000 + g_rank)) die("restarted data differs from what was checkpointed");
+    std::memset(buf, 0, bytes);
+    read_file_cold(file, buf, bytes, true);
+    posix_read.push_back(timed([&] { read_file_cold(file, buf, bytes, false); }));
+    if (!same_as_pattern(buf, bytes, 1000 + g_rank)) die(file + " does not hold what was written");
+  }
+  check(pmcr_finalize(), "pmcr_finalize");
+  if (g_rank == 0) {
+    if (mode == "write")
+      std::printf("{\"ckpt_s\": %.6f, \"memcpy_s\": %.6f, \"posix_write_fsync_s\": %.6f}\n", median(ckpt), median(copy),
+                  median(posix_write));
+    else
+      std::printf("{\"restart_s\": %.6f, \"posix_cold_read_s\": %.6f}\n", restart[0], posix_read[0]);
+  }
+  ::munmap(buf, bytes);
+  MPI_Finalize();
+  return 0;
+}
