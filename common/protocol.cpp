@@ -158,6 +158,7 @@ template <class X> void io(X& x, ListVersions& m) { x.str(m.job, kMaxJobName); }
 template <class X> void io(X& x, ListRegions& m) { x.str(m.job, kMaxJobName); x.u64(m.version); }
 template <class X> void io(X& x, Open& m) { x.str(m.job, kMaxJobName); x.u64(m.version); x.u32(m.rank); x.u32(m.id); }
 template <class X> void io(X& x, Close& m) { x.u64(m.handle); }
+template <class X> void io(X& x, Read& m) { x.u64(m.handle); x.u64(m.offset); x.u64(m.length); }
 template <class X> void io(X& x, Delete& m) { x.str(m.job, kMaxJobName); x.u64(m.version); x.boolean(m.all_versions); }
 
 template <class X> void io(X&, Empty&) {}
@@ -194,12 +195,13 @@ ReplyBody empty_reply_for(Type t) {
     case Type::Delete: return DeleteReply{};
     case Type::Commit:
     case Type::Seal:
-    case Type::Close: return Empty{};
+    case Type::Close:
+    case Type::Read: return Empty{};
   }
   return Empty{};
 }
 
-bool valid_type(uint16_t t) { return t >= static_cast<uint16_t>(Type::Hello) && t <= static_cast<uint16_t>(Type::Delete); }
+bool valid_type(uint16_t t) { return t >= static_cast<uint16_t>(Type::Hello) && t <= static_cast<uint16_t>(Type::Read); }
 
 RequestBody empty_request_for(Type t) {
   switch (t) {
@@ -213,6 +215,7 @@ RequestBody empty_request_for(Type t) {
     case Type::Open: return Open{};
     case Type::Close: return Close{};
     case Type::Delete: return Delete{};
+    case Type::Read: return Read{};
   }
   return Stat{};
 }
@@ -252,6 +255,7 @@ const char* type_name(Type t) noexcept {
     case Type::Open: return "OPEN";
     case Type::Close: return "CLOSE";
     case Type::Delete: return "DELETE";
+    case Type::Read: return "READ";
   }
   return "UNKNOWN";
 }
@@ -281,6 +285,33 @@ DecodeStatus decode_header(const void* data, size_t size, Header* out) noexcept 
   r.u32(h.magic); r.u16(h.version); r.u16(h.type); r.u64(h.tag); r.u32(h.length); r.u32(reserved);
   if (h.magic != kMagic) return DecodeStatus::BadMagic;
   if (h.version != kVersion) return DecodeStatus::BadVersion;
+  if (reserved != 0) return DecodeStatus::BadValue;
+  *out = h;
+  return DecodeStatus::Ok;
+}
+
+std::array<uint8_t, kDataHeaderSize> encode(const DataHeader& h) {
+  std::vector<uint8_t> out;
+  Writer w(out);
+  uint32_t magic = kDataMagic;
+  uint16_t version = kVersion, reserved = 0;
+  uint64_t handle = h.handle, offset = h.offset;
+  w.u32(magic); w.u16(version); w.u16(reserved); w.u64(handle); w.u64(offset);
+  std::array<uint8_t, kDataHeaderSize> a{};
+  std::memcpy(a.data(), out.data(), kDataHeaderSize);
+  return a;
+}
+
+DecodeStatus decode(const void* data, size_t size, DataHeader* out) noexcept {
+  if (size < kDataHeaderSize) return DecodeStatus::Truncated;
+  if (size > kDataHeaderSize) return DecodeStatus::TrailingBytes;
+  Reader r(static_cast<const uint8_t*>(data), size);
+  uint32_t magic = 0;
+  uint16_t version = 0, reserved = 0;
+  DataHeader h;
+  r.u32(magic); r.u16(version); r.u16(reserved); r.u64(h.handle); r.u64(h.offset);
+  if (magic != kDataMagic) return DecodeStatus::BadMagic;
+  if (version != kVersion) return DecodeStatus::BadVersion;
   if (reserved != 0) return DecodeStatus::BadValue;
   *out = h;
   return DecodeStatus::Ok;

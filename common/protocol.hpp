@@ -1,6 +1,8 @@
 // The pmcr control protocol: messages between libpmcr and pmserver, carried
-// as UCX active messages. Bulk data never travels here; it moves by UCX RMA
-// into and out of pool memory.
+// as UCX active messages. Bulk data never travels in these messages; it
+// moves by UCX RMA into and out of pool memory, or (writes on the "am" data
+// path) as rendezvous active messages with a DataHeader that the server
+// receives straight into pool memory.
 //
 // Frame: a 24-byte header, then the body.
 //   u32 magic "PMCR" | u16 protocol version | u16 type | u64 tag | u32 body length | u32 reserved (0)
@@ -37,6 +39,7 @@ constexpr uint32_t kMaxEntries = 1u << 20;
 // UCX active-message ids.
 constexpr unsigned kAmRequest = 17;
 constexpr unsigned kAmReply = 18;
+constexpr unsigned kAmData = 19;  // region bytes (DataHeader + payload): writes to, READ replies from the server
 
 enum class Type : uint16_t {
   Hello = 1,
@@ -49,6 +52,7 @@ enum class Type : uint16_t {
   Open = 8,
   Close = 9,
   Delete = 10,
+  Read = 11,  // the server sends an open region's bytes as kAmData messages, then replies
 };
 const char* type_name(Type t) noexcept;
 
@@ -98,7 +102,13 @@ struct Delete {
   bool all_versions = false;
 };
 
-using RequestBody = std::variant<Hello, Stat, Create, Commit, Seal, ListVersions, ListRegions, Open, Close, Delete>;
+struct Read {
+  uint64_t handle = 0;  // of a region this connection has open
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+using RequestBody = std::variant<Hello, Stat, Create, Commit, Seal, ListVersions, ListRegions, Open, Close, Delete, Read>;
 
 struct Request {
   uint64_t tag = 0;
@@ -201,6 +211,21 @@ struct Header {
 };
 // Parses only the header (for answering a message whose body is bad).
 DecodeStatus decode_header(const void* data, size_t size, Header* out) noexcept;
+
+// The AM header of region data sent as an active message (the "am" data
+// path). Writes: the server receives the payload straight into the region
+// at OFFSET, after checking the handle and the bounds itself. Reads (READ):
+// the server sends the region's bytes from pool memory, and the client
+// receives them straight into its buffer at OFFSET.
+//   u32 magic "PMCD" | u16 protocol version | u16 reserved (0) | u64 handle | u64 offset
+constexpr uint32_t kDataMagic = 0x44434d50;  // bytes 'P' 'M' 'C' 'D'
+constexpr size_t kDataHeaderSize = 24;
+struct DataHeader {
+  uint64_t handle = 0;
+  uint64_t offset = 0;
+};
+std::array<uint8_t, kDataHeaderSize> encode(const DataHeader& h);
+DecodeStatus decode(const void* data, size_t size, DataHeader* out) noexcept;
 
 std::vector<uint8_t> encode(const Request& req);
 std::vector<uint8_t> encode(const Reply& rep);

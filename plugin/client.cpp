@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <regex>
 #include <set>
 
@@ -38,6 +39,7 @@ Client::Client(Options options) : options_(std::move(options)), context_("pmcr")
   options_.server = to_string(hp);
 
   ucx::set_am_handler(worker_.get(), proto::kAmReply, &Client::on_reply, this);
+  ucx::set_am_handler(worker_.get(), proto::kAmData, &Client::on_data, this);
 
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -102,6 +104,7 @@ Client::~Client() {
     }
   }
   for (const auto& p : rndv_) ucp_am_data_release(worker_.get(), p.desc);
+  for (const auto& c : read_.chunks) ucp_am_data_release(worker_.get(), c.desc);
 }
 
 std::string Client::transports() const {
@@ -145,6 +148,34 @@ ucs_status_t Client::on_reply(void* arg, const void*, size_t, void* data, size_t
   return UCS_OK;
 }
 
+// Region data of the READ in progress; anything else is dropped (the READ
+// then fails its byte count or checksum).
+ucs_status_t Client::on_data(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                             const ucp_am_recv_param_t* param) {
+  auto* self = static_cast<Client*>(arg);
+  ActiveRead& r = self->read_;
+  proto::DataHeader h;
+  const bool ok = r.active && proto::decode(header, header_length, &h) == proto::DecodeStatus::Ok && h.handle == r.handle &&
+                  h.offset <= r.size && length <= r.size - h.offset;
+  if (!ok) {
+    r.status = UCS_ERR_INVALID_PARAM;
+    return UCS_OK;
+  }
+  if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
+    r.chunks.push_back(DataChunk{data, h.offset, length});
+    return UCS_INPROGRESS;
+  }
+  std::memcpy(r.buf + h.offset, data, length);
+  r.received += length;
+  return UCS_OK;
+}
+
+void Client::on_data_done(void*, ucs_status_t status, size_t length, void* user_data) {
+  auto* r = static_cast<ActiveRead*>(user_data);
+  if (status == UCS_OK) r->received += length;
+  else r->status = status;
+}
+
 void Client::on_ep_error(void* arg, ucp_ep_h, ucs_status_t status) {
   auto* self = static_cast<Client*>(arg);
   self->ep_status_ = status;
@@ -164,7 +195,7 @@ void Client::fail_connection(int code, const std::string& message) {
 void Client::progress_or_sleep(Clock::time_point deadline) {
   for (int i = 0; i < kSpins; ++i)
     if (ucp_worker_progress(worker_.get())) return;
-  if (!rndv_.empty()) return;
+  if (!rndv_.empty() || !read_.chunks.empty()) return;
   const ucs_status_t st = ucp_worker_arm(worker_.get());
   if (st == UCS_ERR_BUSY) return;
   if (st != UCS_OK) return;  // cannot sleep: keep spinning
@@ -281,29 +312,17 @@ WriteTarget Client::create(const std::string& job, uint64_t version, uint32_t ra
   return WriteTarget{r.handle, size, r.remote_addr, std::move(r.rkey)};
 }
 
-void Client::rma(bool put, void* local, uint64_t size, uint64_t remote, const std::vector<uint8_t>& rkey_bytes) {
-  if (size == 0) return;
+void Client::pipeline(uint64_t size, size_t chunk, const char* what, const std::function<void*(uint64_t, size_t)>& issue,
+                      bool flush) {
   check_alive();
-  ucp_rkey_h rkey = nullptr;
-  ucs_status_t st = ucp_ep_rkey_unpack(ep_, rkey_bytes.data(), &rkey);
-  if (st != UCS_OK) throw Error(PMCR_E_PROTOCOL, std::string("cannot unpack the region's remote key: ") +
-                                                     ucs_status_string(st));
-  struct RkeyOwner {
-    ucp_rkey_h h;
-    ~RkeyOwner() { ucp_rkey_destroy(h); }
-  } owner{rkey};
   const auto deadline = Clock::now() + options_.timeout;
-  const char* what = put ? "putting region data" : "getting region data";
-  auto* base = static_cast<uint8_t*>(local);
   std::deque<void*> inflight;
   uint64_t off = 0;
   try {
     while (off < size || !inflight.empty()) {
       while (off < size && inflight.size() < options_.depth) {
-        const size_t n = static_cast<size_t>(std::min<uint64_t>(options_.chunk, size - off));
-        ucp_request_param_t p{};
-        void* req = put ? ucp_put_nbx(ep_, base + off, n, remote + off, rkey, &p)
-                        : ucp_get_nbx(ep_, base + off, n, remote + off, rkey, &p);
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk, size - off));
+        void* req = issue(off, n);
         off += n;
         if (UCS_PTR_IS_ERR(req)) wait(req, what, deadline);
         if (req) inflight.push_back(req);
@@ -314,7 +333,7 @@ void Client::rma(bool put, void* local, uint64_t size, uint64_t remote, const st
         wait(req, what, deadline);
       }
     }
-    if (put) {
+    if (flush) {
       // Remote completion of every put before COMMIT is sent.
       ucp_request_param_t p{};
       wait(ucp_ep_flush_nbx(ep_, &p), "flushing puts", deadline);
@@ -329,8 +348,46 @@ void Client::rma(bool put, void* local, uint64_t size, uint64_t remote, const st
   }
 }
 
+void Client::rma(bool put, void* local, uint64_t size, uint64_t remote, const std::vector<uint8_t>& rkey_bytes) {
+  if (size == 0) return;
+  check_alive();
+  ucp_rkey_h rkey = nullptr;
+  ucs_status_t st = ucp_ep_rkey_unpack(ep_, rkey_bytes.data(), &rkey);
+  if (st != UCS_OK) throw Error(PMCR_E_PROTOCOL, std::string("cannot unpack the region's remote key: ") +
+                                                     ucs_status_string(st));
+  struct RkeyOwner {
+    ucp_rkey_h h;
+    ~RkeyOwner() { ucp_rkey_destroy(h); }
+  } owner{rkey};
+  auto* base = static_cast<uint8_t*>(local);
+  pipeline(size, options_.chunk, put ? "putting region data" : "getting region data",
+           [&](uint64_t off, size_t n) {
+             ucp_request_param_t p{};
+             return put ? ucp_put_nbx(ep_, base + off, n, remote + off, rkey, &p)
+                        : ucp_get_nbx(ep_, base + off, n, remote + off, rkey, &p);
+           },
+           put);
+}
+
+// Region data as rendezvous active messages: the server checks the handle
+// and the bounds, then receives each chunk straight into the region. A send
+// completes once the server has fetched its bytes.
+void Client::send_data(const WriteTarget& target, const void* buf) {
+  if (target.size == 0) return;
+  const auto* base = static_cast<const uint8_t*>(buf);
+  std::deque<std::array<uint8_t, proto::kDataHeaderSize>> headers;  // alive until their sends complete
+  pipeline(target.size, options_.am_chunk, "sending region data", [&](uint64_t off, size_t n) {
+    headers.push_back(proto::encode(proto::DataHeader{target.handle, off}));
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    p.flags = UCP_AM_SEND_FLAG_RNDV | UCP_AM_SEND_FLAG_REPLY;
+    return ucp_am_send_nbx(ep_, proto::kAmData, headers.back().data(), headers.back().size(), base + off, n, &p);
+  }, false);
+}
+
 void Client::put(const WriteTarget& target, const void* buf) {
-  rma(true, const_cast<void*>(buf), target.size, target.remote_addr, target.rkey);
+  if (options_.data_path == DataPath::Am) send_data(target, buf);
+  else rma(true, const_cast<void*>(buf), target.size, target.remote_addr, target.rkey);
 }
 
 void Client::commit(const WriteTarget& target, uint64_t checksum_value) {
@@ -368,8 +425,80 @@ ReadSource Client::open(const std::string& job, uint64_t version, uint32_t rank,
   return ReadSource{r.handle, r.size, r.checksum, r.remote_addr, std::move(r.rkey)};
 }
 
+// READ: the server sends the region; each chunk is received straight into
+// BUF. Returns once every byte is in, or throws (and then nothing is still
+// writing into BUF).
+void Client::receive_data(const ReadSource& source, void* buf) {
+  if (source.size == 0) return;
+  check_alive();
+  read_ = ActiveRead{};
+  read_.handle = source.handle;
+  read_.buf = static_cast<uint8_t*>(buf);
+  read_.size = source.size;
+  read_.active = true;
+  const auto deadline = Clock::now() + options_.timeout;
+  const auto finish = [&] {
+    for (const auto& c : read_.chunks) ucp_am_data_release(worker_.get(), c.desc);
+    read_.chunks.clear();
+    bool pending = false;
+    for (void* req : read_.requests) pending = pending || ucp_request_check_status(req) == UCS_INPROGRESS;
+    if (pending && ep_) {
+      // Receives still running into the caller's buffer (a failure or a
+      // timeout): close the endpoint, which ends them, before handing it back.
+      ucp_request_param_t p{};
+      p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      p.flags = UCP_EP_CLOSE_FLAG_FORCE;
+      void* close = ucp_ep_close_nbx(ep_, &p);
+      ep_ = nullptr;
+      if (broken_.empty()) broken_ = "connection to pmserver " + options_.server + " closed after a failed read";
+      if (close && !UCS_PTR_IS_ERR(close)) {
+        while (ucp_request_check_status(close) == UCS_INPROGRESS) ucp_worker_progress(worker_.get());
+        ucp_request_free(close);
+      }
+    }
+    for (void* req : read_.requests) {
+      while (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_worker_progress(worker_.get());
+      ucp_request_free(req);
+    }
+    read_.requests.clear();
+    read_.active = false;
+  };
+  try {
+    call(proto::Read{source.handle, 0, source.size});
+    while (read_.received < read_.size) {
+      if (read_.status != UCS_OK)
+        fail_connection(PMCR_E_TRANSPORT, std::string("receiving region data failed: ") + ucs_status_string(read_.status));
+      if (ep_status_ != UCS_OK)
+        fail_connection(PMCR_E_SERVER_LOST, std::string("the connection was lost while receiving region data: ") +
+                                                ucs_status_string(ep_status_));
+      while (!read_.chunks.empty()) {
+        const DataChunk c = read_.chunks.front();
+        read_.chunks.pop_front();
+        ucp_request_param_t p{};
+        p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+        p.cb.recv_am = &Client::on_data_done;
+        p.user_data = &read_;
+        void* req = ucp_am_recv_data_nbx(worker_.get(), c.desc, read_.buf + c.offset, c.length, &p);
+        if (req == nullptr) read_.received += c.length;
+        else if (UCS_PTR_IS_ERR(req)) read_.status = UCS_PTR_STATUS(req);
+        else read_.requests.push_back(req);
+      }
+      if (read_.received >= read_.size) break;
+      if (Clock::now() >= deadline)
+        fail_connection(PMCR_E_TIMEDOUT, "receiving region data from pmserver " + options_.server + " timed out after " +
+                                             std::to_string(options_.timeout.count()) + " ms");
+      progress_or_sleep(deadline);
+    }
+  } catch (...) {
+    finish();
+    throw;
+  }
+  finish();
+}
+
 void Client::get(const ReadSource& source, void* buf) {
-  rma(false, buf, source.size, source.remote_addr, source.rkey);
+  if (options_.data_path == DataPath::Am) receive_data(source, buf);
+  else rma(false, buf, source.size, source.remote_addr, source.rkey);
   // Tests: damage the bytes as they arrive, so the check below must catch it.
   if (PMCR_FAULT_POINT("client.get.data") && source.size > 0) static_cast<uint8_t*>(buf)[source.size / 2] ^= 0x01;
   const uint64_t actual = checksum(buf, source.size);

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -22,13 +23,23 @@
 
 namespace pmcr::client {
 
+// How region bytes travel. Am: rendezvous active messages, received
+// straight into the region by the server (it picks the address and checks
+// the bounds) and, for reads (READ), straight into the caller's buffer by
+// the client; over tcp UCX moves them with zero-copy sends, several times
+// faster than its emulated put and get. Rma: ucp_put_nbx / ucp_get_nbx with
+// the region's rkey (what an RDMA NIC does without the server's CPU).
+enum class DataPath { Am, Rma };
+
 struct Options {
   std::string server;  // HOST:PORT
   std::string name;    // shown in the server's log
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds timeout{60000};  // one request, or one region transfer
   size_t chunk = 1u << 20;                   // RMA operation size
-  unsigned depth = 4;                        // RMA operations in flight
+  size_t am_chunk = 8u << 20;                // active-message size on the am data path
+  unsigned depth = 4;                        // operations in flight
+  DataPath data_path = DataPath::Am;
 };
 
 // A region being written: where its bytes go on the server.
@@ -65,8 +76,9 @@ class Client {
   proto::StatReply stat();
 
   WriteTarget create(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, uint64_t size);
-  // Puts SIZE bytes from BUF into the region and flushes the endpoint: when
-  // it returns, the data has reached the server's memory (not yet durable).
+  // Sends SIZE bytes from BUF into the region (by Options::data_path); when
+  // it returns, the server has them or will have them before it handles
+  // the COMMIT (not yet durable).
   void put(const WriteTarget& target, const void* buf);
   // Makes the region durable: the server persists it and verifies CHECKSUM.
   void commit(const WriteTarget& target, uint64_t checksum);
@@ -104,6 +116,9 @@ class Client {
   static ucs_status_t on_reply(void* arg, const void* header, size_t header_length, void* data, size_t length,
                                const ucp_am_recv_param_t* param);
   static void on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status);
+  static ucs_status_t on_data(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                              const ucp_am_recv_param_t* param);
+  static void on_data_done(void* request, ucs_status_t status, size_t length, void* user_data);
 
   proto::ReplyBody call(proto::RequestBody body);
   proto::Reply exchange(const std::vector<uint8_t>& bytes, uint64_t tag, Clock::time_point deadline);
@@ -111,7 +126,13 @@ class Client {
   void wait(void* request, const char* what, Clock::time_point deadline);
   void progress_or_sleep(Clock::time_point deadline);
   void fetch_rndv();
+  // Issues ISSUE(offset, length) over SIZE bytes in CHUNKs, DEPTH at a time,
+  // and waits for all (and a flush, if FLUSH) before it returns.
+  void pipeline(uint64_t size, size_t chunk, const char* what, const std::function<void*(uint64_t, size_t)>& issue,
+                bool flush);
   void rma(bool put, void* local, uint64_t size, uint64_t remote, const std::vector<uint8_t>& rkey);
+  void send_data(const WriteTarget& target, const void* buf);
+  void receive_data(const ReadSource& source, void* buf);
   [[noreturn]] void fail_connection(int code, const std::string& message);
   void check_alive() const;
 
@@ -124,6 +145,22 @@ class Client {
   uint64_t next_tag_ = 1;
   std::map<uint64_t, std::vector<uint8_t>> replies_;  // by tag
   std::deque<PendingRndv> rndv_;
+  // The READ in progress: region data arriving into the caller's buffer.
+  struct DataChunk {
+    void* desc;  // rendezvous descriptor, received by the waiting loop
+    uint64_t offset;
+    size_t length;
+  };
+  struct ActiveRead {
+    uint64_t handle = 0;
+    uint8_t* buf = nullptr;
+    uint64_t size = 0;
+    uint64_t received = 0;  // bytes landed in buf
+    ucs_status_t status = UCS_OK;
+    std::deque<DataChunk> chunks;
+    std::deque<void*> requests;  // receives in progress
+    bool active = false;
+  } read_;
   proto::HelloReply hello_;
 };
 

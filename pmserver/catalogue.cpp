@@ -184,6 +184,16 @@ RegionView Catalogue::create_region(const RegionKey& key, uint64_t size, Owner o
   return RegionView{handle_of(slot), offset, size, capacity, 0};
 }
 
+RegionView Catalogue::writable_region(uint64_t handle, Owner owner) const {
+  const auto slot = slot_of(handle);
+  if (!slot) throw Error(PMCR_E_NOT_FOUND, "unknown region handle (the region was replaced, deleted or reclaimed)");
+  const Record& r = rec(*slot);
+  if (slots_[*slot].owner != owner)
+    throw Error(PMCR_E_STATE, "region belongs to another connection; only its creator can write it");
+  if (r.state != kRegionCreated) throw Error(PMCR_E_STATE, "region is already committed");
+  return RegionView{handle, r.offset, r.size, 0, 0};
+}
+
 void Catalogue::commit_region(uint64_t handle, uint64_t size, uint64_t checksum_value, Owner owner) {
   const auto slot = slot_of(handle);
   if (!slot) throw Error(PMCR_E_NOT_FOUND, "unknown region handle (the region was replaced, deleted or reclaimed)");

@@ -93,6 +93,9 @@ class Catalogue {
   // Persists the region's data, verifies CHECKSUM over it and commits it
   // durably. Throws NOT_FOUND, STATE (another owner), SIZE, CHECKSUM.
   void commit_region(uint64_t handle, uint64_t size, uint64_t checksum, Owner owner);
+  // Where OWNER may write the data of its uncommitted region HANDLE.
+  // Throws NOT_FOUND, STATE (another owner, or already committed).
+  RegionView writable_region(uint64_t handle, Owner owner) const;
   // Seals a version atomically if exactly NREGIONS regions of NRANKS ranks
   // (each rank at least one) are committed. Idempotent for the same counts.
   // Throws NOT_FOUND, INVAL, INCOMPLETE, EXISTS (sealed with other counts).

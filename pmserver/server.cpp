@@ -7,6 +7,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -38,6 +39,7 @@ Server::Server(Pool& pool, Catalogue& catalogue, ServerOptions options)
   catalogue_.on_extent_freed = [this](uint64_t offset, uint64_t) { unregister(offset); };
 
   ucx::set_am_handler(worker_.get(), proto::kAmRequest, &Server::on_am, this);
+  ucx::set_am_handler(worker_.get(), proto::kAmData, &Server::on_data, this);
 
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -81,6 +83,9 @@ Server::~Server() {
   if (listener_) ucp_listener_destroy(listener_);
   for (const auto& p : rndv_) ucp_am_data_release(worker_.get(), p.desc);
   rndv_.clear();
+  for (const auto& d : data_)
+    if (d.desc) ucp_am_data_release(worker_.get(), d.desc);
+  data_.clear();
   catalogue_.on_extent_freed = nullptr;
 }
 
@@ -134,6 +139,34 @@ void Server::on_rndv_done(void* request, ucs_status_t status, size_t, void* user
   ucp_request_free(request);
 }
 
+ucs_status_t Server::on_data(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                             const ucp_am_recv_param_t* param) {
+  auto* self = static_cast<Server*>(arg);
+  const bool rndv = param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV;
+  if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) || param->reply_ep == nullptr) {
+    spdlog::warn("dropping region data sent without a reply endpoint");
+    return UCS_OK;  // a rendezvous is released by UCX
+  }
+  PendingData d{param->reply_ep, {}, header_length == proto::kDataHeaderSize, nullptr, {}, length};
+  if (d.header_ok) std::memcpy(d.header.data(), header, proto::kDataHeaderSize);
+  if (rndv) {
+    d.desc = data;
+  } else {
+    const auto* p = static_cast<const uint8_t*>(data);
+    d.bytes.assign(p, p + length);
+  }
+  self->data_.push_back(std::move(d));
+  return rndv ? UCS_INPROGRESS : UCS_OK;
+}
+
+void Server::on_data_done(void* request, ucs_status_t status, size_t, void* user_data) {
+  auto* r = static_cast<DataRecv*>(user_data);
+  if (status != UCS_OK) spdlog::debug("receiving region data failed: {}", ucs_status_string(status));
+  r->server->data_finished(r->handle, r->owner);
+  delete r;
+  ucp_request_free(request);
+}
+
 void Server::on_ep_error(void* arg, ucp_ep_h, ucs_status_t status) {
   auto* c = static_cast<Connection*>(arg);
   if (c->dead) return;
@@ -182,6 +215,13 @@ void Server::accept(ucp_conn_request_h request) {
 }
 
 void Server::disconnect(Connection& c, const char* why) {
+  // Its region receives end (with an error, once UCX notices) before its
+  // regions can be freed: until then it waits in draining_.
+  if (owner_inflight_.count(c.id)) {
+    c.dead = true;
+    if (std::find(draining_.begin(), draining_.end(), &c) == draining_.end()) draining_.push_back(&c);
+    return;
+  }
   const uint32_t reclaimed = catalogue_.release_owner(c.id);
   for (uint64_t handle : c.open_handles) {
     try {
@@ -203,6 +243,16 @@ void Server::disconnect(Connection& c, const char* why) {
     }
   }
   for (auto it = incoming_.begin(); it != incoming_.end();) it = it->ep == ep ? incoming_.erase(it) : std::next(it);
+  for (auto it = deferred_.begin(); it != deferred_.end();) it = it->ep == ep ? deferred_.erase(it) : std::next(it);
+  for (auto it = data_.begin(); it != data_.end();) {
+    if (it->ep == ep) {
+      if (it->desc) ucp_am_data_release(worker_.get(), it->desc);
+      it = data_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = draining_.begin(); it != draining_.end();) it = *it == &c ? draining_.erase(it) : std::next(it);
   for (auto it = failed_.begin(); it != failed_.end();) it = *it == &c ? failed_.erase(it) : std::next(it);
   connections_.erase(ep);
   close_ep(ep);
@@ -245,12 +295,94 @@ void Server::fetch(const PendingRndv& p) {
   }
 }
 
+// Region data: checked here, against the catalogue and the region's
+// bounds, before a byte of it lands in the pool. Bad data is dropped (its
+// region's COMMIT then fails its checksum) and counts as a bad message.
+void Server::receive(PendingData& d) {
+  const auto drop = [&](Connection* c, const std::string& why) {
+    if (d.desc) ucp_am_data_release(worker_.get(), d.desc);
+    if (!c) return;
+    spdlog::warn("connection {} ({}): dropped region data: {}", c->id, c->peer, why);
+    if (++c->bad_messages >= options_.max_bad_messages) disconnect(*c, "too many malformed messages");
+  };
+  auto it = connections_.find(d.ep);
+  if (it == connections_.end() || it->second->dead) return drop(nullptr, "");
+  Connection& c = *it->second;
+  proto::DataHeader h;
+  if (!c.hello) return drop(&c, "sent before HELLO");
+  if (!d.header_ok || proto::decode(d.header.data(), d.header.size(), &h) != proto::DecodeStatus::Ok)
+    return drop(&c, "malformed data header");
+  RegionView v;
+  try {
+    v = catalogue_.writable_region(h.handle, c.id);
+  } catch (const Error& e) {
+    return drop(&c, e.what());
+  }
+  if (h.offset > v.size || d.length > v.size - h.offset)
+    return drop(&c, std::to_string(d.length) + " bytes at offset " + std::to_string(h.offset) +
+                        " do not fit a region of " + std::to_string(v.size) + " bytes");
+  uint8_t* dest = pool_.base() + v.offset + h.offset;
+  if (!d.desc) {
+    std::memcpy(dest, d.bytes.data(), d.length);
+    return;
+  }
+  auto* r = new DataRecv{this, h.handle, c.id};
+  ucp_request_param_t rp{};
+  rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  rp.cb.recv_am = &Server::on_data_done;
+  rp.user_data = r;
+  if (auto reg = registrations_.find(v.offset); reg != registrations_.end()) {
+    rp.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;  // the region's own registration: nothing to register per chunk
+    rp.memh = reg->second.memh;
+  }
+  ++data_inflight_[h.handle];
+  ++owner_inflight_[c.id];
+  void* req = ucp_am_recv_data_nbx(worker_.get(), d.desc, dest, d.length, &rp);
+  if (req == nullptr || UCS_PTR_IS_ERR(req)) {
+    if (UCS_PTR_IS_ERR(req)) spdlog::warn("receiving region data failed: {}", ucs_status_string(UCS_PTR_STATUS(req)));
+    data_finished(h.handle, c.id);
+    delete r;
+  }
+}
+
+void Server::data_finished(uint64_t handle, Owner owner) {
+  if (auto it = data_inflight_.find(handle); it != data_inflight_.end() && --it->second == 0) data_inflight_.erase(it);
+  if (auto it = owner_inflight_.find(owner); it != owner_inflight_.end() && --it->second == 0) owner_inflight_.erase(it);
+}
+
 bool Server::drain() {
   bool did = false;
   while (!failed_.empty()) {
     Connection* c = failed_.front();
     failed_.pop_front();
     disconnect(*c, "peer disconnected or failed");
+    did = true;
+  }
+  for (auto it = draining_.begin(); it != draining_.end();) {
+    if (owner_inflight_.count((*it)->id)) {
+      ++it;
+      continue;
+    }
+    Connection* c = *it;
+    it = draining_.erase(it);
+    disconnect(*c, "peer disconnected or failed, or closed");
+    did = true;
+  }
+  while (!data_.empty()) {
+    PendingData d = std::move(data_.front());
+    data_.pop_front();
+    receive(d);
+    did = true;
+  }
+  for (auto it = deferred_.begin(); it != deferred_.end();) {
+    proto::Request req;
+    if (proto::decode(it->bytes.data(), it->bytes.size(), &req) == proto::DecodeStatus::Ok &&
+        data_inflight_.count(std::get<proto::Commit>(req.body).handle)) {
+      ++it;
+      continue;
+    }
+    incoming_.push_back(std::move(*it));
+    it = deferred_.erase(it);
     did = true;
   }
   while (!pending_accepts_.empty()) {
@@ -285,7 +417,7 @@ void Server::handle(Incoming& in) {
     proto::Header h;
     if (proto::decode_header(in.bytes.data(), in.bytes.size(), &h) == proto::DecodeStatus::Ok) {
       rep.tag = h.tag;
-      if (h.type >= 1 && h.type <= static_cast<uint16_t>(proto::Type::Delete)) rep.type = static_cast<proto::Type>(h.type);
+      if (h.type >= 1 && h.type <= static_cast<uint16_t>(proto::Type::Read)) rep.type = static_cast<proto::Type>(h.type);
     }
     rep.status = PMCR_E_PROTOCOL;
     rep.message = std::string("malformed request (") + proto::decode_status_text(ds) + ", " +
@@ -294,6 +426,11 @@ void Server::handle(Incoming& in) {
     spdlog::warn("connection {} ({}): {}", c.id, c.peer, rep.message);
     send(c, rep);
     if (++c.bad_messages >= options_.max_bad_messages) disconnect(c, "too many malformed messages");
+    return;
+  }
+  // A COMMIT waits until the region's data has all arrived.
+  if (const auto* commit = std::get_if<proto::Commit>(&req.body); commit && data_inflight_.count(commit->handle)) {
+    deferred_.push_back(std::move(in));
     return;
   }
   rep.type = proto::type_of(req.body);
@@ -371,6 +508,7 @@ proto::ReplyBody Server::dispatch(Connection& c, proto::RequestBody& body) {
           [&](proto::Open& m) -> proto::ReplyBody {
             const RegionView v = catalogue_.open_region({m.job, m.version, m.rank, m.id});
             c.open_handles.insert(v.handle);
+            c.open_views[v.handle] = v;
             proto::OpenReply r;
             r.handle = v.handle;
             r.remote_addr = addr(v.offset);
@@ -380,6 +518,7 @@ proto::ReplyBody Server::dispatch(Connection& c, proto::RequestBody& body) {
               if (v.capacity) r.rkey = rkey_for(v.offset, v.capacity);
             } catch (...) {
               c.open_handles.erase(c.open_handles.find(v.handle));
+              if (!c.open_handles.count(v.handle)) c.open_views.erase(v.handle);
               catalogue_.close_region(v.handle);
               throw;
             }
@@ -390,7 +529,12 @@ proto::ReplyBody Server::dispatch(Connection& c, proto::RequestBody& body) {
             if (h == c.open_handles.end())
               throw Error(PMCR_E_NOT_FOUND, "this connection has no open region with that handle");
             c.open_handles.erase(h);
+            if (!c.open_handles.count(m.handle)) c.open_views.erase(m.handle);
             catalogue_.close_region(m.handle);
+            return proto::Empty{};
+          },
+          [&](proto::Read& m) -> proto::ReplyBody {
+            send_data(c, m);
             return proto::Empty{};
           },
           [&](proto::Delete& m) -> proto::ReplyBody {
@@ -415,6 +559,48 @@ void Server::send(Connection& c, const proto::Reply& reply) {
     spdlog::debug("connection {}: reply not sent: {}", c.id, ucs_status_string(UCS_PTR_STATUS(req)));
     delete buf;
   }
+}
+
+// A READ: the bytes of a region this connection has open (so pinned: its
+// extent cannot be freed under the sends) go out as rendezvous active
+// messages of at most kReadChunk bytes; the client receives each one
+// straight into its buffer. The reply follows the sends it started.
+void Server::send_data(Connection& c, const proto::Read& m) {
+  constexpr uint64_t kReadChunk = 8u << 20;
+  const auto it = c.open_views.find(m.handle);
+  if (it == c.open_views.end()) throw Error(PMCR_E_NOT_FOUND, "this connection has no open region with that handle");
+  const RegionView& v = it->second;
+  if (m.offset > v.size || m.length > v.size - m.offset)
+    throw Error(PMCR_E_INVAL, std::to_string(m.length) + " bytes at offset " + std::to_string(m.offset) +
+                                  " are outside the region's " + std::to_string(v.size) + " bytes");
+  const auto reg = registrations_.find(v.offset);
+  for (uint64_t off = m.offset; off < m.offset + m.length; off += kReadChunk) {
+    const uint64_t n = std::min(kReadChunk, m.offset + m.length - off);
+    auto* header = new std::array<uint8_t, proto::kDataHeaderSize>(proto::encode(proto::DataHeader{m.handle, off}));
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+    p.flags = UCP_AM_SEND_FLAG_RNDV;
+    p.cb.send = &Server::on_data_sent;
+    p.user_data = header;
+    if (reg != registrations_.end()) {
+      p.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
+      p.memh = reg->second.memh;
+    }
+    void* req = ucp_am_send_nbx(c.ep, proto::kAmData, header->data(), header->size(), pool_.base() + v.offset + off, n, &p);
+    if (req == nullptr) {
+      delete header;
+    } else if (UCS_PTR_IS_ERR(req)) {
+      delete header;
+      throw Error(ucx::to_error(UCS_PTR_STATUS(req)),
+                  std::string("sending region data failed: ") + ucs_status_string(UCS_PTR_STATUS(req)));
+    }
+  }
+}
+
+void Server::on_data_sent(void* request, ucs_status_t status, void* user_data) {
+  if (status != UCS_OK && status != UCS_ERR_CANCELED) spdlog::debug("sending region data failed: {}", ucs_status_string(status));
+  delete static_cast<std::array<uint8_t, proto::kDataHeaderSize>*>(user_data);
+  ucp_request_free(request);
 }
 
 // ------------------------------------------------------------ memory

@@ -5,6 +5,7 @@
 // sleeps on the worker's event fd (no busy polling when idle).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -49,6 +50,7 @@ class Server {
     bool dead = false;
     uint32_t bad_messages = 0;
     std::multiset<uint64_t> open_handles;
+    std::map<uint64_t, RegionView> open_views;  // where each open region lies
   };
   struct Registration {
     ucp_mem_h memh = nullptr;
@@ -68,17 +70,37 @@ class Server {
     ucp_ep_h ep;
     std::vector<uint8_t> bytes;
   };
+  struct PendingData {  // region bytes sent as an active message (DataHeader + payload)
+    ucp_ep_h ep;
+    std::array<uint8_t, proto::kDataHeaderSize> header;
+    bool header_ok;
+    void* desc;                  // rendezvous: fetched by the main loop
+    std::vector<uint8_t> bytes;  // eager: already here
+    size_t length;
+  };
+  struct DataRecv {  // one rendezvous receive into a region
+    Server* server;
+    uint64_t handle;
+    Owner owner;
+  };
 
   static void on_conn_request(ucp_conn_request_h request, void* arg);
   static ucs_status_t on_am(void* arg, const void* header, size_t header_length, void* data, size_t length,
                             const ucp_am_recv_param_t* param);
   static void on_rndv_done(void* request, ucs_status_t status, size_t length, void* user_data);
+  static ucs_status_t on_data(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                              const ucp_am_recv_param_t* param);
+  static void on_data_done(void* request, ucs_status_t status, size_t length, void* user_data);
   static void on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status);
   static void on_send_done(void* request, ucs_status_t status, void* user_data);
+  static void on_data_sent(void* request, ucs_status_t status, void* user_data);
 
   bool drain();  // handles queued work; false if there was none
   void accept(ucp_conn_request_h request);
   void fetch(const PendingRndv& p);
+  void receive(PendingData& d);
+  void data_finished(uint64_t handle, Owner owner);
+  void send_data(Connection& c, const proto::Read& m);
   void handle(Incoming& in);
   proto::ReplyBody dispatch(Connection& c, proto::RequestBody& body);
   void send(Connection& c, const proto::Reply& reply);
@@ -102,7 +124,12 @@ class Server {
   std::deque<ucp_conn_request_h> pending_accepts_;
   std::deque<Incoming> incoming_;
   std::deque<PendingRndv> rndv_;
+  std::deque<PendingData> data_;
+  std::deque<Incoming> deferred_;               // COMMITs waiting for their region's data
+  std::map<uint64_t, uint32_t> data_inflight_;  // rendezvous receives by region handle
+  std::map<Owner, uint32_t> owner_inflight_;    // ... and by connection
   std::deque<Connection*> failed_;
+  std::deque<Connection*> draining_;  // failed, waiting for their receives to end
   std::vector<void*> closing_;
   std::map<uint64_t, Registration> registrations_;  // by extent offset
   bool stopping_ = false;

@@ -17,6 +17,11 @@ std::string check_protocol(const uint8_t* data, size_t size) {
     if (again.size() != size || !std::equal(again.begin(), again.end(), data))
       return "reply decodes but does not re-encode to the same bytes";
   }
+  proto::DataHeader dh;
+  if (proto::decode(data, size, &dh) == proto::DecodeStatus::Ok) {
+    const auto again = proto::encode(dh);
+    if (!std::equal(again.begin(), again.end(), data)) return "data header decodes but does not re-encode to the same bytes";
+  }
   proto::Header h;
   (void)proto::decode_header(data, size, &h);
   return "";
@@ -28,7 +33,7 @@ std::vector<std::vector<uint8_t>> sample_messages() {
   const std::vector<RequestBody> requests = {
       Hello{"pmcr@node1", 4242}, Stat{}, Create{"heat2d", 7, 3, 1, 1 << 20}, Commit{0x100000002ull, 1 << 20, 0xabcdef},
       Seal{"heat2d", 7, 4, 8}, ListVersions{""}, ListRegions{"heat2d", 7}, Open{"heat2d", 7, 3, 1},
-      Close{0x100000002ull}, Delete{"heat2d", 0, true}};
+      Close{0x100000002ull}, Delete{"heat2d", 0, true}, Read{0x100000002ull, 0, 1 << 20}};
   uint64_t tag = 1;
   for (const auto& b : requests) out.push_back(encode(Request{tag++, b}));
   HelloReply hello;
@@ -50,6 +55,8 @@ std::vector<std::vector<uint8_t>> sample_messages() {
   };
   for (const auto& [type, body] : replies) out.push_back(encode(Reply{type, tag++, 0, "", body}));
   out.push_back(encode(Reply{Type::Create, tag++, -20, "no space in the pool", Empty{}}));
+  const auto dh = encode(DataHeader{0x100000002ull, 8u << 20});
+  out.emplace_back(dh.begin(), dh.end());
   return out;
 }
 

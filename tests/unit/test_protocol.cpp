@@ -49,6 +49,8 @@ TEST(Protocol, RequestsRoundTrip) {
   EXPECT_EQ(m.size, 12345u);
   auto d = round_trip(Request{10, Delete{"j", 3, true}});
   EXPECT_TRUE(std::get<Delete>(d.body).all_versions);
+  auto rd = round_trip(Request{12, Read{7, 1u << 20, 8u << 20}});
+  EXPECT_EQ(std::get<Read>(rd.body).length, 8u << 20);
   auto k = round_trip(Request{11, Commit{1, 2, 0xfedcba9876543210ull}});
   EXPECT_EQ(std::get<Commit>(k.body).checksum, 0xfedcba9876543210ull);
   for (const auto& bytes : pmcr::fuzz::sample_messages()) EXPECT_EQ(pmcr::fuzz::check_protocol(bytes.data(), bytes.size()), "");
