@@ -303,6 +303,14 @@ proto::Reply Client::raw_request(const std::vector<uint8_t>& bytes, uint64_t tag
   return exchange(bytes, tag, Clock::now() + options_.timeout);
 }
 
+void Client::raw_data(const std::vector<uint8_t>& header, const std::vector<uint8_t>& payload) {
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  p.flags = UCP_AM_SEND_FLAG_RNDV | UCP_AM_SEND_FLAG_REPLY;
+  wait(ucp_am_send_nbx(ep_, proto::kAmData, header.data(), header.size(), payload.data(), payload.size(), &p),
+       "sending raw data", Clock::now() + options_.timeout);
+}
+
 // ------------------------------------------------------------ requests
 
 proto::StatReply Client::stat() { return std::get<proto::StatReply>(call(proto::Stat{})); }

@@ -105,6 +105,8 @@ class Client {
 
   // Sends BYTES as a request as they are and returns the reply (tests).
   proto::Reply raw_request(const std::vector<uint8_t>& bytes, uint64_t tag);
+  // Sends PAYLOAD as region data with HEADER as it is (tests).
+  void raw_data(const std::vector<uint8_t>& header, const std::vector<uint8_t>& payload);
 
  private:
   struct PendingRndv {

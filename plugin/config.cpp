@@ -28,7 +28,8 @@ constexpr Key kKeep{"PMCR_KEEP", "keep"};
 constexpr Key kLogLevel{"PMCR_LOG_LEVEL", "log_level"};
 constexpr Key kTimeout{"PMCR_TIMEOUT", "timeout"};
 constexpr Key kConnectTimeout{"PMCR_CONNECT_TIMEOUT", "connect_timeout"};
-constexpr Key kKeys[] = {kServers, kJob, kKeep, kLogLevel, kTimeout, kConnectTimeout};
+constexpr Key kDataPath{"PMCR_DATA_PATH", "data_path"};
+constexpr Key kKeys[] = {kServers, kJob, kKeep, kLogLevel, kTimeout, kConnectTimeout, kDataPath};
 
 // The raw values, as text, with where each came from (for messages).
 struct Raw {
@@ -196,6 +197,10 @@ Config load_config(const char* path) {
   }
   if (auto v = raw.get(kTimeout)) c.timeout = seconds(*v);
   if (auto v = raw.get(kConnectTimeout)) c.connect_timeout = seconds(*v);
+  if (auto v = raw.get(kDataPath)) {
+    if (v->first != "am" && v->first != "rma") bad(v->second, v->first, "expected am or rma");
+    c.rma = v->first == "rma";
+  }
   return c;
 }
 

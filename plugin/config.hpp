@@ -16,6 +16,7 @@ struct Config {
   std::string log_level;             // "" = leave as PMCR_LOG_LEVEL set it
   std::chrono::milliseconds timeout{60000};
   std::chrono::milliseconds connect_timeout{5000};
+  bool rma = false;  // data path: ucp_put/get_nbx instead of rendezvous active messages
 };
 
 // Reads the environment, then PATH (may be null or empty: environment only).

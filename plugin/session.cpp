@@ -57,6 +57,7 @@ Session::Session(MPI_Comm comm, const char* config_path) : comm_(comm) {
     o.name = config_.job + "/rank" + std::to_string(comm_.rank());
     o.timeout = config_.timeout;
     o.connect_timeout = config_.connect_timeout;
+    o.data_path = config_.rma ? client::DataPath::Rma : client::DataPath::Am;
     client_ = std::make_unique<client::Client>(o);
   });
   log()->debug("rank {}/{} of job {} connected to {} over {}", comm_.rank(), comm_.size(), config_.job,

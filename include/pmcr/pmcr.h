@@ -54,6 +54,10 @@ extern "C" {
  *   PMCR_TIMEOUT   timeout         seconds one server request or one buffer
  *                                  transfer may take (default 60)
  *   PMCR_CONNECT_TIMEOUT connect_timeout  seconds to connect (default 5)
+ *   PMCR_DATA_PATH data_path       how buffers travel: "am" (default:
+ *                                  rendezvous active messages the server
+ *                                  receives into the pool itself) or "rma"
+ *                                  (ucp_put_nbx/ucp_get_nbx, for RDMA NICs)
  *
  * The file is TOML, or JSON if its name ends in ".json".
  */

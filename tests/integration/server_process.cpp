@@ -65,8 +65,9 @@ int ServerProcess::stop() {
   return status;
 }
 
-pmcr::client::Client ServerProcess::connect(std::chrono::milliseconds timeout) const {
+pmcr::client::Client ServerProcess::connect(std::chrono::milliseconds timeout, pmcr::client::DataPath path) const {
   pmcr::client::Options o;
+  o.data_path = path;
   o.server = address();
   o.name = "pmcr-test";
   o.timeout = timeout;

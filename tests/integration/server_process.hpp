@@ -46,7 +46,8 @@ class ServerProcess {
   std::vector<std::string>& env() { return server_.options().env; }
 
   // A connected client with a bounded timeout.
-  pmcr::client::Client connect(std::chrono::milliseconds timeout = std::chrono::seconds(20)) const;
+  pmcr::client::Client connect(std::chrono::milliseconds timeout = std::chrono::seconds(20),
+                               pmcr::client::DataPath path = pmcr::client::DataPath::Am) const;
 
  private:
   pmcr::tools::LocalServer server_;

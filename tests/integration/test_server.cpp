@@ -66,6 +66,48 @@ TEST_F(ServerTest, RoundTripsAtEverySize) {
   EXPECT_NE(c.transports().find("tcp"), std::string::npos) << c.transports();
 }
 
+TEST_F(ServerTest, RoundTripsOverRmaToo) {
+  auto c = server_.connect(20s, pmcr::client::DataPath::Rma);
+  const std::vector<size_t> sizes = {1, (1u << 20) + 7, 16u << 20};
+  for (size_t i = 0; i < sizes.size(); ++i) c.write_region("rma", 1, 0, static_cast<uint32_t>(i), pattern(sizes[i], i).data(), sizes[i]);
+  c.seal("rma", 1, 1, static_cast<uint32_t>(sizes.size()));
+  auto am = server_.connect();  // and the other data path reads the same bits
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    EXPECT_EQ(read_back(c, "rma", 1, 0, static_cast<uint32_t>(i)), pattern(sizes[i], i)) << "size " << sizes[i];
+    EXPECT_EQ(read_back(am, "rma", 1, 0, static_cast<uint32_t>(i)), pattern(sizes[i], i)) << "size " << sizes[i];
+  }
+}
+
+// On the am data path the server, not the client, decides where bytes land:
+// data for another connection's region, past a region's end or with a bad
+// header is dropped, and the region's COMMIT then fails its checksum.
+TEST_F(ServerTest, RegionDataIsCheckedBeforeItLands) {
+  auto a = server_.connect();
+  auto b = server_.connect();
+  const auto good = pattern(8192, 1);
+  const auto ta = a.create("sec", 1, 0, 0, good.size());
+  const auto tb = b.create("sec", 1, 1, 0, good.size());
+  const auto header = [](uint64_t handle, uint64_t offset) {
+    const auto h = pmcr::proto::encode(pmcr::proto::DataHeader{handle, offset});
+    return std::vector<uint8_t>(h.begin(), h.end());
+  };
+  a.raw_data(header(ta.handle, 4096), pattern(8192, 2));          // past the end
+  a.raw_data(header(tb.handle, 0), pattern(8192, 3));             // someone else's region
+  a.raw_data(std::vector<uint8_t>(24, 0xee), pattern(4096, 4));   // not a data header
+  a.put(ta, good.data());
+  b.put(tb, good.data());
+  EXPECT_EQ(code_of([&] { a.commit(ta, pmcr::checksum(good.data(), good.size())); }), 0);
+  EXPECT_EQ(code_of([&] { b.commit(tb, pmcr::checksum(good.data(), good.size())); }), 0)
+      << "b's region must hold b's bytes only";
+  a.seal("sec", 1, 2, 2);
+  EXPECT_EQ(read_back(a, "sec", 1, 1, 0), good);
+  // Data for a region never put: its commit fails the checksum.
+  const auto tc = a.create("sec", 2, 0, 0, 4096);
+  a.raw_data(header(tc.handle, 100), pattern(4096, 5));
+  EXPECT_EQ(code_of([&] { a.commit(tc, pmcr::checksum(pattern(4096, 5).data(), 4096)); }), PMCR_E_CHECKSUM);
+  EXPECT_NE(server_.log().find("dropped region data"), std::string::npos);
+}
+
 TEST_F(ServerTest, RestartKeepsSealedVersions) {
   {
     auto c = server_.connect();

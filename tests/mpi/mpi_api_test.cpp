@@ -263,6 +263,9 @@ TEST_F(Api, ConfigurationFileIsCheckedAndWins) {
   EXPECT_EQ(pmcr_init(MPI_COMM_WORLD, bad_keep.c_str()), PMCR_E_CONFIG);
   EXPECT_NE(std::string(pmcr_last_error()).find("keep"), std::string::npos) << pmcr_last_error();
   EXPECT_EQ(pmcr_init(MPI_COMM_WORLD, "/nonexistent/pmcr.toml"), PMCR_E_CONFIG);
+  const std::string bad_path = config_file("path.toml", "data_path = \"rdma\"\n");
+  EXPECT_EQ(pmcr_init(MPI_COMM_WORLD, bad_path.c_str()), PMCR_E_CONFIG);
+  EXPECT_NE(std::string(pmcr_last_error()).find("am or rma"), std::string::npos) << pmcr_last_error();
 
   // The file's server (nobody listens on port 1) wins over PMCR_SERVERS:
   // a clear error within seconds, not a hang.
@@ -271,7 +274,7 @@ TEST_F(Api, ConfigurationFileIsCheckedAndWins) {
   EXPECT_EQ(pmcr_init(MPI_COMM_WORLD, unreachable.c_str()), PMCR_E_UNREACHABLE);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
   EXPECT_NE(std::string(pmcr_last_error()).find("127.0.0.1:1"), std::string::npos) << pmcr_last_error();
-  for (const auto& p : {bad_key, bad_keep, unreachable}) std::remove(p.c_str());
+  for (const auto& p : {bad_key, bad_keep, bad_path, unreachable}) std::remove(p.c_str());
 }
 
 TEST_F(Api, CxxLayer) {
