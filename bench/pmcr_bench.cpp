@@ -284,7 +284,7 @@ json run_transfer(const std::vector<uint64_t>& sizes, const std::vector<std::str
 
 void print_transfer(const json& r) {
   std::printf("pmcr-bench transfer: one region, median of repetitions; GB/s = 1e9 bytes/s\n");
-  std::printf("put+commit = CREATE + data (default am path: rendezvous active messages, 8 MiB x 4) + COMMIT\n");
+  std::printf("put+commit = CREATE + data (default am path: rendezvous active messages, 16 MiB x 4) + COMMIT\n");
   std::printf("             (server persists and checksums); put = the data part alone\n");
   std::printf("open+get   = OPEN + READ (rendezvous active messages into the buffer) + client checksum check + CLOSE\n");
   std::printf("perftest   = ucx_perftest, UCX_TLS=tcp on lo (the transport pmcr's endpoints use); put with -O 4\n\n");

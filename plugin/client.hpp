@@ -37,7 +37,7 @@ struct Options {
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds timeout{60000};  // one request, or one region transfer
   size_t chunk = 1u << 20;                   // RMA operation size
-  size_t am_chunk = 8u << 20;                // active-message size on the am data path
+  size_t am_chunk = 16u << 20;                // active-message size on the am data path
   unsigned depth = 4;                        // operations in flight
   DataPath data_path = DataPath::Am;
 };

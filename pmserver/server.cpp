@@ -566,7 +566,7 @@ void Server::send(Connection& c, const proto::Reply& reply) {
 // messages of at most kReadChunk bytes; the client receives each one
 // straight into its buffer. The reply follows the sends it started.
 void Server::send_data(Connection& c, const proto::Read& m) {
-  constexpr uint64_t kReadChunk = 8u << 20;
+  constexpr uint64_t kReadChunk = 16u << 20;
   const auto it = c.open_views.find(m.handle);
   if (it == c.open_views.end()) throw Error(PMCR_E_NOT_FOUND, "this connection has no open region with that handle");
   const RegionView& v = it->second;
