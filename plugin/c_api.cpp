@@ -71,9 +71,9 @@ PMCR_EXPORT int pmcr_checkpoint(int version) {
 
 PMCR_EXPORT int pmcr_restart_test(int* version) {
   return guard("pmcr_restart_test", [&] {
-    pmcr::Session& s = session("pmcr_restart_test");
+    const int found = session("pmcr_restart_test").restart_test();  // collective: every rank takes part
     if (!version) throw pmcr::Error(PMCR_E_INVAL, "version is NULL");
-    *version = s.restart_test();
+    *version = found;
   });
 }
 
