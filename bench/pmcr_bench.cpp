@@ -326,16 +326,6 @@ struct Launch {
   std::string mpiexec, preflags, rank_program;
 };
 
-// The program beside this executable (installed layout and build tree alike).
-std::string beside_self(const std::string& name) {
-  char self[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) return name;
-  self[n] = 0;
-  std::string dir(self);
-  return dir.substr(0, dir.rfind('/')) + "/" + name;
-}
-
 // Runs one MPI job of pmcr-bench-rank and returns rank 0's JSON line.
 json run_rank_job(const Launch& l, int ranks, const std::vector<std::string>& args, const std::vector<std::string>& env) {
   std::vector<std::string> argv = {l.mpiexec};
@@ -343,21 +333,13 @@ json run_rank_job(const Launch& l, int ranks, const std::vector<std::string>& ar
   for (std::string w; pre >> w;) argv.push_back(w);
   argv.insert(argv.end(), {"-n", std::to_string(ranks), l.rank_program});
   argv.insert(argv.end(), args.begin(), args.end());
-  const std::string out = "/tmp/pmcr-bench-job-" + std::to_string(getpid()) + ".out";
-  pmcr::tools::SpawnOptions so;
-  so.env = env;
-  so.out = so.err = out;
-  int status = 0;
-  const bool done = pmcr::tools::wait_for(pmcr::tools::spawn(argv, so), std::chrono::minutes(10), &status, true);
-  std::ifstream in(out);
-  std::string line, text, last;
-  while (std::getline(in, line)) {
-    text += line + "\n";
+  const auto r = pmcr::tools::run(argv, env, std::chrono::minutes(10), true);
+  std::istringstream lines(r.out);
+  std::string line, last;
+  while (std::getline(lines, line))
     if (!line.empty() && line[0] == '{') last = line;
-  }
-  ::unlink(out.c_str());
-  if (!done || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || last.empty())
-    throw pmcr::Error(PMCR_E_IO, "benchmark job failed (" + args.at(0) + ", " + std::to_string(ranks) + " ranks):\n" + text);
+  if (r.code != 0 || last.empty())
+    throw pmcr::Error(PMCR_E_IO, "benchmark job failed (" + args.at(0) + ", " + std::to_string(ranks) + " ranks):\n" + r.out);
   return json::parse(last);
 }
 
@@ -452,7 +434,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> config_texts = {"4x64", "2x256"};
   int reps = 5;
   std::string posix_dir = "/tmp";
-  Launch launch{PMCR_BENCH_MPIEXEC, PMCR_BENCH_MPIEXEC_PREFLAGS, beside_self("pmcr-bench-rank")};
+  Launch launch{PMCR_BENCH_MPIEXEC, PMCR_BENCH_MPIEXEC_PREFLAGS, pmcr::tools::self_dir() + "/pmcr-bench-rank"};
   ckpt->add_option("--jobs", config_texts, "RANKSxMIB per rank")->delimiter(',')->capture_default_str();
   ckpt->add_option("--reps", reps, "checkpoints, and restart jobs, per measurement")->capture_default_str()->check(CLI::Range(1, 1000));
   ckpt->add_option("--pool-dirs", dirs, "directories for the pool file")->delimiter(',')->capture_default_str();

@@ -104,15 +104,10 @@ std::string LocalServer::log() const {
 }
 
 std::string LocalServer::find_pmserver() {
-  char self[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n > 0) {
-    self[n] = 0;
-    std::string dir(self);
-    dir.resize(dir.rfind('/'));
+  const std::string dir = self_dir();
+  if (!dir.empty())
     for (const std::string& candidate : {dir + "/pmserver", dir + "/../pmserver/pmserver"})
       if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
   return "pmserver";
 }
 

@@ -28,7 +28,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -66,22 +65,11 @@ Launcher detect_launcher(const std::vector<std::string>& command) {
   const std::string name = basename_of(command.at(0));
   if (name.rfind("mpirun", 0) != 0 && name.rfind("mpiexec", 0) != 0 && name.rfind("orterun", 0) != 0)
     return Launcher::Other;
-  char path[] = "/tmp/pmcr-run-version-XXXXXX";
-  const int fd = ::mkstemp(path);
-  if (fd < 0) return Launcher::Other;
-  ::close(fd);
   std::string text;
   try {
-    tools::SpawnOptions so;
-    so.out = so.err = path;
-    int status = 0;
-    if (tools::wait_for(tools::spawn({command[0], "--version"}, so), std::chrono::seconds(10), &status, true)) {
-      std::ifstream in(path);
-      text.assign(std::istreambuf_iterator<char>(in), {});
-    }
+    text = tools::run({command[0], "--version"}, {}, std::chrono::seconds(10), true).out;
   } catch (const Error&) {
   }
-  ::unlink(path);
   if (text.find("Open MPI") != std::string::npos || text.find("OpenRTE") != std::string::npos) return Launcher::OpenMpi;
   if (text.find("HYDRA") != std::string::npos) return Launcher::Hydra;
   return Launcher::Other;
@@ -129,12 +117,6 @@ std::string tail(const std::string& text, int n) {
   if (pos && text[pos - 1] == '\n') --pos;
   while (n-- > 0 && pos != std::string::npos && pos > 0) pos = text.rfind('\n', pos - 1);
   return pos == std::string::npos ? text : text.substr(pos + 1);
-}
-
-int exit_code(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 1;
 }
 
 }  // namespace
@@ -213,7 +195,7 @@ int main(int argc, char** argv) {
       if (server) {
         int st = 0;
         if (server->wait_exit(std::chrono::milliseconds(0), &st)) {
-          say("pmserver exited (status " + std::to_string(exit_code(st)) + "); starting it again");
+          say("pmserver exited (status " + std::to_string(tools::exit_code(st)) + "); starting it again");
           if (!server->start()) {
             say("pmserver did not start again:\n" + tail(server->log(), 5));
             return code;
@@ -230,7 +212,7 @@ int main(int argc, char** argv) {
       while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
       }
       g_child = 0;
-      code = exit_code(status);
+      code = tools::exit_code(status);
       if (code == 0) break;
       say("attempt " + std::to_string(attempt) + " failed with exit code " + std::to_string(code) +
           (g_signal ? " (interrupted: not relaunching)" : attempt <= max_restarts ? "; relaunching" : "; no restarts left"));

@@ -5,7 +5,12 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "error.hpp"
@@ -58,6 +63,60 @@ bool wait_for(pid_t pid, std::chrono::milliseconds timeout, int* status, bool ki
   }
   if (status) *status = st;
   return true;
+}
+
+int exit_code(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+namespace {
+
+// A temporary file for captured output, removed with its owner.
+struct TempFile {
+  TempFile() {
+    char path[] = "/tmp/pmcr-output-XXXXXX";
+    const int fd = ::mkstemp(path);
+    if (fd < 0) throw Error(PMCR_E_IO, std::string("cannot create a file in /tmp: ") + std::strerror(errno));
+    ::close(fd);
+    name = path;
+  }
+  ~TempFile() { ::unlink(name.c_str()); }
+  std::string read() const {
+    std::ifstream in(name);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  std::string name;
+};
+
+}  // namespace
+
+RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+              std::chrono::milliseconds timeout, bool merge_err) {
+  TempFile out, err;
+  SpawnOptions so;
+  so.env = env;
+  so.out = out.name;
+  so.err = merge_err ? out.name : err.name;
+  const auto t0 = std::chrono::steady_clock::now();
+  const pid_t pid = spawn(argv, so);
+  int status = 0;
+  RunResult r;
+  if (wait_for(pid, timeout, &status, true)) r.code = exit_code(status);
+  r.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  r.out = out.read();
+  if (!merge_err) r.err = err.read();
+  return r;
+}
+
+std::string self_dir() {
+  char self[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return "";
+  self[n] = 0;
+  const std::string path(self);
+  return path.substr(0, path.rfind('/'));
 }
 
 }  // namespace pmcr::tools

@@ -1,5 +1,5 @@
 // Child processes for the tools and tests: spawn with redirected output,
-// wait with a deadline.
+// wait with a deadline, run to completion capturing the output.
 #pragma once
 
 #include <sys/types.h>
@@ -23,5 +23,24 @@ pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& options = 
 // Waits up to TIMEOUT for PID to exit and stores its wait status. On
 // timeout returns false, after SIGKILLing and reaping it if KILL is set.
 bool wait_for(pid_t pid, std::chrono::milliseconds timeout, int* status, bool kill);
+
+// A wait status as a shell shows it: the exit code, or 128 + the signal.
+int exit_code(int status);
+
+struct RunResult {
+  int code = -1;    // exit_code(), or -1 if it was killed at the timeout
+  std::string out;  // stdout (and stderr, if merged)
+  std::string err;  // stderr, unless merged
+  std::chrono::milliseconds elapsed{0};
+};
+
+// Runs ARGV (with ENV added) to completion, SIGKILLed at TIMEOUT, and
+// returns its output; stderr goes into out if MERGE_ERR. Throws
+// Error(PMCR_E_IO) if it cannot start.
+RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+              std::chrono::milliseconds timeout, bool merge_err);
+
+// The directory of the running executable ("" if unknown).
+std::string self_dir();
 
 }  // namespace pmcr::tools

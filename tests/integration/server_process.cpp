@@ -3,13 +3,10 @@
 #include "process.hpp"
 
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <utility>
 
 namespace pmcr::test {
@@ -29,13 +26,6 @@ const bool kTestEnvironment = [] {
 }();
 
 using namespace std::chrono_literals;
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 }  // namespace
 
@@ -87,17 +77,13 @@ TempPath::~TempPath() {
 }
 
 int run_cli(const std::vector<std::string>& args, std::string* out, std::string* err) {
-  const std::string base = "/tmp/pmcr-cli-" + std::to_string(getpid());
   std::vector<std::string> argv = {PMCR_CLI_PATH};
   argv.insert(argv.end(), args.begin(), args.end());
-  const pid_t pid = pmcr::tools::spawn(argv, {{}, base + ".out", base + ".err", false});
-  int status = 0;
-  if (!pmcr::tools::wait_for(pid, 60s, &status, true)) ADD_FAILURE() << "pmcr CLI hung: killed after 60 s";
-  if (out) *out = slurp(base + ".out");
-  if (err) *err = slurp(base + ".err");
-  ::unlink((base + ".out").c_str());
-  ::unlink((base + ".err").c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  const auto r = pmcr::tools::run(argv, {}, 60s, false);
+  if (r.code < 0) ADD_FAILURE() << "pmcr CLI hung: killed after 60 s";
+  if (out) *out = r.out;
+  if (err) *err = r.err;
+  return r.code;
 }
 
 std::vector<uint8_t> pattern(size_t n, uint64_t seed) {

@@ -7,7 +7,6 @@
 //    and with pmserver SIGKILLed during a checkpoint: each run must relaunch
 //    by itself and end with the checksum of a run that never failed.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -25,29 +24,11 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct JobRun {
-  int code = -1;  // exit code, 128 + signal if killed, -1 on timeout
-  std::string out;
-  std::chrono::milliseconds elapsed{0};
-};
+using JobRun = tools::RunResult;
 
+// ARGV with ENV, stdout and stderr together.
 JobRun run(const std::vector<std::string>& argv, const std::vector<std::string>& env, std::chrono::seconds timeout) {
-  TempPath log("run-output");
-  tools::SpawnOptions so;
-  so.env = env;
-  so.out = so.err = log.str();
-  const auto t0 = std::chrono::steady_clock::now();
-  const pid_t pid = tools::spawn(argv, so);
-  int status = 0;
-  JobRun r;
-  if (tools::wait_for(pid, timeout, &status, true))
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
-  std::ifstream in(log.str());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  r.out = ss.str();
-  return r;
+  return tools::run(argv, env, timeout, true);
 }
 
 std::vector<std::string> split_flags(const std::string& flags) {
