@@ -1,14 +1,12 @@
-// The extern "C" layer of libpmcr: the only place where C++ exceptions turn
-// into PMCR_E_* codes and the thread-local last-error message.
+// The extern "C" layer of libpmcr: every entry point runs through guard(),
+// which turns what it threw into a PMCR_E_* code (capture.hpp) and the
+// thread-local last-error message.
 #include <pmcr/pmcr.h>
 
-#include <exception>
 #include <memory>
-#include <new>
 #include <string>
 
-#include "error.hpp"
-#include "log.hpp"
+#include "capture.hpp"
 #include "session.hpp"
 
 namespace {
@@ -18,22 +16,10 @@ thread_local std::string t_last_error;
 // Runs F; returns 0, or the code of what it threw, recording the message.
 template <class F>
 int guard(const char* fn, F&& f) noexcept {
-  try {
-    f();
-    return PMCR_OK;
-  } catch (const pmcr::Error& e) {
-    t_last_error = std::string(fn) + ": " + e.what();
-    return e.code();
-  } catch (const std::bad_alloc&) {
-    t_last_error = std::string(fn) + ": out of memory";
-    return PMCR_E_NOMEM;
-  } catch (const std::exception& e) {
-    t_last_error = std::string(fn) + ": internal error: " + e.what();
-    return PMCR_E_INTERNAL;
-  } catch (...) {
-    t_last_error = std::string(fn) + ": internal error: unknown exception";
-    return PMCR_E_INTERNAL;
-  }
+  std::string message;
+  const int rc = pmcr::capture(f, &message);
+  if (rc != PMCR_OK) t_last_error = std::string(fn) + ": " + message;
+  return rc;
 }
 
 // The rank API's state: one session per process, from pmcr_init to

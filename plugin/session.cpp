@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <new>
 #include <string>
 #include <vector>
 
+#include "capture.hpp"
 #include "error.hpp"
 #include "fault.hpp"
 #include "log.hpp"
@@ -22,20 +22,8 @@ constexpr uint32_t kRankMarkerId = 0xffffffffu;
 
 template <class F>
 void Session::collectively(F&& f) {
-  int code = 0;
   std::string message;
-  try {
-    f();
-  } catch (const Error& e) {
-    code = e.code();
-    message = e.what();
-  } catch (const std::bad_alloc&) {
-    code = PMCR_E_NOMEM;
-    message = "out of memory";
-  } catch (const std::exception& e) {
-    code = PMCR_E_INTERNAL;
-    message = std::string("internal error: ") + e.what();
-  }
+  const int code = capture(f, &message);
   comm_.agree(code, message);
 }
 
