@@ -183,6 +183,18 @@ void Client::on_ep_error(void* arg, ucp_ep_h, ucs_status_t status) {
 
 // ------------------------------------------------------------ waiting
 
+void Client::close_now() {
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  p.flags = UCP_EP_CLOSE_FLAG_FORCE;
+  void* close = ucp_ep_close_nbx(ep_, &p);
+  ep_ = nullptr;
+  if (close && !UCS_PTR_IS_ERR(close)) {
+    while (ucp_request_check_status(close) == UCS_INPROGRESS) ucp_worker_progress(worker_.get());
+    ucp_request_free(close);
+  }
+}
+
 void Client::check_alive() const {
   if (!broken_.empty()) throw Error(PMCR_E_SERVER_LOST, broken_);
 }
@@ -215,17 +227,9 @@ void Client::wait(void* request, const char* what, Clock::time_point deadline) {
     if (Clock::now() >= deadline) {
       // The request may still touch the caller's buffer: force the endpoint
       // closed, which completes it, before giving the buffer back.
-      ucp_request_param_t p{};
-      p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-      p.flags = UCP_EP_CLOSE_FLAG_FORCE;
-      void* close = ucp_ep_close_nbx(ep_, &p);
-      ep_ = nullptr;
+      close_now();
       while (ucp_request_check_status(request) == UCS_INPROGRESS) ucp_worker_progress(worker_.get());
       ucp_request_free(request);
-      if (close && !UCS_PTR_IS_ERR(close)) {
-        while (ucp_request_check_status(close) == UCS_INPROGRESS) ucp_worker_progress(worker_.get());
-        ucp_request_free(close);
-      }
       fail_connection(PMCR_E_TIMEDOUT, std::string(what) + " on pmserver " + options_.server + " timed out after " +
                                            std::to_string(options_.timeout.count()) + " ms");
     }
@@ -453,16 +457,8 @@ void Client::receive_data(const ReadSource& source, void* buf) {
     if (pending && ep_) {
       // Receives still running into the caller's buffer (a failure or a
       // timeout): close the endpoint, which ends them, before handing it back.
-      ucp_request_param_t p{};
-      p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-      p.flags = UCP_EP_CLOSE_FLAG_FORCE;
-      void* close = ucp_ep_close_nbx(ep_, &p);
-      ep_ = nullptr;
+      close_now();
       if (broken_.empty()) broken_ = "connection to pmserver " + options_.server + " closed after a failed read";
-      if (close && !UCS_PTR_IS_ERR(close)) {
-        while (ucp_request_check_status(close) == UCS_INPROGRESS) ucp_worker_progress(worker_.get());
-        ucp_request_free(close);
-      }
     }
     for (void* req : read_.requests) {
       while (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_worker_progress(worker_.get());

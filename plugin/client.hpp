@@ -136,6 +136,8 @@ class Client {
   void send_data(const WriteTarget& target, const void* buf);
   void receive_data(const ReadSource& source, void* buf);
   [[noreturn]] void fail_connection(int code, const std::string& message);
+  // Force-closes the endpoint, which ends every operation still on it.
+  void close_now();
   void check_alive() const;
 
   Options options_;
