@@ -243,7 +243,7 @@ void Server::disconnect(Connection& c, const char* why) {
     }
   }
   for (auto it = incoming_.begin(); it != incoming_.end();) it = it->ep == ep ? incoming_.erase(it) : std::next(it);
-  for (auto it = deferred_.begin(); it != deferred_.end();) it = it->ep == ep ? deferred_.erase(it) : std::next(it);
+  for (auto it = deferred_.begin(); it != deferred_.end();) it = it->in.ep == ep ? deferred_.erase(it) : std::next(it);
   for (auto it = data_.begin(); it != data_.end();) {
     if (it->ep == ep) {
       if (it->desc) ucp_am_data_release(worker_.get(), it->desc);
@@ -375,13 +375,11 @@ bool Server::drain() {
     did = true;
   }
   for (auto it = deferred_.begin(); it != deferred_.end();) {
-    proto::Request req;
-    if (proto::decode(it->bytes.data(), it->bytes.size(), &req) == proto::DecodeStatus::Ok &&
-        data_inflight_.count(std::get<proto::Commit>(req.body).handle)) {
+    if (data_inflight_.count(it->handle)) {
       ++it;
       continue;
     }
-    incoming_.push_back(std::move(*it));
+    incoming_.push_back(std::move(it->in));
     it = deferred_.erase(it);
     did = true;
   }
@@ -430,7 +428,7 @@ void Server::handle(Incoming& in) {
   }
   // A COMMIT waits until the region's data has all arrived.
   if (const auto* commit = std::get_if<proto::Commit>(&req.body); commit && data_inflight_.count(commit->handle)) {
-    deferred_.push_back(std::move(in));
+    deferred_.push_back(DeferredCommit{commit->handle, std::move(in)});
     return;
   }
   rep.type = proto::type_of(req.body);

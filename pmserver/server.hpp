@@ -125,7 +125,11 @@ class Server {
   std::deque<Incoming> incoming_;
   std::deque<PendingRndv> rndv_;
   std::deque<PendingData> data_;
-  std::deque<Incoming> deferred_;               // COMMITs waiting for their region's data
+  struct DeferredCommit {  // a COMMIT waiting for its region's data
+    uint64_t handle;
+    Incoming in;
+  };
+  std::deque<DeferredCommit> deferred_;
   std::map<uint64_t, uint32_t> data_inflight_;  // rendezvous receives by region handle
   std::map<Owner, uint32_t> owner_inflight_;    // ... and by connection
   std::deque<Connection*> failed_;
