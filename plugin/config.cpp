@@ -54,7 +54,10 @@ void read_env(Raw& raw) {
 
 std::string origin_in(const std::string& path, const char* key) { return "key \"" + std::string(key) + "\" in " + path; }
 
-void unknown_key(const std::string& path, const std::string& key) {
+// The setting KEY of the file PATH names; throws naming the known keys.
+const Key& file_key(const std::string& path, const std::string& key) {
+  for (const Key& k : kKeys)
+    if (key == k.file) return k;
   std::string known;
   for (const Key& k : kKeys) known += std::string(known.empty() ? "" : ", ") + k.file;
   throw Error(PMCR_E_CONFIG, "unknown key \"" + key + "\" in " + path + " (known keys: " + known + ")");
@@ -71,11 +74,7 @@ void read_toml(const std::string& path, Raw& raw) {
     throw Error(PMCR_E_CONFIG, "cannot parse " + path + " as TOML (" + where.str() + "): " + std::string(e.description()));
   }
   for (const auto& [name, node] : table) {
-    const std::string key(name.str());
-    const Key* k = nullptr;
-    for (const Key& c : kKeys)
-      if (key == c.file) k = &c;
-    if (!k) unknown_key(path, key);
+    const Key* k = &file_key(path, std::string(name.str()));
     std::string text;
     if (auto s = node.value<std::string>(); s && node.is_string()) {
       text = *s;
@@ -105,10 +104,7 @@ void read_json(const std::string& path, Raw& raw) {
   }
   if (!doc.is_object()) throw Error(PMCR_E_CONFIG, path + " must hold a JSON object of settings");
   for (const auto& [key, value] : doc.items()) {
-    const Key* k = nullptr;
-    for (const Key& c : kKeys)
-      if (key == c.file) k = &c;
-    if (!k) unknown_key(path, key);
+    const Key* k = &file_key(path, key);
     std::string text;
     if (value.is_string()) {
       text = value.get<std::string>();
