@@ -16,6 +16,7 @@ const char* error_name(int code) noexcept {
     case PMCR_E_NOMEM: return "out of memory";
     case PMCR_E_TIMEDOUT: return "timed out";
     case PMCR_E_BUSY: return "busy";
+    case PMCR_E_QUOTA: return "quota exceeded";
     case PMCR_E_UNREACHABLE: return "server unreachable";
     case PMCR_E_SERVER_LOST: return "connection to the server lost";
     case PMCR_E_PROTOCOL: return "protocol error";
@@ -24,6 +25,7 @@ const char* error_name(int code) noexcept {
     case PMCR_E_INCOMPLETE: return "checkpoint incomplete";
     case PMCR_E_CORRUPT: return "pool or checkpoint damaged";
     case PMCR_E_NRANKS: return "checkpoint written by another number of ranks";
+    case PMCR_E_SUPERSEDED: return "superseded by a later run of the same job";
     case PMCR_E_IO: return "I/O error";
     case PMCR_E_PMEM: return "persistent memory error";
     case PMCR_E_MPI: return "MPI error";

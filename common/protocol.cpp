@@ -151,18 +151,23 @@ class Reader {
 // ---- one description per message ----
 template <class X> void io(X& x, Hello& m) { x.str(m.client, kMaxText); x.u32(m.pid); }
 template <class X> void io(X&, Stat&) {}
-template <class X> void io(X& x, Create& m) { x.str(m.job, kMaxJobName); x.u64(m.version); x.u32(m.rank); x.u32(m.id); x.u64(m.size); }
+template <class X> void io(X& x, Create& m) { x.str(m.job, kMaxJobName); x.u64(m.version); x.u32(m.rank); x.u32(m.id); x.u64(m.size); x.u64(m.attempt); }
 template <class X> void io(X& x, Commit& m) { x.u64(m.handle); x.u64(m.size); x.u64(m.checksum); }
-template <class X> void io(X& x, Seal& m) { x.str(m.job, kMaxJobName); x.u64(m.version); x.u32(m.nranks); x.u32(m.nregions); }
+template <class X> void io(X& x, Seal& m) { x.str(m.job, kMaxJobName); x.u64(m.version); x.u32(m.nranks); x.u32(m.nregions); x.u64(m.attempt); }
 template <class X> void io(X& x, ListVersions& m) { x.str(m.job, kMaxJobName); }
 template <class X> void io(X& x, ListRegions& m) { x.str(m.job, kMaxJobName); x.u64(m.version); }
 template <class X> void io(X& x, Open& m) { x.str(m.job, kMaxJobName); x.u64(m.version); x.u32(m.rank); x.u32(m.id); }
 template <class X> void io(X& x, Close& m) { x.u64(m.handle); }
 template <class X> void io(X& x, Read& m) { x.u64(m.handle); x.u64(m.offset); x.u64(m.length); }
 template <class X> void io(X& x, Delete& m) { x.str(m.job, kMaxJobName); x.u64(m.version); x.boolean(m.all_versions); }
+template <class X> void io(X& x, Begin& m) { x.str(m.job, kMaxJobName); }
+template <class X> void io(X& x, Abort& m) { x.str(m.job, kMaxJobName); x.u64(m.version); }
+template <class X> void io(X& x, Verify& m) { x.str(m.job, kMaxJobName); x.u64(m.version); }
 
 template <class X> void io(X&, Empty&) {}
-template <class X> void io(X& x, HelloReply& m) { x.fixed(m.pool_uuid); x.u64(m.pool_size); x.str(m.server_version, kMaxText); }
+template <class X> void io(X& x, HelloReply& m) {
+  x.fixed(m.pool_uuid); x.u64(m.pool_size); x.str(m.server_version, kMaxText); x.boolean(m.rma); x.str(m.transport, kMaxText);
+}
 template <class X> void io(X& x, StatReply& m) {
   x.u64(m.pool_size); x.u64(m.data_size); x.u64(m.used_bytes); x.u64(m.free_bytes); x.u64(m.store_granularity);
   x.u32(m.regions); x.u32(m.versions); x.u32(m.jobs); x.u32(m.connections);
@@ -174,6 +179,7 @@ template <class X> void io(X& x, OpenReply& m) {
 }
 template <class X> void io(X& x, VersionEntry& m) {
   x.str(m.job, kMaxJobName); x.u64(m.version); x.boolean(m.sealed); x.u32(m.nranks); x.u32(m.nregions); x.u64(m.bytes);
+  x.boolean(m.quarantined); x.str(m.reason, kMaxText);
 }
 template <class X> void io(X& x, ListVersionsReply& m) { x.list(m.versions, kMaxEntries, [&x](VersionEntry& e) { io(x, e); }); }
 template <class X> void io(X& x, RegionEntry& m) { x.u32(m.rank); x.u32(m.id); x.u64(m.size); x.u64(m.checksum); x.state(m.state); }
@@ -182,6 +188,8 @@ template <class X> void io(X& x, ListRegionsReply& m) {
   x.list(m.regions, kMaxEntries, [&x](RegionEntry& e) { io(x, e); });
 }
 template <class X> void io(X& x, DeleteReply& m) { x.u32(m.versions); x.u32(m.regions); }
+template <class X> void io(X& x, BeginReply& m) { x.u64(m.attempt); }
+template <class X> void io(X& x, AbortReply& m) { x.u32(m.regions); }
 
 // The reply payload type for each request type.
 ReplyBody empty_reply_for(Type t) {
@@ -193,15 +201,18 @@ ReplyBody empty_reply_for(Type t) {
     case Type::ListVersions: return ListVersionsReply{};
     case Type::ListRegions: return ListRegionsReply{};
     case Type::Delete: return DeleteReply{};
+    case Type::Begin: return BeginReply{};
+    case Type::Abort: return AbortReply{};
     case Type::Commit:
     case Type::Seal:
     case Type::Close:
-    case Type::Read: return Empty{};
+    case Type::Read:
+    case Type::Verify: return Empty{};
   }
   return Empty{};
 }
 
-bool valid_type(uint16_t t) { return t >= static_cast<uint16_t>(Type::Hello) && t <= static_cast<uint16_t>(Type::Read); }
+bool valid_type(uint16_t t) { return t >= static_cast<uint16_t>(Type::Hello) && t <= kLastType; }
 
 RequestBody empty_request_for(Type t) {
   switch (t) {
@@ -216,6 +227,9 @@ RequestBody empty_request_for(Type t) {
     case Type::Close: return Close{};
     case Type::Delete: return Delete{};
     case Type::Read: return Read{};
+    case Type::Begin: return Begin{};
+    case Type::Abort: return Abort{};
+    case Type::Verify: return Verify{};
   }
   return Stat{};
 }
@@ -256,6 +270,9 @@ const char* type_name(Type t) noexcept {
     case Type::Close: return "CLOSE";
     case Type::Delete: return "DELETE";
     case Type::Read: return "READ";
+    case Type::Begin: return "BEGIN";
+    case Type::Abort: return "ABORT";
+    case Type::Verify: return "VERIFY";
   }
   return "UNKNOWN";
 }

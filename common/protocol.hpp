@@ -25,7 +25,7 @@
 namespace pmcr::proto {
 
 constexpr uint32_t kMagic = 0x52434d50;  // bytes 'P' 'M' 'C' 'R'
-constexpr uint16_t kVersion = 1;
+constexpr uint16_t kVersion = 2;  // 2: BEGIN/ABORT/VERIFY, attempts, quarantine
 constexpr size_t kHeaderSize = 24;
 constexpr uint16_t kReplyBit = 0x8000;
 
@@ -53,7 +53,11 @@ enum class Type : uint16_t {
   Close = 9,
   Delete = 10,
   Read = 11,  // the server sends an open region's bytes as kAmData messages, then replies
+  Begin = 12,   // starts an attempt of a job: supersedes every earlier one
+  Abort = 13,   // drops this connection's unsealed regions of a version (a failed checkpoint)
+  Verify = 14,  // checks every region of a sealed version against its checksum
 };
+constexpr uint16_t kLastType = static_cast<uint16_t>(Type::Verify);
 const char* type_name(Type t) noexcept;
 
 // ---- requests ----
@@ -68,6 +72,7 @@ struct Create {
   uint32_t rank = 0;
   uint32_t id = 0;
   uint64_t size = 0;
+  uint64_t attempt = 0;  // from BEGIN: the job's current attempt
 };
 struct Commit {
   uint64_t handle = 0;
@@ -79,6 +84,7 @@ struct Seal {
   uint64_t version = 0;
   uint32_t nranks = 0;
   uint32_t nregions = 0;
+  uint64_t attempt = 0;
 };
 struct ListVersions {
   std::string job;  // empty: every job
@@ -108,7 +114,21 @@ struct Read {
   uint64_t length = 0;
 };
 
-using RequestBody = std::variant<Hello, Stat, Create, Commit, Seal, ListVersions, ListRegions, Open, Close, Delete, Read>;
+struct Begin {
+  std::string job;
+};
+struct Abort {
+  std::string job;
+  uint64_t version = 0;
+};
+struct Verify {
+  std::string job;
+  uint64_t version = 0;
+};
+
+// In the order of Type (the variant index is the type - 1).
+using RequestBody = std::variant<Hello, Stat, Create, Commit, Seal, ListVersions, ListRegions, Open, Close, Delete, Read,
+                                 Begin, Abort, Verify>;
 
 struct Request {
   uint64_t tag = 0;
@@ -122,6 +142,8 @@ struct HelloReply {
   std::array<uint8_t, 16> pool_uuid{};
   uint64_t pool_size = 0;
   std::string server_version;
+  bool rma = false;       // this connection may use put/get (its transport enforces remote keys)
+  std::string transport;  // what the server sees this connection on, e.g. "tcp"
 };
 struct StatReply {
   uint64_t pool_size = 0;
@@ -152,10 +174,12 @@ struct OpenReply {
 struct VersionEntry {
   std::string job;
   uint64_t version = 0;
-  bool sealed = false;
+  bool sealed = false;  // sealed and intact: readable
   uint32_t nranks = 0;   // sealed: as sealed; open: distinct ranks so far
   uint32_t nregions = 0;
   uint64_t bytes = 0;
+  bool quarantined = false;  // found damaged: never served; `reason` says why
+  std::string reason;
 };
 struct ListVersionsReply {
   std::vector<VersionEntry> versions;
@@ -176,9 +200,15 @@ struct DeleteReply {
   uint32_t versions = 0;
   uint32_t regions = 0;
 };
+struct BeginReply {
+  uint64_t attempt = 0;
+};
+struct AbortReply {
+  uint32_t regions = 0;
+};
 
-using ReplyBody =
-    std::variant<Empty, HelloReply, StatReply, CreateReply, OpenReply, ListVersionsReply, ListRegionsReply, DeleteReply>;
+using ReplyBody = std::variant<Empty, HelloReply, StatReply, CreateReply, OpenReply, ListVersionsReply, ListRegionsReply,
+                               DeleteReply, BeginReply, AbortReply>;
 
 struct Reply {
   Type type = Type::Hello;  // the request type this answers

@@ -1,5 +1,11 @@
 #include "ucx.hpp"
 
+#include <cctype>
+#include <cstring>
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+
 #include "error.hpp"
 
 namespace pmcr::ucx {
@@ -27,13 +33,13 @@ void throw_status(const std::string& what, ucs_status_t status) {
   throw Error(to_error(status), what + ": " + ucs_status_string(status));
 }
 
-Context::Context(const char* name) {
+Context::Context(const char* name, uint64_t features) {
   ucp_config_t* config = nullptr;
   ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
   if (st != UCS_OK) throw_status("reading the UCX configuration", st);
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
-  params.features = UCP_FEATURE_AM | UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP;
+  params.features = features;
   params.name = name;
   st = ucp_init(&params, config, &h_);
   ucp_config_release(config);
@@ -70,6 +76,33 @@ void set_am_handler(ucp_worker_h worker, unsigned id, ucp_am_recv_callback_t cb,
   am.arg = arg;
   const ucs_status_t st = ucp_worker_set_am_recv_handler(worker, &am);
   if (st != UCS_OK) throw_status("registering an active-message handler", st);
+}
+
+std::string ep_transports(ucp_ep_h ep) {
+  char* text = nullptr;
+  size_t len = 0;
+  FILE* f = open_memstream(&text, &len);
+  if (!f) return "unknown";
+  ucp_ep_print_info(ep, f);
+  std::fclose(f);
+  const std::string s(text, len);
+  std::free(text);
+  // Lanes print as "lane[0]:  1:tcp/lo.0 md[1] ...": take each "N:tl/dev"
+  // word, without the ".N" of the device's port.
+  std::set<std::string> found;
+  for (size_t pos = s.find('/'); pos != std::string::npos; pos = s.find('/', pos + 1)) {
+    size_t b = pos;
+    while (b > 0 && (std::isalnum(static_cast<unsigned char>(s[b - 1])) || s[b - 1] == '_')) --b;
+    if (b == pos || b == 0 || s[b - 1] != ':' || b < 2 || !std::isdigit(static_cast<unsigned char>(s[b - 2]))) continue;
+    size_t e = pos + 1;
+    while (e < s.size() && (std::isalnum(static_cast<unsigned char>(s[e])) || std::strchr("_.:-", s[e]))) ++e;
+    std::string t = s.substr(b, e - b);
+    if (auto dot = t.rfind('.'); dot != std::string::npos && dot > t.find('/')) t.resize(dot);
+    if (t.size() > t.find('/') + 1) found.insert(t);
+  }
+  std::string out;
+  for (const auto& t : found) out += (out.empty() ? "" : ",") + t;
+  return out.empty() ? "unknown" : out;
 }
 
 ucs_status_t request_status(void* request) noexcept {

@@ -16,9 +16,9 @@ int to_error(ucs_status_t status) noexcept;
 
 class Context {
  public:
-  // A context with active messages, RMA and (for blocking waits) wakeup.
-  // `name` shows up in UCX's own logs.
-  explicit Context(const char* name);
+  // A context with FEATURES (default: active messages, RMA and, for
+  // blocking waits, wakeup). `name` shows up in UCX's own logs.
+  explicit Context(const char* name, uint64_t features = UCP_FEATURE_AM | UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP);
   Context(Context&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
   Context& operator=(Context&&) = delete;
   ~Context();
@@ -44,6 +44,10 @@ class Worker {
 
 // Routes active messages with ID on WORKER to CB(ARG, ...).
 void set_am_handler(ucp_worker_h worker, unsigned id, ucp_am_recv_callback_t cb, void* arg);
+
+// The transports of EP's lanes as "tl/device" names, e.g. "tcp/lo", comma
+// separated and sorted ("unknown" if UCX does not say).
+std::string ep_transports(ucp_ep_h ep);
 
 // Releases a UCX request once it is complete (or immediately if it is not a
 // request pointer). Returns the request's final status.

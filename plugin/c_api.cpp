@@ -57,9 +57,12 @@ PMCR_EXPORT int pmcr_checkpoint(int version) {
 
 PMCR_EXPORT int pmcr_restart_test(int* version) {
   return guard("pmcr_restart_test", [&] {
-    const int found = session("pmcr_restart_test").restart_test();  // collective: every rank takes part
+    std::string notice;
+    const int found = session("pmcr_restart_test").restart_test(&notice);  // collective: every rank takes part
     if (!version) throw pmcr::Error(PMCR_E_INVAL, "version is NULL");
     *version = found;
+    // A damaged version was skipped: pmcr_last_error says which and why.
+    if (!notice.empty()) t_last_error = "pmcr_restart_test: " + notice;
   });
 }
 

@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
-#include <regex>
 #include <set>
 
 #include "checksum.hpp"
@@ -70,7 +69,8 @@ Client::Client(Options options) : options_(std::move(options)), context_("pmcr")
   hello.pid = static_cast<uint32_t>(getpid());
   proto::Request req{next_tag_++, hello};
   try {
-    proto::Reply rep = exchange(proto::encode(req), req.tag, Clock::now() + options_.connect_timeout);
+    start();
+    proto::Reply rep = exchange(proto::encode(req), req.tag, Limit{options_.connect_timeout, "PMCR_CONNECT_TIMEOUT"});
     if (rep.status != 0) throw Error(rep.status, "pmserver at " + options_.server + " refused HELLO: " + rep.message);
     if (!std::holds_alternative<proto::HelloReply>(rep.body))
       throw Error(PMCR_E_PROTOCOL, "pmserver at " + options_.server + " answered HELLO with the wrong message");
@@ -82,6 +82,12 @@ Client::Client(Options options) : options_(std::move(options)), context_("pmcr")
                                ? " (is a pmserver running there? start one with: pmserver --pool PATH --size SIZE)"
                                : ""));
   }
+  if (options_.data_path == DataPath::Rma && !hello_.rma)
+    throw Error(PMCR_E_CONFIG,
+                "PMCR_DATA_PATH=rma: pmserver at " + options_.server + " does not offer put/get on this connection, which "
+                "runs over " + hello_.transport + ": without an RDMA NIC that enforces remote keys, put/get would let "
+                "any client read and write the whole pool, so the server refuses them. Use the am data path (the "
+                "default: unset PMCR_DATA_PATH)");
   log()->debug("connected to pmserver {} at {} over {}", hello_.server_version, options_.server, transports());
 }
 
@@ -91,44 +97,34 @@ Client::~Client() {
     p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     p.flags = broken_.empty() ? 0 : UCP_EP_CLOSE_FLAG_FORCE;
     void* req = ucp_ep_close_nbx(ep_, &p);
+    // A graceful close needs the server; a stalled one must not hold the
+    // job: after 2 s the endpoint is force-closed instead.
     const auto deadline = Clock::now() + std::chrono::seconds(2);
     while (req && !UCS_PTR_IS_ERR(req) && ucp_request_check_status(req) == UCS_INPROGRESS && Clock::now() < deadline)
       ucp_worker_progress(worker_.get());
     if (req && !UCS_PTR_IS_ERR(req)) {
       if (ucp_request_check_status(req) == UCS_INPROGRESS) {
-        log()->warn("closing the connection to {} timed out", options_.server);
+        log()->warn("closing the connection to pmserver {} timed out; closing it by force", options_.server);
         ucp_request_cancel(worker_.get(), req);
-        while (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_worker_progress(worker_.get());
       }
-      ucp_request_free(req);
+      finish_request(req);
     }
+    ep_ = nullptr;
   }
   for (const auto& p : rndv_) ucp_am_data_release(worker_.get(), p.desc);
   for (const auto& c : read_.chunks) ucp_am_data_release(worker_.get(), c.desc);
 }
 
-std::string Client::transports() const {
-  if (!ep_) return "";
-  char* text = nullptr;
-  size_t len = 0;
-  FILE* f = open_memstream(&text, &len);
-  if (!f) return "unknown";
-  ucp_ep_print_info(ep_, f);
-  std::fclose(f);
-  // Lanes print as "lane[0]:  1:tcp/lo.0 md[1] ...": collect the tl/dev names.
-  std::set<std::string> found;
-  static const std::regex lane(R"(\d+:([a-z_0-9]+/[A-Za-z0-9_.:-]+))");
-  const std::string s(text, len);
-  std::free(text);
-  for (std::sregex_iterator it(s.begin(), s.end(), lane), end; it != end; ++it) {
-    std::string t = (*it)[1];
-    if (auto dot = t.rfind('.'); dot != std::string::npos && t.find('/') < dot) t.resize(dot);
-    found.insert(t);
-  }
-  std::string out;
-  for (const auto& t : found) out += (out.empty() ? "" : ",") + t;
-  return out.empty() ? "unknown" : out;
+void Client::finish_request(void* request) {
+  const auto deadline = Clock::now() + std::chrono::seconds(3);
+  while (ucp_request_check_status(request) == UCS_INPROGRESS && Clock::now() < deadline)
+    ucp_worker_progress(worker_.get());
+  if (ucp_request_check_status(request) == UCS_INPROGRESS)
+    log()->warn("a UCX request to pmserver {} did not end within 3 s; abandoning it", options_.server);
+  ucp_request_free(request);  // released by UCX once it ends, if it has not
 }
+
+std::string Client::transports() const { return ep_ ? ucx::ep_transports(ep_) : ""; }
 
 // ------------------------------------------------------------ callbacks
 
@@ -144,6 +140,7 @@ ucs_status_t Client::on_reply(void* arg, const void*, size_t, void* data, size_t
   if (proto::decode_header(data, length, &h) == proto::DecodeStatus::Ok) {
     const auto* p = static_cast<const uint8_t*>(data);
     self->replies_[h.tag].assign(p, p + length);
+    self->touch();
   }
   return UCS_OK;
 }
@@ -161,6 +158,7 @@ ucs_status_t Client::on_data(void* arg, const void* header, size_t header_length
     r.status = UCS_ERR_INVALID_PARAM;
     return UCS_OK;
   }
+  self->touch();
   if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
     r.chunks.push_back(DataChunk{data, h.offset, length});
     return UCS_INPROGRESS;
@@ -171,9 +169,13 @@ ucs_status_t Client::on_data(void* arg, const void* header, size_t header_length
 }
 
 void Client::on_data_done(void*, ucs_status_t status, size_t length, void* user_data) {
-  auto* r = static_cast<ActiveRead*>(user_data);
-  if (status == UCS_OK) r->received += length;
-  else r->status = status;
+  auto* self = static_cast<Client*>(user_data);
+  if (status == UCS_OK) {
+    self->read_.received += length;
+    self->touch();
+  } else {
+    self->read_.status = status;
+  }
 }
 
 void Client::on_ep_error(void* arg, ucp_ep_h, ucs_status_t status) {
@@ -181,18 +183,16 @@ void Client::on_ep_error(void* arg, ucp_ep_h, ucs_status_t status) {
   self->ep_status_ = status;
 }
 
-// ------------------------------------------------------------ waiting
+// ------------------------------------------------------------ connection state
 
 void Client::close_now() {
+  if (!ep_) return;
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
   p.flags = UCP_EP_CLOSE_FLAG_FORCE;
   void* close = ucp_ep_close_nbx(ep_, &p);
   ep_ = nullptr;
-  if (close && !UCS_PTR_IS_ERR(close)) {
-    while (ucp_request_check_status(close) == UCS_INPROGRESS) ucp_worker_progress(worker_.get());
-    ucp_request_free(close);
-  }
+  if (close && !UCS_PTR_IS_ERR(close)) finish_request(close);
 }
 
 void Client::check_alive() const {
@@ -204,37 +204,70 @@ void Client::fail_connection(int code, const std::string& message) {
   throw Error(code, message);
 }
 
-void Client::progress_or_sleep(Clock::time_point deadline) {
+// ------------------------------------------------------------ waiting
+
+void Client::start() {
+  last_activity_ = last_tick_ = Clock::now();
+  stopped_ = {};
+}
+
+// A wait loop passes here at least every ~100 ms. A much longer gap means
+// this process did not run (SIGSTOP, a debugger, a starved node): that time
+// is not the server's fault, so it does not count as inactivity.
+void Client::tick() {
+  const auto now = Clock::now();
+  const auto gap = now - last_tick_;
+  if (gap > std::chrono::seconds(1)) {
+    last_activity_ += gap;
+    stopped_ += gap;
+    log()->debug("this process did not run for {} ms; not counted against pmserver {}",
+                 std::chrono::duration_cast<std::chrono::milliseconds>(gap).count(), options_.server);
+  }
+  last_tick_ = now;
+}
+
+void Client::timed_out(const std::string& what, const Limit& limit) {
+  std::string text = what + ": pmserver " + options_.server + " showed no progress for " +
+                     std::to_string(limit.ms.count()) + " ms (" + limit.setting + ")";
+  if (stopped_ > Clock::duration::zero())
+    text += "; this process was itself stopped for " +
+            std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(stopped_).count()) +
+            " ms meanwhile, which is not counted";
+  fail_connection(PMCR_E_TIMEDOUT, text + ". Is the server overloaded, stopped or cut off?");
+}
+
+void Client::progress_or_sleep() {
+  tick();
   for (int i = 0; i < kSpins; ++i)
     if (ucp_worker_progress(worker_.get())) return;
   if (!rndv_.empty() || !read_.chunks.empty()) return;
   const ucs_status_t st = ucp_worker_arm(worker_.get());
-  if (st == UCS_ERR_BUSY) return;
-  if (st != UCS_OK) return;  // cannot sleep: keep spinning
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  if (st != UCS_OK) return;  // events arrived meanwhile (BUSY), or cannot sleep: keep spinning
   pollfd pfd{worker_.event_fd(), POLLIN, 0};
-  poll(&pfd, 1, static_cast<int>(std::max<long long>(0, std::min<long long>(left, 100))));
+  poll(&pfd, 1, 100);
 }
 
-void Client::wait(void* request, const char* what, Clock::time_point deadline) {
-  if (request == nullptr) return;
+void Client::wait(void* request, const char* what, const Limit& limit) {
+  if (request == nullptr) {
+    touch();
+    return;
+  }
   if (UCS_PTR_IS_ERR(request)) {
     const ucs_status_t st = UCS_PTR_STATUS(request);
     fail_connection(ucx::to_error(st), std::string(what) + " failed: " + ucs_status_string(st));
   }
   ucs_status_t st;
   while ((st = ucp_request_check_status(request)) == UCS_INPROGRESS) {
-    if (Clock::now() >= deadline) {
+    if (idle_for(limit)) {
       // The request may still touch the caller's buffer: force the endpoint
-      // closed, which completes it, before giving the buffer back.
+      // closed, which ends it, before giving the buffer back.
       close_now();
-      while (ucp_request_check_status(request) == UCS_INPROGRESS) ucp_worker_progress(worker_.get());
-      ucp_request_free(request);
-      fail_connection(PMCR_E_TIMEDOUT, std::string(what) + " on pmserver " + options_.server + " timed out after " +
-                                           std::to_string(options_.timeout.count()) + " ms");
+      finish_request(request);
+      timed_out(what, limit);
     }
-    progress_or_sleep(deadline);
+    progress_or_sleep();
   }
+  touch();
   ucp_request_free(request);
   if (st != UCS_OK) {
     const int code = ep_status_ != UCS_OK ? PMCR_E_SERVER_LOST : ucx::to_error(st);
@@ -255,20 +288,20 @@ void Client::fetch_rndv() {
     rp.cb.recv_am = on_recv_done;
     rp.user_data = &done;
     void* req = ucp_am_recv_data_nbx(worker_.get(), p.desc, bytes.data(), p.length, &rp);
-    wait(req, "receiving a large reply", Clock::now() + options_.timeout);
+    wait(req, "receiving a large reply", op_limit());
     if (req != nullptr && done.status != UCS_OK) continue;
     proto::Header h;
     if (proto::decode_header(bytes.data(), bytes.size(), &h) == proto::DecodeStatus::Ok) replies_[h.tag] = std::move(bytes);
   }
 }
 
-proto::Reply Client::exchange(const std::vector<uint8_t>& bytes, uint64_t tag, Clock::time_point deadline) {
+proto::Reply Client::exchange(const std::vector<uint8_t>& bytes, uint64_t tag, const Limit& limit) {
   check_alive();
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
   p.flags = UCP_AM_SEND_FLAG_REPLY;
   void* req = ucp_am_send_nbx(ep_, proto::kAmRequest, nullptr, 0, bytes.data(), bytes.size(), &p);
-  wait(req, "sending a request", deadline);
+  wait(req, "sending a request", limit);
   for (;;) {
     fetch_rndv();
     auto it = replies_.find(tag);
@@ -286,48 +319,70 @@ proto::Reply Client::exchange(const std::vector<uint8_t>& bytes, uint64_t tag, C
     if (ep_status_ != UCS_OK)
       fail_connection(ucx::to_error(ep_status_) == PMCR_E_UNREACHABLE ? PMCR_E_UNREACHABLE : PMCR_E_SERVER_LOST,
                       "connection to pmserver " + options_.server + " lost: " + ucs_status_string(ep_status_));
-    if (Clock::now() >= deadline)
-      fail_connection(PMCR_E_TIMEDOUT, "pmserver " + options_.server + " did not answer within " +
-                                           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                              options_.timeout).count()) + " ms");
-    progress_or_sleep(deadline);
+    if (idle_for(limit)) timed_out("waiting for a reply", limit);
+    progress_or_sleep();
   }
 }
 
 proto::ReplyBody Client::call(proto::RequestBody body) {
   const proto::Type type = proto::type_of(body);
   proto::Request req{next_tag_++, std::move(body)};
-  proto::Reply rep = exchange(proto::encode(req), req.tag, Clock::now() + options_.timeout);
+  start();
+  proto::Reply rep = exchange(proto::encode(req), req.tag, op_limit());
   if (rep.status != 0) throw Error(rep.status, rep.message);
   if (rep.type != type) fail_connection(PMCR_E_PROTOCOL, "pmserver answered with a reply of the wrong type");
   return std::move(rep.body);
 }
 
 proto::Reply Client::raw_request(const std::vector<uint8_t>& bytes, uint64_t tag) {
-  return exchange(bytes, tag, Clock::now() + options_.timeout);
+  start();
+  return exchange(bytes, tag, op_limit());
 }
 
 void Client::raw_data(const std::vector<uint8_t>& header, const std::vector<uint8_t>& payload) {
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
   p.flags = UCP_AM_SEND_FLAG_RNDV | UCP_AM_SEND_FLAG_REPLY;
+  start();
   wait(ucp_am_send_nbx(ep_, proto::kAmData, header.data(), header.size(), payload.data(), payload.size(), &p),
-       "sending raw data", Clock::now() + options_.timeout);
+       "sending raw data", op_limit());
 }
 
 // ------------------------------------------------------------ requests
 
 proto::StatReply Client::stat() { return std::get<proto::StatReply>(call(proto::Stat{})); }
 
+uint64_t Client::begin(const std::string& job) {
+  const uint64_t attempt = std::get<proto::BeginReply>(call(proto::Begin{job})).attempt;
+  attempts_[job] = attempt;
+  return attempt;
+}
+
+void Client::join(const std::string& job, uint64_t attempt) { attempts_[job] = attempt; }
+
+uint64_t Client::attempt_for(const std::string& job) const {
+  auto it = attempts_.find(job);
+  if (it == attempts_.end())
+    throw Error(PMCR_E_STATE, "no attempt of job '" + job + "' was begun on this connection: call begin() (or join() "
+                              "the attempt another connection began) before writing");
+  return it->second;
+}
+
+uint32_t Client::abort(const std::string& job, uint64_t version) {
+  return std::get<proto::AbortReply>(call(proto::Abort{job, version})).regions;
+}
+
+void Client::verify(const std::string& job, uint64_t version) { call(proto::Verify{job, version}); }
+
 WriteTarget Client::create(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, uint64_t size) {
-  auto r = std::get<proto::CreateReply>(call(proto::Create{job, version, rank, id, size}));
+  auto r = std::get<proto::CreateReply>(call(proto::Create{job, version, rank, id, size, attempt_for(job)}));
   return WriteTarget{r.handle, size, r.remote_addr, std::move(r.rkey)};
 }
 
 void Client::pipeline(uint64_t size, size_t chunk, const char* what, const std::function<void*(uint64_t, size_t)>& issue,
                       bool flush) {
   check_alive();
-  const auto deadline = Clock::now() + options_.timeout;
+  start();
   std::deque<void*> inflight;
   uint64_t off = 0;
   try {
@@ -336,26 +391,24 @@ void Client::pipeline(uint64_t size, size_t chunk, const char* what, const std::
         const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk, size - off));
         void* req = issue(off, n);
         off += n;
-        if (UCS_PTR_IS_ERR(req)) wait(req, what, deadline);
+        if (UCS_PTR_IS_ERR(req)) wait(req, what, op_limit());
         if (req) inflight.push_back(req);
       }
       if (!inflight.empty()) {
         void* req = inflight.front();
         inflight.pop_front();
-        wait(req, what, deadline);
+        wait(req, what, op_limit());
       }
     }
     if (flush) {
       // Remote completion of every put before COMMIT is sent.
       ucp_request_param_t p{};
-      wait(ucp_ep_flush_nbx(ep_, &p), "flushing puts", deadline);
+      wait(ucp_ep_flush_nbx(ep_, &p), "flushing puts", op_limit());
     }
   } catch (...) {
-    // The connection is failed by now, which completes what is in flight.
-    for (void* req : inflight) {
-      while (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_worker_progress(worker_.get());
-      ucp_request_free(req);
-    }
+    // The connection is failed by now, which ends what is in flight.
+    close_now();
+    for (void* req : inflight) finish_request(req);
     throw;
   }
 }
@@ -414,7 +467,7 @@ void Client::write_region(const std::string& job, uint64_t version, uint32_t ran
 }
 
 void Client::seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions) {
-  call(proto::Seal{job, version, nranks, nregions});
+  call(proto::Seal{job, version, nranks, nregions, attempt_for(job)});
 }
 
 std::vector<proto::VersionEntry> Client::list_versions(const std::string& job) {
@@ -448,7 +501,6 @@ void Client::receive_data(const ReadSource& source, void* buf) {
   read_.buf = static_cast<uint8_t*>(buf);
   read_.size = source.size;
   read_.active = true;
-  const auto deadline = Clock::now() + options_.timeout;
   const auto finish = [&] {
     for (const auto& c : read_.chunks) ucp_am_data_release(worker_.get(), c.desc);
     read_.chunks.clear();
@@ -460,10 +512,7 @@ void Client::receive_data(const ReadSource& source, void* buf) {
       close_now();
       if (broken_.empty()) broken_ = "connection to pmserver " + options_.server + " closed after a failed read";
     }
-    for (void* req : read_.requests) {
-      while (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_worker_progress(worker_.get());
-      ucp_request_free(req);
-    }
+    for (void* req : read_.requests) finish_request(req);
     read_.requests.clear();
     read_.active = false;
   };
@@ -481,17 +530,15 @@ void Client::receive_data(const ReadSource& source, void* buf) {
         ucp_request_param_t p{};
         p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
         p.cb.recv_am = &Client::on_data_done;
-        p.user_data = &read_;
+        p.user_data = this;
         void* req = ucp_am_recv_data_nbx(worker_.get(), c.desc, read_.buf + c.offset, c.length, &p);
         if (req == nullptr) read_.received += c.length;
         else if (UCS_PTR_IS_ERR(req)) read_.status = UCS_PTR_STATUS(req);
         else read_.requests.push_back(req);
       }
       if (read_.received >= read_.size) break;
-      if (Clock::now() >= deadline)
-        fail_connection(PMCR_E_TIMEDOUT, "receiving region data from pmserver " + options_.server + " timed out after " +
-                                             std::to_string(options_.timeout.count()) + " ms");
-      progress_or_sleep(deadline);
+      if (idle_for(op_limit())) timed_out("receiving region data", op_limit());
+      progress_or_sleep();
     }
   } catch (...) {
     finish();

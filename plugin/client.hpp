@@ -7,6 +7,12 @@
 // throws pmcr::Error with a PMCR_E_* code and a message that says what
 // failed and what to do. Waiting sleeps on the worker's event fd after a
 // short spin, so a rank waiting for the server does not steal its CPU.
+//
+// Every wait is bounded, close included. Options::timeout is an inactivity
+// limit: an operation fails when the server has shown no progress on it
+// (no reply, no completed transfer) for that long, however long the whole
+// transfer takes. Time this process itself spent stopped (SIGSTOP, a
+// debugger, a starved node) is not counted against the server.
 #pragma once
 
 #include <chrono>
@@ -35,7 +41,7 @@ struct Options {
   std::string server;  // HOST:PORT
   std::string name;    // shown in the server's log
   std::chrono::milliseconds connect_timeout{5000};
-  std::chrono::milliseconds timeout{60000};  // one request, or one region transfer
+  std::chrono::milliseconds timeout{60000};  // no progress for this long fails an operation
   size_t chunk = 1u << 20;                   // RMA operation size
   size_t am_chunk = 16u << 20;                // active-message size on the am data path
   unsigned depth = 4;                        // operations in flight
@@ -61,8 +67,10 @@ struct ReadSource {
 
 class Client {
  public:
-  // Connects and says HELLO. Throws UNREACHABLE (no server there),
-  // TIMEDOUT, INVAL (bad address), PROTOCOL (not a compatible pmserver).
+  // Connects and says HELLO. Throws UNREACHABLE (no server there, or it
+  // refused the connection), INVAL (bad address), PROTOCOL (not a
+  // compatible pmserver), CONFIG (the rma data path over a transport where
+  // the server does not offer it).
   explicit Client(Options options);
   ~Client();
   Client(const Client&) = delete;
@@ -75,6 +83,22 @@ class Client {
 
   proto::StatReply stat();
 
+  // Starts a new attempt of JOB on the server (superseding every earlier
+  // one: their unsealed regions are dropped and they can write nothing
+  // more) and uses it for this connection's writes of JOB.
+  uint64_t begin(const std::string& job);
+  // Uses ATTEMPT (begun by another connection, e.g. rank 0's) for this
+  // connection's writes of JOB.
+  void join(const std::string& job, uint64_t attempt);
+  // Frees this connection's unsealed regions of a version (after a failed
+  // checkpoint). Returns how many.
+  uint32_t abort(const std::string& job, uint64_t version);
+  // Has the server check every region of a sealed version against its
+  // checksum. Throws CORRUPT (now quarantined), NOT_FOUND.
+  void verify(const std::string& job, uint64_t version);
+
+  // Creates a region of JOB under the attempt begun or joined for it
+  // (throws STATE if none).
   WriteTarget create(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, uint64_t size);
   // Sends SIZE bytes from BUF into the region (by Options::data_path); when
   // it returns, the server has them or will have them before it handles
@@ -89,7 +113,7 @@ class Client {
 
   std::vector<proto::VersionEntry> list_versions(const std::string& job = "");
   proto::ListRegionsReply list_regions(const std::string& job, uint64_t version);
-  // The highest sealed version of JOB, if any.
+  // The highest sealed (and not quarantined) version of JOB, if any.
   std::optional<uint64_t> latest_sealed(const std::string& job);
 
   ReadSource open(const std::string& job, uint64_t version, uint32_t rank, uint32_t id);
@@ -114,6 +138,12 @@ class Client {
     size_t length;
   };
   using Clock = std::chrono::steady_clock;
+  // How long a wait may see no progress, and the setting that says so.
+  struct Limit {
+    std::chrono::milliseconds ms;
+    const char* setting;
+  };
+  Limit op_limit() const { return {options_.timeout, "PMCR_TIMEOUT"}; }
 
   static ucs_status_t on_reply(void* arg, const void* header, size_t header_length, void* data, size_t length,
                                const ucp_am_recv_param_t* param);
@@ -123,11 +153,23 @@ class Client {
   static void on_data_done(void* request, ucs_status_t status, size_t length, void* user_data);
 
   proto::ReplyBody call(proto::RequestBody body);
-  proto::Reply exchange(const std::vector<uint8_t>& bytes, uint64_t tag, Clock::time_point deadline);
-  // Progresses until REQUEST completes; throws on failure or at DEADLINE.
-  void wait(void* request, const char* what, Clock::time_point deadline);
-  void progress_or_sleep(Clock::time_point deadline);
+  proto::Reply exchange(const std::vector<uint8_t>& bytes, uint64_t tag, const Limit& limit);
+  // Progresses until REQUEST completes; throws on failure, or when nothing
+  // progressed for LIMIT.
+  void wait(void* request, const char* what, const Limit& limit);
+  void progress_or_sleep();
+  // Inactivity bookkeeping: start() at the beginning of an operation,
+  // touch() on every sign of progress, tick() once per pass of a wait loop
+  // (it notices that this process was stopped and does not count that).
+  void start();
+  void touch() { last_activity_ = Clock::now(); }
+  void tick();
+  bool idle_for(const Limit& limit) const { return Clock::now() - last_activity_ >= limit.ms; }
+  [[noreturn]] void timed_out(const std::string& what, const Limit& limit);
+  // Bounded: gives up (and leaks REQUEST to UCX) after a few seconds.
+  void finish_request(void* request);
   void fetch_rndv();
+  uint64_t attempt_for(const std::string& job) const;
   // Issues ISSUE(offset, length) over SIZE bytes in CHUNKs, DEPTH at a time,
   // and waits for all (and a flush, if FLUSH) before it returns.
   void pipeline(uint64_t size, size_t chunk, const char* what, const std::function<void*(uint64_t, size_t)>& issue,
@@ -149,6 +191,9 @@ class Client {
   uint64_t next_tag_ = 1;
   std::map<uint64_t, std::vector<uint8_t>> replies_;  // by tag
   std::deque<PendingRndv> rndv_;
+  std::map<std::string, uint64_t> attempts_;  // job -> attempt this connection writes under
+  Clock::time_point last_activity_{}, last_tick_{};
+  Clock::duration stopped_{};  // this process stopped during the current operation
   // The READ in progress: region data arriving into the caller's buffer.
   struct DataChunk {
     void* desc;  // rendezvous descriptor, received by the waiting loop

@@ -43,13 +43,18 @@ void Comm::agree(int code, const std::string& message) {
   check(MPI_Allreduce(&mine, &worst, 1, MPI_2INT, MPI_MINLOC, comm_), "MPI_Allreduce");
   if (worst.code == 0) return;
   // The failing rank tells the others what happened.
-  int len = worst.rank == rank_ ? static_cast<int>(message.size()) : 0;
-  check(MPI_Bcast(&len, 1, MPI_INT, worst.rank, comm_), "MPI_Bcast");
-  std::vector<char> text(static_cast<size_t>(len));
-  if (worst.rank == rank_) text.assign(message.begin(), message.end());
-  check(MPI_Bcast(text.data(), len, MPI_CHAR, worst.rank, comm_), "MPI_Bcast");
+  const std::string text = broadcast(message, worst.rank);
   if (worst.rank == rank_) throw Error(code, message);
-  throw Error(worst.code, "rank " + std::to_string(worst.rank) + ": " + std::string(text.begin(), text.end()));
+  throw Error(worst.code, "rank " + std::to_string(worst.rank) + ": " + text);
+}
+
+std::string Comm::broadcast(const std::string& text, int root) {
+  int len = rank_ == root ? static_cast<int>(text.size()) : 0;
+  check(MPI_Bcast(&len, 1, MPI_INT, root, comm_), "MPI_Bcast");
+  std::vector<char> bytes(static_cast<size_t>(len));
+  if (rank_ == root) bytes.assign(text.begin(), text.end());
+  check(MPI_Bcast(bytes.data(), len, MPI_CHAR, root, comm_), "MPI_Bcast");
+  return std::string(bytes.begin(), bytes.end());
 }
 
 bool Comm::same(int64_t value) {

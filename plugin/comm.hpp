@@ -34,6 +34,8 @@ class Comm {
   uint64_t sum(uint64_t value);
   // Rank 0's VALUE on every rank.
   int64_t broadcast(int64_t value);
+  // ROOT's TEXT on every rank.
+  std::string broadcast(const std::string& text, int root = 0);
   void barrier();
 
  private:

@@ -48,6 +48,15 @@ Session::Session(MPI_Comm comm, const char* config_path) : comm_(comm) {
     o.data_path = config_.rma ? client::DataPath::Rma : client::DataPath::Am;
     client_ = std::make_unique<client::Client>(o);
   });
+  // One attempt for the whole job: it supersedes earlier runs of the job
+  // (a relaunch, a stale rank of one), whose unsealed regions the server
+  // drops and whose writes it refuses from now on.
+  int64_t attempt = 0;
+  collectively([&] {
+    if (comm_.rank() == 0) attempt = static_cast<int64_t>(client_->begin(config_.job));
+  });
+  attempt = comm_.broadcast(attempt);
+  client_->join(config_.job, static_cast<uint64_t>(attempt));
   log()->debug("rank {}/{} of job {} connected to {} over {}", comm_.rank(), comm_.size(), config_.job,
                client_->address(), client_->transports());
 }
@@ -88,29 +97,45 @@ void Session::checkpoint(int version) {
   });
   const auto rank = static_cast<uint32_t>(comm_.rank());
   uint64_t regions = 0;
-  collectively([&] {
-    PMCR_FAULT_POINT("ckpt.begin");
-    for (const auto& [id, b] : buffers_) {
-      client_->write_region(config_.job, static_cast<uint64_t>(version), rank, static_cast<uint32_t>(id), b.ptr, b.size);
-      ++regions;
-    }
-    if (buffers_.empty()) {
-      client_->write_region(config_.job, static_cast<uint64_t>(version), rank, kRankMarkerId, nullptr, 0);
-      ++regions;
-    }
-    PMCR_FAULT_POINT("ckpt.committed");
-  });
-  const uint64_t total = comm_.sum(regions);
-  collectively([&] {
-    if (comm_.rank() != 0) return;
-    if (total > UINT32_MAX) throw Error(PMCR_E_INVAL, "more than 2^32 buffers in one checkpoint");
-    client_->seal(config_.job, static_cast<uint64_t>(version), static_cast<uint32_t>(comm_.size()),
-                  static_cast<uint32_t>(total));
-  });
+  try {
+    collectively([&] {
+      PMCR_FAULT_POINT("ckpt.begin");
+      for (const auto& [id, b] : buffers_) {
+        client_->write_region(config_.job, static_cast<uint64_t>(version), rank, static_cast<uint32_t>(id), b.ptr, b.size);
+        ++regions;
+      }
+      if (buffers_.empty()) {
+        client_->write_region(config_.job, static_cast<uint64_t>(version), rank, kRankMarkerId, nullptr, 0);
+        ++regions;
+      }
+      PMCR_FAULT_POINT("ckpt.committed");
+    });
+    const uint64_t total = comm_.sum(regions);
+    collectively([&] {
+      if (comm_.rank() != 0) return;
+      if (total > UINT32_MAX) throw Error(PMCR_E_INVAL, "more than 2^32 buffers in one checkpoint");
+      client_->seal(config_.job, static_cast<uint64_t>(version), static_cast<uint32_t>(comm_.size()),
+                    static_cast<uint32_t>(total));
+    });
+    log()->debug("job {} version {} sealed: {} regions of {} ranks", config_.job, version, total, comm_.size());
+  } catch (const Error&) {
+    abandon(version);
+    throw;
+  }
   last_version_ = version;
   PMCR_FAULT_POINT("ckpt.sealed");
-  log()->debug("job {} version {} sealed: {} regions of {} ranks", config_.job, version, total, comm_.size());
   if (comm_.rank() == 0) apply_retention();
+}
+
+void Session::abandon(int version) noexcept {
+  try {
+    const uint32_t n = client_->abort(config_.job, static_cast<uint64_t>(version));
+    if (n) log()->debug("job {}: freed this rank's {} unsealed regions of failed version {}", config_.job, n, version);
+  } catch (const std::exception& e) {
+    // The connection is gone (the server frees the regions itself then) or
+    // the server does not answer.
+    log()->debug("job {}: could not free the unsealed regions of failed version {}: {}", config_.job, version, e.what());
+  }
 }
 
 // Deletes this job's sealed versions beyond the newest KEEP. The checkpoint
@@ -131,15 +156,39 @@ void Session::apply_retention() {
   }
 }
 
-int Session::restart_test() {
+int Session::restart_test(std::string* notice) {
   int64_t found = -1;
+  std::string note;
   collectively([&] {
     if (comm_.rank() != 0) return;
+    std::vector<uint64_t> candidates;
     for (const auto& v : client_->list_versions(config_.job))
       if (v.sealed && v.job == config_.job && v.nranks == static_cast<uint32_t>(comm_.size()) && v.version <= INT32_MAX)
-        found = std::max<int64_t>(found, static_cast<int64_t>(v.version));
+        candidates.push_back(v.version);
+    std::sort(candidates.rbegin(), candidates.rend());
+    // The newest intact one: the server checks every region of a candidate
+    // against its checksum, and quarantines it if one fails.
+    for (uint64_t v : candidates) {
+      try {
+        client_->verify(config_.job, v);
+      } catch (const Error& e) {
+        if (e.code() != PMCR_E_CORRUPT && e.code() != PMCR_E_NOT_FOUND) throw;
+        note += (note.empty() ? "" : "; ") + std::string(e.what());
+        continue;
+      }
+      found = static_cast<int64_t>(v);
+      break;
+    }
+    if (!note.empty()) {
+      note = "job " + config_.job + ": " + note + "; " +
+             (found >= 0 ? "falling back to version " + std::to_string(found) : "no intact version is left");
+      log()->warn("{}", note);
+    }
   });
-  return static_cast<int>(comm_.broadcast(found));
+  found = comm_.broadcast(found);
+  const std::string text = comm_.broadcast(note);
+  if (notice) *notice = text;
+  return static_cast<int>(found);
 }
 
 size_t Session::recover_size(int version, int id) {

@@ -28,7 +28,10 @@ class Session {
   void protect(int id, void* ptr, size_t size);
   void unprotect(int id);
   void checkpoint(int version);  // collective
-  int restart_test();            // collective; -1 if none
+  // Collective; -1 if none. Every candidate is verified by the server
+  // first: a damaged one is skipped (and quarantined), and *NOTICE then says
+  // so on every rank.
+  int restart_test(std::string* notice);
   size_t recover_size(int version, int id);
   void restart(int version);  // collective
   void finalize();            // collective
@@ -46,6 +49,9 @@ class Session {
   void collectively(F&& f);
   void check_version(int version, const char* what);
   void apply_retention();
+  // Frees this rank's unsealed regions of VERSION after a failed checkpoint
+  // (best effort), so a program that goes on does not keep losing space.
+  void abandon(int version) noexcept;
 
   Comm comm_;
   Config config_;

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <set>
 
@@ -47,6 +49,11 @@ std::optional<uint32_t> Catalogue::slot_of(uint64_t handle) const {
   return static_cast<uint32_t>(slot);
 }
 
+RegionView Catalogue::view_of(uint32_t slot) const {
+  const Record& r = rec(slot);
+  return RegionView{handle_of(slot), r.offset, r.size, extent_size(r.size), r.checksum, r.rank, r.id};
+}
+
 uint32_t Catalogue::take_slot() {
   if (free_slots_.empty())
     throw Error(PMCR_E_NOSPACE, "the pool's catalogue is full (" + std::to_string(slots_.size()) +
@@ -78,10 +85,35 @@ bool Catalogue::body_ok(uint32_t slot) const {
          checksum(reinterpret_cast<const uint8_t*>(&r) + kRecordBodyOffset, sizeof(Record) - kRecordBodyOffset);
 }
 
+void Catalogue::set_owner(uint32_t slot, Owner owner) {
+  const Owner old = slots_[slot].owner;
+  if (old == owner) return;
+  const uint64_t bytes = extent_size(rec(slot).size);
+  if (old != 0) {
+    auto it = usage_.find(old);
+    if (it != usage_.end()) {
+      it->second.regions--;
+      it->second.bytes -= bytes;
+      if (it->second.regions == 0) usage_.erase(it);
+    }
+  }
+  if (owner != 0) {
+    OwnerUsage& u = usage_[owner];
+    u.regions++;
+    u.bytes += bytes;
+  }
+  slots_[slot].owner = owner;
+}
+
+OwnerUsage Catalogue::usage(Owner owner) const {
+  auto it = usage_.find(owner);
+  return it == usage_.end() ? OwnerUsage{} : it->second;
+}
+
 void Catalogue::free_record(uint32_t slot) {
+  set_owner(slot, 0);
   pool_.store_persist(&rec(slot).state, kStateFree);
   slots_[slot].gen++;
-  slots_[slot].owner = 0;
   slots_[slot].pins = 0;
   free_slots_.push_back(slot);
 }
@@ -118,7 +150,8 @@ void Catalogue::prune(const std::string& job, uint64_t version) {
   auto j = jobs_.find(job);
   if (j == jobs_.end()) return;
   auto v = j->second.find(version);
-  if (v != j->second.end() && !v->second.sealed && v->second.regions.empty()) j->second.erase(v);
+  if (v != j->second.end() && !v->second.sealed && v->second.quarantine.empty() && v->second.regions.empty())
+    j->second.erase(v);
   if (j->second.empty()) jobs_.erase(j);
 }
 
@@ -135,20 +168,62 @@ uint64_t Catalogue::manifest_digest(const Version& v) const {
 
 // ---------------------------------------------------------------- writers
 
-RegionView Catalogue::create_region(const RegionKey& key, uint64_t size, Owner owner) {
+uint64_t Catalogue::begin_attempt(const std::string& job, uint32_t* dropped) {
+  check_job_name(job);
+  // Larger than any attempt this server issued, and than the wall clock in
+  // nanoseconds: attempts keep growing across server restarts too.
+  const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  last_attempt_ = std::max(last_attempt_ + 1, static_cast<uint64_t>(std::max<int64_t>(now, 0)));
+  attempts_[job] = last_attempt_;
+  // Every unsealed region of the job belongs to an earlier attempt, which
+  // can never seal it now.
+  const uint32_t n = release_if(job, std::nullopt, [](Owner) { return true; });
+  if (n) spdlog::warn("job '{}': attempt {} supersedes earlier attempts; {} of their unsealed regions dropped", job,
+                      last_attempt_, n);
+  if (dropped) *dropped = n;
+  return last_attempt_;
+}
+
+uint64_t Catalogue::current_attempt(const std::string& job) const {
+  auto it = attempts_.find(job);
+  return it == attempts_.end() ? 0 : it->second;
+}
+
+void Catalogue::check_attempt(const std::string& job, uint64_t attempt) const {
+  const uint64_t current = current_attempt(job);
+  if (attempt != 0 && attempt == current) return;
+  if (attempt == 0 || current == 0 || attempt > current)
+    throw Error(PMCR_E_STATE, "job '" + job + "' has no attempt " + std::to_string(attempt) +
+                                  " on this pmserver (it restarted since the job began, or the attempt was never "
+                                  "begun): begin a new attempt");
+  throw Error(PMCR_E_SUPERSEDED, "job '" + job + "': this writer's attempt " + std::to_string(attempt) +
+                                     " was superseded by attempt " + std::to_string(current) +
+                                     " (a later run of the same job: a relaunch, or two runs sharing one job name); "
+                                     "it may not write or seal any more");
+}
+
+RegionView Catalogue::create_region(const RegionKey& key, uint64_t size, Owner owner, uint64_t attempt) {
   check_job_name(key.job);
+  check_attempt(key.job, attempt);
   if (size > alloc_.capacity())
     throw Error(PMCR_E_NOSPACE, "region of " + format_size(size) + " is larger than the pool's whole data area (" +
                                     format_size(alloc_.capacity()) + ")");
   Version& v = jobs_[key.job][key.version];
-  if (v.sealed) {
-    throw Error(PMCR_E_EXISTS, describe(key.job, key.version) +
-                                   " is sealed and cannot change; write a new version or delete this one first");
+  if (v.sealed || !v.quarantine.empty()) {
+    throw Error(PMCR_E_EXISTS, describe(key.job, key.version) + " is " + (v.sealed ? "sealed" : "quarantined") +
+                                   " and cannot change; write a new version or delete this one first");
   }
-  // A region written again before its version is sealed (a retry, a
-  // relaunched job) replaces the old one: the newest writer wins.
+  // A region written again by its own writer (a retry) replaces the old
+  // one; another writer's region is refused. Either way, its memory is
+  // reused only once nothing can still land in it (pins).
   auto existing = v.regions.find({key.rank, key.id});
   if (existing != v.regions.end()) {
+    const Owner holder = slots_[existing->second].owner;
+    if (holder != owner)
+      throw Error(PMCR_E_BUSY, "region rank " + std::to_string(key.rank) + " id " + std::to_string(key.id) + " of " +
+                                   describe(key.job, key.version) + " is being written by another connection (" +
+                                   std::to_string(holder) + ") of the same attempt; each rank writes its own regions");
     spdlog::debug("replacing unsealed region {}/{}/{}/{}", key.job, key.version, key.rank, key.id);
     free_region(existing->second);
     v.regions.erase(existing);
@@ -178,10 +253,10 @@ RegionView Catalogue::create_region(const RegionKey& key, uint64_t size, Owner o
   CRASH_POINT("create.body");
   pool_.store_persist(&rec(slot).state, kRegionCreated);
   CRASH_POINT("create.state");
-  slots_[slot].owner = owner;
+  set_owner(slot, owner);
   v.regions[{key.rank, key.id}] = slot;
   regions_++;
-  return RegionView{handle_of(slot), offset, size, capacity, 0};
+  return view_of(slot);
 }
 
 RegionView Catalogue::writable_region(uint64_t handle, Owner owner) const {
@@ -191,7 +266,7 @@ RegionView Catalogue::writable_region(uint64_t handle, Owner owner) const {
   if (slots_[*slot].owner != owner)
     throw Error(PMCR_E_STATE, "region belongs to another connection; only its creator can write it");
   if (r.state != kRegionCreated) throw Error(PMCR_E_STATE, "region is already committed");
-  return RegionView{handle, r.offset, r.size, 0, 0};
+  return view_of(*slot);
 }
 
 void Catalogue::commit_region(uint64_t handle, uint64_t size, uint64_t checksum_value, Owner owner) {
@@ -226,16 +301,19 @@ void Catalogue::commit_region(uint64_t handle, uint64_t size, uint64_t checksum_
   CRASH_POINT("commit.state");
 }
 
-void Catalogue::seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions) {
+void Catalogue::seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions, uint64_t attempt) {
   check_job_name(job);
   Version* v = find_version(job, version);
-  if (!v || v->damaged) throw Error(PMCR_E_NOT_FOUND, describe(job, version) + " has no regions to seal");
-  if (v->sealed) {
+  if (v && !v->quarantine.empty())
+    throw Error(PMCR_E_CORRUPT, describe(job, version) + " is quarantined (" + v->quarantine + ")");
+  if (v && v->sealed) {
     const Record& s = rec(v->seal_slot);
     if (s.rank == nranks && s.id == nregions) return;  // a retried seal
     throw Error(PMCR_E_EXISTS, describe(job, version) + " is already sealed with " + std::to_string(s.rank) +
                                    " ranks and " + std::to_string(s.id) + " regions");
   }
+  check_attempt(job, attempt);
+  if (!v) throw Error(PMCR_E_NOT_FOUND, describe(job, version) + " has no regions to seal");
   if (nranks == 0 || nregions < nranks)
     throw Error(PMCR_E_INVAL, "seal needs at least one rank and at least one region per rank (got " +
                                   std::to_string(nranks) + " ranks, " + std::to_string(nregions) + " regions)");
@@ -267,7 +345,7 @@ void Catalogue::seal(const std::string& job, uint64_t version, uint32_t nranks, 
   pool_.store_persist(&rec(slot).state, kVersionSealed);
   v->sealed = true;
   v->seal_slot = slot;
-  for (const auto& [key, region_slot] : v->regions) slots_[region_slot].owner = 0;
+  for (const auto& [key, region_slot] : v->regions) set_owner(region_slot, 0);
   CRASH_POINT("seal.state");
 }
 
@@ -275,19 +353,31 @@ void Catalogue::seal(const std::string& job, uint64_t version, uint32_t nranks, 
 
 RegionView Catalogue::open_region(const RegionKey& key) {
   const Version* v = find_version(key.job, key.version);
-  if (!v || !v->sealed || v->damaged)
+  if (v && !v->quarantine.empty())
+    throw Error(PMCR_E_CORRUPT, describe(key.job, key.version) + " is quarantined (" + v->quarantine +
+                                    ") and is never served: restart from an older version");
+  if (!v || !v->sealed)
     throw Error(PMCR_E_NOT_FOUND, describe(key.job, key.version) + " is not a sealed checkpoint in this pool");
   auto it = v->regions.find({key.rank, key.id});
   if (it == v->regions.end())
     throw Error(PMCR_E_NOT_FOUND, describe(key.job, key.version) + " has no region with rank " +
                                       std::to_string(key.rank) + " and id " + std::to_string(key.id));
-  const uint32_t slot = it->second;
-  const Record& r = rec(slot);
-  slots_[slot].pins++;
-  return RegionView{handle_of(slot), r.offset, r.size, extent_size(r.size), r.checksum};
+  slots_[it->second].pins++;
+  return view_of(it->second);
 }
 
-void Catalogue::close_region(uint64_t handle) {
+void Catalogue::pin(uint64_t handle) {
+  if (const auto slot = slot_of(handle)) {
+    slots_[*slot].pins++;
+    return;
+  }
+  // A deleted region a reader still has open: its extent stays.
+  auto z = zombies_.find(handle);
+  if (z == zombies_.end()) throw Error(PMCR_E_NOT_FOUND, "unknown region handle (the region was replaced, deleted or reclaimed)");
+  z->second.pins++;
+}
+
+void Catalogue::unpin(uint64_t handle) {
   if (auto slot = slot_of(handle)) {
     if (slots_[*slot].pins > 0) {
       slots_[*slot].pins--;
@@ -302,12 +392,36 @@ void Catalogue::close_region(uint64_t handle) {
   }
 }
 
+std::vector<RegionView> Catalogue::version_regions(const std::string& job, uint64_t version) const {
+  const Version* v = find_version(job, version);
+  if (v && !v->quarantine.empty())
+    throw Error(PMCR_E_CORRUPT, describe(job, version) + " is quarantined (" + v->quarantine + ")");
+  if (!v || !v->sealed) throw Error(PMCR_E_NOT_FOUND, describe(job, version) + " is not a sealed checkpoint in this pool");
+  std::vector<RegionView> out;
+  out.reserve(v->regions.size());
+  for (const auto& [key, slot] : v->regions) out.push_back(view_of(slot));
+  return out;
+}
+
+void Catalogue::quarantine(const std::string& job, uint64_t version, const std::string& reason) {
+  Version* v = find_version(job, version);
+  if (!v || !v->quarantine.empty()) return;
+  // Durable for a sealed version: one store of its seal record's state (the
+  // body, and so the digest of its regions, stays as it was).
+  if (v->sealed) pool_.store_persist(&rec(v->seal_slot).state, kVersionQuarantined);
+  v->sealed = false;
+  v->quarantine = reason;
+  spdlog::error("{} quarantined: {}; it is never served again (inspect it with 'pmcr ls', delete it with 'pmcr rm')",
+                describe(job, version), reason);
+}
+
 // ---------------------------------------------------------------- deletion
 
 uint32_t Catalogue::delete_version(const std::string& job, uint64_t version, Version& v) {
   // A sealed version first becomes invisible as a whole (DELETING), then its
   // regions go; a crash in between is finished at the next start.
-  if (v.sealed) {
+  const bool has_seal = v.seal_slot != UINT32_MAX;
+  if (has_seal) {
     pool_.store_persist(&rec(v.seal_slot).state, kVersionDeleting);
     CRASH_POINT("delete.mark");
   }
@@ -317,7 +431,7 @@ uint32_t Catalogue::delete_version(const std::string& job, uint64_t version, Ver
     n++;
     CRASH_POINT("delete.region");
   }
-  if (v.sealed) {
+  if (has_seal) {
     free_record(v.seal_slot);
     CRASH_POINT("delete.done");
   }
@@ -346,28 +460,42 @@ std::pair<uint32_t, uint32_t> Catalogue::delete_versions(const std::string& job,
   return {versions, regions};
 }
 
-uint32_t Catalogue::release_owner(Owner owner) {
-  if (owner == 0) return 0;
+uint32_t Catalogue::release_if(const std::string& job, std::optional<uint64_t> version,
+                              const std::function<bool(Owner)>& match) {
+  auto j = jobs_.find(job);
+  if (j == jobs_.end()) return 0;
   uint32_t n = 0;
-  std::vector<std::pair<std::string, uint64_t>> touched;
-  for (auto& [job, versions] : jobs_) {
-    for (auto& [ver, v] : versions) {
-      if (v.sealed) continue;
-      for (auto it = v.regions.begin(); it != v.regions.end();) {
-        if (slots_[it->second].owner == owner) {
-          free_region(it->second);
-          it = v.regions.erase(it);
-          n++;
-          CRASH_POINT("reclaim.region");
-        } else {
-          ++it;
-        }
+  std::vector<uint64_t> touched;
+  for (auto& [ver, v] : j->second) {
+    if (v.sealed || !v.quarantine.empty() || (version && ver != *version)) continue;
+    for (auto it = v.regions.begin(); it != v.regions.end();) {
+      if (match(slots_[it->second].owner)) {
+        free_region(it->second);
+        it = v.regions.erase(it);
+        n++;
+        CRASH_POINT("reclaim.region");
+      } else {
+        ++it;
       }
-      touched.emplace_back(job, ver);
     }
+    touched.push_back(ver);
   }
-  for (const auto& [job, ver] : touched) prune(job, ver);
+  for (uint64_t ver : touched) prune(job, ver);
   return n;
+}
+
+uint32_t Catalogue::release_owner(Owner owner) {
+  if (owner == 0 || !usage_.count(owner)) return 0;
+  std::vector<std::string> names;
+  for (const auto& [job, versions] : jobs_) names.push_back(job);
+  uint32_t n = 0;
+  for (const auto& job : names) n += release_if(job, std::nullopt, [owner](Owner o) { return o == owner; });
+  return n;
+}
+
+uint32_t Catalogue::release_owner(Owner owner, const std::string& job, uint64_t version) {
+  if (owner == 0) return 0;
+  return release_if(job, version, [owner](Owner o) { return o == owner; });
 }
 
 // ---------------------------------------------------------------- queries
@@ -377,27 +505,35 @@ std::vector<VersionSummary> Catalogue::list_versions(const std::string& job) con
   for (const auto& [name, versions] : jobs_) {
     if (!job.empty() && name != job) continue;
     for (const auto& [ver, v] : versions) {
-      if (v.damaged) continue;
       VersionSummary s;
       s.job = name;
       s.version = ver;
       s.sealed = v.sealed;
+      s.quarantine = v.quarantine;
       std::set<uint32_t> ranks;
       for (const auto& [key, slot] : v.regions) {
         ranks.insert(key.first);
         s.bytes += rec(slot).size;
       }
       s.nregions = static_cast<uint32_t>(v.regions.size());
-      s.nranks = v.sealed ? rec(v.seal_slot).rank : static_cast<uint32_t>(ranks.size());
+      s.nranks = v.seal_slot != UINT32_MAX ? rec(v.seal_slot).rank : static_cast<uint32_t>(ranks.size());
       out.push_back(std::move(s));
     }
   }
   return out;
 }
 
+std::vector<std::pair<std::string, uint64_t>> Catalogue::sealed_versions() const {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  for (const auto& [name, versions] : jobs_)
+    for (const auto& [ver, v] : versions)
+      if (v.sealed) out.emplace_back(name, ver);
+  return out;
+}
+
 std::pair<bool, std::vector<RegionSummary>> Catalogue::list_regions(const std::string& job, uint64_t version) const {
   const Version* v = find_version(job, version);
-  if (!v || v->damaged) throw Error(PMCR_E_NOT_FOUND, describe(job, version) + " does not exist");
+  if (!v) throw Error(PMCR_E_NOT_FOUND, describe(job, version) + " does not exist");
   std::vector<RegionSummary> out;
   for (const auto& [key, slot] : v->regions) {
     const Record& r = rec(slot);
@@ -417,10 +553,11 @@ CatalogueStats Catalogue::stats() const {
   for (const auto& [job, versions] : jobs_) {
     bool any = false;
     for (const auto& [ver, v] : versions) {
-      if (v.sealed && !v.damaged) {
+      if (v.sealed) {
         s.sealed_versions++;
         any = true;
       }
+      if (!v.quarantine.empty()) s.quarantined_versions++;
     }
     if (any) s.jobs++;
   }
@@ -433,18 +570,26 @@ void Catalogue::recover() {
   const uint32_t n = static_cast<uint32_t>(slots_.size());
   std::vector<uint32_t> committed, reclaim, deleting;
   std::vector<bool> used(n, false);
+  // A damaged record that is not a region record may have been the seal of
+  // some committed regions: then regions without a seal are kept
+  // (quarantined), never freed as if they had never been sealed.
+  uint32_t suspect_seals = 0;
   for (uint32_t slot = 0; slot < n; ++slot) {
     const Record& r = rec(slot);
+    if (r.state == kStateFree) continue;
+    used[slot] = true;
+    if (r.sequence >= next_sequence_) next_sequence_ = r.sequence + 1;
     switch (r.state) {
-      case kStateFree: break;
-      case kRegionCreated: reclaim.push_back(slot); used[slot] = true; break;
+      case kRegionCreated: reclaim.push_back(slot); break;
       case kRegionCommitted:
       case kVersionSealed:
+      case kVersionQuarantined:
       case kVersionDeleting:
-        used[slot] = true;
         if (!body_ok(slot)) {
-          spdlog::error("catalogue record {} is damaged (body checksum mismatch); quarantined", slot);
+          spdlog::error("catalogue record {} (state {:#x}) is damaged (body checksum mismatch); kept, never served",
+                        slot, r.state);
           recovery_.damaged++;
+          if (r.state != kRegionCommitted) suspect_seals++;
         } else if (r.state == kRegionCommitted) {
           committed.push_back(slot);
         } else if (r.state == kVersionDeleting) {
@@ -452,46 +597,58 @@ void Catalogue::recover() {
         } else {
           const std::string job = record_job(r);
           Version& v = jobs_[job][r.version];
-          if (v.sealed) {
-            spdlog::error("{} is sealed twice in the catalogue; quarantined", describe(job, r.version));
-            v.damaged = true;
+          if (v.seal_slot != UINT32_MAX) {
+            v.quarantine = "sealed twice in the catalogue (records " + std::to_string(v.seal_slot) + " and " +
+                           std::to_string(slot) + ")";
+            v.sealed = false;
             recovery_.damaged++;
           } else {
-            v.sealed = true;
             v.seal_slot = slot;
+            v.sealed = r.state == kVersionSealed;
+            if (r.state == kVersionQuarantined) v.quarantine = "found damaged before the last restart";
           }
         }
         break;
       default:
-        used[slot] = true;
-        spdlog::error("catalogue record {} has an unknown state {:#x}; quarantined", slot, r.state);
+        spdlog::error("catalogue record {} has an unknown state {:#x}; kept, never served", slot, r.state);
         recovery_.damaged++;
+        suspect_seals++;
     }
-    if (r.state != kStateFree && r.sequence >= next_sequence_) next_sequence_ = r.sequence + 1;
   }
-  // Regions of sealed versions stay; every other committed region belonged
-  // to a version that never sealed, or whose deletion was interrupted.
+  // Regions of sealed (or quarantined) versions stay; every other committed
+  // region belonged to a version that never sealed, or whose deletion was
+  // interrupted, unless a damaged record may have been its seal.
   std::set<std::pair<std::string, uint64_t>> being_deleted;
   for (uint32_t slot : deleting) being_deleted.emplace(record_job(rec(slot)), rec(slot).version);
+  const auto spoil = [&](Version& v, const std::string& why) {
+    if (!v.quarantine.empty()) return;
+    v.quarantine = why;
+    v.sealed = false;
+  };
   for (uint32_t slot : committed) {
     const Record& r = rec(slot);
     const std::string job = record_job(r);
     Version* v = find_version(job, r.version);
-    if (!v || !v->sealed || being_deleted.count({job, r.version})) {
+    if (being_deleted.count({job, r.version}) || ((!v || v->seal_slot == UINT32_MAX) && suspect_seals == 0)) {
       reclaim.push_back(slot);
       continue;
     }
-    if (!v->regions.emplace(std::make_pair(r.rank, r.id), slot).second) {
-      spdlog::error("{} holds region rank {} id {} twice; quarantined", describe(job, r.version), r.rank, r.id);
-      v->damaged = true;
-      recovery_.damaged++;
-      continue;
+    if (!v) {
+      v = &jobs_[job][r.version];
+      spoil(*v, "committed regions without a seal record, while " + std::to_string(suspect_seals) +
+                    " damaged catalogue record(s) may have been its seal");
     }
     if (!alloc_.reserve(r.offset, extent_size(r.size))) {
-      spdlog::error("{}: region rank {} id {} has an extent outside the data area or overlapping another; quarantined",
-                    describe(job, r.version), r.rank, r.id);
-      v->damaged = true;
+      spdlog::error("{}: region rank {} id {} (record {}) has an extent outside the data area or overlapping another",
+                    describe(job, r.version), r.rank, r.id, slot);
       recovery_.damaged++;
+      spoil(*v, "region rank " + std::to_string(r.rank) + " id " + std::to_string(r.id) + " has an invalid extent");
+      continue;  // its record stays used, its extent unowned
+    }
+    if (!v->regions.emplace(std::make_pair(r.rank, r.id), slot).second) {
+      alloc_.release(r.offset, extent_size(r.size));
+      recovery_.damaged++;
+      spoil(*v, "holds region rank " + std::to_string(r.rank) + " id " + std::to_string(r.id) + " twice");
       continue;
     }
     regions_++;
@@ -506,21 +663,27 @@ void Catalogue::recover() {
     used[slot] = false;
     recovery_.finished_deletions++;
   }
-  // A sealed version must hold exactly the regions its seal record names.
+  // A sealed version must hold exactly the regions its seal names.
   for (auto& [job, versions] : jobs_) {
     for (auto& [ver, v] : versions) {
-      if (v.damaged || !v.sealed) continue;
-      const Record& s = rec(v.seal_slot);
-      std::set<uint32_t> ranks;
-      for (const auto& [key, slot] : v.regions) ranks.insert(key.first);
-      if (v.regions.size() != s.id || ranks.size() != s.rank || manifest_digest(v) != s.checksum) {
-        spdlog::error("{} does not hold the regions its seal names ({} of {} regions); quarantined",
-                      describe(job, ver), v.regions.size(), s.id);
-        v.damaged = true;
-        recovery_.damaged++;
-      } else {
+      if (v.seal_slot != UINT32_MAX && v.quarantine.empty()) {
+        const Record& s = rec(v.seal_slot);
+        std::set<uint32_t> ranks;
+        for (const auto& [key, slot] : v.regions) ranks.insert(key.first);
+        if (v.regions.size() != s.id || ranks.size() != s.rank || manifest_digest(v) != s.checksum)
+          spoil(v, "holds " + std::to_string(v.regions.size()) + " of the " + std::to_string(s.id) +
+                       " regions its seal names, or regions that differ from them");
+      }
+      if (!v.quarantine.empty()) {
+        // Durable where there is a seal record to mark.
+        if (v.seal_slot != UINT32_MAX && rec(v.seal_slot).state == kVersionSealed)
+          pool_.store_persist(&rec(v.seal_slot).state, kVersionQuarantined);
+        spdlog::error("{} is quarantined: {}; it is never served (inspect with 'pmcr ls', delete with 'pmcr rm')",
+                      describe(job, ver), v.quarantine);
+        recovery_.quarantined++;
+      } else if (v.sealed) {
         recovery_.sealed_versions++;
-        recovery_.regions += s.id;
+        recovery_.regions += static_cast<uint32_t>(v.regions.size());
       }
     }
   }

@@ -2,11 +2,24 @@
 // stored as an array of Records in the pool, mirrored by DRAM indexes that
 // are rebuilt from it at start-up.
 //
-// A region (job, version, rank, id) is created by a writer, filled by RMA,
-// then committed (data persisted and checksum verified). A version becomes
-// visible only when it is sealed: one record whose state store makes all of
-// its regions visible at once. Unsealed regions never survive a restart, and
-// die with the connection that created them.
+// A region (job, version, rank, id) is created by a writer, filled with
+// data, then committed (data persisted and checksum verified). A version
+// becomes visible only when it is sealed: one record whose state store makes
+// all of its regions visible at once. Unsealed regions never survive a
+// restart, and die with the connection that created them.
+//
+// Who may write (README, "Who may write a region"):
+//  - A job is written by attempts. begin_attempt() starts one and supersedes
+//    every earlier attempt of that job: their unsealed regions are dropped at
+//    once, and they may create and seal nothing more (PMCR_E_SUPERSEDED).
+//  - Within the current attempt, an unsealed region belongs to the
+//    connection (Owner) that created it until the seal: only that owner
+//    writes, commits or re-creates it; another owner's CREATE of the same key
+//    is refused (PMCR_E_BUSY). When the owner goes, its regions are freed.
+//
+// Memory is never reused while I/O may still touch it: every receive into a
+// region and every send from it holds a pin (as a reader does), and a region
+// freed while pinned keeps its extent until the last pin is released.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +27,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -37,15 +51,18 @@ struct RegionView {
   uint64_t size = 0;      // bytes
   uint64_t capacity = 0;  // extent bytes (page multiple; 0 for an empty region)
   uint64_t checksum = 0;
+  uint32_t rank = 0;
+  uint32_t id = 0;
 };
 
 struct VersionSummary {
   std::string job;
   uint64_t version = 0;
-  bool sealed = false;
+  bool sealed = false;  // sealed and not quarantined
   uint32_t nranks = 0;
   uint32_t nregions = 0;
   uint64_t bytes = 0;
+  std::string quarantine;  // why it is quarantined; empty if it is not
 };
 
 struct RegionSummary {
@@ -62,9 +79,16 @@ struct CatalogueStats {
   uint64_t free_bytes = 0;
   uint32_t regions = 0;
   uint32_t sealed_versions = 0;
+  uint32_t quarantined_versions = 0;
   uint32_t jobs = 0;
   uint32_t slots = 0;
   uint32_t slots_used = 0;
+};
+
+// What one owner holds now: its unsealed regions and their extent bytes.
+struct OwnerUsage {
+  uint32_t regions = 0;
+  uint64_t bytes = 0;
 };
 
 struct RecoveryReport {
@@ -72,24 +96,37 @@ struct RecoveryReport {
   uint32_t regions = 0;
   uint32_t reclaimed_regions = 0;   // created or committed but never sealed
   uint32_t finished_deletions = 0;  // versions whose deletion a crash interrupted
-  uint32_t damaged = 0;             // records or versions that failed verification
+  uint32_t damaged = 0;             // records that failed verification
+  uint32_t quarantined = 0;         // versions kept but never served
 };
 
 class Catalogue {
  public:
   // Recovers the catalogue of POOL: finishes interrupted deletions, reclaims
-  // unsealed regions, verifies sealed versions and rebuilds the allocator.
+  // unsealed regions (or quarantines them, when a damaged record may have
+  // been their seal), verifies sealed versions' metadata and rebuilds the
+  // allocator.
   explicit Catalogue(Pool& pool);
 
   const RecoveryReport& recovery() const { return recovery_; }
 
   // Called whenever a data extent returns to the allocator (after the last
-  // reader closed it), so the server can drop its UCX registration.
+  // pin was released), so the server can drop its UCX registration.
   std::function<void(uint64_t offset, uint64_t capacity)> on_extent_freed;
 
-  // Creates (or replaces an unsealed) region. Throws Error: INVAL (name,
-  // size), EXISTS (version sealed), NOSPACE (pool or catalogue full).
-  RegionView create_region(const RegionKey& key, uint64_t size, Owner owner);
+  // Starts a new attempt of JOB and returns its number (larger than every
+  // earlier one, in this server's life and, with a sane clock, across
+  // restarts). Earlier attempts' unsealed regions are freed; *DROPPED says
+  // how many. Throws INVAL (name).
+  uint64_t begin_attempt(const std::string& job, uint32_t* dropped = nullptr);
+  // The job's current attempt, 0 if none began since the server started.
+  uint64_t current_attempt(const std::string& job) const;
+
+  // Creates (or, for its own owner, replaces) an unsealed region. Throws
+  // INVAL (name), SUPERSEDED (not the job's current attempt), EXISTS
+  // (version sealed), BUSY (another owner's region), NOSPACE (pool or
+  // catalogue full).
+  RegionView create_region(const RegionKey& key, uint64_t size, Owner owner, uint64_t attempt);
   // Persists the region's data, verifies CHECKSUM over it and commits it
   // durably. Throws NOT_FOUND, STATE (another owner), SIZE, CHECKSUM.
   void commit_region(uint64_t handle, uint64_t size, uint64_t checksum, Owner owner);
@@ -98,26 +135,45 @@ class Catalogue {
   RegionView writable_region(uint64_t handle, Owner owner) const;
   // Seals a version atomically if exactly NREGIONS regions of NRANKS ranks
   // (each rank at least one) are committed. Idempotent for the same counts.
-  // Throws NOT_FOUND, INVAL, INCOMPLETE, EXISTS (sealed with other counts).
-  void seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions);
+  // Throws NOT_FOUND, INVAL, INCOMPLETE, EXISTS (sealed with other counts),
+  // SUPERSEDED.
+  void seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions, uint64_t attempt);
 
   // Opens a committed region of a sealed version for reading and pins its
-  // extent until close_region. Throws NOT_FOUND.
+  // extent until close_region. Throws NOT_FOUND, CORRUPT (quarantined).
   RegionView open_region(const RegionKey& key);
-  void close_region(uint64_t handle);
+  void close_region(uint64_t handle) { unpin(handle); }
+  // Pins a region (created or committed, or freed but still pinned) against
+  // reuse of its extent, for I/O in flight. Throws NOT_FOUND.
+  void pin(uint64_t handle);
+  // Releases one pin of a region, or of a freed region's extent (then
+  // returned to the allocator with its last pin). Throws NOT_FOUND.
+  void unpin(uint64_t handle);
+  // Every region of a sealed version. Throws NOT_FOUND, CORRUPT (quarantined).
+  std::vector<RegionView> version_regions(const std::string& job, uint64_t version) const;
 
-  // Deletes one version (sealed or not), or every version of the job.
-  // Returns (versions, regions) deleted. Throws NOT_FOUND.
+  // Marks a sealed version damaged, durably: it is never served again, and
+  // stays (listed, with REASON) until deleted. No-op if absent.
+  void quarantine(const std::string& job, uint64_t version, const std::string& reason);
+
+  // Deletes one version (sealed, quarantined or not), or every version of
+  // the job. Returns (versions, regions) deleted. Throws NOT_FOUND.
   std::pair<uint32_t, uint32_t> delete_versions(const std::string& job, std::optional<uint64_t> version);
-  // Frees every unsealed region OWNER created (its connection is gone).
+  // Frees every unsealed region OWNER created (its connection is gone), or
+  // only those of one version (a failed checkpoint). Returns how many.
   uint32_t release_owner(Owner owner);
+  uint32_t release_owner(Owner owner, const std::string& job, uint64_t version);
+  OwnerUsage usage(Owner owner) const;
 
   std::vector<VersionSummary> list_versions(const std::string& job) const;
+  // (job, version) of every sealed, not quarantined version.
+  std::vector<std::pair<std::string, uint64_t>> sealed_versions() const;
   // Throws NOT_FOUND.
   std::pair<bool, std::vector<RegionSummary>> list_regions(const std::string& job, uint64_t version) const;
   CatalogueStats stats() const;
+  uint64_t data_size() const { return alloc_.capacity(); }
 
-  // Data address of a region in this process (for the server's RMA
+  // Data address of a region in this process (for the server's
   // registration and for tests).
   uint8_t* data(uint64_t offset) const { return pool_.base() + offset; }
 
@@ -129,11 +185,11 @@ class Catalogue {
   };
   struct Version {
     bool sealed = false;
-    bool damaged = false;
+    std::string quarantine;  // non-empty: damaged, never served
     uint32_t seal_slot = UINT32_MAX;
     std::map<std::pair<uint32_t, uint32_t>, uint32_t> regions;  // (rank, id) -> slot
   };
-  struct Zombie {  // extent of a deleted region that a reader still has open
+  struct Zombie {  // extent of a freed region that I/O or a reader still pins
     uint64_t offset = 0;
     uint64_t capacity = 0;
     uint32_t pins = 0;
@@ -141,17 +197,23 @@ class Catalogue {
 
   Record& rec(uint32_t slot) const { return pool_.records()[slot]; }
   uint64_t handle_of(uint32_t slot) const { return (static_cast<uint64_t>(slots_[slot].gen) << 32) | slot; }
+  RegionView view_of(uint32_t slot) const;
   std::optional<uint32_t> slot_of(uint64_t handle) const;
   uint32_t take_slot();
   void write_body(uint32_t slot, const std::string& job, uint64_t version, uint32_t rank, uint32_t id, uint64_t offset,
                   uint64_t size, uint64_t checksum);
   bool body_ok(uint32_t slot) const;
+  void set_owner(uint32_t slot, Owner owner);
   void free_record(uint32_t slot);     // persists state 0; the slot returns to the free list
   void free_region(uint32_t slot);     // free_record + extent (deferred while pinned)
   void release_extent(uint64_t offset, uint64_t capacity);
   Version* find_version(const std::string& job, uint64_t version);
   const Version* find_version(const std::string& job, uint64_t version) const;
   void prune(const std::string& job, uint64_t version);
+  void check_attempt(const std::string& job, uint64_t attempt) const;
+  // Frees the unsealed regions of JOB (every version, or one) that MATCH.
+  uint32_t release_if(const std::string& job, std::optional<uint64_t> version,
+                      const std::function<bool(Owner)>& match);
   uint32_t delete_version(const std::string& job, uint64_t version, Version& v);
   uint64_t manifest_digest(const Version& v) const;
   void recover();
@@ -162,6 +224,9 @@ class Catalogue {
   std::vector<uint32_t> free_slots_;
   std::map<std::string, std::map<uint64_t, Version>> jobs_;
   std::map<uint64_t, Zombie> zombies_;  // by handle
+  std::unordered_map<Owner, OwnerUsage> usage_;
+  std::unordered_map<std::string, uint64_t> attempts_;  // job -> current attempt
+  uint64_t last_attempt_ = 0;
   uint64_t next_sequence_ = 1;
   uint32_t regions_ = 0;
   RecoveryReport recovery_;

@@ -46,6 +46,7 @@ enum : uint64_t {
   kRegionCommitted = 0x0102,  // data durable and checksummed; visible once its version is sealed
   kVersionSealed = 0x0203,    // the version and all its regions are visible
   kVersionDeleting = 0x0204,  // invisible; its regions are being freed
+  kVersionQuarantined = 0x0205,  // sealed, then found damaged: kept for inspection, never served
 };
 
 constexpr size_t kJobNameMax = 64;

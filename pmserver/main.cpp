@@ -1,12 +1,21 @@
 // pmserver: serves a persistent-memory pool to pmcr clients over UCX.
+#include <fcntl.h>
 #include <signal.h>
+#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <ucs/config/global_opts.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <optional>
+#include <thread>
 
 #include "catalogue.hpp"
 #include "error.hpp"
@@ -14,17 +23,111 @@
 #include "server.hpp"
 #include "text.hpp"
 
+namespace {
+
+using pmcr::format_size;
+
+// --progress-file: one line saying what the server is doing, rewritten
+// atomically as start-up advances ("allocating 3.0 GiB of 10.0 GiB",
+// "recovering the catalogue", "listening 127.0.0.1:13790", ...), so that a
+// launcher can tell a slow start from a stuck one and say what it waits for.
+class Progress {
+ public:
+  explicit Progress(std::string path) : path_(std::move(path)) {}
+  void operator()(const std::string& what) const {
+    spdlog::info("start-up: {}", what);
+    if (path_.empty()) return;
+    const std::string tmp = path_ + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << what << "\n";
+    }
+    std::rename(tmp.c_str(), path_.c_str());
+  }
+
+ private:
+  std::string path_;
+};
+
+// A server holds about three file descriptors per client connection and one
+// per TCP peer still in UCX's handshake: the soft limit goes to the hard
+// one. UCX 1.13 corrupts its heap when it registers more descriptors than
+// UCX_ASYNC_MAX_EVENTS (default 1024; README, "Connection capacity"), so
+// that limit is set above anything the process can open. Returns the fd
+// limit.
+uint64_t raise_fd_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rlimit want = rl;
+    want.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+  }
+  const uint64_t limit = rl.rlim_cur == RLIM_INFINITY ? (1u << 20) : rl.rlim_cur;
+  if (!std::getenv("UCX_ASYNC_MAX_EVENTS")) {
+    const std::string events = std::to_string(std::min<uint64_t>(limit, 1u << 20) + 64);
+    if (ucs_global_opts_set_value("ASYNC_MAX_EVENTS", events.c_str()) != UCS_OK)
+      spdlog::warn("cannot set UCX_ASYNC_MAX_EVENTS to {}; set it in the environment", events);
+  }
+  return limit;
+}
+
+std::chrono::milliseconds parse_duration(const std::string& text, const std::string& option) {
+  // "500ms", "5s", "10m", "24h"; a bare number is seconds.
+  size_t n = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &n);
+  } catch (const std::exception&) {
+    n = 0;
+  }
+  const std::string unit = text.substr(n);
+  double ms = -1;
+  if (n > 0 && v >= 0) {
+    if (unit == "ms") ms = v;
+    else if (unit.empty() || unit == "s") ms = v * 1e3;
+    else if (unit == "m") ms = v * 60e3;
+    else if (unit == "h") ms = v * 3600e3;
+  }
+  if (ms < 0) throw pmcr::Error(PMCR_E_INVAL, option + " '" + text + "' is not a duration (e.g. 500ms, 5s, 10m, 24h)");
+  return std::chrono::milliseconds(static_cast<int64_t>(ms));
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"pmserver: a persistent-memory pool for pmcr checkpoints, served over UCX"};
   std::string pool_path, size_text, listen_text = "0.0.0.0:" + std::to_string(pmcr::kDefaultPort), level = "info";
-  std::string ready_file;
-  bool no_prefault = false;
+  std::string ready_file, progress_file, log_file;
+  std::string hello_timeout = "5s", quota_regions = "25%", quota_bytes = "50%", scrub_rate = "256M",
+              scrub_interval = "24h";
+  uint32_t max_connections = 8192, quota_open = 1024;
+  bool no_prefault = false, no_rma = false;
   app.add_option("--pool", pool_path, "pool file (created if absent) or DAX device")->required();
   app.add_option("--size", size_text, "pool size when creating it, e.g. 4G (K, M, G, T suffixes)");
   app.add_option("--listen", listen_text, "HOST:PORT to listen on")->capture_default_str();
   app.add_option("--log-level", level, "trace, debug, info, warn, error or off")->capture_default_str();
+  app.add_option("--log-file", log_file,
+                 "append the log to this file once the pool is locked (before that, and if absent: stderr)");
   app.add_option("--ready-file", ready_file, "write HOST:PORT to this file once listening (for scripts and tests)");
-  app.add_flag("--no-prefault", no_prefault, "do not fault the pool mapping in at start-up");
+  app.add_option("--progress-file", progress_file, "keep a line saying what start-up is doing in this file");
+  app.add_flag("--no-prefault", no_prefault, "do not fault the pool mapping in (in the background) after start-up");
+  app.add_option("--max-connections", max_connections, "client connections served at once; more are refused")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1u << 20));
+  app.add_option("--hello-timeout", hello_timeout, "time a new connection has to complete its handshake and HELLO")
+      ->capture_default_str();
+  app.add_option("--quota-regions", quota_regions, "unsealed regions one connection may hold (count, or % of the catalogue)")
+      ->capture_default_str();
+  app.add_option("--quota-bytes", quota_bytes, "unsealed bytes one connection may hold (size, or % of the data area)")
+      ->capture_default_str();
+  app.add_option("--quota-open", quota_open, "regions one connection may have open for reading")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1u << 24));
+  app.add_option("--scrub-rate", scrub_rate, "bytes per second the background scrub verifies (0: no scrub)")
+      ->capture_default_str();
+  app.add_option("--scrub-interval", scrub_interval, "time between scrub passes over every sealed version")
+      ->capture_default_str();
+  app.add_flag("--no-rma", no_rma, "never offer put/get, even on transports that enforce remote keys");
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_color_mt("pmserver");
@@ -52,24 +155,84 @@ int main(int argc, char** argv) {
   // connections of the previous one linger in TIME_WAIT (UCX binds without
   // SO_REUSEADDR by default). Linux still refuses a second live listener.
   setenv("UCX_CM_REUSEADDR", "y", 0);
+  const uint64_t fd_limit = raise_fd_limit();
 
   try {
+    const Progress progress(progress_file);
     std::optional<uint64_t> size;
     if (!size_text.empty()) size = pmcr::parse_size(size_text);
     pmcr::server::ServerOptions options;
     options.listen = pmcr::parse_host_port(listen_text, pmcr::kDefaultPort);
     options.ready_file = ready_file;
+    options.hello_timeout = parse_duration(hello_timeout, "--hello-timeout");
+    options.scrub_interval = std::chrono::duration_cast<std::chrono::seconds>(parse_duration(scrub_interval, "--scrub-interval"));
+    options.scrub_rate = scrub_rate == "0" ? 0 : pmcr::parse_size(scrub_rate);
+    options.allow_rma = !no_rma;
+    // About 3 descriptors per connection, and room for the rest.
+    const uint64_t fit = fd_limit > 256 ? (fd_limit - 256) / 3 : 1;
+    options.max_connections = static_cast<uint32_t>(std::min<uint64_t>(max_connections, fit));
+    if (options.max_connections < max_connections)
+      spdlog::warn("--max-connections {} lowered to {}: the open-file limit is {} (raise it with ulimit -Hn)",
+                   max_connections, options.max_connections, fd_limit);
 
-    auto pool = pmcr::server::Pool::open_or_create(pool_path, size);
-    spdlog::info("pool {}: {} ({} granularity){}", pool.path(), pmcr::format_size(pool.size()),
-                 pool.granularity_name(), pool.formatted_now() ? ", new" : "");
-    if (!no_prefault) pool.prefault();
+    progress("opening pool " + pool_path);
+    auto pool = pmcr::server::Pool::open_or_create(pool_path, size, [&](uint64_t done, uint64_t total) {
+      progress("allocating pool " + pool_path + ": " + format_size(done) + " of " + format_size(total));
+    });
+    // The pool is ours (locked): from here on the log is this server's own.
+    if (!log_file.empty()) {
+      auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_file, false);
+      logger->sinks().clear();
+      logger->sinks().push_back(sink);
+      logger->flush_on(spdlog::level::trace);
+      // UCX writes its own warnings to stderr: they go to the log too.
+      const int fd = ::open(log_file.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+      if (fd >= 0) {
+        ::dup2(fd, STDERR_FILENO);
+        ::close(fd);
+      }
+    }
+    spdlog::info("pool {}: {} ({} granularity){}", pool.path(), format_size(pool.size()), pool.granularity_name(),
+                 pool.formatted_now() ? ", new" : "");
+    progress("recovering the catalogue of " + pool_path);
     pmcr::server::Catalogue catalogue(pool);
     const auto& r = catalogue.recovery();
     spdlog::info("catalogue: {} sealed versions with {} regions; reclaimed {} unsealed regions, finished {} "
-                 "deletions, {} damaged",
-                 r.sealed_versions, r.regions, r.reclaimed_regions, r.finished_deletions, r.damaged);
+                 "deletions, {} damaged records, {} versions quarantined",
+                 r.sealed_versions, r.regions, r.reclaimed_regions, r.finished_deletions, r.damaged, r.quarantined);
+    options.quotas.regions = static_cast<uint32_t>(
+        std::min<uint64_t>(pmcr::server::parse_quota(quota_regions, pool.slots(), false, "--quota-regions"), UINT32_MAX));
+    options.quotas.bytes = pmcr::server::parse_quota(quota_bytes, catalogue.stats().data_size, true, "--quota-bytes");
+    options.quotas.open = quota_open;
+
     pmcr::server::Server server(pool, catalogue, options);
+    progress("listening on " + pmcr::to_string(pmcr::HostPort{options.listen.host, server.port()}));
+    // Faulting the pool in takes ~0.5-3 s per GiB on a VM: it runs while
+    // the server already serves (it changes no byte; see Pool::prefault),
+    // and stops (joined here) before the pool is unmapped.
+    struct Background {
+      bool stop = false;
+      std::thread thread;
+      ~Background() {
+        __atomic_store_n(&stop, true, __ATOMIC_RELAXED);
+        if (thread.joinable()) thread.join();
+      }
+    } prefault;
+    if (!no_prefault)
+      prefault.thread = std::thread([&] {
+        const auto t0 = std::chrono::steady_clock::now();
+        uint64_t reported = 0;
+        pool.prefault(
+            [&](uint64_t done, uint64_t total) {
+              if (done - reported >= (1ull << 30) || done == total) {
+                reported = done;
+                progress("serving; pool faulted in: " + format_size(done) + " of " + format_size(total));
+              }
+            },
+            &prefault.stop);
+        spdlog::info("pool faulted in after {:.1f} s",
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      });
     server.run(sfd);
     spdlog::info("stopped");
   } catch (const pmcr::Error& e) {

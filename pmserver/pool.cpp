@@ -9,9 +9,12 @@
 #include <sys/statfs.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 
@@ -53,6 +56,26 @@ void sync_directory(const std::string& path) {
   ::close(fd);
 }
 
+// The process holding a flock on the file of ST, from /proc/locks (0 if
+// unknown). Lines read "1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF".
+pid_t lock_holder(const struct stat& st) {
+  FILE* f = std::fopen("/proc/locks", "r");
+  if (!f) return 0;
+  char line[256];
+  pid_t found = 0;
+  while (!found && std::fgets(line, sizeof line, f)) {
+    char kind[16], mode[16], rw[16];
+    long pid = 0;
+    unsigned maj = 0, min = 0;
+    unsigned long long ino = 0;
+    if (std::sscanf(line, "%*d: %15s %15s %15s %ld %x:%x:%llu", kind, mode, rw, &pid, &maj, &min, &ino) == 7 &&
+        std::strcmp(kind, "FLOCK") == 0 && ino == st.st_ino && makedev(maj, min) == st.st_dev)
+      found = static_cast<pid_t>(pid);
+  }
+  std::fclose(f);
+  return found;
+}
+
 uint64_t slots_for(uint64_t size) {
   uint64_t slots = size / (16 * 1024);
   if (slots < 1024) slots = 1024;
@@ -62,7 +85,7 @@ uint64_t slots_for(uint64_t size) {
 
 }  // namespace
 
-Pool Pool::open_or_create(const std::string& path, std::optional<uint64_t> size) {
+Pool Pool::open_or_create(const std::string& path, std::optional<uint64_t> size, const Progress& progress) {
   Pool pool;
   pool.path_ = path;
   // A new pool is formatted under a temporary name and linked into place
@@ -85,9 +108,13 @@ Pool Pool::open_or_create(const std::string& path, std::optional<uint64_t> size)
   // From here on, a failure must not leave a half-made file behind.
   try {
     if (::flock(pool.fd_, LOCK_EX | LOCK_NB) != 0) {
-      if (errno == EWOULDBLOCK)
-        throw Error(PMCR_E_BUSY, "pool " + path + " is in use by another pmserver (it holds the file lock); "
-                                 "stop that server or use another pool");
+      if (errno == EWOULDBLOCK) {
+        struct stat st {};
+        const pid_t holder = ::fstat(pool.fd_, &st) == 0 ? lock_holder(st) : 0;
+        throw Error(PMCR_E_BUSY, "pool " + path + " is in use by another pmserver" +
+                                     (holder > 0 ? " (pid " + std::to_string(holder) + ")" : "") +
+                                     ", which holds its lock; stop that server or use another pool");
+      }
       throw_errno("cannot lock pool " + path, errno);
     }
     struct stat st {};
@@ -97,8 +124,15 @@ Pool Pool::open_or_create(const std::string& path, std::optional<uint64_t> size)
       if (want < kMinPoolSize)
         throw Error(PMCR_E_INVAL, "pool size " + format_size(*size) + " is too small; the minimum is " +
                                       format_size(kMinPoolSize));
-      const int rc = ::posix_fallocate(pool.fd_, 0, static_cast<off_t>(want));
-      if (rc != 0) throw_errno("cannot allocate " + format_size(want) + " for pool " + path, rc);
+      // In steps, so that the progress of a large pool can be reported.
+      constexpr uint64_t kStep = 1ull << 30;
+      for (uint64_t done = 0; done < want;) {
+        const uint64_t n = std::min(kStep, want - done);
+        const int rc = ::posix_fallocate(pool.fd_, static_cast<off_t>(done), static_cast<off_t>(n));
+        if (rc != 0) throw_errno("cannot allocate " + format_size(want) + " for pool " + path, rc);
+        done += n;
+        if (progress) progress(done, want);
+      }
     } else if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) {
       throw Error(PMCR_E_INVAL, "pool " + path + " is neither a regular file nor a DAX device");
     }
@@ -250,25 +284,31 @@ const char* Pool::granularity_name() const {
   }
 }
 
-void Pool::prefault() const {
+void Pool::prefault(const Progress& progress, const bool* stop) const {
   // Memory (tmpfs: the pool is allocated already) and DAX (no page cache)
-  // are write-populated and then touched: a write to each page, of the byte
-  // already there. Otherwise a region's first write pays a fault per page,
-  // and on a virtual machine a hypervisor fault too: ~0.7 GB/s here against
-  // ~15 GB/s once touched (README, "Benchmark"). A page-cache-backed file
-  // is read-populated only: writing would dirty every page and make the
-  // kernel write the whole pool back.
+  // are write-populated and then touched: an atomic add of zero to a byte of
+  // each page, which cannot undo a client's concurrent write. Otherwise a
+  // region's first write pays a fault per page, and on a virtual machine a
+  // hypervisor fault too: ~0.7 GB/s here against ~15 GB/s once touched
+  // (README, "Benchmark"). A page-cache-backed file is read-populated only:
+  // writing would dirty every page and make the kernel write the pool back.
   struct statfs fs {};
   const bool memory = ::statfs(path_.c_str(), &fs) == 0 && fs.f_type == TMPFS_MAGIC;
   const bool write = memory || granularity_bytes() < 4096;
+  constexpr uint64_t kStep = 64ull << 20;
+  for (uint64_t off = 0; off < map_size_; off += kStep) {
+    if (stop && __atomic_load_n(stop, __ATOMIC_RELAXED)) return;
+    const uint64_t n = std::min(kStep, map_size_ - off);
 #if defined(MADV_POPULATE_WRITE)
-  if (::madvise(base_, map_size_, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) != 0)
-    spdlog::warn("prefaulting pool {} failed: {} (first accesses will be slower)", path_, std::strerror(errno));
+    if (::madvise(base_ + off, n, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) != 0) {
+      spdlog::warn("prefaulting pool {} failed: {} (first accesses will be slower)", path_, std::strerror(errno));
+      return;
+    }
 #endif
-  if (!write) return;
-  // Single-threaded, before the server serves anyone: nothing else writes.
-  auto* bytes = reinterpret_cast<volatile uint8_t*>(base_);
-  for (size_t off = 0; off < map_size_; off += 4096) bytes[off] = bytes[off];
+    if (write)
+      for (uint64_t p = off; p < off + n; p += 4096) __atomic_fetch_add(base_ + p, 0, __ATOMIC_RELAXED);
+    if (progress) progress(off + n, map_size_);
+  }
 }
 
 }  // namespace pmcr::server

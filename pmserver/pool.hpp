@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -20,7 +21,10 @@ class Pool {
   // with SIZE bytes and formats it. Takes an exclusive lock on the file so
   // two servers can never share a pool. Throws Error with a message that
   // names the path and the remedy.
-  static Pool open_or_create(const std::string& path, std::optional<uint64_t> size);
+  // PROGRESS, if given, hears how far the allocation of a new pool is
+  // (bytes done, bytes in all).
+  using Progress = std::function<void(uint64_t done, uint64_t total)>;
+  static Pool open_or_create(const std::string& path, std::optional<uint64_t> size, const Progress& progress = {});
 
   Pool(Pool&& other) noexcept;
   Pool& operator=(Pool&&) = delete;
@@ -47,9 +51,12 @@ class Pool {
   uint64_t granularity_bytes() const { return granularity_; }
   const char* granularity_name() const;
 
-  // Faults the whole mapping in, so first touches by RMA do not run at
-  // page-fault speed. Failure is harmless and only logged.
-  void prefault() const;
+  // Faults the whole mapping in, so first touches by clients do not run at
+  // page-fault speed. Safe while the pool is in use (it never changes a
+  // byte), so it runs in the background after the server listens. PROGRESS
+  // hears how far it is; it stops early once STOP becomes true. Failure is
+  // harmless and only logged.
+  void prefault(const Progress& progress, const bool* stop) const;
 
  private:
   Pool() = default;

@@ -1,30 +1,60 @@
 // Server: the UCX side of pmserver. One context, one worker, one listener;
 // clients connect by sockaddr and speak the control protocol over active
-// messages, while region data moves by RMA straight into and out of pool
-// memory. Single-threaded: the worker is progressed from one event loop that
-// sleeps on the worker's event fd (no busy polling when idle).
+// messages, while region data moves as rendezvous active messages straight
+// into and out of pool memory (or by RMA, on transports whose remote keys
+// the hardware enforces). Single-threaded: the worker is progressed from one
+// event loop that sleeps on the worker's event fd (no busy polling when
+// idle); checksums of stored data are computed by the Verifier's thread.
+//
+// The implementation is split by concern:
+//   server.cpp       set-up, the event loop, statistics
+//   connections.cpp  accept, HELLO, limits and time-outs, teardown
+//   requests.cpp     decoding, the dispatcher and the request handlers
+//   data_path.cpp    region bytes in (writes) and out (READ), registration
+//   scrub.cpp        verification of stored data: on OPEN, VERIFY, scrub
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "catalogue.hpp"
 #include "protocol.hpp"
+#include "quota.hpp"
 #include "text.hpp"
 #include "ucx.hpp"
+#include "verifier.hpp"
 
 namespace pmcr::server {
 
+// RMA is offered only where remote keys are enforced by the NIC: the
+// InfiniBand/RoCE transports. Everything else UCX 1.13 has (tcp, the
+// shared-memory ones) either carries out put/get on the server's CPU at any
+// address the client names, or maps the whole address space: a remote key
+// protects nothing there (README, "Security").
+inline constexpr const char* kRkeyTransports[] = {"rc_verbs", "rc_mlx5", "dc_mlx5"};
+// True if every transport of TRANSPORTS ("tl/dev,tl/dev") is one of them.
+bool rkeys_enforced(const std::string& transports);
+
 struct ServerOptions {
   HostPort listen{"0.0.0.0", kDefaultPort};
-  std::string ready_file;  // written with "HOST:PORT" once listening
+  std::string ready_file;          // written with "HOST:PORT" once listening
   uint32_t max_bad_messages = 16;  // malformed messages before a connection is closed
+  uint32_t max_connections = 8192;
+  std::chrono::milliseconds hello_timeout{5000};  // to finish the handshake and say HELLO
+  uint32_t max_unanswered = 1024;  // replies a client has not taken before it is dropped
+  Quotas quotas{4096, 1ull << 40, 1024};
+  uint64_t scrub_rate = 256ull << 20;  // background verification, bytes/s; 0: no scrub
+  std::chrono::seconds scrub_interval{24 * 3600};
+  bool allow_rma = true;  // offer put/get where the transport enforces remote keys
 };
 
 class Server {
@@ -35,26 +65,31 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   // Serves until a SIGTERM or SIGINT arrives (the caller blocks them and
-  // passes a signalfd) or stop() is called.
+  // passes a signalfd).
   void run(int signal_fd);
   uint16_t port() const { return port_; }
 
  private:
+  using Clock = std::chrono::steady_clock;
   struct Connection {
     Server* server = nullptr;
     Owner id = 0;
     ucp_ep_h ep = nullptr;
     std::string peer;
     std::string client;
+    Clock::time_point accepted;
     bool hello = false;
     bool dead = false;
+    bool rma = false;  // may use put/get: its transport enforces remote keys
     uint32_t bad_messages = 0;
+    uint32_t unanswered = 0;  // replies sent but not yet taken by the client
     std::multiset<uint64_t> open_handles;
     std::map<uint64_t, RegionView> open_views;  // where each open region lies
+    std::map<std::string, uint64_t> attempts;   // job -> the attempt it wrote under
   };
   struct Registration {
     ucp_mem_h memh = nullptr;
-    std::vector<uint8_t> rkey;
+    std::vector<uint8_t> rkey;  // packed only for connections that may use RMA
   };
   struct Incoming {
     ucp_ep_h ep;
@@ -78,64 +113,121 @@ class Server {
     std::vector<uint8_t> bytes;  // eager: already here
     size_t length;
   };
-  struct DataRecv {  // one rendezvous receive into a region
+  struct DataIo {  // one rendezvous receive into, or send from, a region; pins it
     Server* server;
     uint64_t handle;
-    Owner owner;
+    std::array<uint8_t, proto::kDataHeaderSize> header;  // sends: alive until done
+  };
+  struct SentReply {
+    Server* server;
+    Owner conn;
+    std::vector<uint8_t> bytes;
+  };
+  struct DeferredCommit {  // a COMMIT waiting for its region's data
+    uint64_t handle;
+    Incoming in;
+  };
+  // Verification of stored data: a task (a reader's OPEN, a VERIFY, one
+  // version of the scrub) waits for the checks of its regions.
+  enum class TaskKind { Open, Verify, Scrub };
+  struct Task {
+    TaskKind kind = TaskKind::Scrub;
+    Owner conn = 0;  // Open, Verify: who gets the reply
+    uint64_t tag = 0;
+    std::string job;
+    uint64_t version = 0;
+    proto::OpenReply open;  // Open: the reply once the region verified
+    uint32_t pending = 0;
+    std::string failure;
+  };
+  struct CheckRef {
+    uint64_t task;
+    RegionView region;  // pinned until its check is done
   };
 
+  // ---- UCX callbacks (queue work only) ----
   static void on_conn_request(ucp_conn_request_h request, void* arg);
   static ucs_status_t on_am(void* arg, const void* header, size_t header_length, void* data, size_t length,
                             const ucp_am_recv_param_t* param);
   static void on_rndv_done(void* request, ucs_status_t status, size_t length, void* user_data);
   static ucs_status_t on_data(void* arg, const void* header, size_t header_length, void* data, size_t length,
                               const ucp_am_recv_param_t* param);
-  static void on_data_done(void* request, ucs_status_t status, size_t length, void* user_data);
-  static void on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status);
-  static void on_send_done(void* request, ucs_status_t status, void* user_data);
+  static void on_data_received(void* request, ucs_status_t status, size_t length, void* user_data);
   static void on_data_sent(void* request, ucs_status_t status, void* user_data);
+  static void on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status);
+  static void on_reply_sent(void* request, ucs_status_t status, void* user_data);
 
+  // ---- event loop (server.cpp) ----
   bool drain();  // handles queued work; false if there was none
+  void write_ready_file();
+  proto::StatReply stat() const;
+
+  // ---- connections (connections.cpp) ----
   void accept(ucp_conn_request_h request);
-  void fetch(const PendingRndv& p);
-  void receive(PendingData& d);
-  void data_finished(uint64_t handle, Owner owner);
-  void send_data(Connection& c, const proto::Read& m);
-  void handle(Incoming& in);
-  proto::ReplyBody dispatch(Connection& c, proto::RequestBody& body);
-  void send(Connection& c, const proto::Reply& reply);
   void disconnect(Connection& c, const char* why);
   void close_ep(ucp_ep_h ep);
   void reap_closing(bool wait);
-  const std::vector<uint8_t>& rkey_for(uint64_t offset, uint64_t capacity);
+  // Drops connections that did not say HELLO in time, and TCP connections
+  // to the listening port that never started UCX's handshake.
+  void expire_handshakes();
+  Connection* connection(Owner id);
+
+  // ---- requests (requests.cpp) ----
+  void fetch(const PendingRndv& p);
+  void handle(Incoming& in);
+  // The reply, or nothing when it will be sent later (verification).
+  std::optional<proto::ReplyBody> dispatch(Connection& c, uint64_t tag, proto::RequestBody& body);
+  void send(Connection& c, const proto::Reply& reply);
+  void reply_error(Connection& c, proto::Type type, uint64_t tag, int status, const std::string& message);
+  [[noreturn]] void throw_unknown_handle(const Connection& c, uint64_t handle) const;
+
+  // ---- data path (data_path.cpp) ----
+  void receive(PendingData& d);
+  void data_finished(uint64_t handle);
+  void send_data(Connection& c, const proto::Read& m);
+  const Registration& registration(uint64_t offset, uint64_t capacity, bool rkey);
   void unregister(uint64_t offset);
-  void write_ready_file();
-  proto::StatReply stat() const;
+
+  // ---- verification and scrub (scrub.cpp) ----
+  uint64_t start_task(Task task, const std::vector<RegionView>& regions, bool background);
+  void verified();  // results from the Verifier
+  void finish_task(uint64_t id, Task& t);
+  void schedule_scrub();
 
   Pool& pool_;
   Catalogue& catalogue_;
   ServerOptions options_;
   ucx::Context context_;
   ucx::Worker worker_;
+  bool rma_offered_ = false;  // the context has a transport whose remote keys the hardware enforces
   ucp_listener_h listener_ = nullptr;
   uint16_t port_ = 0;
   Owner next_owner_ = 1;
   std::map<ucp_ep_h, std::unique_ptr<Connection>> connections_;
+  std::unordered_map<Owner, Connection*> by_id_;
+  std::deque<Owner> awaiting_hello_;  // in order of acceptance
+  struct Suspect {
+    std::string peer;
+    Clock::time_point since;
+  };
+  std::map<int, Suspect> half_open_;  // fd -> a TCP peer of the listener not (yet) a connection
+  Clock::time_point next_handshake_check_{};
   std::deque<ucp_conn_request_h> pending_accepts_;
   std::deque<Incoming> incoming_;
   std::deque<PendingRndv> rndv_;
   std::deque<PendingData> data_;
-  struct DeferredCommit {  // a COMMIT waiting for its region's data
-    uint64_t handle;
-    Incoming in;
-  };
   std::deque<DeferredCommit> deferred_;
   std::map<uint64_t, uint32_t> data_inflight_;  // rendezvous receives by region handle
-  std::map<Owner, uint32_t> owner_inflight_;    // ... and by connection
   std::deque<Connection*> failed_;
-  std::deque<Connection*> draining_;  // failed, waiting for their receives to end
   std::vector<void*> closing_;
   std::map<uint64_t, Registration> registrations_;  // by extent offset
+  Verifier verifier_;
+  std::map<uint64_t, Task> tasks_;
+  std::map<uint64_t, CheckRef> checks_;
+  uint64_t next_id_ = 1;
+  std::deque<std::pair<std::string, uint64_t>> scrub_queue_;
+  bool scrubbing_ = false;  // a scrub task is running
+  Clock::time_point next_scrub_pass_{};
   bool stopping_ = false;
 };
 

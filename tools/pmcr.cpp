@@ -1,5 +1,6 @@
 // pmcr: inspect, export, import and delete checkpoints on a pmserver.
 #include <fcntl.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -127,9 +129,12 @@ void cmd_ls(const std::string& server, const std::string& job, bool as_json) {
   const auto versions = c.list_versions(job);
   if (as_json) {
     json arr = json::array();
-    for (const auto& v : versions)
-      arr.push_back({{"job", v.job}, {"version", v.version}, {"sealed", v.sealed}, {"ranks", v.nranks},
-                     {"regions", v.nregions}, {"bytes", v.bytes}});
+    for (const auto& v : versions) {
+      json e = {{"job", v.job},         {"version", v.version}, {"sealed", v.sealed}, {"ranks", v.nranks},
+                {"regions", v.nregions}, {"bytes", v.bytes},     {"quarantined", v.quarantined}};
+      if (v.quarantined) e["reason"] = v.reason;
+      arr.push_back(std::move(e));
+    }
     std::cout << json{{"versions", arr}}.dump(2) << "\n";
     return;
   }
@@ -137,14 +142,34 @@ void cmd_ls(const std::string& server, const std::string& job, bool as_json) {
     std::printf("no checkpoints%s\n", job.empty() ? "" : (" for job " + job).c_str());
     return;
   }
-  std::printf("%-24s %10s %-8s %6s %8s %12s\n", "JOB", "VERSION", "STATE", "RANKS", "REGIONS", "BYTES");
-  for (const auto& v : versions)
-    std::printf("%-24s %10" PRIu64 " %-8s %6u %8u %12s\n", v.job.c_str(), v.version, v.sealed ? "sealed" : "open",
-                v.nranks, v.nregions, pmcr::format_size(v.bytes).c_str());
+  std::printf("%-24s %10s %-11s %6s %8s %12s\n", "JOB", "VERSION", "STATE", "RANKS", "REGIONS", "BYTES");
+  for (const auto& v : versions) {
+    std::printf("%-24s %10" PRIu64 " %-11s %6u %8u %12s\n", v.job.c_str(), v.version,
+                v.quarantined ? "quarantined" : v.sealed ? "sealed" : "open", v.nranks, v.nregions,
+                pmcr::format_size(v.bytes).c_str());
+    if (v.quarantined) std::printf("    quarantined: %s\n", v.reason.c_str());
+  }
 }
 
+// Makes a directory's entries durable.
+void sync_dir(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw Error(PMCR_E_IO, "cannot open " + dir.string() + ": " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) throw Error(PMCR_E_IO, "cannot sync " + dir.string() + ": " + std::strerror(errno));
+}
+
+// An export is written into a temporary directory beside DIR and renamed
+// to DIR only once every region verified against its checksum: DIR either
+// does not appear, or holds the whole version and its manifest.
 void cmd_export(const std::string& server, const std::string& job, std::optional<uint64_t> version,
-                const fs::path& dir, bool as_json) {
+                const fs::path& dir_arg, bool as_json) {
+  const fs::path dir = fs::absolute(dir_arg).lexically_normal();
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !(fs::is_directory(dir, ec) && fs::is_empty(dir, ec)))
+    throw Error(PMCR_E_EXISTS, dir.string() + " exists and is not an empty directory; export writes a new directory "
+                               "(remove it, or choose another)");
   auto c = connect(server);
   if (!version) {
     version = c.latest_sealed(job);
@@ -153,35 +178,46 @@ void cmd_export(const std::string& server, const std::string& job, std::optional
   const auto listing = c.list_regions(job, *version);
   if (!listing.sealed)
     throw Error(PMCR_E_INCOMPLETE, "version " + std::to_string(*version) + " of job '" + job +
-                                       "' is not sealed; only sealed versions can be exported");
-  fs::create_directories(dir);
+                                       "' is not sealed (open or quarantined); only sealed versions can be exported");
+  fs::create_directories(dir.parent_path());
+  std::string tmpl = (dir.parent_path() / ("." + dir.filename().string() + ".partial-XXXXXX")).string();
+  if (!::mkdtemp(tmpl.data())) throw Error(PMCR_E_IO, "cannot create a directory beside " + dir.string() + ": " + std::strerror(errno));
+  const fs::path tmp = tmpl;
   json regions = json::array();
   uint64_t bytes = 0;
   uint32_t nranks = 0;
-  for (const auto& r : listing.regions) {
-    const fs::path rank_dir = dir / std::to_string(r.rank);
-    fs::create_directories(rank_dir);
-    const fs::path file = rank_dir / std::to_string(r.id);
-    const auto src = c.open(job, *version, r.rank, r.id);
-    {
-      MappedFile out(file, src.size, true);
-      c.get(src, out.data());  // verifies the checksum
-      out.sync();
+  try {
+    for (const auto& r : listing.regions) {
+      const fs::path rank_dir = tmp / std::to_string(r.rank);
+      fs::create_directories(rank_dir);
+      const auto src = c.open(job, *version, r.rank, r.id);
+      {
+        MappedFile out(rank_dir / std::to_string(r.id), src.size, true);
+        c.get(src, out.data());  // verifies the checksum
+        out.sync();
+      }
+      c.close(src);
+      regions.push_back({{"rank", r.rank}, {"id", r.id}, {"size", src.size}, {"xxh3_64", hex64(src.checksum)}});
+      bytes += src.size;
+      nranks = std::max(nranks, r.rank + 1);
     }
-    c.close(src);
-    regions.push_back({{"rank", r.rank}, {"id", r.id}, {"size", src.size}, {"xxh3_64", hex64(src.checksum)}});
-    bytes += src.size;
-    nranks = std::max(nranks, r.rank + 1);
+    json manifest = {{"format", kFormat}, {"job", job},     {"version", *version},
+                     {"ranks", nranks},   {"bytes", bytes}, {"regions", regions}};
+    {
+      std::ofstream out(tmp / kManifest);
+      out << manifest.dump(2) << "\n";
+      if (!out.flush()) throw Error(PMCR_E_IO, "cannot write " + (tmp / kManifest).string());
+    }
+    for (const auto& entry : fs::directory_iterator(tmp))
+      if (entry.is_directory()) sync_dir(entry.path());
+    sync_dir(tmp);
+    if (::rename(tmp.c_str(), dir.c_str()) != 0)
+      throw Error(PMCR_E_IO, "cannot rename " + tmp.string() + " to " + dir.string() + ": " + std::strerror(errno));
+    sync_dir(dir.parent_path());
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
   }
-  json manifest = {{"format", kFormat}, {"job", job},     {"version", *version},
-                   {"ranks", nranks},   {"bytes", bytes}, {"regions", regions}};
-  const fs::path tmp = dir / (std::string(kManifest) + ".tmp");
-  {
-    std::ofstream out(tmp);
-    out << manifest.dump(2) << "\n";
-    if (!out.flush()) throw Error(PMCR_E_IO, "cannot write " + tmp.string());
-  }
-  fs::rename(tmp, dir / kManifest);
   if (as_json) {
     std::cout << json{{"job", job}, {"version", *version}, {"regions", regions.size()}, {"bytes", bytes},
                       {"directory", dir.string()}}.dump(2) << "\n";
@@ -241,6 +277,10 @@ void cmd_import(const std::string& server, const std::string& job, uint64_t vers
   if (items.empty()) throw Error(PMCR_E_NOT_FOUND, "no regions to import in " + dir.string() + " (expected DIR/<rank>/<id>)");
 
   auto c = connect(server);
+  // An import is an attempt of the job of its own: it supersedes any earlier
+  // writer of the job (a stalled import, a dead run), whose unsealed regions
+  // the server drops.
+  c.begin(job);
   uint64_t bytes = 0;
   for (const auto& it : items) {
     const fs::path file = dir / std::to_string(it.rank) / std::to_string(it.id);

@@ -35,6 +35,7 @@
 #define PMCR_E_NOMEM -21    /* out of memory in this process */
 #define PMCR_E_TIMEDOUT -22 /* the server did not answer in time */
 #define PMCR_E_BUSY -23     /* the object is in use; retry later */
+#define PMCR_E_QUOTA -24    /* this connection reached a server quota (regions, bytes, open regions) */
 
 /* server */
 #define PMCR_E_UNREACHABLE -40 /* no server listens at the address */
@@ -47,6 +48,7 @@
 #define PMCR_E_INCOMPLETE -61 /* not every rank or region is committed */
 #define PMCR_E_CORRUPT -62    /* the pool or a checkpoint is damaged */
 #define PMCR_E_NRANKS -63     /* the version was written by another number of ranks */
+#define PMCR_E_SUPERSEDED -64 /* a later run (attempt) of the same job took over: this one may not write */
 
 /* system */
 #define PMCR_E_IO -80       /* a file or device operation failed */

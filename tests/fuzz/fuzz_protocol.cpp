@@ -31,15 +31,18 @@ std::vector<std::vector<uint8_t>> sample_messages() {
   using namespace proto;
   std::vector<std::vector<uint8_t>> out;
   const std::vector<RequestBody> requests = {
-      Hello{"pmcr@node1", 4242}, Stat{}, Create{"heat2d", 7, 3, 1, 1 << 20}, Commit{0x100000002ull, 1 << 20, 0xabcdef},
-      Seal{"heat2d", 7, 4, 8}, ListVersions{""}, ListRegions{"heat2d", 7}, Open{"heat2d", 7, 3, 1},
-      Close{0x100000002ull}, Delete{"heat2d", 0, true}, Read{0x100000002ull, 0, 1 << 20}};
+      Hello{"pmcr@node1", 4242}, Stat{}, Create{"heat2d", 7, 3, 1, 1 << 20, 1764093540123456789ull},
+      Commit{0x100000002ull, 1 << 20, 0xabcdef}, Seal{"heat2d", 7, 4, 8, 1764093540123456789ull}, ListVersions{""},
+      ListRegions{"heat2d", 7}, Open{"heat2d", 7, 3, 1}, Close{0x100000002ull}, Delete{"heat2d", 0, true},
+      Read{0x100000002ull, 0, 1 << 20}, Begin{"heat2d"}, Abort{"heat2d", 7}, Verify{"heat2d", 7}};
   uint64_t tag = 1;
   for (const auto& b : requests) out.push_back(encode(Request{tag++, b}));
   HelloReply hello;
   hello.pool_uuid[0] = 1;
   hello.pool_size = 1ull << 30;
   hello.server_version = "0.1.0";
+  hello.rma = true;
+  hello.transport = "rc_mlx5";
   StatReply stat;
   stat.pool_size = 1ull << 30;
   stat.pool_path = "/dev/shm/pool";
@@ -48,9 +51,14 @@ std::vector<std::vector<uint8_t>> sample_messages() {
       {Type::Stat, stat},
       {Type::Create, CreateReply{5, 0x7f0000001000ull, {1, 2, 3, 4}}},
       {Type::Open, OpenReply{5, 0x7f0000001000ull, 4096, 99, {9, 8, 7}}},
-      {Type::ListVersions, ListVersionsReply{{{"heat2d", 7, true, 4, 8, 1 << 26}, {"other", 1, false, 1, 1, 0}}}},
+      {Type::ListVersions, ListVersionsReply{{{"heat2d", 7, true, 4, 8, 1 << 26, false, ""},
+                                               {"other", 1, false, 1, 1, 0, false, ""},
+                                               {"bad", 2, false, 2, 2, 8192, true, "region rank 1 id 0 fails its checksum"}}}},
       {Type::ListRegions, ListRegionsReply{true, {{0, 0, 10, 11, RegionState::Committed}}}},
       {Type::Delete, DeleteReply{1, 8}},
+      {Type::Begin, BeginReply{1764093540123456789ull}},
+      {Type::Abort, AbortReply{3}},
+      {Type::Verify, Empty{}},
       {Type::Commit, Empty{}},
   };
   for (const auto& [type, body] : replies) out.push_back(encode(Reply{type, tag++, 0, "", body}));

@@ -54,6 +54,7 @@ void write_version(pmcr::client::Client& c, uint64_t v, Observed& o) {
 void workload(ServerProcess& s, Observed& o) {
   try {
     auto c = s.connect(10s);
+    const uint64_t attempt = c.begin(kJob);
     write_version(c, 1, o);
     write_version(c, 2, o);
     o.delete_sent.insert(1);
@@ -61,6 +62,7 @@ void workload(ServerProcess& s, Observed& o) {
     o.delete_acked.insert(1);
     {
       auto d = s.connect(10s);
+      d.join(kJob, attempt);
       d.write_region(kJob, 3, 0, 0, expected(3, kRegions[1]).data(), kRegions[1].size);
     }  // disconnects: the server reclaims v3's region
     const auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -150,6 +152,7 @@ TEST(Crash, KillAtEveryFaultPointOfTheWorkload) {
       // The pool stays fully usable after recovery.
       Observed more;
       auto c = s.connect(10s);
+      c.begin(kJob);
       write_version(c, 10, more);
       EXPECT_EQ(s.stop(), 0);
       if (HasFailure()) {
@@ -194,6 +197,7 @@ TEST(Crash, KillServerDuringImportKeepsOlderVersionsAndNoPartialOne) {
   ASSERT_TRUE(s.start());
   {
     auto c = s.connect();
+    c.begin("imp");
     c.write_region("imp", 1, 0, 0, pattern(123457, 77).data(), 123457);
     c.seal("imp", 1, 1, 1);
   }

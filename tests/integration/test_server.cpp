@@ -54,6 +54,7 @@ class ServerTest : public ::testing::Test {
 
 TEST_F(ServerTest, RoundTripsAtEverySize) {
   auto c = server_.connect();
+  c.begin("rt");
   const std::vector<size_t> sizes = {0, 1, 4095, (1u << 20) + 7, 64u << 20};
   for (size_t i = 0; i < sizes.size(); ++i) c.write_region("rt", 1, 0, static_cast<uint32_t>(i), pattern(sizes[i], i).data(), sizes[i]);
   c.seal("rt", 1, 1, static_cast<uint32_t>(sizes.size()));
@@ -66,16 +67,36 @@ TEST_F(ServerTest, RoundTripsAtEverySize) {
   EXPECT_NE(c.transports().find("tcp"), std::string::npos) << c.transports();
 }
 
-TEST_F(ServerTest, RoundTripsOverRmaToo) {
-  auto c = server_.connect(20s, pmcr::client::DataPath::Rma);
-  const std::vector<size_t> sizes = {1, (1u << 20) + 7, 16u << 20};
-  for (size_t i = 0; i < sizes.size(); ++i) c.write_region("rma", 1, 0, static_cast<uint32_t>(i), pattern(sizes[i], i).data(), sizes[i]);
-  c.seal("rma", 1, 1, static_cast<uint32_t>(sizes.size()));
-  auto am = server_.connect();  // and the other data path reads the same bits
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    EXPECT_EQ(read_back(c, "rma", 1, 0, static_cast<uint32_t>(i)), pattern(sizes[i], i)) << "size " << sizes[i];
-    EXPECT_EQ(read_back(am, "rma", 1, 0, static_cast<uint32_t>(i)), pattern(sizes[i], i)) << "size " << sizes[i];
+// Over tcp the server cannot police put/get (UCX emulates them on its CPU
+// at whatever address the client names), so it offers neither: an explicit
+// rma data path is refused at connect with a message that says why, and no
+// reply carries a pool address or a remote key.
+TEST_F(ServerTest, RmaIsRefusedWhereRemoteKeysAreNotEnforced) {
+  try {
+    server_.connect(20s, pmcr::client::DataPath::Rma);
+    FAIL() << "the rma data path was accepted over tcp";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), PMCR_E_CONFIG) << e.what();
+    const std::string what = e.what();
+    EXPECT_NE(what.find("tcp"), std::string::npos) << what;
+    EXPECT_NE(what.find("remote keys"), std::string::npos) << what;
   }
+  auto c = server_.connect();
+  EXPECT_FALSE(c.server_info().rma);
+  EXPECT_NE(c.server_info().transport.find("tcp"), std::string::npos) << c.server_info().transport;
+  c.begin("rk");
+  const auto t = c.create("rk", 1, 0, 0, 1 << 20);
+  EXPECT_TRUE(t.rkey.empty());
+  EXPECT_EQ(t.remote_addr, 0u);
+  const auto data = pattern(1 << 20, 1);
+  c.put(t, data.data());
+  c.commit(t, pmcr::checksum(data.data(), data.size()));
+  c.seal("rk", 1, 1, 1);
+  const auto src = c.open("rk", 1, 0, 0);
+  EXPECT_TRUE(src.rkey.empty());
+  EXPECT_EQ(src.remote_addr, 0u);
+  c.close(src);
+  EXPECT_NE(server_.log().find("put/get not offered"), std::string::npos);
 }
 
 // On the am data path the server, not the client, decides where bytes land:
@@ -84,6 +105,7 @@ TEST_F(ServerTest, RoundTripsOverRmaToo) {
 TEST_F(ServerTest, RegionDataIsCheckedBeforeItLands) {
   auto a = server_.connect();
   auto b = server_.connect();
+  b.join("sec", a.begin("sec"));
   const auto good = pattern(8192, 1);
   const auto ta = a.create("sec", 1, 0, 0, good.size());
   const auto tb = b.create("sec", 1, 1, 0, good.size());
@@ -111,6 +133,7 @@ TEST_F(ServerTest, RegionDataIsCheckedBeforeItLands) {
 TEST_F(ServerTest, RestartKeepsSealedVersions) {
   {
     auto c = server_.connect();
+    c.begin("keep");
     for (uint64_t v = 1; v <= 2; ++v) {
       for (uint32_t r = 0; r < 2; ++r) c.write_region("keep", v, r, 0, pattern(300000, v * 10 + r).data(), 300000);
       c.seal("keep", v, 2, 2);
@@ -135,7 +158,12 @@ TEST_F(ServerTest, RestartKeepsSealedVersions) {
 }
 
 TEST_F(ServerTest, PoolFullIsNoSpaceAndNothingElseIsAffected) {
-  auto c = server_.connect();
+  // One connection may fill the whole pool here (the default quota is half).
+  server_.stop();
+  ServerProcess server({pool_.str() + "-full", "256M", 0, {}, {"--quota-bytes", "100%"}});
+  ASSERT_TRUE(server.start());
+  auto c = server.connect();
+  c.begin("full");
   c.write_region("full", 1, 0, 0, pattern(1 << 20, 1).data(), 1 << 20);
   c.seal("full", 1, 1, 1);
   const auto before = c.stat();
@@ -147,6 +175,9 @@ TEST_F(ServerTest, PoolFullIsNoSpaceAndNothingElseIsAffected) {
   EXPECT_EQ(after.regions, before.regions);
   EXPECT_EQ(read_back(c, "full", 1, 0, 0), pattern(1 << 20, 1));
   c.write_region("full", 2, 0, 0, pattern(4096, 2).data(), 4096);
+  server.stop();
+  ::unlink((pool_.str() + "-full").c_str());
+  ::unlink((pool_.str() + "-full.log").c_str());
 }
 
 TEST_F(ServerTest, ThirtyTwoConcurrentClients) {
@@ -154,13 +185,16 @@ TEST_F(ServerTest, ThirtyTwoConcurrentClients) {
   std::atomic<int> failures{0}, written{0};
   std::promise<void> sealed;
   std::shared_future<void> sealed_f = sealed.get_future().share();
+  auto c = server_.connect();
+  const uint64_t attempt = c.begin("many");
   std::vector<std::thread> threads;
   for (uint32_t i = 0; i < kClients; ++i) {
     threads.emplace_back([&, i] {
       try {
-        auto c = server_.connect();
+        auto w = server_.connect();
+        w.join("many", attempt);
         for (uint32_t id = 0; id < 2; ++id)
-          c.write_region("many", 1, i, id, pattern(256 * 1024 + i, i * 2 + id).data(), 256 * 1024 + i);
+          w.write_region("many", 1, i, id, pattern(256 * 1024 + i, i * 2 + id).data(), 256 * 1024 + i);
         written++;
         // Writers stay connected until the version is sealed: a writer that
         // leaves earlier loses its unsealed regions, by design.
@@ -173,7 +207,6 @@ TEST_F(ServerTest, ThirtyTwoConcurrentClients) {
     });
   }
   while (written.load() < static_cast<int>(kClients)) std::this_thread::sleep_for(5ms);
-  auto c = server_.connect();
   EXPECT_EQ(c.stat().connections, kClients + 1);
   EXPECT_EQ(code_of([&] { c.seal("many", 1, kClients, 2 * kClients); }), 0);
   sealed.set_value();
@@ -201,6 +234,7 @@ TEST_F(ServerTest, ThirtyTwoConcurrentClients) {
 
 TEST_F(ServerTest, MalformedMessagesGetErrorsAndCostOnlyThatConnection) {
   auto good = server_.connect();
+  good.begin("m");
   good.write_region("m", 1, 0, 0, pattern(5000, 1).data(), 5000);
   good.seal("m", 1, 1, 1);
 
@@ -230,7 +264,9 @@ TEST_F(ServerTest, MalformedMessagesGetErrorsAndCostOnlyThatConnection) {
     EXPECT_NE(rep.message.find("malformed"), std::string::npos) << rep.message;
   }
   // A well-formed request with invalid values gets a specific error.
+  bad.join("bad name!", 1);
   EXPECT_EQ(code_of([&] { bad.create("bad name!", 1, 0, 0, 10); }), PMCR_E_INVAL);
+  EXPECT_EQ(code_of([&] { bad.begin("bad name!"); }), PMCR_E_INVAL);
   EXPECT_EQ(code_of([&] { bad.open("m", 1, 0, 42); }), PMCR_E_NOT_FOUND);
   // Enough garbage closes the connection, and only that one.
   int closed_after = -1;
@@ -251,6 +287,7 @@ TEST_F(ServerTest, MalformedMessagesGetErrorsAndCostOnlyThatConnection) {
 TEST_F(ServerTest, VanishedWriterLosesOnlyItsUnsealedRegions) {
   {
     auto c = server_.connect();
+    c.begin("v");
     c.write_region("v", 1, 0, 0, pattern(100000, 1).data(), 100000);
     c.seal("v", 1, 1, 1);
   }
@@ -260,6 +297,7 @@ TEST_F(ServerTest, VanishedWriterLosesOnlyItsUnsealedRegions) {
     // not committed, then SIGKILL.
     try {
       auto c = server_.connect();
+      c.begin("v");
       c.write_region("v", 2, 0, 0, pattern(8 << 20, 2).data(), 8 << 20);
       const auto t = c.create("v", 2, 1, 0, 4 << 20);
       c.put(t, pattern(4 << 20, 3).data());
@@ -279,11 +317,13 @@ TEST_F(ServerTest, VanishedWriterLosesOnlyItsUnsealedRegions) {
   EXPECT_EQ(c.stat().regions, 1u);
   EXPECT_EQ(c.list_versions("v").size(), 1u);
   EXPECT_EQ(read_back(c, "v", 1, 0, 0), pattern(100000, 1));
+  c.begin("v");
   EXPECT_EQ(code_of([&] { c.seal("v", 2, 2, 2); }), PMCR_E_NOT_FOUND);
 }
 
 TEST_F(ServerTest, ReaderKeepsItsBitsWhileTheVersionIsDeleted) {
   auto w = server_.connect();
+  w.begin("d");
   w.write_region("d", 1, 0, 0, pattern(3 << 20, 1).data(), 3 << 20);
   w.seal("d", 1, 1, 1);
   auto r = server_.connect();
@@ -316,6 +356,7 @@ TEST_F(ServerTest, UnreachableServerFailsFastAndClearly) {
 
 TEST_F(ServerTest, ServerKilledMidRequestFailsTheClientQuickly) {
   auto c = server_.connect(5s);
+  c.begin("k");
   const auto data = pattern(64 << 20, 5);
   std::thread killer([&] {
     std::this_thread::sleep_for(30ms);

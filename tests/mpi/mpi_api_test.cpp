@@ -266,6 +266,12 @@ TEST_F(Api, ConfigurationFileIsCheckedAndWins) {
   const std::string bad_path = config_file("path.toml", "data_path = \"rdma\"\n");
   EXPECT_EQ(pmcr_init(MPI_COMM_WORLD, bad_path.c_str()), PMCR_E_CONFIG);
   EXPECT_NE(std::string(pmcr_last_error()).find("am or rma"), std::string::npos) << pmcr_last_error();
+  // Put/get over tcp would expose the whole pool: the server does not offer
+  // it, and asking for it is a clear error on every rank.
+  const std::string rma = config_file("rma.toml", "data_path = \"rma\"\n");
+  EXPECT_EQ(pmcr_init(MPI_COMM_WORLD, rma.c_str()), PMCR_E_CONFIG);
+  EXPECT_NE(std::string(pmcr_last_error()).find("remote keys"), std::string::npos) << pmcr_last_error();
+  std::remove(rma.c_str());
 
   // The file's server (nobody listens on port 1) wins over PMCR_SERVERS:
   // a clear error within seconds, not a hang.

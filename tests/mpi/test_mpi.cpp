@@ -70,7 +70,6 @@ void run_api(int np, const std::vector<std::string>& args, const std::vector<std
 
 TEST(Api, OneRank) { run_api(1, {}, {}); }
 TEST(Api, FourRanks) { run_api(4, {}, {}); }
-TEST(Api, FourRanksRmaDataPath) { run_api(4, {}, {"PMCR_DATA_PATH=rma"}); }
 TEST(Api, ChecksumMismatchIsCaught) {
   run_api(2, {"--gtest_also_run_disabled_tests", "--gtest_filter=*ChecksumMismatch*"},
           {"PMCR_FAULT=client.get.data:1:fail"});

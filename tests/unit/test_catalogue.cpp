@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <map>
 #include <memory>
 #include <random>
 
@@ -38,7 +39,20 @@ class CatalogueTest : public ::testing::Test {
   void restart() {
     cat_.reset();
     pool_.reset();
+    attempts_.clear();
     open();
+  }
+  // The job's attempt (begun on first use, as a job's first writer does).
+  uint64_t attempt(const std::string& job) {
+    auto it = attempts_.find(job);
+    if (it == attempts_.end()) it = attempts_.emplace(job, cat_->begin_attempt(job)).first;
+    return it->second;
+  }
+  RegionView create(const RegionKey& key, uint64_t size, Owner owner) {
+    return cat_->create_region(key, size, owner, attempt(key.job));
+  }
+  void seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions) {
+    cat_->seal(job, version, nranks, nregions, attempt(job));
   }
   std::vector<uint8_t> pattern(size_t n, uint64_t seed) {
     std::vector<uint8_t> v(n);
@@ -49,7 +63,7 @@ class CatalogueTest : public ::testing::Test {
   // create + "RMA" (a memcpy into the region) + commit
   RegionView write(const std::string& job, uint64_t version, uint32_t rank, uint32_t id,
                    const std::vector<uint8_t>& data, Owner owner = 1) {
-    RegionView v = cat_->create_region({job, version, rank, id}, data.size(), owner);
+    RegionView v = create({job, version, rank, id}, data.size(), owner);
     if (!data.empty()) std::memcpy(cat_->data(v.offset), data.data(), data.size());
     cat_->commit_region(v.handle, data.size(), pmcr::checksum(data.data(), data.size()), owner);
     return v;
@@ -73,6 +87,7 @@ class CatalogueTest : public ::testing::Test {
   std::string path_;
   std::unique_ptr<Pool> pool_;
   std::unique_ptr<Catalogue> cat_;
+  std::map<std::string, uint64_t> attempts_;
 };
 
 }  // namespace
@@ -118,7 +133,7 @@ TEST_F(CatalogueTest, SealedVersionSurvivesRestartBitIdentical) {
   write("job", 1, 0, 1, b);
   write("job", 1, 1, 0, c);
   write("job", 1, 1, 9, z);
-  cat_->seal("job", 1, 2, 4);
+  seal("job", 1, 2, 4);
   restart();
   EXPECT_EQ(cat_->recovery().sealed_versions, 1u);
   EXPECT_EQ(cat_->recovery().regions, 4u);
@@ -135,10 +150,10 @@ TEST_F(CatalogueTest, SealedVersionSurvivesRestartBitIdentical) {
 
 TEST_F(CatalogueTest, UnsealedRegionsAreReclaimedOnRestartAndDisconnect) {
   write("job", 1, 0, 0, pattern(5000, 1));
-  cat_->seal("job", 1, 1, 1);
+  seal("job", 1, 1, 1);
   const uint64_t used_sealed = cat_->stats().used_bytes;
   write("job", 2, 0, 0, pattern(8192, 2), 7);                      // committed, not sealed
-  cat_->create_region({"job", 2, 1, 0}, 100, 7);                   // created only
+  create({"job", 2, 1, 0}, 100, 7);                   // created only
   write("job", 3, 0, 0, pattern(100, 3), 8);                       // another owner
   EXPECT_EQ(cat_->release_owner(7), 2u);
   EXPECT_EQ(cat_->list_versions("job").size(), 2u);  // 1 sealed, 3 open
@@ -151,23 +166,23 @@ TEST_F(CatalogueTest, UnsealedRegionsAreReclaimedOnRestartAndDisconnect) {
 
 TEST_F(CatalogueTest, SealChecksEveryRegionAndRank) {
   write("job", 1, 0, 0, pattern(10, 1));
-  auto pending = cat_->create_region({"job", 1, 1, 0}, 10, 1);
-  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 2, 2); }), PMCR_E_INCOMPLETE);  // one not committed
+  auto pending = create({"job", 1, 1, 0}, 10, 1);
+  EXPECT_EQ(code_of([&] { seal("job", 1, 2, 2); }), PMCR_E_INCOMPLETE);  // one not committed
   const auto d = pattern(10, 2);
   std::memcpy(cat_->data(pending.offset), d.data(), d.size());
   cat_->commit_region(pending.handle, 10, pmcr::checksum(d.data(), 10), 1);
-  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 2, 3); }), PMCR_E_INCOMPLETE);  // wrong region count
-  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 3, 3); }), PMCR_E_INCOMPLETE);
-  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 1, 2); }), PMCR_E_INVAL);       // rank 1 beyond 1 rank
-  EXPECT_EQ(code_of([&] { cat_->seal("job", 9, 1, 1); }), PMCR_E_NOT_FOUND);
-  cat_->seal("job", 1, 2, 2);
-  cat_->seal("job", 1, 2, 2);  // idempotent retry
-  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 2, 5); }), PMCR_E_EXISTS);
-  EXPECT_EQ(code_of([&] { cat_->create_region({"job", 1, 0, 5}, 1, 1); }), PMCR_E_EXISTS);
+  EXPECT_EQ(code_of([&] { seal("job", 1, 2, 3); }), PMCR_E_INCOMPLETE);  // wrong region count
+  EXPECT_EQ(code_of([&] { seal("job", 1, 3, 3); }), PMCR_E_INCOMPLETE);
+  EXPECT_EQ(code_of([&] { seal("job", 1, 1, 2); }), PMCR_E_INVAL);       // rank 1 beyond 1 rank
+  EXPECT_EQ(code_of([&] { seal("job", 9, 1, 1); }), PMCR_E_NOT_FOUND);
+  seal("job", 1, 2, 2);
+  seal("job", 1, 2, 2);  // idempotent retry
+  EXPECT_EQ(code_of([&] { seal("job", 1, 2, 5); }), PMCR_E_EXISTS);
+  EXPECT_EQ(code_of([&] { create({"job", 1, 0, 5}, 1, 1); }), PMCR_E_EXISTS);
 }
 
 TEST_F(CatalogueTest, CommitVerifiesChecksumSizeAndOwner) {
-  auto v = cat_->create_region({"job", 1, 0, 0}, 4096, 1);
+  auto v = create({"job", 1, 0, 0}, 4096, 1);
   std::memset(cat_->data(v.offset), 0xab, 4096);
   EXPECT_EQ(code_of([&] { cat_->commit_region(v.handle, 4096, 12345, 1); }), PMCR_E_CHECKSUM);
   const uint64_t sum = pmcr::checksum(cat_->data(v.offset), 4096);
@@ -183,17 +198,17 @@ TEST_F(CatalogueTest, RewritingAnUnsealedRegionReplacesIt) {
   const auto second = pattern(200, 2);
   write("job", 1, 0, 0, second);
   EXPECT_EQ(code_of([&] { cat_->commit_region(first.handle, 100, 0, 1); }), PMCR_E_NOT_FOUND);
-  cat_->seal("job", 1, 1, 1);
+  seal("job", 1, 1, 1);
   EXPECT_EQ(read("job", 1, 0, 0), second);
   EXPECT_EQ(cat_->stats().regions, 1u);
 }
 
 TEST_F(CatalogueTest, PoolFullIsNoSpaceAndHarmless) {
   write("job", 1, 0, 0, pattern(1 << 20, 1));
-  cat_->seal("job", 1, 1, 1);
+  seal("job", 1, 1, 1);
   const auto before = cat_->stats();
-  EXPECT_EQ(code_of([&] { cat_->create_region({"job", 2, 0, 0}, 1ull << 30, 1); }), PMCR_E_NOSPACE);
-  EXPECT_EQ(code_of([&] { cat_->create_region({"job", 2, 0, 0}, before.free_bytes + 1, 1); }), PMCR_E_NOSPACE);
+  EXPECT_EQ(code_of([&] { create({"job", 2, 0, 0}, 1ull << 30, 1); }), PMCR_E_NOSPACE);
+  EXPECT_EQ(code_of([&] { create({"job", 2, 0, 0}, before.free_bytes + 1, 1); }), PMCR_E_NOSPACE);
   const auto after = cat_->stats();
   EXPECT_EQ(after.used_bytes, before.used_bytes);
   EXPECT_EQ(after.slots_used, before.slots_used);
@@ -207,7 +222,7 @@ TEST_F(CatalogueTest, CatalogueFullIsNoSpace) {
   const uint32_t slots = cat_->stats().slots;
   uint32_t made = 0;
   int code = 0;
-  while (made <= slots && (code = code_of([&] { cat_->create_region({"job", 1, 0, made}, 0, 1); })) == 0) made++;
+  while (made <= slots && (code = code_of([&] { create({"job", 1, 0, made}, 0, 1); })) == 0) made++;
   EXPECT_EQ(code, PMCR_E_NOSPACE);
   EXPECT_EQ(made, slots);
   EXPECT_EQ(cat_->release_owner(1), slots);
@@ -217,7 +232,7 @@ TEST_F(CatalogueTest, CatalogueFullIsNoSpace) {
 TEST_F(CatalogueTest, DeleteKeepsExtentsWhileReadersHoldThem) {
   const auto data = pattern(10000, 1);
   write("job", 1, 0, 0, data);
-  cat_->seal("job", 1, 1, 1);
+  seal("job", 1, 1, 1);
   std::vector<uint64_t> freed;
   cat_->on_extent_freed = [&](uint64_t off, uint64_t) { freed.push_back(off); };
   RegionView r = cat_->open_region({"job", 1, 0, 0});
@@ -236,10 +251,10 @@ TEST_F(CatalogueTest, DeleteKeepsExtentsWhileReadersHoldThem) {
 TEST_F(CatalogueTest, DeleteAllVersionsOfAJob) {
   for (uint64_t v = 1; v <= 3; ++v) {
     write("job", v, 0, 0, pattern(100, v));
-    cat_->seal("job", v, 1, 1);
+    seal("job", v, 1, 1);
   }
   write("other", 1, 0, 0, pattern(100, 9));
-  cat_->seal("other", 1, 1, 1);
+  seal("other", 1, 1, 1);
   EXPECT_EQ(cat_->delete_versions("job", std::nullopt), std::make_pair(3u, 3u));
   restart();
   EXPECT_EQ(cat_->list_versions("").size(), 1u);
@@ -251,9 +266,9 @@ TEST_F(CatalogueTest, DeleteAllVersionsOfAJob) {
 // after restart, and the restart finishes the deletion.
 TEST_F(CatalogueTest, InterruptedDeletionIsFinishedAtRestart) {
   for (uint32_t id = 0; id < 3; ++id) write("job", 1, 0, id, pattern(5000, id));
-  cat_->seal("job", 1, 1, 3);
+  seal("job", 1, 1, 3);
   write("job", 2, 0, 0, pattern(10, 9));
-  cat_->seal("job", 2, 1, 1);
+  seal("job", 2, 1, 1);
   pmcr::fault::arm("delete.region", 2, false);
   EXPECT_EQ(code_of([&] { cat_->delete_versions("job", 1); }), PMCR_E_IO);
   restart();
@@ -269,7 +284,7 @@ TEST_F(CatalogueTest, InterruptedDeletionIsFinishedAtRestart) {
 TEST_F(CatalogueTest, InterruptedSealIsInvisibleAfterRestart) {
   write("job", 1, 0, 0, pattern(5000, 1));
   pmcr::fault::arm("seal.body", 1, false);
-  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 1, 1); }), PMCR_E_IO);
+  EXPECT_EQ(code_of([&] { seal("job", 1, 1, 1); }), PMCR_E_IO);
   restart();
   EXPECT_TRUE(cat_->list_versions("").empty());
   EXPECT_EQ(cat_->stats().used_bytes, 0u);
@@ -280,9 +295,9 @@ TEST_F(CatalogueTest, InterruptedSealIsInvisibleAfterRestart) {
 TEST_F(CatalogueTest, DamagedRecordIsQuarantinedNotServed) {
   write("job", 1, 0, 0, pattern(100, 1));
   write("job", 1, 0, 1, pattern(100, 2));
-  cat_->seal("job", 1, 1, 2);
+  seal("job", 1, 1, 2);
   write("job", 2, 0, 0, pattern(100, 3));
-  cat_->seal("job", 2, 1, 1);
+  seal("job", 2, 1, 1);
   // Flip a byte in the body of version 1's first region record, as media
   // corruption would.
   Record* recs = pool_->records();
@@ -294,8 +309,153 @@ TEST_F(CatalogueTest, DamagedRecordIsQuarantinedNotServed) {
   }
   restart();
   EXPECT_GE(cat_->recovery().damaged, 1u);
+  EXPECT_EQ(cat_->recovery().quarantined, 1u);
+  // Listed as quarantined, with the reason; never served.
+  const auto versions = cat_->list_versions("job");
+  ASSERT_EQ(versions.size(), 2u);
+  EXPECT_EQ(versions[0].version, 1u);
+  EXPECT_FALSE(versions[0].sealed);
+  EXPECT_NE(versions[0].quarantine.find("regions its seal names"), std::string::npos) << versions[0].quarantine;
+  EXPECT_TRUE(versions[1].sealed);
+  EXPECT_EQ(cat_->sealed_versions(), (std::vector<std::pair<std::string, uint64_t>>{{"job", 2}}));
+  EXPECT_EQ(code_of([&] { cat_->open_region({"job", 1, 0, 1}); }), PMCR_E_CORRUPT);
+  EXPECT_EQ(code_of([&] { cat_->version_regions("job", 1); }), PMCR_E_CORRUPT);
+  // It stays quarantined across restarts, and 'rm' takes it away.
+  restart();
+  EXPECT_EQ(cat_->recovery().quarantined, 1u);
+  EXPECT_EQ(cat_->delete_versions("job", 1).first, 1u);
+  restart();
+  EXPECT_EQ(cat_->recovery().quarantined, 0u);
+  EXPECT_EQ(read("job", 2, 0, 0), pattern(100, 3));
+}
+
+// Who may write: a later attempt of a job supersedes the earlier ones (their
+// unsealed regions go, their creates and seals are refused); within an
+// attempt, a region belongs to the connection that created it.
+TEST_F(CatalogueTest, LaterAttemptSupersedesEarlierOnes) {
+  const uint64_t first = attempt("job");
+  write("job", 1, 0, 0, pattern(5000, 1), 7);
+  cat_->create_region({"job", 1, 1, 0}, 100, 8, first);
+  EXPECT_EQ(cat_->usage(7).regions, 1u);
+  uint32_t dropped = 0;
+  const uint64_t second = cat_->begin_attempt("job", &dropped);
+  attempts_["job"] = second;
+  EXPECT_GT(second, first);
+  EXPECT_EQ(dropped, 2u);
+  EXPECT_EQ(cat_->stats().used_bytes, 0u);
+  EXPECT_EQ(cat_->usage(7).regions, 0u);
+  EXPECT_EQ(code_of([&] { cat_->create_region({"job", 1, 0, 0}, 10, 7, first); }), PMCR_E_SUPERSEDED);
+  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 1, 1, first); }), PMCR_E_SUPERSEDED);
+  EXPECT_EQ(code_of([&] { cat_->create_region({"job", 1, 0, 0}, 10, 7, second + 1); }), PMCR_E_STATE);
+  EXPECT_EQ(code_of([&] { cat_->create_region({"job", 1, 0, 0}, 10, 7, 0); }), PMCR_E_STATE);
+  // Other jobs are not touched by this job's attempts.
+  write("other", 1, 0, 0, pattern(10, 2), 9);
+  cat_->begin_attempt("job");
+  EXPECT_EQ(cat_->usage(9).regions, 1u);
+  // The current attempt writes and seals.
+  attempts_.erase("job");
+  write("job", 1, 0, 0, pattern(100, 3), 7);
+  seal("job", 1, 1, 1);
+  EXPECT_EQ(read("job", 1, 0, 0), pattern(100, 3));
+}
+
+TEST_F(CatalogueTest, ARegionBelongsToItsCreatorUntilTheSeal) {
+  write("job", 1, 0, 0, pattern(100, 1), 7);
+  // Another connection of the same attempt may not take it over...
+  EXPECT_EQ(code_of([&] { create({"job", 1, 0, 0}, 100, 8); }), PMCR_E_BUSY);
+  EXPECT_EQ(code_of([&] { write("job", 1, 0, 0, pattern(100, 2), 8); }), PMCR_E_BUSY);
+  // ... nor write or commit it.
+  const auto other = create({"job", 1, 1, 0}, 100, 8);
+  EXPECT_EQ(code_of([&] { cat_->writable_region(other.handle, 7); }), PMCR_E_STATE);
+  EXPECT_EQ(code_of([&] { cat_->commit_region(other.handle, 100, 0, 7); }), PMCR_E_STATE);
+  write("job", 1, 1, 0, pattern(100, 5), 8);
+  // Its creator may replace it (a retry), and once the creator is gone the
+  // key is free.
+  write("job", 1, 0, 0, pattern(100, 3), 7);
+  EXPECT_EQ(cat_->release_owner(7), 1u);
+  write("job", 1, 0, 0, pattern(100, 4), 8);
+  seal("job", 1, 2, 2);
+  EXPECT_EQ(code_of([&] { create({"job", 1, 0, 0}, 100, 8); }), PMCR_E_EXISTS);
+  EXPECT_EQ(cat_->usage(8).regions, 0u) << "sealed regions belong to nobody";
+}
+
+// Memory with I/O in flight is never reused: a replaced, superseded or
+// reclaimed region keeps its extent while a pin (a receive still landing)
+// holds it.
+TEST_F(CatalogueTest, PinnedExtentsAreNotReusedUntilReleased) {
+  std::vector<uint64_t> freed;
+  cat_->on_extent_freed = [&](uint64_t off, uint64_t) { freed.push_back(off); };
+  const auto a = create({"job", 1, 0, 0}, 1 << 20, 7);
+  cat_->pin(a.handle);  // a receive into it is in flight
+  const auto b = create({"job", 1, 0, 0}, 1 << 20, 7);  // replaced by its writer
+  EXPECT_NE(b.offset, a.offset);
+  cat_->begin_attempt("job");  // superseded
+  attempts_.erase("job");
+  const auto c = create({"job", 1, 0, 0}, 1 << 20, 7);
+  EXPECT_NE(c.offset, a.offset) << "an extent with a receive in flight was handed out again";
+  EXPECT_EQ(freed, std::vector<uint64_t>{b.offset});
+  cat_->unpin(a.handle);  // the late receive ended
+  EXPECT_EQ(freed, (std::vector<uint64_t>{b.offset, a.offset}));
+  EXPECT_EQ(code_of([&] { cat_->unpin(a.handle); }), PMCR_E_NOT_FOUND);
+  EXPECT_EQ(code_of([&] { cat_->pin(a.handle); }), PMCR_E_NOT_FOUND);
+  EXPECT_EQ(cat_->release_owner(7), 1u);
+  EXPECT_EQ(cat_->stats().used_bytes, 0u);
+}
+
+TEST_F(CatalogueTest, AbortFreesOneVersionOfOneOwner) {
+  write("job", 1, 0, 0, pattern(5000, 1), 7);
+  write("job", 2, 0, 0, pattern(5000, 2), 7);
+  write("job", 2, 1, 0, pattern(5000, 3), 8);
+  EXPECT_EQ(cat_->release_owner(7, "job", 2), 1u);
+  EXPECT_EQ(cat_->usage(7).regions, 1u);
+  EXPECT_EQ(cat_->usage(8).regions, 1u);
+  EXPECT_EQ(cat_->release_owner(7, "job", 2), 0u);
+  EXPECT_EQ(cat_->release_owner(7, "nojob", 1), 0u);
+}
+
+TEST_F(CatalogueTest, QuarantineIsDurableAndNeverServed) {
+  write("job", 1, 0, 0, pattern(5000, 1));
+  seal("job", 1, 1, 1);
+  write("job", 2, 0, 0, pattern(5000, 2));
+  seal("job", 2, 1, 1);
+  cat_->quarantine("job", 2, "region rank 0 id 0 fails its checksum");
+  EXPECT_EQ(code_of([&] { cat_->open_region({"job", 2, 0, 0}); }), PMCR_E_CORRUPT);
+  EXPECT_EQ(code_of([&] { create({"job", 2, 0, 0}, 1, 1); }), PMCR_E_EXISTS);
+  EXPECT_EQ(cat_->stats().quarantined_versions, 1u);
+  restart();
+  EXPECT_EQ(cat_->recovery().quarantined, 1u);
+  const auto versions = cat_->list_versions("job");
+  ASSERT_EQ(versions.size(), 2u);
+  EXPECT_TRUE(versions[0].sealed);
+  EXPECT_FALSE(versions[1].sealed);
+  EXPECT_FALSE(versions[1].quarantine.empty());
+  EXPECT_EQ(read("job", 1, 0, 0), pattern(5000, 1));
+}
+
+// A damaged seal record: its regions are kept and quarantined, not freed
+// as if the version had never been sealed.
+TEST_F(CatalogueTest, DamagedSealRecordQuarantinesItsRegions) {
+  write("job", 1, 0, 0, pattern(5000, 1));
+  write("job", 1, 0, 1, pattern(7000, 2));
+  seal("job", 1, 1, 2);
+  const uint64_t used = cat_->stats().used_bytes;
+  Record* recs = pool_->records();
+  for (uint64_t i = 0; i < pool_->slots(); ++i) {
+    if (recs[i].state == kVersionSealed) {
+      recs[i].size ^= 1;
+      pool_->persist(&recs[i], sizeof(Record));
+    }
+  }
+  restart();
+  EXPECT_EQ(cat_->recovery().reclaimed_regions, 0u);
+  EXPECT_EQ(cat_->recovery().quarantined, 1u);
+  EXPECT_EQ(cat_->stats().used_bytes, used) << "the damaged version's regions were freed";
   const auto versions = cat_->list_versions("job");
   ASSERT_EQ(versions.size(), 1u);
-  EXPECT_EQ(versions[0].version, 2u);
-  EXPECT_EQ(code_of([&] { cat_->open_region({"job", 1, 0, 1}); }), PMCR_E_NOT_FOUND);
+  EXPECT_FALSE(versions[0].sealed);
+  EXPECT_NE(versions[0].quarantine.find("damaged catalogue record"), std::string::npos) << versions[0].quarantine;
+  EXPECT_EQ(code_of([&] { cat_->open_region({"job", 1, 0, 0}); }), PMCR_E_CORRUPT);
+  // An ordinary crash (no damaged record) still reclaims unsealed regions.
+  write("job", 2, 0, 0, pattern(10, 3));
+  EXPECT_EQ(cat_->delete_versions("job", 1).second, 2u);
 }

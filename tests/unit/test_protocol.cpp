@@ -33,7 +33,7 @@ Reply round_trip(const Reply& in) {
 TEST(Protocol, HeaderIsExplicitLittleEndian) {
   const auto bytes = encode(Request{0x0102030405060708ull, Stat{}});
   ASSERT_EQ(bytes.size(), kHeaderSize);
-  const std::vector<uint8_t> expect = {'P', 'M', 'C', 'R', 1, 0, 2, 0, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0};
+  const std::vector<uint8_t> expect = {'P', 'M', 'C', 'R', 2, 0, 2, 0, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0};
   EXPECT_EQ(bytes, expect);
 }
 
@@ -58,13 +58,15 @@ TEST(Protocol, RequestsRoundTrip) {
 
 TEST(Protocol, RepliesRoundTrip) {
   ListVersionsReply lv;
-  lv.versions.push_back({"a", 1, true, 4, 8, 100});
-  lv.versions.push_back({"b", 2, false, 1, 1, 0});
+  lv.versions.push_back({"a", 1, true, 4, 8, 100, false, ""});
+  lv.versions.push_back({"b", 2, false, 1, 1, 0, true, "damaged"});
   auto r = round_trip(Reply{Type::ListVersions, 5, 0, "", lv});
   const auto& got = std::get<ListVersionsReply>(r.body);
   ASSERT_EQ(got.versions.size(), 2u);
   EXPECT_EQ(got.versions[1].job, "b");
   EXPECT_FALSE(got.versions[1].sealed);
+  EXPECT_TRUE(got.versions[1].quarantined);
+  EXPECT_EQ(got.versions[1].reason, "damaged");
   auto o = round_trip(Reply{Type::Open, 6, 0, "", OpenReply{1, 2, 3, 4, std::vector<uint8_t>(300, 0xaa)}});
   EXPECT_EQ(std::get<OpenReply>(o.body).rkey.size(), 300u);
   // An error reply carries the status and message, and no payload.
@@ -92,7 +94,7 @@ TEST(Protocol, RejectsBadHeaders) {
   bad[0] = 'X';
   EXPECT_EQ(decode(bad.data(), bad.size(), &req), DecodeStatus::BadMagic);
   bad = bytes;
-  bad[4] = 2;
+  bad[4] = 1;  // the previous protocol version
   EXPECT_EQ(decode(bad.data(), bad.size(), &req), DecodeStatus::BadVersion);
   bad = bytes;
   bad[6] = 99;

@@ -1,0 +1,220 @@
+// Connection lifecycle: accept (within --max-connections), the HELLO time
+// limit, failures and teardown, and TCP peers that never start UCX's
+// handshake.
+#include <dirent.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <set>
+
+#include "error.hpp"
+#include "server.hpp"
+
+namespace pmcr::server {
+namespace {
+
+std::string sockaddr_text(const struct sockaddr* sa, socklen_t len) {
+  char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";
+  getnameinfo(sa, len, host, sizeof host, port, sizeof port, NI_NUMERICHOST | NI_NUMERICSERV);
+  return std::string(host) + ":" + port;
+}
+
+uint16_t port_of(const sockaddr_storage& ss) {
+  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(ss).sin_port);
+  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(ss).sin6_port);
+  return 0;
+}
+
+}  // namespace
+
+void Server::on_conn_request(ucp_conn_request_h request, void* arg) {
+  static_cast<Server*>(arg)->pending_accepts_.push_back(request);
+}
+
+void Server::on_ep_error(void* arg, ucp_ep_h, ucs_status_t status) {
+  auto* c = static_cast<Connection*>(arg);
+  if (c->dead) return;
+  c->dead = true;
+  spdlog::debug("connection {} from {} failed: {}", c->id, c->peer, ucs_status_string(status));
+  c->server->failed_.push_back(c);
+}
+
+Server::Connection* Server::connection(Owner id) {
+  auto it = by_id_.find(id);
+  return it == by_id_.end() || it->second->dead ? nullptr : it->second;
+}
+
+
+void Server::accept(ucp_conn_request_h request) {
+  ucp_conn_request_attr_t attr{};
+  attr.field_mask = UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR;
+  std::string peer = "?";
+  if (ucp_conn_request_query(request, &attr) == UCS_OK)
+    peer = sockaddr_text(reinterpret_cast<const sockaddr*>(&attr.client_address), sizeof attr.client_address);
+  if (stopping_) {
+    ucp_listener_reject(listener_, request);
+    return;
+  }
+  // Beyond the cap, new connections are refused at once (the client sees
+  // "rejected"); those already here go on being served.
+  if (connections_.size() >= options_.max_connections) {
+    static Clock::time_point last_warning{};
+    if (Clock::now() - last_warning > std::chrono::seconds(10)) {
+      spdlog::warn("refusing connections (from {} and maybe others): {} connections is the limit "
+                   "(pmserver --max-connections)", peer, options_.max_connections);
+      last_warning = Clock::now();
+    }
+    ucp_listener_reject(listener_, request);
+    return;
+  }
+  auto c = std::make_unique<Connection>();
+  c->server = this;
+  c->id = next_owner_++;
+  c->peer = peer;
+  c->accepted = Clock::now();
+  ucp_ep_params_t ep{};
+  ep.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                  UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  ep.conn_request = request;
+  ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  ep.err_handler.cb = &Server::on_ep_error;
+  ep.err_handler.arg = c.get();
+  ucs_status_t st = ucp_ep_create(worker_.get(), &ep, &c->ep);
+  if (st != UCS_OK) {
+    spdlog::warn("cannot accept a connection from {}: {}", peer, ucs_status_string(st));
+    return;
+  }
+  spdlog::debug("connection {} from {}", c->id, peer);
+  awaiting_hello_.push_back(c->id);
+  by_id_[c->id] = c.get();
+  connections_.emplace(c->ep, std::move(c));
+}
+
+void Server::disconnect(Connection& c, const char* why) {
+  // Its unsealed regions go now; receives into them still in flight hold
+  // pins, so their memory is reused only once those have ended.
+  const uint32_t reclaimed = catalogue_.release_owner(c.id);
+  for (uint64_t handle : c.open_handles) {
+    try {
+      catalogue_.close_region(handle);
+    } catch (const Error& e) {
+      spdlog::warn("connection {}: closing a region it had open: {}", c.id, e.what());
+    }
+  }
+  // Connections that never said HELLO (a flood, a scanner) are not worth an
+  // info line each.
+  spdlog::log(c.hello ? spdlog::level::info : spdlog::level::debug, "connection {} ({}{}{}) closed: {}; {} unsealed regions reclaimed",
+              c.id, c.peer, c.client.empty() ? "" : ", ", c.client, why, reclaimed);
+  const ucp_ep_h ep = c.ep;
+  // Messages still queued from this endpoint are dropped.
+  for (auto it = rndv_.begin(); it != rndv_.end();) {
+    if (it->ep == ep) {
+      ucp_am_data_release(worker_.get(), it->desc);
+      it = rndv_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = incoming_.begin(); it != incoming_.end();) it = it->ep == ep ? incoming_.erase(it) : std::next(it);
+  for (auto it = deferred_.begin(); it != deferred_.end();) it = it->in.ep == ep ? deferred_.erase(it) : std::next(it);
+  for (auto it = data_.begin(); it != data_.end();) {
+    if (it->ep == ep) {
+      if (it->desc) ucp_am_data_release(worker_.get(), it->desc);
+      it = data_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = failed_.begin(); it != failed_.end();) it = *it == &c ? failed_.erase(it) : std::next(it);
+  by_id_.erase(c.id);
+  connections_.erase(ep);
+  close_ep(ep);
+}
+
+void Server::close_ep(ucp_ep_h ep) {
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  p.flags = UCP_EP_CLOSE_FLAG_FORCE;
+  void* req = ucp_ep_close_nbx(ep, &p);
+  if (req && !UCS_PTR_IS_ERR(req)) closing_.push_back(req);
+}
+
+void Server::reap_closing(bool wait) {
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  do {
+    for (auto it = closing_.begin(); it != closing_.end();)
+      it = ucx::request_status(*it) == UCS_INPROGRESS ? std::next(it) : closing_.erase(it);
+    if (!wait || closing_.empty()) return;
+    ucp_worker_progress(worker_.get());
+  } while (Clock::now() < deadline);
+  spdlog::warn("{} endpoints did not finish closing", closing_.size());
+}
+
+// Two kinds of peers hold server resources without ever becoming clients:
+//  - a UCX connection that does not say HELLO in time (a broken client, or
+//    one that connects and stalls): its endpoint is closed;
+//  - a TCP connection to the listening port that never completes UCX's
+//    connection handshake (a port scanner, a flood of raw sockets). UCX 1.13
+//    keeps such sockets open forever (no timeout in its tcp listener), one
+//    fd each. They are found among this process's sockets (a socket of the
+//    listening port whose peer is no connection), and after the same time
+//    limit shut down: UCX then sees the peer go and closes its socket
+//    itself.
+void Server::expire_handshakes() {
+  const auto now = Clock::now();
+  if (now < next_handshake_check_) return;
+  next_handshake_check_ = now + std::max<Clock::duration>(options_.hello_timeout / 4, std::chrono::milliseconds(100));
+
+  while (!awaiting_hello_.empty()) {
+    Connection* c = connection(awaiting_hello_.front());
+    if (c && !c->hello) {
+      if (now - c->accepted < options_.hello_timeout) break;
+      disconnect(*c, "no HELLO within the time limit (pmserver --hello-timeout)");
+    }
+    awaiting_hello_.pop_front();
+  }
+
+  std::set<std::string> peers;
+  for (const auto& [ep, c] : connections_) peers.insert(c->peer);
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (!dir) return;
+  std::map<int, Suspect> seen;
+  uint32_t dropped = 0;
+  while (const dirent* e = ::readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(e->d_name, &end, 10);
+    if (*end != '\0' || fd < 0 || fd == ::dirfd(dir)) continue;
+    struct stat st {};
+    if (::fstat(static_cast<int>(fd), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    sockaddr_storage local{}, remote{};
+    socklen_t llen = sizeof local, rlen = sizeof remote;
+    if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &llen) != 0 ||
+        (local.ss_family != AF_INET && local.ss_family != AF_INET6) || port_of(local) != port_)
+      continue;
+    if (::getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&remote), &rlen) != 0) continue;  // the listener
+    const std::string peer = sockaddr_text(reinterpret_cast<const sockaddr*>(&remote), rlen);
+    if (peers.count(peer)) continue;
+    auto old = half_open_.find(static_cast<int>(fd));
+    Suspect s{peer, now};
+    if (old != half_open_.end() && old->second.peer == peer) s.since = old->second.since;
+    if (now - s.since >= options_.hello_timeout) {
+      ::shutdown(static_cast<int>(fd), SHUT_RDWR);
+      dropped++;
+      continue;
+    }
+    seen.emplace(static_cast<int>(fd), s);
+  }
+  ::closedir(dir);
+  half_open_ = std::move(seen);
+  if (dropped)
+    spdlog::warn("dropped {} TCP connection(s) to port {} that did not start the UCX handshake within {} ms", dropped,
+                 port_, options_.hello_timeout.count());
+}
+
+}  // namespace pmcr::server

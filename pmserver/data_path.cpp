@@ -1,0 +1,189 @@
+// The data path: region bytes into the pool (rendezvous active messages whose
+// destination the server picks after checking the handle and the bounds)
+// and out of it (READ), and the per-extent UCX registrations.
+//
+// Every receive into a region and every send from it holds a pin on the
+// region (Catalogue::pin): if the region is replaced, reclaimed or deleted
+// meanwhile, its memory is not reused until the transfer has ended, so late
+// bytes can never land in another region.
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+#include "error.hpp"
+#include "server.hpp"
+
+namespace pmcr::server {
+
+ucs_status_t Server::on_data(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                             const ucp_am_recv_param_t* param) {
+  auto* self = static_cast<Server*>(arg);
+  const bool rndv = param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV;
+  if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) || param->reply_ep == nullptr) {
+    spdlog::warn("dropping region data sent without a reply endpoint");
+    return UCS_OK;  // a rendezvous is released by UCX
+  }
+  PendingData d{param->reply_ep, {}, header_length == proto::kDataHeaderSize, nullptr, {}, length};
+  if (d.header_ok) std::memcpy(d.header.data(), header, proto::kDataHeaderSize);
+  if (rndv) {
+    d.desc = data;
+  } else {
+    const auto* p = static_cast<const uint8_t*>(data);
+    d.bytes.assign(p, p + length);
+  }
+  self->data_.push_back(std::move(d));
+  return rndv ? UCS_INPROGRESS : UCS_OK;
+}
+
+// Region data: checked here, against the catalogue and the region's
+// bounds, before a byte of it lands in the pool. Bad data is dropped (its
+// region's COMMIT then fails its checksum) and counts as a bad message.
+void Server::receive(PendingData& d) {
+  const auto drop = [&](Connection* c, const std::string& why) {
+    if (d.desc) ucp_am_data_release(worker_.get(), d.desc);
+    if (!c) return;
+    spdlog::warn("connection {} ({}): dropped region data: {}", c->id, c->peer, why);
+    if (++c->bad_messages >= options_.max_bad_messages) disconnect(*c, "too many malformed messages");
+  };
+  auto it = connections_.find(d.ep);
+  if (it == connections_.end() || it->second->dead) return drop(nullptr, "");
+  Connection& c = *it->second;
+  proto::DataHeader h;
+  if (!c.hello) return drop(&c, "sent before HELLO");
+  if (!d.header_ok || proto::decode(d.header.data(), d.header.size(), &h) != proto::DecodeStatus::Ok)
+    return drop(&c, "malformed data header");
+  RegionView v;
+  try {
+    v = catalogue_.writable_region(h.handle, c.id);
+  } catch (const Error& e) {
+    return drop(&c, e.what());
+  }
+  if (h.offset > v.size || d.length > v.size - h.offset)
+    return drop(&c, std::to_string(d.length) + " bytes at offset " + std::to_string(h.offset) +
+                        " do not fit a region of " + std::to_string(v.size) + " bytes");
+  uint8_t* dest = pool_.base() + v.offset + h.offset;
+  if (!d.desc) {
+    std::memcpy(dest, d.bytes.data(), d.length);
+    return;
+  }
+  catalogue_.pin(h.handle);
+  ++data_inflight_[h.handle];
+  auto* io = new DataIo{this, h.handle, {}};
+  ucp_request_param_t rp{};
+  rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  rp.cb.recv_am = &Server::on_data_received;
+  rp.user_data = io;
+  if (auto reg = registrations_.find(v.offset); reg != registrations_.end()) {
+    rp.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;  // the region's own registration: nothing to register per chunk
+    rp.memh = reg->second.memh;
+  }
+  void* req = ucp_am_recv_data_nbx(worker_.get(), d.desc, dest, d.length, &rp);
+  if (req == nullptr || UCS_PTR_IS_ERR(req)) {
+    if (UCS_PTR_IS_ERR(req)) spdlog::warn("receiving region data failed: {}", ucs_status_string(UCS_PTR_STATUS(req)));
+    data_finished(h.handle);
+    delete io;
+  }
+}
+
+void Server::on_data_received(void* request, ucs_status_t status, size_t, void* user_data) {
+  auto* io = static_cast<DataIo*>(user_data);
+  if (status != UCS_OK) spdlog::debug("receiving region data failed: {}", ucs_status_string(status));
+  io->server->data_finished(io->handle);
+  delete io;
+  ucp_request_free(request);
+}
+
+void Server::data_finished(uint64_t handle) {
+  if (auto it = data_inflight_.find(handle); it != data_inflight_.end() && --it->second == 0) data_inflight_.erase(it);
+  try {
+    catalogue_.unpin(handle);
+  } catch (const Error& e) {
+    spdlog::error("releasing a region after a transfer: {}", e.what());
+  }
+}
+
+// A READ: the bytes of a region this connection has open go out as
+// rendezvous active messages of at most kReadChunk bytes, each holding a pin
+// until UCX is done with it; the client receives each one straight into its
+// buffer. The reply follows the sends it started.
+void Server::send_data(Connection& c, const proto::Read& m) {
+  constexpr uint64_t kReadChunk = 16u << 20;
+  const auto it = c.open_views.find(m.handle);
+  if (it == c.open_views.end()) throw Error(PMCR_E_NOT_FOUND, "this connection has no open region with that handle");
+  const RegionView& v = it->second;
+  if (m.offset > v.size || m.length > v.size - m.offset)
+    throw Error(PMCR_E_INVAL, std::to_string(m.length) + " bytes at offset " + std::to_string(m.offset) +
+                                  " are outside the region's " + std::to_string(v.size) + " bytes");
+  const auto reg = registrations_.find(v.offset);
+  for (uint64_t off = m.offset; off < m.offset + m.length; off += kReadChunk) {
+    const uint64_t n = std::min(kReadChunk, m.offset + m.length - off);
+    catalogue_.pin(m.handle);
+    auto* io = new DataIo{this, m.handle, proto::encode(proto::DataHeader{m.handle, off})};
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+    p.flags = UCP_AM_SEND_FLAG_RNDV;
+    p.cb.send = &Server::on_data_sent;
+    p.user_data = io;
+    if (reg != registrations_.end()) {
+      p.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
+      p.memh = reg->second.memh;
+    }
+    void* req =
+        ucp_am_send_nbx(c.ep, proto::kAmData, io->header.data(), io->header.size(), pool_.base() + v.offset + off, n, &p);
+    if (req == nullptr || UCS_PTR_IS_ERR(req)) {
+      catalogue_.unpin(m.handle);
+      delete io;
+      if (UCS_PTR_IS_ERR(req))
+        throw Error(ucx::to_error(UCS_PTR_STATUS(req)),
+                    std::string("sending region data failed: ") + ucs_status_string(UCS_PTR_STATUS(req)));
+    }
+  }
+}
+
+void Server::on_data_sent(void* request, ucs_status_t status, void* user_data) {
+  auto* io = static_cast<DataIo*>(user_data);
+  if (status != UCS_OK && status != UCS_ERR_CANCELED) spdlog::debug("sending region data failed: {}", ucs_status_string(status));
+  try {
+    io->server->catalogue_.unpin(io->handle);
+  } catch (const Error& e) {
+    spdlog::error("releasing a region after a transfer: {}", e.what());
+  }
+  delete io;
+  ucp_request_free(request);
+}
+
+// One registration per region extent: on an RDMA NIC each region's rkey
+// then grants access to that region only. The rkey is packed only for a
+// connection that may use RMA; the am data path uses the memory handle.
+const Server::Registration& Server::registration(uint64_t offset, uint64_t capacity, bool rkey) {
+  auto it = registrations_.find(offset);
+  if (it == registrations_.end()) {
+    Registration reg;
+    ucp_mem_map_params_t mp{};
+    mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
+    mp.address = pool_.base() + offset;
+    mp.length = capacity;
+    const ucs_status_t st = ucp_mem_map(context_.get(), &mp, &reg.memh);
+    if (st != UCS_OK) ucx::throw_status("registering region memory", st);
+    it = registrations_.emplace(offset, std::move(reg)).first;
+  }
+  if (rkey && it->second.rkey.empty()) {
+    void* packed = nullptr;
+    size_t packed_size = 0;
+    const ucs_status_t st = ucp_rkey_pack(context_.get(), it->second.memh, &packed, &packed_size);
+    if (st != UCS_OK) ucx::throw_status("packing a remote key", st);
+    it->second.rkey.assign(static_cast<uint8_t*>(packed), static_cast<uint8_t*>(packed) + packed_size);
+    ucp_rkey_buffer_release(packed);
+  }
+  return it->second;
+}
+
+void Server::unregister(uint64_t offset) {
+  auto it = registrations_.find(offset);
+  if (it == registrations_.end()) return;
+  const ucs_status_t st = ucp_mem_unmap(context_.get(), it->second.memh);
+  if (st != UCS_OK) spdlog::warn("unregistering region memory: {}", ucs_status_string(st));
+  registrations_.erase(it);
+}
+
+}  // namespace pmcr::server

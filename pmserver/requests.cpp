@@ -1,0 +1,304 @@
+// Requests: decoding, the dispatcher, and one handler per request family.
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+#include "error.hpp"
+#include "server.hpp"
+
+namespace pmcr::server {
+namespace {
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+}  // namespace
+
+ucs_status_t Server::on_am(void* arg, const void*, size_t, void* data, size_t length, const ucp_am_recv_param_t* param) {
+  auto* self = static_cast<Server*>(arg);
+  if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) || param->reply_ep == nullptr) {
+    spdlog::warn("dropping a request sent without a reply endpoint");
+    return UCS_OK;
+  }
+  if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
+    if (length > proto::kMaxRequest) {
+      // Dropped unread; the client is told through an empty (malformed) message.
+      self->incoming_.push_back(Incoming{param->reply_ep, {}});
+      return UCS_OK;
+    }
+    self->rndv_.push_back(PendingRndv{param->reply_ep, data, length});
+    return UCS_INPROGRESS;
+  }
+  const auto* p = static_cast<const uint8_t*>(data);
+  self->incoming_.push_back(Incoming{param->reply_ep, std::vector<uint8_t>(p, p + length)});
+  return UCS_OK;
+}
+
+void Server::on_rndv_done(void* request, ucs_status_t status, size_t, void* user_data) {
+  auto* r = static_cast<RndvRecv*>(user_data);
+  if (status == UCS_OK) r->server->incoming_.push_back(Incoming{r->ep, std::move(r->bytes)});
+  else spdlog::debug("receiving a large request failed: {}", ucs_status_string(status));
+  delete r;
+  ucp_request_free(request);
+}
+
+void Server::fetch(const PendingRndv& p) {
+  auto* r = new RndvRecv{this, p.ep, std::vector<uint8_t>(p.length)};
+  ucp_request_param_t rp{};
+  rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  rp.cb.recv_am = &Server::on_rndv_done;
+  rp.user_data = r;
+  void* req = ucp_am_recv_data_nbx(worker_.get(), p.desc, r->bytes.data(), p.length, &rp);
+  if (req == nullptr) {
+    incoming_.push_back(Incoming{r->ep, std::move(r->bytes)});
+    delete r;
+  } else if (UCS_PTR_IS_ERR(req)) {
+    spdlog::warn("receiving a large request failed: {}", ucs_status_string(UCS_PTR_STATUS(req)));
+    delete r;
+  }
+}
+
+void Server::handle(Incoming& in) {
+  auto it = connections_.find(in.ep);
+  if (it == connections_.end() || it->second->dead) return;
+  Connection& c = *it->second;
+  proto::Request req;
+  const proto::DecodeStatus ds = proto::decode(in.bytes.data(), in.bytes.size(), &req);
+  if (ds != proto::DecodeStatus::Ok) {
+    proto::Header h;
+    proto::Type type = proto::Type::Hello;
+    if (proto::decode_header(in.bytes.data(), in.bytes.size(), &h) == proto::DecodeStatus::Ok && h.type >= 1 &&
+        h.type <= proto::kLastType)
+      type = static_cast<proto::Type>(h.type);
+    const std::string message = std::string("malformed request (") + proto::decode_status_text(ds) + ", " +
+                                std::to_string(in.bytes.size()) + " bytes); this server speaks pmcr protocol version " +
+                                std::to_string(proto::kVersion);
+    spdlog::warn("connection {} ({}): {}", c.id, c.peer, message);
+    const bool too_many = ++c.bad_messages >= options_.max_bad_messages;
+    reply_error(c, type, h.tag, PMCR_E_PROTOCOL, message);
+    if (too_many) disconnect(c, "too many malformed messages");
+    return;
+  }
+  // A COMMIT waits until the region's data has all arrived.
+  if (const auto* commit = std::get_if<proto::Commit>(&req.body); commit && data_inflight_.count(commit->handle)) {
+    deferred_.push_back(DeferredCommit{commit->handle, std::move(in)});
+    return;
+  }
+  proto::Reply rep;
+  rep.type = proto::type_of(req.body);
+  rep.tag = req.tag;
+  try {
+    auto body = dispatch(c, req.tag, req.body);
+    if (!body) return;  // answered later
+    rep.body = std::move(*body);
+  } catch (const Error& e) {
+    rep.status = e.code();
+    rep.message = e.what();
+    rep.body = proto::Empty{};
+    spdlog::debug("connection {}: {} failed: {}", c.id, proto::type_name(rep.type), e.what());
+  } catch (const std::bad_alloc&) {
+    rep.status = PMCR_E_NOMEM;
+    rep.message = "pmserver is out of memory";
+    rep.body = proto::Empty{};
+  } catch (const std::exception& e) {
+    rep.status = PMCR_E_INTERNAL;
+    rep.message = std::string("pmserver internal error: ") + e.what();
+    rep.body = proto::Empty{};
+    spdlog::error("connection {}: {}: {}", c.id, proto::type_name(rep.type), e.what());
+  }
+  send(c, rep);
+}
+
+// A handle this connection names but the catalogue does not know: its
+// region was replaced, reclaimed, or dropped because a later attempt of
+// its job superseded this writer. Say which.
+void Server::throw_unknown_handle(const Connection& c, uint64_t) const {
+  for (const auto& [job, attempt] : c.attempts)
+    if (catalogue_.current_attempt(job) != attempt)
+      throw Error(PMCR_E_SUPERSEDED, "job '" + job + "': this writer's attempt " + std::to_string(attempt) +
+                                         " was superseded by attempt " + std::to_string(catalogue_.current_attempt(job)) +
+                                         " (a later run of the same job); its unsealed regions were dropped");
+  throw Error(PMCR_E_NOT_FOUND, "unknown region handle (the region was replaced, deleted or reclaimed)");
+}
+
+std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, proto::RequestBody& body) {
+  if (!c.hello && !std::holds_alternative<proto::Hello>(body))
+    throw Error(PMCR_E_PROTOCOL, "the first request on a connection must be HELLO");
+  // Pool addresses and keys go only to connections that may use RMA.
+  const auto addr = [&](uint64_t offset) { return c.rma ? reinterpret_cast<uint64_t>(pool_.base() + offset) : 0; };
+  return std::visit(
+      Overloaded{
+          [&](proto::Hello& m) -> std::optional<proto::ReplyBody> {
+            if (c.hello) throw Error(PMCR_E_PROTOCOL, "HELLO was already said on this connection");
+            c.hello = true;
+            c.client = m.client + " pid " + std::to_string(m.pid);
+            proto::HelloReply r;
+            r.transport = ucx::ep_transports(c.ep);
+            c.rma = rma_offered_ && rkeys_enforced(r.transport);
+            r.rma = c.rma;
+            spdlog::info("connection {} ({}): hello from {} over {}{}", c.id, c.peer, c.client, r.transport,
+                         c.rma ? " (put/get allowed)" : "");
+            std::memcpy(r.pool_uuid.data(), pool_.header()->uuid, 16);
+            r.pool_size = pool_.size();
+            r.server_version = PMCR_VERSION;
+            return r;
+          },
+          [&](proto::Stat&) -> std::optional<proto::ReplyBody> { return stat(); },
+          [&](proto::Begin& m) -> std::optional<proto::ReplyBody> {
+            uint32_t dropped = 0;
+            const uint64_t attempt = catalogue_.begin_attempt(m.job, &dropped);
+            spdlog::info("job '{}': attempt {} begun by connection {} ({}){}", m.job, attempt, c.id, c.client,
+                         dropped ? "; " + std::to_string(dropped) + " unsealed regions of earlier attempts dropped" : "");
+            return proto::BeginReply{attempt};
+          },
+          [&](proto::Create& m) -> std::optional<proto::ReplyBody> {
+            // (A region larger than the whole pool is the catalogue's NOSPACE.)
+            if (m.size <= catalogue_.data_size()) check_create(options_.quotas, catalogue_.usage(c.id), m.size);
+            const RegionView v = catalogue_.create_region({m.job, m.version, m.rank, m.id}, m.size, c.id, m.attempt);
+            c.attempts[m.job] = m.attempt;
+            proto::CreateReply r;
+            r.handle = v.handle;
+            r.remote_addr = addr(v.offset);
+            if (v.capacity) {
+              const Registration& reg = registration(v.offset, v.capacity, c.rma);
+              if (c.rma) r.rkey = reg.rkey;
+            }
+            return r;
+          },
+          [&](proto::Commit& m) -> std::optional<proto::ReplyBody> {
+            try {
+              catalogue_.commit_region(m.handle, m.size, m.checksum, c.id);
+            } catch (const Error& e) {
+              if (e.code() == PMCR_E_NOT_FOUND) throw_unknown_handle(c, m.handle);
+              throw;
+            }
+            return proto::Empty{};
+          },
+          [&](proto::Seal& m) -> std::optional<proto::ReplyBody> {
+            catalogue_.seal(m.job, m.version, m.nranks, m.nregions, m.attempt);
+            spdlog::info("sealed version {} of job '{}' ({} ranks, {} regions)", m.version, m.job, m.nranks,
+                         m.nregions);
+            return proto::Empty{};
+          },
+          [&](proto::Abort& m) -> std::optional<proto::ReplyBody> {
+            const uint32_t n = catalogue_.release_owner(c.id, m.job, m.version);
+            if (n) spdlog::info("connection {}: aborted version {} of job '{}': {} unsealed regions freed", c.id,
+                                m.version, m.job, n);
+            return proto::AbortReply{n};
+          },
+          [&](proto::ListVersions& m) -> std::optional<proto::ReplyBody> {
+            proto::ListVersionsReply r;
+            for (const auto& v : catalogue_.list_versions(m.job))
+              r.versions.push_back({v.job, v.version, v.sealed, v.nranks, v.nregions, v.bytes, !v.quarantine.empty(),
+                                    v.quarantine});
+            return r;
+          },
+          [&](proto::ListRegions& m) -> std::optional<proto::ReplyBody> {
+            auto [sealed, regions] = catalogue_.list_regions(m.job, m.version);
+            proto::ListRegionsReply r;
+            r.sealed = sealed;
+            for (const auto& g : regions)
+              r.regions.push_back({g.rank, g.id, g.size, g.checksum,
+                                   g.committed ? proto::RegionState::Committed : proto::RegionState::Created});
+            return r;
+          },
+          [&](proto::Open& m) -> std::optional<proto::ReplyBody> {
+            check_open(options_.quotas, c.open_handles.size());
+            const RegionView v = catalogue_.open_region({m.job, m.version, m.rank, m.id});
+            c.open_handles.insert(v.handle);
+            c.open_views[v.handle] = v;
+            Task t;
+            t.kind = TaskKind::Open;
+            t.conn = c.id;
+            t.tag = tag;
+            t.job = m.job;
+            t.version = m.version;
+            t.open.handle = v.handle;
+            t.open.remote_addr = addr(v.offset);
+            t.open.size = v.size;
+            t.open.checksum = v.checksum;
+            if (v.capacity) {
+              const Registration& reg = registration(v.offset, v.capacity, c.rma);
+              if (c.rma) t.open.rkey = reg.rkey;
+            }
+            // Answered once the region's bytes verified against their
+            // checksum: damaged data is never served as good.
+            start_task(std::move(t), {v}, false);
+            return std::nullopt;
+          },
+          [&](proto::Verify& m) -> std::optional<proto::ReplyBody> {
+            Task t;
+            t.kind = TaskKind::Verify;
+            t.conn = c.id;
+            t.tag = tag;
+            t.job = m.job;
+            t.version = m.version;
+            start_task(std::move(t), catalogue_.version_regions(m.job, m.version), false);
+            return std::nullopt;
+          },
+          [&](proto::Close& m) -> std::optional<proto::ReplyBody> {
+            auto h = c.open_handles.find(m.handle);
+            if (h == c.open_handles.end())
+              throw Error(PMCR_E_NOT_FOUND, "this connection has no open region with that handle");
+            c.open_handles.erase(h);
+            if (!c.open_handles.count(m.handle)) c.open_views.erase(m.handle);
+            catalogue_.close_region(m.handle);
+            return proto::Empty{};
+          },
+          [&](proto::Read& m) -> std::optional<proto::ReplyBody> {
+            send_data(c, m);
+            return proto::Empty{};
+          },
+          [&](proto::Delete& m) -> std::optional<proto::ReplyBody> {
+            auto [versions, regions] =
+                catalogue_.delete_versions(m.job, m.all_versions ? std::nullopt : std::optional<uint64_t>(m.version));
+            return proto::DeleteReply{versions, regions};
+          },
+      },
+      body);
+}
+
+void Server::reply_error(Connection& c, proto::Type type, uint64_t tag, int status, const std::string& message) {
+  proto::Reply rep;
+  rep.type = type;
+  rep.tag = tag;
+  rep.status = status;
+  rep.message = message;
+  send(c, rep);
+}
+
+void Server::on_reply_sent(void* request, ucs_status_t status, void* user_data) {
+  auto* s = static_cast<SentReply*>(user_data);
+  if (status != UCS_OK && status != UCS_ERR_CANCELED) spdlog::debug("sending a reply failed: {}", ucs_status_string(status));
+  if (Connection* c = s->server->connection(s->conn)) c->unanswered--;
+  delete s;
+  ucp_request_free(request);
+}
+
+// Replies a client does not take pile up in UCX's send queue, in this
+// process's memory: a connection with too many is closed (a client of
+// libpmcr has one request outstanding at a time).
+void Server::send(Connection& c, const proto::Reply& reply) {
+  auto* s = new SentReply{this, c.id, proto::encode(reply)};
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  p.cb.send = &Server::on_reply_sent;
+  p.user_data = s;
+  void* req = ucp_am_send_nbx(c.ep, proto::kAmReply, nullptr, 0, s->bytes.data(), s->bytes.size(), &p);
+  if (req == nullptr) {
+    delete s;
+  } else if (UCS_PTR_IS_ERR(req)) {
+    spdlog::debug("connection {}: reply not sent: {}", c.id, ucs_status_string(UCS_PTR_STATUS(req)));
+    delete s;
+  } else if (++c.unanswered > options_.max_unanswered && !c.dead) {
+    spdlog::warn("connection {} ({}, {}): {} replies not taken; closing it", c.id, c.peer, c.client, c.unanswered);
+    c.dead = true;
+    failed_.push_back(&c);
+  }
+}
+
+}  // namespace pmcr::server

@@ -1,0 +1,126 @@
+// Verification of stored data. Sealed data is checked against its
+// checksums (by the Verifier's thread) before a reader gets it (OPEN), when
+// a client asks (VERIFY: pmcr_restart_test checks its candidate), and by a
+// rate-limited background scrub of every sealed version after start-up and
+// every --scrub-interval. A version with a region that fails is quarantined
+// at once: never served again, listed with the reason.
+#include <spdlog/spdlog.h>
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "error.hpp"
+#include "server.hpp"
+
+namespace pmcr::server {
+
+uint64_t Server::start_task(Task task, const std::vector<RegionView>& regions, bool background) {
+  const uint64_t id = next_id_++;
+  task.pending = static_cast<uint32_t>(regions.size());
+  Task& t = tasks_.emplace(id, std::move(task)).first->second;
+  for (const RegionView& r : regions) {
+    catalogue_.pin(r.handle);  // released when its check is done
+    const uint64_t check = next_id_++;
+    checks_.emplace(check, CheckRef{id, r});
+    verifier_.submit(Verifier::Check{check, pool_.base() + r.offset, r.size, r.checksum, background});
+  }
+  if (t.pending == 0) {
+    Task done = std::move(t);
+    tasks_.erase(id);
+    finish_task(id, done);
+  }
+  return id;
+}
+
+void Server::verified() {
+  for (const Verifier::Result& res : verifier_.take()) {
+    auto c = checks_.find(res.id);
+    if (c == checks_.end()) continue;
+    const CheckRef ref = c->second;
+    checks_.erase(c);
+    try {
+      catalogue_.unpin(ref.region.handle);
+    } catch (const Error& e) {
+      spdlog::error("releasing a verified region: {}", e.what());
+    }
+    auto t = tasks_.find(ref.task);
+    if (t == tasks_.end()) continue;
+    if (!res.ok) {
+      char sums[80];
+      std::snprintf(sums, sizeof sums, "pool holds %016" PRIx64 ", committed %016" PRIx64, res.actual,
+                    ref.region.checksum);
+      const std::string why = "region rank " + std::to_string(ref.region.rank) + " id " +
+                              std::to_string(ref.region.id) + " fails its checksum (" + sums + ")";
+      if (t->second.failure.empty()) t->second.failure = why;
+      catalogue_.quarantine(t->second.job, t->second.version, why);
+    }
+    if (--t->second.pending == 0) {
+      Task done = std::move(t->second);
+      tasks_.erase(t);
+      finish_task(ref.task, done);
+    }
+  }
+}
+
+void Server::finish_task(uint64_t, Task& t) {
+  const std::string what = "version " + std::to_string(t.version) + " of job '" + t.job + "'";
+  if (t.kind == TaskKind::Scrub) {
+    scrubbing_ = false;
+    spdlog::debug("scrub: {} {}", what, t.failure.empty() ? "verified" : "is damaged: " + t.failure);
+    return;
+  }
+  Connection* c = connection(t.conn);
+  if (t.kind == TaskKind::Open) {
+    if (t.failure.empty()) {
+      if (c) send(*c, proto::Reply{proto::Type::Open, t.tag, 0, "", t.open});
+      return;
+    }
+    // The reader does not get the region: take back its open.
+    if (c) {
+      if (auto h = c->open_handles.find(t.open.handle); h != c->open_handles.end()) {
+        c->open_handles.erase(h);
+        if (!c->open_handles.count(t.open.handle)) c->open_views.erase(t.open.handle);
+        catalogue_.close_region(t.open.handle);
+      }
+      reply_error(*c, proto::Type::Open, t.tag, PMCR_E_CORRUPT,
+                  what + " is damaged (" + t.failure + ") and now quarantined: restart from an older version");
+    }
+    return;
+  }
+  if (!c) return;
+  if (t.failure.empty()) send(*c, proto::Reply{proto::Type::Verify, t.tag, 0, "", proto::Empty{}});
+  else reply_error(*c, proto::Type::Verify, t.tag, PMCR_E_CORRUPT, what + " is damaged (" + t.failure + ") and now quarantined");
+}
+
+// One version at a time, in the background: its checks run only when no
+// reader waits, at --scrub-rate.
+void Server::schedule_scrub() {
+  if (options_.scrub_rate == 0 || scrubbing_) return;
+  const auto now = Clock::now();
+  if (scrub_queue_.empty()) {
+    if (now < next_scrub_pass_) return;
+    next_scrub_pass_ = now + options_.scrub_interval;
+    for (auto& v : catalogue_.sealed_versions()) scrub_queue_.push_back(std::move(v));
+    if (!scrub_queue_.empty())
+      spdlog::info("scrub: verifying {} sealed versions in the background (at most {}/s)", scrub_queue_.size(),
+                   format_size(options_.scrub_rate));
+  }
+  while (!scrub_queue_.empty() && !scrubbing_) {
+    auto [job, version] = std::move(scrub_queue_.front());
+    scrub_queue_.pop_front();
+    std::vector<RegionView> regions;
+    try {
+      regions = catalogue_.version_regions(job, version);
+    } catch (const Error&) {
+      continue;  // deleted or quarantined since
+    }
+    Task t;
+    t.kind = TaskKind::Scrub;
+    t.job = job;
+    t.version = version;
+    scrubbing_ = true;
+    start_task(std::move(t), regions, true);
+  }
+}
+
+}  // namespace pmcr::server

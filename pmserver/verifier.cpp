@@ -1,0 +1,135 @@
+#include "verifier.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <utility>
+
+#include "error.hpp"
+
+namespace pmcr::server {
+namespace {
+
+constexpr uint64_t kSlice = 4u << 20;  // bytes hashed between looks at the queues
+
+}  // namespace
+
+Verifier::Verifier(uint64_t background_rate) : rate_(background_rate) {
+  efd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (efd_ < 0) throw Error(PMCR_E_IO, std::string("eventfd: ") + std::strerror(errno));
+  thread_ = std::thread([this] { loop(); });
+}
+
+Verifier::~Verifier() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  ::close(efd_);
+}
+
+void Verifier::submit(const Check& check) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    (check.background ? background_ : urgent_).push_back(check);
+  }
+  cv_.notify_one();
+}
+
+std::vector<Verifier::Result> Verifier::take() {
+  uint64_t n;
+  while (::read(efd_, &n, sizeof n) > 0) {
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::exchange(results_, {});
+}
+
+size_t Verifier::pending() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return urgent_.size() + background_.size() + running_;
+}
+
+void Verifier::finish(Running& r) {
+  const uint64_t actual = XXH3_64bits_digest(static_cast<XXH3_state_t*>(r.state));
+  XXH3_freeState(static_cast<XXH3_state_t*>(r.state));
+  r.state = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    results_.push_back(Result{r.check.id, actual == r.check.expected, actual});
+    running_--;
+  }
+  const uint64_t one = 1;
+  (void)!::write(efd_, &one, sizeof one);
+}
+
+// One urgent check runs to its end before the next; a background check is
+// hashed a slice at a time, and an urgent check that arrives meanwhile
+// runs before its next slice. Background slices are paced to the rate.
+void Verifier::loop() {
+  using Clock = std::chrono::steady_clock;
+  std::optional<Running> background;
+  Clock::time_point allowed = Clock::now();  // when the next background slice may start
+  for (;;) {
+    Running r;
+    bool urgent = false;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      for (;;) {
+        if (stop_) {
+          if (background) XXH3_freeState(static_cast<XXH3_state_t*>(background->state));
+          return;
+        }
+        if (!urgent_.empty()) {
+          r.check = urgent_.front();
+          urgent_.pop_front();
+          running_++;
+          urgent = true;
+          break;
+        }
+        if (!background && !background_.empty()) {
+          background.emplace();
+          background->check = background_.front();
+          background_.pop_front();
+          running_++;
+        }
+        if (background) {
+          if (rate_ == 0 || Clock::now() >= allowed) break;
+          cv_.wait_until(lock, allowed);
+          continue;
+        }
+        cv_.wait(lock);
+      }
+    }
+    Running& job = urgent ? r : *background;
+    if (!job.state) {
+      job.state = XXH3_createState();
+      XXH3_64bits_reset(static_cast<XXH3_state_t*>(job.state));
+    }
+    auto* state = static_cast<XXH3_state_t*>(job.state);
+    if (urgent) {
+      XXH3_64bits_update(state, job.check.data, job.check.size);
+      finish(job);
+      continue;
+    }
+    const uint64_t n = std::min<uint64_t>(kSlice, job.check.size - job.done);
+    const auto started = Clock::now();
+    XXH3_64bits_update(state, job.check.data + job.done, n);
+    job.done += n;
+    if (rate_ > 0)  // the slice "costs" n / rate seconds of the budget
+      allowed = std::max(allowed, started) +
+                std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(double(n) / double(rate_)));
+    if (job.done >= job.check.size) {
+      finish(job);
+      background.reset();
+    }
+  }
+}
+
+}  // namespace pmcr::server

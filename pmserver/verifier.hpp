@@ -1,0 +1,69 @@
+// Verifier: checks region data against its committed checksum on a thread
+// of its own, so that verifying gigabytes never stalls the event loop.
+//
+// Two classes of work: urgent checks (a reader's OPEN, a VERIFY request)
+// run first and at full speed; background checks (the scrub) run only when
+// nothing urgent waits, in slices, at no more than a configured rate, so
+// they never starve clients. The caller pins every region it submits (its
+// extent cannot be freed or reused under the check) and collects results
+// on the main thread after event_fd() becomes readable.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace pmcr::server {
+
+class Verifier {
+ public:
+  struct Check {
+    uint64_t id = 0;
+    const uint8_t* data = nullptr;
+    uint64_t size = 0;
+    uint64_t expected = 0;
+    bool background = false;
+  };
+  struct Result {
+    uint64_t id = 0;
+    bool ok = false;
+    uint64_t actual = 0;
+  };
+
+  // RATE: bytes per second for background checks (0: unlimited).
+  explicit Verifier(uint64_t background_rate);
+  ~Verifier();
+  Verifier(const Verifier&) = delete;
+  Verifier& operator=(const Verifier&) = delete;
+
+  void submit(const Check& check);
+  // Results ready so far (clears the event fd).
+  std::vector<Result> take();
+  int event_fd() const { return efd_; }
+  // Urgent and background checks not finished yet.
+  size_t pending() const;
+
+ private:
+  struct Running {
+    Check check;
+    uint64_t done = 0;
+    void* state = nullptr;  // XXH3_state_t
+  };
+  void loop();
+  void finish(Running& r);
+
+  const uint64_t rate_;
+  int efd_ = -1;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Check> urgent_, background_;
+  std::vector<Result> results_;
+  size_t running_ = 0;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace pmcr::server
