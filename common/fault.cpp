@@ -17,7 +17,7 @@ struct Armed {
   std::mutex mu;
   std::string name;
   long nth = 0;
-  bool kill = true;
+  enum Action { Kill, Stop, Fail } action = Kill;
   std::atomic<long> hits{0};
   int trace_fd = -1;
   std::string once;  // PMCR_FAULT_ONCE
@@ -34,7 +34,10 @@ Armed& armed() {
       if (c1 != std::string::npos) {
         const auto c2 = s.find(':', c1 + 1);
         a.nth = std::atol(s.substr(c1 + 1, c2 == std::string::npos ? std::string::npos : c2 - c1 - 1).c_str());
-        if (c2 != std::string::npos) a.kill = s.substr(c2 + 1) != "fail";
+        if (c2 != std::string::npos) {
+          const std::string act = s.substr(c2 + 1);
+          a.action = act == "fail" ? Armed::Fail : act == "stop" ? Armed::Stop : Armed::Kill;
+        }
       }
       if (a.nth <= 0) a.nth = 1;
     }
@@ -61,7 +64,11 @@ bool hit(const char* name) noexcept {
     if (fd < 0) return false;  // another process (or an earlier run) fired it
     ::close(fd);
   }
-  if (a.kill) ::kill(::getpid(), SIGKILL);
+  if (a.action == Armed::Kill) ::kill(::getpid(), SIGKILL);
+  if (a.action == Armed::Stop) {
+    ::kill(::getpid(), SIGSTOP);
+    return false;  // resumed: carry on as if nothing happened
+  }
   return true;
 }
 
@@ -74,7 +81,7 @@ void arm(const char* name, long nth, bool kill) noexcept {
   std::lock_guard<std::mutex> lock(a.mu);
   a.name = name ? name : "";
   a.nth = nth > 0 ? nth : 1;
-  a.kill = kill;
+  a.action = kill ? Armed::Kill : Armed::Fail;
   a.hits = 0;
 }
 

@@ -4,8 +4,10 @@
 // compiles to `false` unless the build option PMCR_FAULT_INJECTION is on.
 // When on, the environment variable PMCR_FAULT="name:N[:action]" arms one
 // point: its Nth hit (1-based) either kills the process with SIGKILL
-// (action "kill", the default: a crash at exactly that place) or makes the
-// macro return true (action "fail": the caller fails the operation there).
+// (action "kill", the default: a crash at exactly that place), stops it
+// with SIGSTOP (action "stop": a stall at exactly that place, until a test
+// sends SIGCONT), or makes the macro return true (action "fail": the caller
+// fails the operation there).
 // PMCR_FAULT_TRACE=PATH appends every hit's name to PATH, one per line, so a
 // test driver can learn the points a workload passes and sweep all of them.
 // PMCR_FAULT_ONCE=PATH makes the point fire only in the process that

@@ -3,22 +3,38 @@
 // thread-local last-error message.
 #include <pmcr/pmcr.h>
 
+#include <cstring>
 #include <memory>
 #include <string>
 
 #include "capture.hpp"
+#include "report.hpp"
 #include "session.hpp"
 
 namespace {
 
 thread_local std::string t_last_error;
 
+// The calls whose success means the job moved on: a failure reported
+// before them (PMCR_RUN_REPORT) was got past. Finalizing after a failed
+// checkpoint is not.
+bool moves_on(const char* fn) {
+  for (const char* f : {"pmcr_init", "pmcr_checkpoint", "pmcr_restart_test", "pmcr_restart"})
+    if (std::strcmp(fn, f) == 0) return true;
+  return false;
+}
+
 // Runs F; returns 0, or the code of what it threw, recording the message.
 template <class F>
 int guard(const char* fn, F&& f) noexcept {
   std::string message;
   const int rc = pmcr::capture(f, &message);
-  if (rc != PMCR_OK) t_last_error = std::string(fn) + ": " + message;
+  if (rc != PMCR_OK) {
+    t_last_error = std::string(fn) + ": " + message;
+    pmcr::report::failure(rc, t_last_error);  // for pmcr-run: relaunch or not
+  } else if (moves_on(fn)) {
+    pmcr::report::success();
+  }
   return rc;
 }
 

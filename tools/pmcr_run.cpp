@@ -12,9 +12,16 @@
 // says which version the attempt restarts from. The exit code is the
 // command's last (128 + signal if it was killed).
 //
+// It relaunches only when that can help: libpmcr reports the last failure
+// the program saw (PMCR_RUN_REPORT), and a failure nothing will change by
+// itself (a full pool, a bad configuration, a job taken over by another
+// run) stops it at once, saying why. Before a relaunch it waits, with a
+// delay that doubles each time, until the server answers again.
+//
 // --local-pool runs a pmserver on PATH for the duration, listening on the
 // first server address (port 0: any free port), restarts it if it dies
-// between attempts, and stops it by its pid at the end.
+// between attempts, and stops it by its pid at the end. Children (the
+// launch command, pmserver) get SIGTERM if pmcr-run dies, however it dies.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,6 +45,7 @@
 #include "error.hpp"
 #include "local_server.hpp"
 #include "process.hpp"
+#include "report.hpp"
 #include "text.hpp"
 
 extern char** environ;
@@ -111,6 +119,22 @@ std::string restart_point(const std::string& server, const std::string& job) {
   }
 }
 
+// Whether the pmserver at SERVER answers a STAT within a few seconds.
+bool answers(const std::string& server) {
+  try {
+    client::Options o;
+    o.server = server;
+    o.name = "pmcr-run";
+    o.connect_timeout = std::chrono::seconds(3);
+    o.timeout = std::chrono::seconds(3);
+    client::Client c(o);
+    c.stat();
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 // The last N lines of TEXT.
 std::string tail(const std::string& text, int n) {
   size_t pos = text.size();
@@ -125,7 +149,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Runs an MPI job with pmcr and relaunches it from its last checkpoint when it fails.", "pmcr-run"};
   std::string servers, job, local_pool, local_size = "1G";
   unsigned max_restarts = 3;
-  double delay = 0.5;
+  double delay = 1.0, max_delay = 60.0, server_wait = 300.0;
   std::vector<std::string> command;
   app.add_option("--servers", servers, "pmserver HOST:PORT list (default: $PMCR_SERVERS, else 127.0.0.1:13790)");
   app.add_option("--job", job, "job name (default: $PMCR_JOB, else one derived from the command and directory)");
@@ -133,7 +157,15 @@ int main(int argc, char** argv) {
   app.add_option("--local-pool", local_pool, "run a pmserver on this pool file for the duration");
   auto* size_opt =
       app.add_option("--local-size", local_size, "size of the local pool when it is created")->capture_default_str();
-  app.add_option("--delay", delay, "seconds to wait before a relaunch")->capture_default_str()->check(CLI::Range(0.0, 3600.0));
+  app.add_option("--delay", delay, "seconds before the first relaunch; each later one waits twice as long")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3600.0));
+  app.add_option("--max-delay", max_delay, "longest wait between relaunches, in seconds")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--server-wait", server_wait, "seconds to wait for the server to answer before a relaunch")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0));
   app.add_option("command", command, "the launch command, after --, e.g. -- mpirun -np 4 ./app")->required();
   app.footer("Example: pmcr-run --local-pool /dev/shm/pmcr.pool -- mpirun -np 4 ./heat2d");
   CLI11_PARSE(app, argc, argv);
@@ -148,7 +180,21 @@ int main(int argc, char** argv) {
     check_job_name(job);
     if (!local_pool.empty()) parse_size(local_size);
 
+    // Signals arriving while the server starts or the job runs: forwarded to
+    // the job, and no more relaunches.
+    struct sigaction sa {};
+    sa.sa_handler = forward;
+    sigemptyset(&sa.sa_mask);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+
     std::unique_ptr<tools::LocalServer> server;
+    const auto start_server = [&](const char* what) {
+      if (!server->start()) {
+        say("pmserver on " + local_pool + " did not " + what + ":\n" + tail(server->startup_errors(), 5));
+        return false;
+      }
+      return true;
+    };
     if (!local_pool.empty()) {
       tools::LocalServerOptions so;
       so.pmserver = tools::LocalServer::find_pmserver();
@@ -156,11 +202,11 @@ int main(int argc, char** argv) {
       // An existing pool keeps its size unless one is asked for explicitly.
       so.size = (size_opt->count() > 0 || ::access(local_pool.c_str(), F_OK) != 0) ? local_size : "";
       so.listen = to_string(hp);
+      so.on_progress = [](const std::string& what) { say("waiting for pmserver: " + what); };
       server = std::make_unique<tools::LocalServer>(so);
-      if (!server->start()) {
-        say("pmserver on " + local_pool + " did not start:\n" + tail(server->log(), 5));
-        return 1;
-      }
+      say("starting pmserver on " + local_pool + " (allowing " + std::to_string(server->start_timeout().count() / 1000) +
+          " s)");
+      if (!start_server("start")) return 1;
       say("pmserver (pid " + std::to_string(server->pid()) + ") on " + local_pool + ", listening on " + server->address() +
           ", log " + server->log_path());
       // Port 0 asked for any free port: the job gets the one it got.
@@ -171,41 +217,67 @@ int main(int argc, char** argv) {
 
     std::vector<std::string> cmd = command;
     if (detect_launcher(command) == Launcher::OpenMpi) {
-      std::vector<std::string> x = {"-x", "PMCR_JOB", "-x", "PMCR_SERVERS"};
+      std::vector<std::string> x = {"-x", "PMCR_JOB", "-x", "PMCR_SERVERS", "-x", report::kVariable};
       for (char** e = environ; *e; ++e) {
         const std::string name(*e, std::strcspn(*e, "="));
-        if ((name.rfind("PMCR_", 0) == 0 || name.rfind("UCX_", 0) == 0) && name != "PMCR_JOB" && name != "PMCR_SERVERS") {
+        if ((name.rfind("PMCR_", 0) == 0 || name.rfind("UCX_", 0) == 0) && name != "PMCR_JOB" &&
+            name != "PMCR_SERVERS" && name != report::kVariable) {
           x.push_back("-x");
           x.push_back(name);
         }
       }
       cmd.insert(cmd.begin() + 1, x.begin(), x.end());
     }
+    char report_path[] = "/tmp/pmcr-run-report-XXXXXX";
+    const int report_fd = ::mkstemp(report_path);
+    if (report_fd < 0) throw Error(PMCR_E_IO, std::string("cannot create a report file in /tmp: ") + std::strerror(errno));
+    ::close(report_fd);
+    struct Unlink {
+      const char* path;
+      ~Unlink() { ::unlink(path); }
+    } unlink_report{report_path};
     ::setenv("PMCR_JOB", job.c_str(), 1);
     ::setenv("PMCR_SERVERS", servers.c_str(), 1);
-
-    struct sigaction sa {};
-    sa.sa_handler = forward;
-    sigemptyset(&sa.sa_mask);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+    ::setenv(report::kVariable, report_path, 1);
 
     int code = 1;
+    double wait = delay;
     for (unsigned attempt = 1; attempt <= max_restarts + 1 && !g_signal; ++attempt) {
-      if (attempt > 1 && delay > 0) std::this_thread::sleep_for(std::chrono::duration<double>(delay));
-      if (server) {
-        int st = 0;
-        if (server->wait_exit(std::chrono::milliseconds(0), &st)) {
-          say("pmserver exited (status " + std::to_string(tools::exit_code(st)) + "); starting it again");
-          if (!server->start()) {
-            say("pmserver did not start again:\n" + tail(server->log(), 5));
-            return code;
+      if (attempt > 1) {
+        // Back off, then relaunch only once the server answers again.
+        say("relaunching in " + std::to_string(static_cast<int>(wait * 1000)) + " ms");
+        std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+        wait = std::min(wait * 2, max_delay);
+        if (server) {
+          int st = 0;
+          if (server->wait_exit(std::chrono::milliseconds(0), &st)) {
+            say("pmserver exited (status " + std::to_string(tools::exit_code(st)) + "); starting it again");
+            if (!start_server("start again")) return code;
           }
         }
+        const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(server_wait);
+        auto next_note = std::chrono::steady_clock::now();
+        while (!g_signal && !answers(first)) {
+          if (std::chrono::steady_clock::now() >= until) {
+            say("pmserver at " + first + " did not answer for " + std::to_string(static_cast<int>(server_wait)) +
+                " s (--server-wait); not relaunching. Is it stopped, overloaded or cut off?");
+            if (server) server->stop();
+            return code;
+          }
+          if (std::chrono::steady_clock::now() >= next_note) {
+            say("waiting for pmserver at " + first + " to answer before relaunching");
+            next_note = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        }
+        if (g_signal) break;
       }
       say("attempt " + std::to_string(attempt) + " of " + std::to_string(max_restarts + 1) + ": job " + job + " " +
           restart_point(first, job));
+      ::truncate(report_path, 0);
       tools::SpawnOptions so;
       so.out = so.err = "";
+      so.parent_death_signal = SIGTERM;
       const pid_t pid = tools::spawn(cmd, so);
       g_child = pid;
       int status = 0;
@@ -214,8 +286,15 @@ int main(int argc, char** argv) {
       g_child = 0;
       code = tools::exit_code(status);
       if (code == 0) break;
+      const auto why = report::last(report_path);
+      if (why && !report::transient(why->code)) {
+        say("attempt " + std::to_string(attempt) + " failed with exit code " + std::to_string(code) + " after " +
+            error_name(why->code) + " (" + why->text + "); not relaunching: this will not go away by itself");
+        break;
+      }
       say("attempt " + std::to_string(attempt) + " failed with exit code " + std::to_string(code) +
-          (g_signal ? " (interrupted: not relaunching)" : attempt <= max_restarts ? "; relaunching" : "; no restarts left"));
+          (why ? std::string(" (last pmcr error: ") + error_name(why->code) + ")" : "") +
+          (g_signal ? " (interrupted: not relaunching)" : attempt <= max_restarts ? "" : "; no restarts left"));
     }
     if (server) server->stop();
     return code;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include <unistd.h>
@@ -35,6 +36,32 @@ pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {
   for (auto& s : env) e.push_back(s.data());
   e.push_back(nullptr);
   const int flags = O_WRONLY | O_CREAT | (options.append ? O_APPEND : O_TRUNC);
+  if (options.parent_death_signal) {
+    // fork + exec, to set PR_SET_PDEATHSIG in the child (posix_spawn cannot).
+    // Between them only async-signal-safe calls: everything is prepared here.
+    const pid_t parent = ::getpid();
+    const std::string out = options.out, err = options.err;
+    const pid_t pid = ::fork();
+    if (pid < 0) throw Error(PMCR_E_IO, "cannot start " + args[0] + ": fork: " + std::strerror(errno));
+    if (pid == 0) {
+      if (::prctl(PR_SET_PDEATHSIG, options.parent_death_signal) != 0 || ::getppid() != parent) _exit(127);
+      if (!out.empty()) {
+        const int fd = ::open(out.c_str(), flags, 0644);
+        if (fd < 0 || ::dup2(fd, 1) < 0) _exit(127);
+        ::close(fd);
+      }
+      if (!err.empty() && err == out) {
+        if (::dup2(1, 2) < 0) _exit(127);
+      } else if (!err.empty()) {
+        const int fd = ::open(err.c_str(), flags, 0644);
+        if (fd < 0 || ::dup2(fd, 2) < 0) _exit(127);
+        ::close(fd);
+      }
+      ::execvpe(a[0], a.data(), e.data());
+      _exit(127);
+    }
+    return pid;
+  }
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   if (!options.out.empty()) posix_spawn_file_actions_addopen(&fa, 1, options.out.c_str(), flags, 0644);

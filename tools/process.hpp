@@ -15,6 +15,9 @@ struct SpawnOptions {
   std::string out = "/dev/null";  // stdout goes here ("": inherited)
   std::string err = "/dev/null";  // stderr goes here (the same file as out: shared; "": inherited)
   bool append = false;            // append to out/err instead of truncating
+  // Signal the child gets when this process dies, however it dies (even
+  // SIGKILL): children of a launcher must not outlive it. 0: none.
+  int parent_death_signal = 0;
 };
 
 // Starts ARGV[0] (searched in PATH). Throws Error(PMCR_E_IO) if it cannot.

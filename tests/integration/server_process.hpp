@@ -41,7 +41,8 @@ class ServerProcess {
   pid_t pid() const { return server_.pid(); }
   uint16_t port() const { return server_.port(); }
   std::string address() const { return server_.address(); }
-  std::string log() const { return server_.log(); }
+  // What it printed before it took its pool, then its own log.
+  std::string log() const { return server_.startup_errors() + server_.log(); }
   // Extra environment of the next start.
   std::vector<std::string>& env() { return server_.options().env; }
 

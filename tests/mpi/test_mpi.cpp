@@ -16,42 +16,12 @@
 #include <string>
 #include <vector>
 
-#include "process.hpp"
-#include "server_process.hpp"
+#include "jobs.hpp"
 
 namespace pmcr::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-using JobRun = tools::RunResult;
-
-// ARGV with ENV, stdout and stderr together.
-JobRun run(const std::vector<std::string>& argv, const std::vector<std::string>& env, std::chrono::seconds timeout) {
-  return tools::run(argv, env, timeout, true);
-}
-
-std::vector<std::string> split_flags(const std::string& flags) {
-  std::vector<std::string> out;
-  std::istringstream ss(flags);
-  for (std::string w; ss >> w;) out.push_back(w);
-  return out;
-}
-
-// MPIEXEC [PREFLAGS] NUMPROC_FLAG NP PROGRAM ARGS...
-std::vector<std::string> mpiexec(int np, const std::vector<std::string>& program) {
-  std::vector<std::string> argv = {PMCR_MPIEXEC};
-  for (const auto& f : split_flags(PMCR_MPIEXEC_PREFLAGS)) argv.push_back(f);
-  argv.push_back(PMCR_MPIEXEC_NUMPROC_FLAG);
-  argv.push_back(std::to_string(np));
-  argv.insert(argv.end(), program.begin(), program.end());
-  return argv;
-}
-
-std::string job_name() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  return std::string(info->name()).substr(0, 32) + "." + std::to_string(::getpid());
-}
 
 // ---- the rank API ----
 
@@ -77,44 +47,6 @@ TEST(Api, ChecksumMismatchIsCaught) {
 
 // ---- heat2d under pmcr-run ----
 
-const std::vector<std::string> kHeatArgs = {"--nx", "256", "--ny", "256", "--steps", "400", "--every", "50"};
-constexpr int kRanks = 4;
-
-std::string final_checksum(const std::string& out) {
-  std::smatch m;
-  static const std::regex re("final checksum ([0-9a-f]{16}) after 400 steps");
-  return std::regex_search(out, m, re) ? m[1].str() : "";
-}
-
-std::vector<std::string> heat2d() {
-  std::vector<std::string> p = {PMCR_HEAT2D};
-  p.insert(p.end(), kHeatArgs.begin(), kHeatArgs.end());
-  return p;
-}
-
-// The checksum of a run that never failed (computed once), and what that
-// run left on its server.
-struct Reference {
-  std::string checksum;
-  std::vector<proto::VersionEntry> versions;
-};
-
-const Reference& reference() {
-  static const Reference ref = [] {
-    Reference r;
-    TempPath pool("heat-ref");
-    ServerProcess server(ServerConfig(pool.str(), "256M"));
-    if (!server.start()) return r;
-    const JobRun run_ = run(mpiexec(kRanks, heat2d()), {"PMCR_SERVERS=" + server.address(), "PMCR_JOB=reference"}, 120s);
-    r.checksum = final_checksum(run_.out);
-    if (r.checksum.empty()) ADD_FAILURE() << run_.out;
-    r.versions = server.connect().list_versions("reference");
-    server.stop();
-    return r;
-  }();
-  return ref;
-}
-
 TEST(Heat2d, ReferenceRunKeepsTwoVersions) {
   const Reference& ref = reference();
   ASSERT_FALSE(ref.checksum.empty());
@@ -123,17 +55,6 @@ TEST(Heat2d, ReferenceRunKeepsTwoVersions) {
   for (const auto& v : ref.versions)
     if (v.sealed) sealed.push_back(v.version);
   EXPECT_EQ(sealed, (std::vector<uint64_t>{350, 400}));
-}
-
-// pmcr-run --local-pool on a pool of this test and a port the kernel picks, with ENV.
-JobRun pmcr_run(const std::vector<std::string>& env, unsigned max_restarts, const std::string& tag) {
-  TempPath pool(tag);
-  std::vector<std::string> argv = {PMCR_RUN, "--local-pool", pool.str(), "--local-size", "256M",
-                                   "--servers", "127.0.0.1:0",
-                                   "--job", job_name(), "--max-restarts", std::to_string(max_restarts), "--delay", "0", "--"};
-  const auto cmd = mpiexec(kRanks, heat2d());
-  argv.insert(argv.end(), cmd.begin(), cmd.end());
-  return run(argv, env, 240s);
 }
 
 // Kills rank RANK with SIGKILL at the NTH hit of fault point POINT, once;
@@ -198,27 +119,6 @@ TEST(Heat2d, ServerKilledJobFailsWithinSeconds) {
   EXPECT_EQ(again.code, 0) << again.out;
   EXPECT_NE(again.out.find("restarted from version 100"), std::string::npos) << again.out;
   EXPECT_EQ(final_checksum(again.out), reference().checksum) << again.out;
-}
-
-TEST(PmcrRun, ExitCodeIsTheLastAttempts) {
-  TempPath counter("count");
-  const JobRun r = run({PMCR_RUN, "--servers", "127.0.0.1:1", "--job", "x", "--max-restarts", "2", "--delay", "0", "--",
-                     "sh", "-c", "echo attempt >> " + counter.str() + "; exit 3"},
-                    {}, 60s);
-  EXPECT_EQ(r.code, 3) << r.out;
-  std::ifstream in(counter.str());
-  int lines = 0;
-  for (std::string l; std::getline(in, l);) ++lines;
-  EXPECT_EQ(lines, 3) << "1 attempt + 2 relaunches";
-  EXPECT_NE(r.out.find("no restarts left"), std::string::npos) << r.out;
-}
-
-TEST(PmcrRun, SetsJobAndServersForTheProgram) {
-  const JobRun r = run({PMCR_RUN, "--servers", "127.0.0.1:1", "--job", "myjob", "--max-restarts", "0", "--", "sh", "-c",
-                     "echo job=$PMCR_JOB servers=$PMCR_SERVERS"},
-                    {"PMCR_JOB=other"}, 60s);
-  EXPECT_EQ(r.code, 0) << r.out;
-  EXPECT_NE(r.out.find("job=myjob servers=127.0.0.1:1"), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -1,0 +1,35 @@
+// The failure report: how libpmcr tells the launcher that started the job
+// (pmcr-run) why it failed, so that a relaunch happens only when it can
+// help. The launcher names a file in PMCR_RUN_REPORT; every failure a pmcr
+// call returns to the program is appended to it as one line "CODE TEXT",
+// and the next success after one as "0 ok": the last line is the last
+// outcome the program saw (a failure it handled and got past does not
+// count).
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace pmcr::report {
+
+constexpr const char* kVariable = "PMCR_RUN_REPORT";
+
+// Appends the failure to $PMCR_RUN_REPORT, if set (at most a few dozen
+// lines per process). Never throws, never prints.
+void failure(int code, const std::string& text) noexcept;
+void success() noexcept;
+
+struct Reported {
+  int code = 0;
+  std::string text;
+};
+// The last outcome recorded in PATH if it is a failure.
+std::optional<Reported> last(const std::string& path);
+
+// False for failures that a relaunch cannot cure, because nothing will
+// change by itself: a full pool or quota, a bad configuration or program,
+// a checkpoint of another size, a job taken over by another run. True for
+// lost servers, time-outs, killed ranks and the like.
+bool transient(int code) noexcept;
+
+}  // namespace pmcr::report

@@ -1,0 +1,101 @@
+// Helpers of the MPI tests: MPI jobs launched through FindMPI's MPIEXEC
+// variables, heat2d runs and their reference checksum, pmcr-run.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "process.hpp"
+#include "server_process.hpp"
+
+namespace pmcr::test {
+
+using namespace std::chrono_literals;
+
+using JobRun = tools::RunResult;
+
+// ARGV with ENV, stdout and stderr together.
+inline JobRun run(const std::vector<std::string>& argv, const std::vector<std::string>& env, std::chrono::seconds timeout) {
+  return tools::run(argv, env, timeout, true);
+}
+
+inline std::vector<std::string> split_flags(const std::string& flags) {
+  std::vector<std::string> out;
+  std::istringstream ss(flags);
+  for (std::string w; ss >> w;) out.push_back(w);
+  return out;
+}
+
+// MPIEXEC [PREFLAGS] NUMPROC_FLAG NP PROGRAM ARGS...
+inline std::vector<std::string> mpiexec(int np, const std::vector<std::string>& program) {
+  std::vector<std::string> argv = {PMCR_MPIEXEC};
+  for (const auto& f : split_flags(PMCR_MPIEXEC_PREFLAGS)) argv.push_back(f);
+  argv.push_back(PMCR_MPIEXEC_NUMPROC_FLAG);
+  argv.push_back(std::to_string(np));
+  argv.insert(argv.end(), program.begin(), program.end());
+  return argv;
+}
+
+inline std::string job_name() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  return std::string(info->name()).substr(0, 32) + "." + std::to_string(::getpid());
+}
+
+// ---- heat2d ----
+
+inline const std::vector<std::string> kHeatArgs = {"--nx", "256", "--ny", "256", "--steps", "400", "--every", "50"};
+inline constexpr int kRanks = 4;
+
+inline std::string final_checksum(const std::string& out) {
+  std::smatch m;
+  static const std::regex re("final checksum ([0-9a-f]{16}) after 400 steps");
+  return std::regex_search(out, m, re) ? m[1].str() : "";
+}
+
+inline std::vector<std::string> heat2d() {
+  std::vector<std::string> p = {PMCR_HEAT2D};
+  p.insert(p.end(), kHeatArgs.begin(), kHeatArgs.end());
+  return p;
+}
+
+// The checksum of a run that never failed (computed once), and what that
+// run left on its server.
+struct Reference {
+  std::string checksum;
+  std::vector<proto::VersionEntry> versions;
+};
+
+inline const Reference& reference() {
+  static const Reference ref = [] {
+    Reference r;
+    TempPath pool("heat-ref");
+    ServerProcess server(ServerConfig(pool.str(), "256M"));
+    if (!server.start()) return r;
+    const JobRun run_ = run(mpiexec(kRanks, heat2d()), {"PMCR_SERVERS=" + server.address(), "PMCR_JOB=reference"}, 120s);
+    r.checksum = final_checksum(run_.out);
+    if (r.checksum.empty()) ADD_FAILURE() << run_.out;
+    r.versions = server.connect().list_versions("reference");
+    server.stop();
+    return r;
+  }();
+  return ref;
+}
+
+// pmcr-run --local-pool on a pool of this test and a port the kernel picks, with ENV.
+inline JobRun pmcr_run(const std::vector<std::string>& env, unsigned max_restarts, const std::string& tag) {
+  TempPath pool(tag);
+  std::vector<std::string> argv = {PMCR_RUN, "--local-pool", pool.str(), "--local-size", "256M",
+                                   "--servers", "127.0.0.1:0",
+                                   "--job", job_name(), "--max-restarts", std::to_string(max_restarts), "--delay", "0", "--"};
+  const auto cmd = mpiexec(kRanks, heat2d());
+  argv.insert(argv.end(), cmd.begin(), cmd.end());
+  return run(argv, env, 240s);
+}
+
+}  // namespace pmcr::test

@@ -1,0 +1,168 @@
+// pmcr-run as a launcher: relaunch only when it can help, back off and wait
+// for the server, never leave children behind, and start a local pool of
+// any size, saying what it waits for.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "jobs.hpp"
+
+namespace pmcr::test {
+namespace {
+
+int count_lines(const std::string& path) {
+  std::ifstream in(path);
+  int n = 0;
+  for (std::string l; std::getline(in, l);) ++n;
+  return n;
+}
+
+// True once PID has exited (gone, or a zombie nobody reaped yet).
+bool gone(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return true;
+  const auto paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
+}
+
+bool wait_gone(pid_t pid, std::chrono::seconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (!gone(pid) && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(20ms);
+  return gone(pid);
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(PmcrRun, ExitCodeIsTheLastAttempts) {
+  TempPath pool("srv"), counter("count");
+  ServerProcess server(ServerConfig(pool.str(), "64M"));
+  ASSERT_TRUE(server.start()) << server.log();
+  const JobRun r = run({PMCR_RUN, "--servers", server.address(), "--job", "x", "--max-restarts", "2", "--delay", "0",
+                        "--", "sh", "-c", "echo attempt >> " + counter.str() + "; exit 3"},
+                       {}, 60s);
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_EQ(count_lines(counter.str()), 3) << "1 attempt + 2 relaunches";
+  EXPECT_NE(r.out.find("no restarts left"), std::string::npos) << r.out;
+}
+
+TEST(PmcrRun, SetsJobAndServersForTheProgram) {
+  const JobRun r = run({PMCR_RUN, "--servers", "127.0.0.1:1", "--job", "myjob", "--max-restarts", "0", "--", "sh", "-c",
+                        "echo job=$PMCR_JOB servers=$PMCR_SERVERS report=${PMCR_RUN_REPORT:+set}"},
+                       {"PMCR_JOB=other"}, 60s);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("job=myjob servers=127.0.0.1:1 report=set"), std::string::npos) << r.out;
+}
+
+// Relaunches are spaced out (the delay doubles), and none starts while the
+// server does not answer: against a stalled server pmcr-run waits instead
+// of burning its relaunches.
+TEST(PmcrRun, BacksOffAndWaitsForTheServerToAnswer) {
+  TempPath pool("srv"), counter("count");
+  ServerProcess server(ServerConfig(pool.str(), "64M"));
+  ASSERT_TRUE(server.start()) << server.log();
+  // Attempts 1 and 2 fail; attempt 1 stalls the server (SIGSTOP) as it goes.
+  const std::string script = "n=$(wc -l < " + counter.str() + " 2>/dev/null || echo 0); echo a >> " + counter.str() +
+                             "; [ \"$n\" -eq 0 ] && kill -STOP " + std::to_string(server.pid()) +
+                             "; [ \"$n\" -ge 2 ]";
+  std::thread resume([&] {
+    std::this_thread::sleep_for(5s);
+    ::kill(server.pid(), SIGCONT);
+  });
+  const JobRun r = run({PMCR_RUN, "--servers", server.address(), "--job", "x", "--max-restarts", "3", "--delay", "0.2",
+                        "--", "sh", "-c", script},
+                       {}, 90s);
+  resume.join();
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(count_lines(counter.str()), 3) << r.out;
+  EXPECT_NE(r.out.find("relaunching in 200 ms"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("relaunching in 400 ms"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("waiting for pmserver at " + server.address() + " to answer"), std::string::npos) << r.out;
+  EXPECT_GE(r.elapsed, 5s) << "relaunched while the server was stalled:\n" << r.out;
+}
+
+// A pool too small for the job: the checkpoint fails with PMCR_E_NOSPACE,
+// which no relaunch can cure; pmcr-run stops after the first attempt and
+// says why (libpmcr reports it through PMCR_RUN_REPORT).
+TEST(PmcrRun, DoesNotRelaunchAFailureThatCannotGoAwayByItself) {
+  TempPath pool("tiny");
+  std::vector<std::string> argv = {PMCR_RUN, "--local-pool", pool.str(), "--local-size", "4M", "--servers",
+                                   "127.0.0.1:0", "--job", job_name(), "--max-restarts", "3", "--delay", "0", "--"};
+  const auto cmd = mpiexec(2, {PMCR_HEAT2D, "--nx", "1024", "--ny", "512", "--steps", "100", "--every", "10"});
+  argv.insert(argv.end(), cmd.begin(), cmd.end());
+  const JobRun r = run(argv, {}, 120s);
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("no space left in the pool"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("not relaunching: this will not go away by itself"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("attempt 2 of"), std::string::npos) << r.out;
+}
+
+// pmcr-run killed with SIGKILL cannot clean up: its children (the launch
+// command and pmserver) must go by themselves, so that a rerun finds the
+// pool free.
+TEST(PmcrRun, KilledLauncherTakesItsChildrenAlong) {
+  TempPath pool("pool"), out("out");
+  const std::vector<std::string> argv = {PMCR_RUN, "--local-pool", pool.str(), "--local-size", "64M", "--servers",
+                                         "127.0.0.1:0", "--job", "orphan", "--", "sh", "-c", "echo child $$; sleep 120"};
+  const pid_t launcher = tools::spawn(argv, tools::SpawnOptions{{}, out.str(), out.str()});
+  std::smatch child, srv;
+  std::string text;
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  static const std::regex child_re("child ([0-9]+)"), srv_re("pmserver \\(pid ([0-9]+)\\)");
+  while (std::chrono::steady_clock::now() < until &&
+         !(std::regex_search(text = slurp(out.str()), child, child_re) && std::regex_search(text, srv, srv_re)))
+    std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(std::regex_search(text, child, child_re) && std::regex_search(text, srv, srv_re)) << text;
+  const pid_t child_pid = std::stoi(child[1].str()), server_pid = std::stoi(srv[1].str());
+  ::kill(launcher, SIGKILL);
+  int status = 0;
+  waitpid(launcher, &status, 0);
+  EXPECT_TRUE(wait_gone(child_pid, 10s)) << "the job outlived pmcr-run";
+  EXPECT_TRUE(wait_gone(server_pid, 15s)) << "pmserver outlived pmcr-run";
+  if (!gone(child_pid)) ::kill(child_pid, SIGKILL);
+  if (!gone(server_pid)) ::kill(server_pid, SIGKILL);
+  // A rerun on the same pool works.
+  const JobRun again = run({PMCR_RUN, "--local-pool", pool.str(), "--servers", "127.0.0.1:0", "--job", "orphan", "--",
+                            "true"},
+                           {}, 60s);
+  EXPECT_EQ(again.code, 0) << again.out;
+}
+
+// A pool that another pmserver holds: a clear message naming it, not its log.
+TEST(PmcrRun, PoolHeldByAnotherServerIsNamed) {
+  TempPath pool("held");
+  ServerProcess holder(ServerConfig(pool.str(), "64M"));
+  ASSERT_TRUE(holder.start()) << holder.log();
+  const JobRun r = run({PMCR_RUN, "--local-pool", pool.str(), "--servers", "127.0.0.1:0", "--job", "held", "--", "true"},
+                       {}, 60s);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("is in use by another pmserver (pid " + std::to_string(holder.pid()) + ")"), std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("listening on"), std::string::npos) << "the holder's log was shown:\n" << r.out;
+}
+
+// A large pool: pmcr-run allows time in proportion to its size, says what
+// it is waiting for, and pmserver listens before faulting the pool in.
+TEST(PmcrRun, LargePoolStartsAndSaysWhatItWaitsFor) {
+  TempPath pool("large");
+  const JobRun r = run({PMCR_RUN, "--local-pool", pool.str(), "--local-size", "3G", "--servers", "127.0.0.1:0", "--job",
+                        "large", "--", "true"},
+                       {}, 240s);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("allowing 90 s"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("waiting for pmserver: allocating pool"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("3.0 GiB of 3.0 GiB"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace pmcr::test
