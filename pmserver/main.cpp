@@ -185,9 +185,11 @@ int main(int argc, char** argv) {
       logger->sinks().clear();
       logger->sinks().push_back(sink);
       logger->flush_on(spdlog::level::trace);
-      // UCX writes its own warnings to stderr: they go to the log too.
+      // UCX writes its own warnings to stdout or stderr: they go to the
+      // log too (pmserver itself never writes to stdout).
       const int fd = ::open(log_file.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
       if (fd >= 0) {
+        ::dup2(fd, STDOUT_FILENO);
         ::dup2(fd, STDERR_FILENO);
         ::close(fd);
       }

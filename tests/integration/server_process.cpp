@@ -1,5 +1,6 @@
 #include "server_process.hpp"
 
+#include "error.hpp"
 #include "process.hpp"
 
 #include <gtest/gtest.h>
@@ -56,13 +57,18 @@ int ServerProcess::stop() {
 }
 
 pmcr::client::Client ServerProcess::connect(std::chrono::milliseconds timeout, pmcr::client::DataPath path) const {
+  return pmcr::client::Client(client_options(timeout, path));
+}
+
+pmcr::client::Options ServerProcess::client_options(std::chrono::milliseconds timeout,
+                                                    pmcr::client::DataPath path) const {
   pmcr::client::Options o;
   o.data_path = path;
   o.server = address();
   o.name = "pmcr-test";
   o.timeout = timeout;
   o.connect_timeout = std::chrono::milliseconds(5000);
-  return pmcr::client::Client(o);
+  return o;
 }
 
 TempPath::TempPath(const std::string& tag) {
@@ -84,6 +90,15 @@ int run_cli(const std::vector<std::string>& args, std::string* out, std::string*
   if (out) *out = r.out;
   if (err) *err = r.err;
   return r.code;
+}
+
+int code_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  return 0;
 }
 
 std::vector<uint8_t> pattern(size_t n, uint64_t seed) {

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -46,9 +47,11 @@ class ServerProcess {
   // Extra environment of the next start.
   std::vector<std::string>& env() { return server_.options().env; }
 
-  // A connected client with a bounded timeout.
+  // A connected client with a bounded timeout, and its options.
   pmcr::client::Client connect(std::chrono::milliseconds timeout = std::chrono::seconds(20),
                                pmcr::client::DataPath path = pmcr::client::DataPath::Am) const;
+  pmcr::client::Options client_options(std::chrono::milliseconds timeout = std::chrono::seconds(20),
+                                       pmcr::client::DataPath path = pmcr::client::DataPath::Am) const;
 
  private:
   pmcr::tools::LocalServer server_;
@@ -69,5 +72,8 @@ class TempPath {
 int run_cli(const std::vector<std::string>& args, std::string* out, std::string* err = nullptr);
 
 std::vector<uint8_t> pattern(size_t n, uint64_t seed);
+
+// The PMCR_E_* code F throws as pmcr::Error, 0 if it returns.
+int code_of(const std::function<void()>& f);
 
 }  // namespace pmcr::test

@@ -16,20 +16,12 @@
 
 using namespace std::chrono_literals;
 using pmcr::Error;
+using pmcr::test::code_of;
 using pmcr::test::pattern;
 using pmcr::test::ServerProcess;
 using pmcr::test::TempPath;
 
 namespace {
-
-int code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  return 0;
-}
 
 std::vector<uint8_t> read_back(pmcr::client::Client& c, const std::string& job, uint64_t v, uint32_t rank, uint32_t id) {
   const auto src = c.open(job, v, rank, id);
@@ -388,4 +380,52 @@ TEST_F(ServerTest, IdleServerUsesUnderOnePercentCpu) {
   std::this_thread::sleep_for(3s);
   const long long used = cpu_ns() - t0;
   EXPECT_LT(static_cast<double>(used) / 1e9, 0.03) << used / 1000000 << " ms of CPU in 3 s";
+}
+
+// Defect: a CREATE of the same (job, version, rank, id) from a second
+// connection replaced the first one's committed region ("newest writer
+// wins"), and the job's own seal then sealed the other connection's bytes.
+// Now a region belongs to its creator until the seal.
+TEST_F(ServerTest, AnotherConnectionCannotReplaceACommittedRegion) {
+  auto owner = server_.connect();
+  auto other = server_.connect();
+  const uint64_t attempt = owner.begin("own");
+  other.join("own", attempt);
+  const auto mine = pattern(100000, 1), theirs = pattern(100000, 2);
+  owner.write_region("own", 1, 0, 0, mine.data(), mine.size());
+  try {
+    other.write_region("own", 1, 0, 0, theirs.data(), theirs.size());
+    ADD_FAILURE() << "another connection replaced a committed region";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), PMCR_E_BUSY) << e.what();
+    EXPECT_NE(std::string(e.what()).find("another connection"), std::string::npos) << e.what();
+  }
+  other.write_region("own", 1, 1, 0, theirs.data(), theirs.size());  // its own rank is fine
+  owner.seal("own", 1, 2, 2);
+  EXPECT_EQ(read_back(owner, "own", 1, 0, 0), mine);
+  EXPECT_EQ(read_back(owner, "own", 1, 1, 0), theirs);
+}
+
+// The relaunch rule: a later attempt of the job (pmcr_init of a relaunched
+// job, a new import) supersedes the earlier one, even while that one is
+// still connected (a stalled rank): its unsealed regions are dropped, and it
+// can neither commit, create nor seal any more.
+TEST_F(ServerTest, LaterAttemptSupersedesAConnectedEarlierOne) {
+  auto stale = server_.connect();
+  stale.begin("relaunch");
+  const auto old_bytes = pattern(300000, 1), new_bytes = pattern(300000, 2);
+  stale.write_region("relaunch", 5, 0, 0, old_bytes.data(), old_bytes.size());
+  const auto pending = stale.create("relaunch", 5, 0, 1, 4096);
+  auto fresh = server_.connect();
+  fresh.begin("relaunch");
+  EXPECT_EQ(fresh.stat().regions, 0u) << "the earlier attempt's unsealed regions must go";
+  EXPECT_EQ(code_of([&] { stale.put(pending, pattern(4096, 3).data()); stale.commit(pending, 0); }), PMCR_E_SUPERSEDED);
+  EXPECT_EQ(code_of([&] { stale.create("relaunch", 5, 0, 2, 10); }), PMCR_E_SUPERSEDED);
+  EXPECT_EQ(code_of([&] { stale.seal("relaunch", 5, 1, 1); }), PMCR_E_SUPERSEDED);
+  fresh.write_region("relaunch", 5, 0, 0, new_bytes.data(), new_bytes.size());
+  fresh.seal("relaunch", 5, 1, 1);
+  EXPECT_EQ(read_back(fresh, "relaunch", 5, 0, 0), new_bytes);
+  EXPECT_EQ(code_of([&] { stale.seal("relaunch", 6, 1, 1); }), PMCR_E_SUPERSEDED);
+  // Other jobs are not touched, and the stale connection can still read.
+  EXPECT_EQ(read_back(stale, "relaunch", 5, 0, 0), new_bytes);
 }
