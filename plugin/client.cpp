@@ -258,7 +258,7 @@ void Client::wait(void* request, const char* what, const Limit& limit) {
   }
   ucs_status_t st;
   while ((st = ucp_request_check_status(request)) == UCS_INPROGRESS) {
-    if (idle_for(limit)) {
+    if (stalled(limit)) {
       // The request may still touch the caller's buffer: force the endpoint
       // closed, which ends it, before giving the buffer back.
       close_now();
@@ -319,7 +319,7 @@ proto::Reply Client::exchange(const std::vector<uint8_t>& bytes, uint64_t tag, c
     if (ep_status_ != UCS_OK)
       fail_connection(ucx::to_error(ep_status_) == PMCR_E_UNREACHABLE ? PMCR_E_UNREACHABLE : PMCR_E_SERVER_LOST,
                       "connection to pmserver " + options_.server + " lost: " + ucs_status_string(ep_status_));
-    if (idle_for(limit)) timed_out("waiting for a reply", limit);
+    if (stalled(limit)) timed_out("waiting for a reply", limit);
     progress_or_sleep();
   }
 }
@@ -446,7 +446,9 @@ void Client::send_data(const WriteTarget& target, const void* buf) {
     ucp_request_param_t p{};
     p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     p.flags = UCP_AM_SEND_FLAG_RNDV | UCP_AM_SEND_FLAG_REPLY;
-    return ucp_am_send_nbx(ep_, proto::kAmData, headers.back().data(), headers.back().size(), base + off, n, &p);
+    void* req = ucp_am_send_nbx(ep_, proto::kAmData, headers.back().data(), headers.back().size(), base + off, n, &p);
+    PMCR_FAULT_POINT("client.send.chunk");  // tests: a writer stalled with data in flight
+    return req;
   }, false);
 }
 
@@ -537,7 +539,7 @@ void Client::receive_data(const ReadSource& source, void* buf) {
         else read_.requests.push_back(req);
       }
       if (read_.received >= read_.size) break;
-      if (idle_for(op_limit())) timed_out("receiving region data", op_limit());
+      if (stalled(op_limit())) timed_out("receiving region data", op_limit());
       progress_or_sleep();
     }
   } catch (...) {

@@ -164,7 +164,11 @@ class Client {
   void start();
   void touch() { last_activity_ = Clock::now(); }
   void tick();
-  bool idle_for(const Limit& limit) const { return Clock::now() - last_activity_ >= limit.ms; }
+  // True when the server has shown no progress for LIMIT (after tick()).
+  bool stalled(const Limit& limit) {
+    tick();
+    return Clock::now() - last_activity_ >= limit.ms;
+  }
   [[noreturn]] void timed_out(const std::string& what, const Limit& limit);
   // Bounded: gives up (and leaks REQUEST to UCX) after a few seconds.
   void finish_request(void* request);

@@ -57,6 +57,7 @@ Session::Session(MPI_Comm comm, const char* config_path) : comm_(comm) {
   });
   attempt = comm_.broadcast(attempt);
   client_->join(config_.job, static_cast<uint64_t>(attempt));
+  PMCR_FAULT_POINT("init.connected");
   log()->debug("rank {}/{} of job {} connected to {} over {}", comm_.rank(), comm_.size(), config_.job,
                client_->address(), client_->transports());
 }
@@ -220,6 +221,7 @@ void Session::restart(int version) {
     for (const auto& [id, b] : buffers_) {
       try {
         client_->read_region(config_.job, static_cast<uint64_t>(version), rank, static_cast<uint32_t>(id), b.ptr, b.size);
+        PMCR_FAULT_POINT("restart.read");
       } catch (const Error& e) {
         if (e.code() == PMCR_E_NOT_FOUND)
           throw Error(e.code(), "pmcr_restart: version " + std::to_string(version) + " has no buffer with id " +

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "error.hpp"
+#include "fault.hpp"
 #include "server.hpp"
 
 namespace pmcr::server {
@@ -78,6 +79,7 @@ void Server::receive(PendingData& d) {
     rp.memh = reg->second.memh;
   }
   void* req = ucp_am_recv_data_nbx(worker_.get(), d.desc, dest, d.length, &rp);
+  PMCR_FAULT_POINT("server.data.chunk");  // tests: a server stalled or killed mid-transfer
   if (req == nullptr || UCS_PTR_IS_ERR(req)) {
     if (UCS_PTR_IS_ERR(req)) spdlog::warn("receiving region data failed: {}", ucs_status_string(UCS_PTR_STATUS(req)));
     data_finished(h.handle);
@@ -130,6 +132,7 @@ void Server::send_data(Connection& c, const proto::Read& m) {
     }
     void* req =
         ucp_am_send_nbx(c.ep, proto::kAmData, io->header.data(), io->header.size(), pool_.base() + v.offset + off, n, &p);
+    PMCR_FAULT_POINT("server.read.chunk");  // tests: a server stalled or killed mid-read
     if (req == nullptr || UCS_PTR_IS_ERR(req)) {
       catalogue_.unpin(m.handle);
       delete io;
