@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "jobs.hpp"
+#include "pool_damage.hpp"
 
 namespace pmcr::test {
 namespace {
@@ -43,6 +44,30 @@ TEST(Api, FourRanks) { run_api(4, {}, {}); }
 TEST(Api, ChecksumMismatchIsCaught) {
   run_api(2, {"--gtest_also_run_disabled_tests", "--gtest_filter=*ChecksumMismatch*"},
           {"PMCR_FAULT=client.get.data:1:fail"});
+}
+
+// Defect: a damaged newest version was offered by pmcr_restart_test, and
+// pmcr_restart then failed. The candidate is verified first; the newest
+// intact one is offered, and pmcr_last_error says why.
+TEST(Api, RestartTestFallsBackFromADamagedVersion) {
+  TempPath pool("fallback");
+  ServerProcess server(ServerConfig(pool.str(), "128M", 0, {}, {"--scrub-rate", "0"}));
+  ASSERT_TRUE(server.start()) << server.log();
+  const std::string job = "api" + std::to_string(::getpid());
+  const std::vector<std::string> env = {"PMCR_SERVERS=" + server.address(), "PMCR_JOB=" + job};
+  const auto phase = [&](const char* filter) {
+    const JobRun r = run(mpiexec(2, {PMCR_MPI_API_TEST, "--gtest_also_run_disabled_tests",
+                                     std::string("--gtest_filter=") + filter}),
+                         env, 120s);
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("all passed"), std::string::npos) << r.out;
+  };
+  phase("*FallbackWrite");
+  EXPECT_EQ(server.stop(), 0);
+  damage_region_data(pool.str(), job + ".fallback", 2, 1, 0);
+  ASSERT_TRUE(server.start()) << server.log();
+  phase("*FallbackRestart");
+  EXPECT_NE(server.log().find("quarantined"), std::string::npos);
 }
 
 // ---- heat2d under pmcr-run ----
