@@ -109,7 +109,7 @@ void Session::checkpoint(int version) {
         client_->write_region(config_.job, static_cast<uint64_t>(version), rank, kRankMarkerId, nullptr, 0);
         ++regions;
       }
-      PMCR_FAULT_POINT("ckpt.committed");
+      if (PMCR_FAULT_POINT("ckpt.committed")) throw Error(PMCR_E_IO, "fault injected at ckpt.committed");
     });
     const uint64_t total = comm_.sum(regions);
     collectively([&] {

@@ -317,6 +317,30 @@ TEST_F(Api, DISABLED_FallbackRestart) {
   ASSERT_EQ(pmcr_finalize(), 0) << pmcr_last_error();
 }
 
+// Run by test_mpi.cpp with PMCR_FAULT=ckpt.committed:2:fail on rank 1: the
+// 2nd checkpoint fails after the other ranks committed their regions. The
+// program goes on; while it waits (PMCR_TEST_MARKER), the test checks that
+// the failed version's regions are gone from the server already.
+TEST_F(Api, DISABLED_FailedCheckpointFreesItsRegions) {
+  ASSERT_EQ(pmcr_init(MPI_COMM_WORLD, nullptr), 0) << pmcr_last_error();
+  std::vector<uint8_t> buf = pattern(1 << 20, g_rank);
+  ASSERT_EQ(pmcr_protect(0, buf.data(), buf.size()), 0);
+  ASSERT_EQ(pmcr_checkpoint(1), 0) << pmcr_last_error();
+  EXPECT_EQ(pmcr_checkpoint(2), PMCR_E_IO);
+  const char* marker = std::getenv("PMCR_TEST_MARKER");
+  ASSERT_NE(marker, nullptr);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (g_rank == 0) {
+    std::ofstream(marker) << "failed\n";
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (access((std::string(marker) + ".go").c_str(), F_OK) != 0 && std::chrono::steady_clock::now() < until)
+      usleep(10000);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  EXPECT_EQ(pmcr_checkpoint(3), 0) << pmcr_last_error();
+  ASSERT_EQ(pmcr_finalize(), 0) << pmcr_last_error();
+}
+
 TEST_F(Api, CxxLayer) {
   std::vector<double> grid(1000 + g_rank);
   int step = 0;
