@@ -526,7 +526,14 @@ void Client::receive_data(const ReadSource& source, void* buf) {
       if (ep_status_ != UCS_OK)
         fail_connection(PMCR_E_SERVER_LOST, std::string("the connection was lost while receiving region data: ") +
                                                 ucs_status_string(ep_status_));
-      while (!read_.chunks.empty()) {
+      // A bounded number at a time: they share the link, and each must
+      // finish in its turn for the wait to see progress.
+      const auto receiving = [&] {
+        size_t n = 0;
+        for (void* req : read_.requests) n += ucp_request_check_status(req) == UCS_INPROGRESS;
+        return n;
+      };
+      while (!read_.chunks.empty() && receiving() < options_.read_depth) {
         const DataChunk c = read_.chunks.front();
         read_.chunks.pop_front();
         ucp_request_param_t p{};

@@ -44,7 +44,8 @@ struct Options {
   std::chrono::milliseconds timeout{60000};  // no progress for this long fails an operation
   size_t chunk = 1u << 20;                   // RMA operation size
   size_t am_chunk = 16u << 20;                // active-message size on the am data path
-  unsigned depth = 4;                        // operations in flight
+  unsigned depth = 4;                        // operations in flight (writes)
+  unsigned read_depth = 2;  // READ messages received at once: each completes in its turn, a sign of progress
   DataPath data_path = DataPath::Am;
 };
 

@@ -39,7 +39,7 @@ void Server::on_conn_request(ucp_conn_request_h request, void* arg) {
 
 void Server::on_ep_error(void* arg, ucp_ep_h, ucs_status_t status) {
   auto* c = static_cast<Connection*>(arg);
-  if (c->dead) return;
+  if (!c || c->dead) return;
   c->dead = true;
   spdlog::debug("connection {} from {} failed: {}", c->id, c->peer, ucs_status_string(status));
   c->server->failed_.push_back(c);
@@ -57,38 +57,45 @@ void Server::accept(ucp_conn_request_h request) {
   std::string peer = "?";
   if (ucp_conn_request_query(request, &attr) == UCS_OK)
     peer = sockaddr_text(reinterpret_cast<const sockaddr*>(&attr.client_address), sizeof attr.client_address);
-  if (stopping_) {
-    ucp_listener_reject(listener_, request);
-    return;
-  }
-  // Beyond the cap, new connections are refused at once (the client sees
-  // "rejected"); those already here go on being served.
-  if (connections_.size() >= options_.max_connections) {
-    static Clock::time_point last_warning{};
-    if (Clock::now() - last_warning > std::chrono::seconds(10)) {
-      spdlog::warn("refusing connections (from {} and maybe others): {} connections is the limit "
-                   "(pmserver --max-connections)", peer, options_.max_connections);
-      last_warning = Clock::now();
-    }
-    ucp_listener_reject(listener_, request);
-    return;
-  }
+  // Beyond the cap a connection is accepted only to be told so at HELLO
+  // (PMCR_E_BUSY) and closed; those already in go on being served. (UCX
+  // 1.13's ucp_listener_reject can trip an assertion in its tcp connection
+  // manager when the client goes at the same moment: it is not used.) A
+  // flood beyond that is closed at once, without a word.
+  const bool over = stopping_ || served_ >= options_.max_connections;
+  const bool silent = over && refusing_ >= 256;
   auto c = std::make_unique<Connection>();
   c->server = this;
   c->id = next_owner_++;
   c->peer = peer;
   c->accepted = Clock::now();
+  c->refused = over;
   ucp_ep_params_t ep{};
   ep.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                   UCP_EP_PARAM_FIELD_ERR_HANDLER;
   ep.conn_request = request;
   ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
   ep.err_handler.cb = &Server::on_ep_error;
-  ep.err_handler.arg = c.get();
+  ep.err_handler.arg = silent ? nullptr : c.get();  // a silent refusal keeps no Connection
   ucs_status_t st = ucp_ep_create(worker_.get(), &ep, &c->ep);
   if (st != UCS_OK) {
     spdlog::warn("cannot accept a connection from {}: {}", peer, ucs_status_string(st));
     return;
+  }
+  if (over) {
+    static Clock::time_point last_warning{};
+    if (Clock::now() - last_warning > std::chrono::seconds(10)) {
+      spdlog::warn("refusing connections (from {} and maybe others): {} connections is the limit "
+                   "(pmserver --max-connections)", peer, options_.max_connections);
+      last_warning = Clock::now();
+    }
+    if (silent) {
+      close_ep(c->ep);
+      return;
+    }
+    refusing_++;
+  } else {
+    served_++;
   }
   spdlog::debug("connection {} from {}", c->id, peer);
   awaiting_hello_.push_back(c->id);
@@ -96,7 +103,7 @@ void Server::accept(ucp_conn_request_h request) {
   connections_.emplace(c->ep, std::move(c));
 }
 
-void Server::disconnect(Connection& c, const char* why) {
+void Server::disconnect(Connection& c, const char* why, bool flush) {
   // Its unsealed regions go now; receives into them still in flight hold
   // pins, so their memory is reused only once those have ended.
   const uint32_t reclaimed = catalogue_.release_owner(c.id);
@@ -132,15 +139,16 @@ void Server::disconnect(Connection& c, const char* why) {
     }
   }
   for (auto it = failed_.begin(); it != failed_.end();) it = *it == &c ? failed_.erase(it) : std::next(it);
+  (c.refused ? refusing_ : served_)--;
   by_id_.erase(c.id);
   connections_.erase(ep);
-  close_ep(ep);
+  close_ep(ep, flush);
 }
 
-void Server::close_ep(ucp_ep_h ep) {
+void Server::close_ep(ucp_ep_h ep, bool flush) {
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-  p.flags = UCP_EP_CLOSE_FLAG_FORCE;
+  p.flags = flush ? 0 : UCP_EP_CLOSE_FLAG_FORCE;
   void* req = ucp_ep_close_nbx(ep, &p);
   if (req && !UCS_PTR_IS_ERR(req)) closing_.push_back(req);
 }

@@ -111,6 +111,7 @@ void Server::handle(Incoming& in) {
     spdlog::error("connection {}: {}: {}", c.id, proto::type_name(rep.type), e.what());
   }
   send(c, rep);
+  if (c.refused) disconnect(c, "over the connection limit", true);
 }
 
 // A handle this connection names but the catalogue does not know: its
@@ -134,6 +135,10 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
       Overloaded{
           [&](proto::Hello& m) -> std::optional<proto::ReplyBody> {
             if (c.hello) throw Error(PMCR_E_PROTOCOL, "HELLO was already said on this connection");
+            if (c.refused)
+              throw Error(PMCR_E_BUSY, "pmserver serves " + std::to_string(served_) + " connections, its limit " +
+                                           "(pmserver --max-connections " + std::to_string(options_.max_connections) +
+                                           "); try again later, or spread the jobs over more servers");
             c.hello = true;
             c.client = m.client + " pid " + std::to_string(m.pid);
             proto::HelloReply r;

@@ -155,7 +155,7 @@ proto::StatReply Server::stat() const {
   r.regions = s.regions;
   r.versions = s.sealed_versions;
   r.jobs = s.jobs;
-  r.connections = static_cast<uint32_t>(connections_.size());
+  r.connections = served_;
   r.catalogue_slots = s.slots;
   r.catalogue_used = s.slots_used;
   r.pool_path = pool_.path();

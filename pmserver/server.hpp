@@ -80,6 +80,7 @@ class Server {
     Clock::time_point accepted;
     bool hello = false;
     bool dead = false;
+    bool refused = false;  // over --max-connections: told so at HELLO, then closed
     bool rma = false;  // may use put/get: its transport enforces remote keys
     uint32_t bad_messages = 0;
     uint32_t unanswered = 0;  // replies sent but not yet taken by the client
@@ -164,8 +165,9 @@ class Server {
 
   // ---- connections (connections.cpp) ----
   void accept(ucp_conn_request_h request);
-  void disconnect(Connection& c, const char* why);
-  void close_ep(ucp_ep_h ep);
+  // FLUSH: let replies already sent reach the client first (a refusal).
+  void disconnect(Connection& c, const char* why, bool flush = false);
+  void close_ep(ucp_ep_h ep, bool flush = false);
   void reap_closing(bool wait);
   // Drops connections that did not say HELLO in time, and TCP connections
   // to the listening port that never started UCX's handshake.
@@ -204,6 +206,7 @@ class Server {
   uint16_t port_ = 0;
   Owner next_owner_ = 1;
   std::map<ucp_ep_h, std::unique_ptr<Connection>> connections_;
+  uint32_t served_ = 0, refusing_ = 0;  // connections within the cap, and beyond it
   std::unordered_map<Owner, Connection*> by_id_;
   std::deque<Owner> awaiting_hello_;  // in order of acceptance
   struct Suspect {

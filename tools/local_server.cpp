@@ -81,6 +81,7 @@ bool LocalServer::start() {
     argv.push_back(options_.size);
   }
   argv.insert(argv.end(), options_.args.begin(), options_.args.end());
+  argv.insert(argv.begin(), options_.wrapper.begin(), options_.wrapper.end());
   SpawnOptions so{options_.env, "/dev/null", early_, false, options_.parent_death_signal};
   const auto timeout = start_timeout();
   pid_ = spawn(argv, so);

@@ -21,6 +21,7 @@ struct LocalServerOptions {
   std::string size;                      // --size when creating ("" to omit)
   std::string listen = "127.0.0.1:0";    // port 0: the kernel picks one
   std::vector<std::string> env;          // extra NAME=VALUE
+  std::vector<std::string> wrapper;      // runs pmserver under this (e.g. ip netns exec NS)
   std::vector<std::string> args;         // extra arguments
   std::string log;                       // the server's log (--log-file; default: POOL.log)
   // How long a start may take before it is given up; 0: scaled to the pool

@@ -36,7 +36,8 @@ pmcr::tools::LocalServerOptions options_for(const ServerConfig& c) {
   o.pmserver = PMSERVER_PATH;
   o.pool = c.pool;
   o.size = c.size;
-  o.listen = "127.0.0.1:" + std::to_string(c.port);
+  o.listen = c.host + ":" + std::to_string(c.port);
+  o.wrapper = c.wrapper;
   o.env = c.env;
   o.args = c.args;
   o.args.push_back("--log-level");

@@ -25,6 +25,8 @@ struct ServerConfig {
   uint16_t port = 0;          // 0: an ephemeral port, chosen by the kernel
   std::vector<std::string> env;    // extra NAME=VALUE
   std::vector<std::string> args;   // extra arguments
+  std::string host = "127.0.0.1";  // address to listen on
+  std::vector<std::string> wrapper;  // run pmserver under this (ip netns exec NS)
 };
 
 class ServerProcess {

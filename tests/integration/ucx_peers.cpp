@@ -83,9 +83,11 @@ void UcxPeers::on_error(void* arg, ucp_ep_h, ucs_status_t) { static_cast<Peer*>(
 
 ucs_status_t UcxPeers::on_reply(void* arg, const void*, size_t, void* data, size_t length, const ucp_am_recv_param_t*) {
   auto* self = static_cast<UcxPeers*>(arg);
-  proto::Header h;
-  if (proto::decode_header(data, length, &h) == proto::DecodeStatus::Ok && h.tag >= 1 && h.tag <= self->peers_.size())
-    self->peers_[h.tag - 1]->answered = true;
+  proto::Reply rep;
+  if (proto::decode(data, length, &rep) == proto::DecodeStatus::Ok && rep.tag >= 1 && rep.tag <= self->peers_.size()) {
+    self->peers_[rep.tag - 1]->answered = true;
+    self->peers_[rep.tag - 1]->status = rep.status;
+  }
   return UCS_OK;
 }
 
@@ -93,6 +95,12 @@ void UcxPeers::progress_for(std::chrono::milliseconds d) {
   const auto until = std::chrono::steady_clock::now() + d;
   while (std::chrono::steady_clock::now() < until)
     if (ucp_worker_progress(worker_) == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+}
+
+size_t UcxPeers::refused() const {
+  size_t n = 0;
+  for (const auto& p : peers_) n += p->answered && p->status != 0;
+  return n;
 }
 
 size_t UcxPeers::failed() const {
@@ -153,7 +161,7 @@ size_t UcxPeers::connect(const std::string& server, size_t n, bool hello, std::c
     answered = 0;
     size_t settled = 0;
     for (size_t i = first; i < peers_.size(); ++i) {
-      answered += peers_[i]->answered;
+      answered += peers_[i]->answered && peers_[i]->status == 0;
       settled += peers_[i]->answered || peers_[i]->failed;
     }
     if (settled == n) break;

@@ -27,8 +27,10 @@ class UcxPeers {
   // were answered. Without, it progresses for TIMEOUT and returns how many
   // have not failed.
   size_t connect(const std::string& server, size_t n, bool hello, std::chrono::milliseconds timeout);
-  // Endpoints UCX has reported failed (refused, or closed by the server).
+  // Endpoints UCX has reported failed (closed by the server).
   size_t failed() const;
+  // Endpoints whose HELLO the server answered with an error.
+  size_t refused() const;
   size_t size() const { return peers_.size(); }
   void progress_for(std::chrono::milliseconds d);
   ucp_ep_h ep(size_t i) const { return peers_.at(i)->ep; }
@@ -43,6 +45,7 @@ class UcxPeers {
     ucp_ep_h ep = nullptr;
     bool failed = false;
     bool answered = false;
+    int32_t status = 0;  // of the HELLO reply
   };
   static void on_error(void* arg, ucp_ep_h ep, ucs_status_t status);
   static ucs_status_t on_reply(void* arg, const void* header, size_t header_length, void* data, size_t length,
