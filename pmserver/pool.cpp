@@ -258,8 +258,11 @@ void Pool::validate(uint64_t file_size, std::optional<uint64_t> size) const {
   if (size && *size != h->pool_size && (*size + 4095) / 4096 * 4096 != h->pool_size)
     throw Error(PMCR_E_INVAL, "pool " + path_ + " has " + format_size(h->pool_size) + "; --size " + format_size(*size) +
                                   " does not match (omit --size to open an existing pool)");
-  const uint64_t cat_end = h->catalogue_offset + h->catalogue_slots * sizeof(Record);
-  if (h->catalogue_offset < kHeaderSize || cat_end > h->data_offset || h->data_offset + h->data_size > h->pool_size)
+  // Checked without overflow: every field is untrusted until it fits.
+  if (h->catalogue_offset < kHeaderSize || h->catalogue_offset > h->pool_size ||
+      h->catalogue_slots > (h->pool_size - h->catalogue_offset) / sizeof(Record) ||
+      h->catalogue_offset + h->catalogue_slots * sizeof(Record) > h->data_offset || h->data_offset > h->pool_size ||
+      h->data_size > h->pool_size - h->data_offset || h->data_offset % kExtentAlign || h->data_size % kExtentAlign)
     throw Error(PMCR_E_CORRUPT, "pool " + path_ + " has an inconsistent layout in its header");
 }
 

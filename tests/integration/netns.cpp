@@ -4,11 +4,11 @@
 
 #include <atomic>
 #include <chrono>
-#include <regex>
 #include <sstream>
 #include <stdexcept>
 
 #include "process.hpp"
+#include "server_process.hpp"
 
 namespace pmcr::test {
 namespace {
@@ -85,9 +85,8 @@ void NetNs::shape(const std::string& qdisc) {
 
 long NetNs::dropped() const {
   const std::string out = sh({"tc", "-s", "qdisc", "show", "dev", host_if_});
-  std::smatch m;
-  static const std::regex re("dropped ([0-9]+)");
-  return std::regex_search(out, m, re) ? std::stol(m[1].str()) : -1;
+  const std::string n = token_after(out, "dropped ");
+  return n.empty() ? -1 : std::stol(n);
 }
 
 void NetNs::link(bool up) { sh({"ip", "link", "set", host_if_, up ? "up" : "down"}); }

@@ -93,6 +93,13 @@ int run_cli(const std::vector<std::string>& args, std::string* out, std::string*
   return r.code;
 }
 
+std::string token_after(const std::string& text, const std::string& prefix, const char* chars) {
+  const auto at = text.find(prefix);
+  if (at == std::string::npos) return "";
+  const auto begin = at + prefix.size();
+  return text.substr(begin, text.find_first_not_of(chars, begin) - begin);
+}
+
 int code_of(const std::function<void()>& f) {
   try {
     f();

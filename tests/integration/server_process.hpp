@@ -75,6 +75,10 @@ int run_cli(const std::vector<std::string>& args, std::string* out, std::string*
 
 std::vector<uint8_t> pattern(size_t n, uint64_t seed);
 
+// The run of CHARS right after the first PREFIX in TEXT ("" if none):
+// token_after(out, "pmserver (pid ") is the pid pmcr-run printed.
+std::string token_after(const std::string& text, const std::string& prefix, const char* chars = "0123456789");
+
 // The PMCR_E_* code F throws as pmcr::Error, 0 if it returns.
 int code_of(const std::function<void()>& f);
 

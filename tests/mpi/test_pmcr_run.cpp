@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <regex>
 #include <thread>
 
 #include "jobs.hpp"
@@ -115,15 +114,14 @@ TEST(PmcrRun, KilledLauncherTakesItsChildrenAlong) {
   const std::vector<std::string> argv = {PMCR_RUN, "--local-pool", pool.str(), "--local-size", "64M", "--servers",
                                          "127.0.0.1:0", "--job", "orphan", "--", "sh", "-c", "echo child $$; sleep 120"};
   const pid_t launcher = tools::spawn(argv, tools::SpawnOptions{{}, out.str(), out.str()});
-  std::smatch child, srv;
-  std::string text;
+  std::string text, child, srv;
   const auto until = std::chrono::steady_clock::now() + 60s;
-  static const std::regex child_re("child ([0-9]+)"), srv_re("pmserver \\(pid ([0-9]+)\\)");
   while (std::chrono::steady_clock::now() < until &&
-         !(std::regex_search(text = slurp(out.str()), child, child_re) && std::regex_search(text, srv, srv_re)))
+         ((child = token_after(text = slurp(out.str()), "child ")).empty() ||
+          (srv = token_after(text, "pmserver (pid ")).empty()))
     std::this_thread::sleep_for(20ms);
-  ASSERT_TRUE(std::regex_search(text, child, child_re) && std::regex_search(text, srv, srv_re)) << text;
-  const pid_t child_pid = std::stoi(child[1].str()), server_pid = std::stoi(srv[1].str());
+  ASSERT_FALSE(child.empty() || srv.empty()) << text;
+  const pid_t child_pid = std::stoi(child), server_pid = std::stoi(srv);
   ::kill(launcher, SIGKILL);
   int status = 0;
   waitpid(launcher, &status, 0);
