@@ -106,5 +106,10 @@ TEST(Soak, SixtyFourWritersWithKillsLeaveExactAccounting) {
             << " regions; server fds " << fds0 << " -> " << fds1 << ", anonymous memory " << rss0 / 1024 << " -> "
             << rss1 / 1024 << " MiB\n";
   EXPECT_LE(fds1, fds0 + 8);
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan keeps freed memory in quarantine: the bound says nothing there.
+  (void)rss1;
+#else
   EXPECT_LE(rss1, rss0 + 64 * 1024) << "the server's memory grew by more than 64 MiB";
+#endif
 }
