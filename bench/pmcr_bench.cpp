@@ -222,7 +222,7 @@ json run_transfer(const std::vector<uint64_t>& sizes, const std::vector<std::str
     o.size = std::to_string((sizes.back() + (256u << 20)) >> 20) + "M";
     o.log = "/tmp/pmcr-bench-pmserver.log";
     o.env = {"UCX_NET_DEVICES=lo"};
-    o.start_timeout = std::chrono::seconds(60);
+    o.args = {"--quota-bytes", "100%"};  // one client writes regions of up to most of the pool
     pmcr::tools::LocalServer server(o);
     if (!server.start()) throw pmcr::Error(PMCR_E_IO, "pmserver did not start; see " + o.log);
     pmcr::client::Options co;
@@ -230,6 +230,7 @@ json run_transfer(const std::vector<uint64_t>& sizes, const std::vector<std::str
     co.name = "pmcr-bench";
     co.timeout = std::chrono::minutes(5);
     pmcr::client::Client c(co);
+    c.begin("bench");
     const auto st = c.stat();
     json rows = json::array();
     for (uint64_t size : sizes) {
@@ -359,7 +360,6 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
       o.size = std::to_string(4 * cfg.ranks * cfg.mib + 64) + "M";
       o.log = "/tmp/pmcr-bench-pmserver.log";
       o.env = {"UCX_NET_DEVICES=lo"};
-      o.start_timeout = std::chrono::seconds(120);
       pmcr::tools::LocalServer server(o);
       if (!server.start()) throw pmcr::Error(PMCR_E_IO, "pmserver did not start; see " + o.log);
       const std::vector<std::string> env = {"PMCR_SERVERS=" + server.address(),

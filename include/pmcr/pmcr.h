@@ -51,13 +51,17 @@ extern "C" {
  *   PMCR_KEEP      keep            sealed versions kept per job (default 2);
  *                                  older ones are deleted after a newer seal
  *   PMCR_LOG_LEVEL log_level       trace|debug|info|warn|error|off (stderr)
- *   PMCR_TIMEOUT   timeout         seconds one server request or one buffer
- *                                  transfer may take (default 60)
+ *   PMCR_TIMEOUT   timeout         seconds the server may show no progress
+ *                                  on a request or a transfer before it
+ *                                  fails (default 60); a long transfer that
+ *                                  keeps moving never times out
  *   PMCR_CONNECT_TIMEOUT connect_timeout  seconds to connect (default 5)
  *   PMCR_DATA_PATH data_path       how buffers travel: "am" (default:
  *                                  rendezvous active messages the server
  *                                  receives into the pool itself) or "rma"
- *                                  (ucp_put_nbx/ucp_get_nbx, for RDMA NICs)
+ *                                  (ucp_put_nbx/ucp_get_nbx, only where the
+ *                                  server offers it: an RDMA NIC that
+ *                                  enforces remote keys)
  *
  * The file is TOML, or JSON if its name ends in ".json".
  */
@@ -70,11 +74,19 @@ extern "C" {
  * messages. MPI must be initialised. pmcr_init may be called again after
  * pmcr_finalize.
  *
+ * It starts a new attempt of the job on the server: an earlier run of the
+ * same job (the run a relaunch replaces, a rank of it still stalled
+ * somewhere, or another run under the same job name) can write and seal
+ * nothing more from then on, and its unsealed buffers are dropped.
+ *
  * Returns 0, or on every rank:
  *   PMCR_E_CONFIG      a setting is missing or invalid (PMCR_JOB unset, bad
- *                      file, unknown key); the message names it
+ *                      file, unknown key, "rma" where the server does not
+ *                      offer it); the message names it
  *   PMCR_E_STATE       pmcr is already initialised, or MPI is not
  *   PMCR_E_UNREACHABLE no pmserver answers at the configured address
+ *   PMCR_E_BUSY        the server serves as many connections as it may;
+ *                      retry later
  *   PMCR_E_TIMEDOUT    the server did not answer in time
  *   PMCR_E_PROTOCOL    the server is not a compatible pmserver
  *   PMCR_E_MPI         an MPI call failed
@@ -110,8 +122,9 @@ PMCR_EXPORT int pmcr_unprotect(int id);
  * and verifies their checksums; then the version is sealed. It returns 0 on
  * every rank only once version is sealed: all ranks' buffers are durable and
  * checksummed. Then sealed versions beyond PMCR_KEEP are deleted, oldest
- * first. On failure every rank returns the same code and the previous
- * sealed version stays the latest. version must be >= 0 and greater than
+ * first. On failure every rank returns the same code, the previous sealed
+ * version stays the latest, and every rank has freed what it had stored of
+ * version on the server, so a program that goes on loses no space. version must be >= 0 and greater than
  * any version this job checkpointed or restarted from since pmcr_init.
  *
  * Returns 0, or on every rank:
@@ -120,6 +133,10 @@ PMCR_EXPORT int pmcr_unprotect(int id);
  *   PMCR_E_EXISTS      version is already sealed on the server
  *   PMCR_E_NOSPACE     the pool is full: free space with `pmcr rm`, lower
  *                      PMCR_KEEP, or give the server a bigger pool
+ *   PMCR_E_QUOTA       a rank's buffers exceed what one connection may hold
+ *                      on the server (pmserver --quota-*)
+ *   PMCR_E_SUPERSEDED  a later run of this job began on the server: this
+ *                      one may not write any more (see pmcr_init)
  *   PMCR_E_SERVER_LOST, PMCR_E_TIMEDOUT, PMCR_E_TRANSPORT
  *                      the server failed or was lost during the checkpoint;
  *                      relaunch (pmcr-run does) once it is back
@@ -131,9 +148,13 @@ PMCR_EXPORT int pmcr_checkpoint(int version);
 /*
  * pmcr_restart_test -- find the version to restart from (collective)
  *
- * Stores in *version the highest sealed version of this job that was
- * written by as many ranks as this communicator has, or -1 if there is
- * none (a first run).
+ * Stores in *version the highest intact sealed version of this job that
+ * was written by as many ranks as this communicator has, or -1 if there is
+ * none (a first run). The server checks every byte of the candidate against
+ * its checksums first; a damaged version is quarantined there (never
+ * offered again) and the next older one is tried. When that happened, the
+ * call still returns 0 and pmcr_last_error() says which version was
+ * damaged and which one is offered instead.
  *
  * Returns 0, or on every rank PMCR_E_NOT_INIT, PMCR_E_INVAL (version NULL),
  * PMCR_E_SERVER_LOST, PMCR_E_TIMEDOUT, PMCR_E_MPI.
@@ -173,6 +194,8 @@ PMCR_EXPORT int pmcr_recover_size(int version, int id, size_t *size);
  *   PMCR_E_CHECKSUM    the data read back does not match its checksum; the
  *                      buffer's content is undefined: restart from another
  *                      version
+ *   PMCR_E_CORRUPT     the server found version damaged (it is quarantined
+ *                      now): pmcr_restart_test offers the newest intact one
  *   PMCR_E_SERVER_LOST, PMCR_E_TIMEDOUT, PMCR_E_MPI
  */
 PMCR_EXPORT int pmcr_restart(int version);
