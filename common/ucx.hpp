@@ -42,6 +42,12 @@ class Worker {
   int efd_ = -1;
 };
 
+// Creates a client endpoint to the listener at ADDR (sockaddr connection
+// establishment), with peer failure detection: ON_ERROR(ARG, ...) hears of
+// a failure. Returns UCX's status; *EP is set on success.
+ucs_status_t connect(ucp_worker_h worker, const sockaddr* addr, socklen_t len, ucp_err_handler_cb_t on_error, void* arg,
+                     ucp_ep_h* ep);
+
 // Routes active messages with ID on WORKER to CB(ARG, ...).
 void set_am_handler(ucp_worker_h worker, unsigned id, ucp_am_recv_callback_t cb, void* arg);
 

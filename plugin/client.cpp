@@ -48,16 +48,7 @@ Client::Client(Options options) : options_(std::move(options)), context_("pmcr")
   const std::string port = std::to_string(hp.port);
   if (int rc = getaddrinfo(hp.host.c_str(), port.c_str(), &hints, &res); rc != 0)
     throw Error(PMCR_E_UNREACHABLE, "cannot resolve pmserver address " + options_.server + ": " + gai_strerror(rc));
-  ucp_ep_params_t ep{};
-  ep.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                  UCP_EP_PARAM_FIELD_ERR_HANDLER;
-  ep.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
-  ep.sockaddr.addr = res->ai_addr;
-  ep.sockaddr.addrlen = res->ai_addrlen;
-  ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
-  ep.err_handler.cb = &Client::on_ep_error;
-  ep.err_handler.arg = this;
-  ucs_status_t st = ucp_ep_create(worker_.get(), &ep, &ep_);
+  const ucs_status_t st = ucx::connect(worker_.get(), res->ai_addr, res->ai_addrlen, &Client::on_ep_error, this, &ep_);
   freeaddrinfo(res);
   if (st != UCS_OK)
     throw Error(PMCR_E_UNREACHABLE, "cannot connect to pmserver at " + options_.server + ": " + ucs_status_string(st));

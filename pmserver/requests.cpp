@@ -216,12 +216,7 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             const RegionView v = catalogue_.open_region({m.job, m.version, m.rank, m.id});
             c.open_handles.insert(v.handle);
             c.open_views[v.handle] = v;
-            Task t;
-            t.kind = TaskKind::Open;
-            t.conn = c.id;
-            t.tag = tag;
-            t.job = m.job;
-            t.version = m.version;
+            Task t{TaskKind::Open, c.id, tag, m.job, m.version};
             t.open.handle = v.handle;
             t.open.remote_addr = addr(v.offset);
             t.open.size = v.size;
@@ -236,12 +231,7 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             return std::nullopt;
           },
           [&](proto::Verify& m) -> std::optional<proto::ReplyBody> {
-            Task t;
-            t.kind = TaskKind::Verify;
-            t.conn = c.id;
-            t.tag = tag;
-            t.job = m.job;
-            t.version = m.version;
+            Task t{TaskKind::Verify, c.id, tag, m.job, m.version};
             start_task(std::move(t), catalogue_.version_regions(m.job, m.version), false);
             return std::nullopt;
           },

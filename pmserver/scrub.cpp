@@ -114,12 +114,8 @@ void Server::schedule_scrub() {
     } catch (const Error&) {
       continue;  // deleted or quarantined since
     }
-    Task t;
-    t.kind = TaskKind::Scrub;
-    t.job = job;
-    t.version = version;
     scrubbing_ = true;
-    start_task(std::move(t), regions, true);
+    start_task(Task{TaskKind::Scrub, 0, 0, job, version}, regions, true);
   }
 }
 

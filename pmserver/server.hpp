@@ -132,11 +132,13 @@ class Server {
   // version of the scrub) waits for the checks of its regions.
   enum class TaskKind { Open, Verify, Scrub };
   struct Task {
-    TaskKind kind = TaskKind::Scrub;
-    Owner conn = 0;  // Open, Verify: who gets the reply
-    uint64_t tag = 0;
+    Task(TaskKind k, Owner c, uint64_t t, std::string j, uint64_t v)
+        : kind(k), conn(c), tag(t), job(std::move(j)), version(v) {}
+    TaskKind kind;
+    Owner conn;    // Open, Verify: who gets the reply
+    uint64_t tag;  // ... to which request
     std::string job;
-    uint64_t version = 0;
+    uint64_t version;
     proto::OpenReply open;  // Open: the reply once the region verified
     uint32_t pending = 0;
     std::string failure;

@@ -19,13 +19,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string read_all(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::string first_line(const std::string& path) {
   std::ifstream in(path);
   std::string line;
@@ -142,9 +135,9 @@ bool LocalServer::wait_exit(std::chrono::milliseconds timeout, int* status) {
   return true;
 }
 
-std::string LocalServer::log() const { return read_all(options_.log); }
+std::string LocalServer::log() const { return read_file(options_.log); }
 
-std::string LocalServer::startup_errors() const { return read_all(early_); }
+std::string LocalServer::startup_errors() const { return read_file(early_); }
 
 std::string LocalServer::find_pmserver() {
   const std::string dir = self_dir();

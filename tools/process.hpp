@@ -43,6 +43,9 @@ struct RunResult {
 RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env,
               std::chrono::milliseconds timeout, bool merge_err);
 
+// The whole content of the file at PATH ("" if it cannot be read).
+std::string read_file(const std::string& path);
+
 // The directory of the running executable ("" if unknown).
 std::string self_dir();
 

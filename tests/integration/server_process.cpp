@@ -4,6 +4,7 @@
 #include "process.hpp"
 
 #include <gtest/gtest.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -98,6 +99,15 @@ std::string token_after(const std::string& text, const std::string& prefix, cons
   if (at == std::string::npos) return "";
   const auto begin = at + prefix.size();
   return text.substr(begin, text.find_first_not_of(chars, begin) - begin);
+}
+
+size_t open_fds(pid_t pid) {
+  size_t n = 0;
+  if (DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
+    while (const dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
+    ::closedir(d);
+  }
+  return n;
 }
 
 int code_of(const std::function<void()>& f) {

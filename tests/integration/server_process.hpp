@@ -79,6 +79,9 @@ std::vector<uint8_t> pattern(size_t n, uint64_t seed);
 // token_after(out, "pmserver (pid ") is the pid pmcr-run printed.
 std::string token_after(const std::string& text, const std::string& prefix, const char* chars = "0123456789");
 
+// How many file descriptors process PID has open.
+size_t open_fds(pid_t pid);
+
 // The PMCR_E_* code F throws as pmcr::Error, 0 if it returns.
 int code_of(const std::function<void()>& f);
 

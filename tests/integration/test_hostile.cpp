@@ -20,6 +20,7 @@
 using namespace std::chrono_literals;
 using pmcr::Error;
 using pmcr::test::code_of;
+using pmcr::test::open_fds;
 using pmcr::test::pattern;
 using pmcr::test::RawSockets;
 using pmcr::test::ServerProcess;
@@ -27,15 +28,6 @@ using pmcr::test::TempPath;
 using pmcr::test::UcxPeers;
 
 namespace {
-
-size_t open_fds(pid_t pid) {
-  size_t n = 0;
-  if (DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
-    while (::readdir(d)) ++n;
-    ::closedir(d);
-  }
-  return n > 2 ? n - 2 : 0;
-}
 
 // The fastest of a few STAT round trips on a connected client.
 std::chrono::microseconds best_stat(pmcr::client::Client& c) {

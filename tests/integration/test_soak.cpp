@@ -18,19 +18,11 @@
 #include "server_process.hpp"
 
 using namespace std::chrono_literals;
+using pmcr::test::open_fds;
 using pmcr::test::ServerProcess;
 using pmcr::test::TempPath;
 
 namespace {
-
-size_t open_fds(pid_t pid) {
-  size_t n = 0;
-  if (DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
-    while (::readdir(d)) ++n;
-    ::closedir(d);
-  }
-  return n;
-}
 
 // Anonymous resident memory in KiB (the pool's file-backed pages excluded).
 long rss_anon_kib(pid_t pid) {

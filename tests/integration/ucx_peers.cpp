@@ -19,14 +19,6 @@
 #include "text.hpp"
 
 namespace pmcr::test {
-namespace {
-
-void check(ucs_status_t st, const char* what) {
-  if (st != UCS_OK) throw std::runtime_error(std::string(what) + ": " + ucs_status_string(st));
-}
-
-}  // namespace
-
 uint64_t UcxPeers::raise_fd_limit() {
   rlimit rl{};
   ::getrlimit(RLIMIT_NOFILE, &rl);
@@ -36,28 +28,19 @@ uint64_t UcxPeers::raise_fd_limit() {
   return rl.rlim_cur;
 }
 
-UcxPeers::UcxPeers(bool rma) {
-  // This process holds thousands of endpoints too: UCX's default of 1024
-  // async events would break it (the server raises its own, main.cpp).
-  ucs_global_opts_set_value("ASYNC_MAX_EVENTS", std::to_string(raise_fd_limit() + 64).c_str());
-  ucp_config_t* config = nullptr;
-  check(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read");
-  ucp_params_t params{};
-  params.field_mask = UCP_PARAM_FIELD_FEATURES;
-  params.features = UCP_FEATURE_AM | (rma ? UCP_FEATURE_RMA : 0);
-  const ucs_status_t st = ucp_init(&params, config, &context_);
-  ucp_config_release(config);
-  check(st, "ucp_init");
-  ucp_worker_params_t wp{};
-  wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-  wp.thread_mode = UCS_THREAD_MODE_SINGLE;
-  check(ucp_worker_create(context_, &wp, &worker_), "ucp_worker_create");
-  ucp_am_handler_param_t am{};
-  am.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
-  am.id = proto::kAmReply;
-  am.cb = &UcxPeers::on_reply;
-  am.arg = this;
-  check(ucp_worker_set_am_recv_handler(worker_, &am), "ucp_worker_set_am_recv_handler");
+// This process holds thousands of endpoints too: UCX's default of 1024
+// async events would break it (the server raises its own, main.cpp).
+uint64_t UcxPeers::prepare() {
+  const uint64_t limit = raise_fd_limit();
+  ucs_global_opts_set_value("ASYNC_MAX_EVENTS", std::to_string(limit + 64).c_str());
+  return limit;
+}
+
+UcxPeers::UcxPeers(bool rma)
+    : fd_limit_(prepare()),
+      context_("ucx-peers", UCP_FEATURE_AM | UCP_FEATURE_WAKEUP | (rma ? UCP_FEATURE_RMA : 0)),
+      worker_(context_) {
+  ucx::set_am_handler(worker_.get(), proto::kAmReply, &UcxPeers::on_reply, this);
 }
 
 UcxPeers::~UcxPeers() {
@@ -72,11 +55,9 @@ UcxPeers::~UcxPeers() {
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (void* req : closing) {
     while (ucp_request_check_status(req) == UCS_INPROGRESS && std::chrono::steady_clock::now() < until)
-      ucp_worker_progress(worker_);
+      ucp_worker_progress(worker_.get());
     ucp_request_free(req);
   }
-  ucp_worker_destroy(worker_);
-  ucp_cleanup(context_);
 }
 
 void UcxPeers::on_error(void* arg, ucp_ep_h, ucs_status_t) { static_cast<Peer*>(arg)->failed = true; }
@@ -94,7 +75,7 @@ ucs_status_t UcxPeers::on_reply(void* arg, const void*, size_t, void* data, size
 void UcxPeers::progress_for(std::chrono::milliseconds d) {
   const auto until = std::chrono::steady_clock::now() + d;
   while (std::chrono::steady_clock::now() < until)
-    if (ucp_worker_progress(worker_) == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (ucp_worker_progress(worker_.get()) == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
 }
 
 size_t UcxPeers::refused() const {
@@ -120,21 +101,12 @@ size_t UcxPeers::connect(const std::string& server, size_t n, bool hello, std::c
   const size_t first = peers_.size();
   for (size_t i = 0; i < n; ++i) {
     auto p = std::make_unique<Peer>();
-    ucp_ep_params_t ep{};
-    ep.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                    UCP_EP_PARAM_FIELD_ERR_HANDLER;
-    ep.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
-    ep.sockaddr.addr = res->ai_addr;
-    ep.sockaddr.addrlen = res->ai_addrlen;
-    ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
-    ep.err_handler.cb = &UcxPeers::on_error;
-    ep.err_handler.arg = p.get();
-    if (ucp_ep_create(worker_, &ep, &p->ep) != UCS_OK) {
+    if (ucx::connect(worker_.get(), res->ai_addr, res->ai_addrlen, &UcxPeers::on_error, p.get(), &p->ep) != UCS_OK) {
       freeaddrinfo(res);
       throw std::runtime_error("ucp_ep_create failed after " + std::to_string(i) + " endpoints");
     }
     peers_.push_back(std::move(p));
-    if (i % 64 == 0) ucp_worker_progress(worker_);
+    if (i % 64 == 0) ucp_worker_progress(worker_.get());
   }
   freeaddrinfo(res);
   if (!hello) {
@@ -153,7 +125,7 @@ size_t UcxPeers::connect(const std::string& server, size_t n, bool hello, std::c
     rp.flags = UCP_AM_SEND_FLAG_REPLY;
     void* req = ucp_am_send_nbx(peers_[i]->ep, proto::kAmRequest, nullptr, 0, bytes.back().data(), bytes.back().size(), &rp);
     if (req && !UCS_PTR_IS_ERR(req)) sends.push_back(req);
-    if (i % 64 == 0) ucp_worker_progress(worker_);
+    if (i % 64 == 0) ucp_worker_progress(worker_.get());
   }
   const auto until = std::chrono::steady_clock::now() + timeout;
   size_t answered = 0;
@@ -169,7 +141,7 @@ size_t UcxPeers::connect(const std::string& server, size_t n, bool hello, std::c
   }
   for (void* req : sends) {
     while (ucp_request_check_status(req) == UCS_INPROGRESS && std::chrono::steady_clock::now() < until)
-      ucp_worker_progress(worker_);
+      ucp_worker_progress(worker_.get());
     ucp_request_free(req);
   }
   return answered;

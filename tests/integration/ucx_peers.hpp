@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "ucx.hpp"
+
 namespace pmcr::test {
 
 class UcxPeers {
@@ -35,8 +37,8 @@ class UcxPeers {
   void progress_for(std::chrono::milliseconds d);
   ucp_ep_h ep(size_t i) const { return peers_.at(i)->ep; }
   bool failed(size_t i) const { return peers_.at(i)->failed; }
-  ucp_worker_h worker() const { return worker_; }
-  ucp_context_h context() const { return context_; }
+  ucp_worker_h worker() const { return worker_.get(); }
+  ucp_context_h context() const { return context_.get(); }
   // Raises this process's soft open-file limit to the hard one; returns it.
   static uint64_t raise_fd_limit();
 
@@ -51,8 +53,11 @@ class UcxPeers {
   static ucs_status_t on_reply(void* arg, const void* header, size_t header_length, void* data, size_t length,
                                const ucp_am_recv_param_t* param);
 
-  ucp_context_h context_ = nullptr;
-  ucp_worker_h worker_ = nullptr;
+  static uint64_t prepare();
+
+  uint64_t fd_limit_;
+  ucx::Context context_;
+  ucx::Worker worker_;
   std::vector<std::unique_ptr<Peer>> peers_;
 };
 

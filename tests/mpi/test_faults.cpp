@@ -19,13 +19,6 @@
 namespace pmcr::test {
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // A pmcr-run (or other) command running in the background, its output in a
 // file of the test's.
 class Background {
@@ -36,7 +29,7 @@ class Background {
   ~Background() {
     if (pid_ > 0) tools::wait_for(pid_, 1ms, nullptr, true);
   }
-  std::string output() const { return slurp(out_.str()); }
+  std::string output() const { return tools::read_file(out_.str()); }
   // Waits until the output holds TEXT; returns the number right after it
   // (or TEXT itself if none follows), "" at LIMIT.
   std::string wait_for(const std::string& text, std::chrono::seconds limit) const {
@@ -83,12 +76,12 @@ std::vector<pid_t> heat2d_ranks(const std::string& job, char state) {
   while (const dirent* e = ::readdir(d)) {
     const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
     if (pid <= 0) continue;
-    const std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+    const std::string stat = tools::read_file("/proc/" + std::to_string(pid) + "/stat");
     const auto open = stat.find('('), close = stat.rfind(')');
     if (open == std::string::npos || close == std::string::npos || stat.substr(open + 1, close - open - 1) != "heat2d")
       continue;
     if (state && (close + 2 >= stat.size() || stat[close + 2] != state)) continue;
-    std::string env = slurp("/proc/" + std::to_string(pid) + "/environ");
+    std::string env = tools::read_file("/proc/" + std::to_string(pid) + "/environ");
     for (char& c : env)
       if (c == '\0') c = '\n';
     if (env.find("\nPMCR_JOB=" + job + "\n") != std::string::npos || env.rfind("PMCR_JOB=" + job + "\n", 0) == 0)
@@ -238,7 +231,7 @@ TEST(Faults, PmcrRunKilledMidJob) {
     ASSERT_FALSE(server.empty()) << run_.output();
     // Once a checkpoint is sealed, kill the launcher.
     const auto until = std::chrono::steady_clock::now() + 60s;
-    while (slurp(pool.str() + ".log").find("sealed version 100 ") == std::string::npos &&
+    while (tools::read_file(pool.str() + ".log").find("sealed version 100 ") == std::string::npos &&
            std::chrono::steady_clock::now() < until)
       std::this_thread::sleep_for(20ms);
     ASSERT_FALSE(heat2d_ranks(job, 0).empty());

@@ -36,13 +36,6 @@ bool wait_gone(pid_t pid, std::chrono::seconds limit) {
   return gone(pid);
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 TEST(PmcrRun, ExitCodeIsTheLastAttempts) {
   TempPath pool("srv"), counter("count");
   ServerProcess server(ServerConfig(pool.str(), "64M"));
@@ -117,7 +110,7 @@ TEST(PmcrRun, KilledLauncherTakesItsChildrenAlong) {
   std::string text, child, srv;
   const auto until = std::chrono::steady_clock::now() + 60s;
   while (std::chrono::steady_clock::now() < until &&
-         ((child = token_after(text = slurp(out.str()), "child ")).empty() ||
+         ((child = token_after(text = tools::read_file(out.str()), "child ")).empty() ||
           (srv = token_after(text, "pmserver (pid ")).empty()))
     std::this_thread::sleep_for(20ms);
   ASSERT_FALSE(child.empty() || srv.empty()) << text;
