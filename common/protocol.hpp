@@ -40,6 +40,10 @@ constexpr uint32_t kMaxEntries = 1u << 20;
 constexpr unsigned kAmRequest = 17;
 constexpr unsigned kAmReply = 18;
 constexpr unsigned kAmData = 19;  // region bytes (DataHeader + payload): writes to, READ replies from the server
+// A sign of life from the server: a request of this connection is still
+// being worked on (a verification). Payload: nothing; the client counts it
+// as progress, so a long verification does not look like a stalled server.
+constexpr unsigned kAmProgress = 20;
 
 enum class Type : uint16_t {
   Hello = 1,

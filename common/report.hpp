@@ -1,10 +1,10 @@
 // The failure report: how libpmcr tells the launcher that started the job
 // (pmcr-run) why it failed, so that a relaunch happens only when it can
-// help. The launcher names a file in PMCR_RUN_REPORT; every failure a pmcr
-// call returns to the program is appended to it as one line "CODE TEXT",
-// and the next success after one as "0 ok": the last line is the last
-// outcome the program saw (a failure it handled and got past does not
-// count).
+// help. The launcher names a file in PMCR_RUN_REPORT; every failure of a
+// call that moves the job on (pmcr_init, pmcr_checkpoint,
+// pmcr_restart_test, pmcr_restart) is appended to it as one line "CODE
+// TEXT", and the next success of one after a failure as "0 ok": the last
+// line is the job's last outcome (a failure it got past does not count).
 #pragma once
 
 #include <optional>

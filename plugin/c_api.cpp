@@ -29,12 +29,10 @@ template <class F>
 int guard(const char* fn, F&& f) noexcept {
   std::string message;
   const int rc = pmcr::capture(f, &message);
-  if (rc != PMCR_OK) {
-    t_last_error = std::string(fn) + ": " + message;
-    pmcr::report::failure(rc, t_last_error);  // for pmcr-run: relaunch or not
-  } else if (moves_on(fn)) {
-    pmcr::report::success();
-  }
+  if (rc != PMCR_OK) t_last_error = std::string(fn) + ": " + message;
+  // For pmcr-run (relaunch or not): the outcome of the calls that move the
+  // job on; a failure of another call is the program's to handle.
+  if (moves_on(fn)) rc == PMCR_OK ? pmcr::report::success() : pmcr::report::failure(rc, t_last_error);
   return rc;
 }
 

@@ -39,6 +39,7 @@ Client::Client(Options options) : options_(std::move(options)), context_("pmcr")
 
   ucx::set_am_handler(worker_.get(), proto::kAmReply, &Client::on_reply, this);
   ucx::set_am_handler(worker_.get(), proto::kAmData, &Client::on_data, this);
+  ucx::set_am_handler(worker_.get(), proto::kAmProgress, &Client::on_progress, this);
 
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -167,6 +168,12 @@ void Client::on_data_done(void*, ucs_status_t status, size_t length, void* user_
   } else {
     self->read_.status = status;
   }
+}
+
+// The server is still working on a request of ours (a verification).
+ucs_status_t Client::on_progress(void* arg, const void*, size_t, void*, size_t, const ucp_am_recv_param_t*) {
+  static_cast<Client*>(arg)->touch();
+  return UCS_OK;
 }
 
 void Client::on_ep_error(void* arg, ucp_ep_h, ucs_status_t status) {
@@ -509,9 +516,14 @@ void Client::receive_data(const ReadSource& source, void* buf) {
     read_.requests.clear();
     read_.active = false;
   };
+  // In READs of at most kReadSegment bytes: the server bounds the messages
+  // a connection leaves untaken (16 MiB each).
+  constexpr uint64_t kReadSegment = 256ull << 20;
   try {
-    call(proto::Read{source.handle, 0, source.size});
-    while (read_.received < read_.size) {
+   for (uint64_t seg = 0; seg < source.size; seg += kReadSegment) {
+    const uint64_t seg_end = std::min(source.size, seg + kReadSegment);
+    call(proto::Read{source.handle, seg, seg_end - seg});
+    while (read_.received < seg_end) {
       if (read_.status != UCS_OK)
         fail_connection(PMCR_E_TRANSPORT, std::string("receiving region data failed: ") + ucs_status_string(read_.status));
       if (ep_status_ != UCS_OK)
@@ -536,10 +548,11 @@ void Client::receive_data(const ReadSource& source, void* buf) {
         else if (UCS_PTR_IS_ERR(req)) read_.status = UCS_PTR_STATUS(req);
         else read_.requests.push_back(req);
       }
-      if (read_.received >= read_.size) break;
+      if (read_.received >= seg_end) break;
       if (stalled(op_limit())) timed_out("receiving region data", op_limit());
       progress_or_sleep();
     }
+   }
   } catch (...) {
     finish();
     throw;

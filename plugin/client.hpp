@@ -152,6 +152,8 @@ class Client {
   static ucs_status_t on_data(void* arg, const void* header, size_t header_length, void* data, size_t length,
                               const ucp_am_recv_param_t* param);
   static void on_data_done(void* request, ucs_status_t status, size_t length, void* user_data);
+  static ucs_status_t on_progress(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                                  const ucp_am_recv_param_t* param);
 
   proto::ReplyBody call(proto::RequestBody body);
   proto::Reply exchange(const std::vector<uint8_t>& bytes, uint64_t tag, const Limit& limit);

@@ -96,11 +96,17 @@ void Catalogue::set_owner(uint32_t slot, Owner owner) {
       it->second.bytes -= bytes;
       if (it->second.regions == 0) usage_.erase(it);
     }
+    auto o = owned_.find(old);
+    if (o != owned_.end()) {
+      o->second.erase(slot);
+      if (o->second.empty()) owned_.erase(o);
+    }
   }
   if (owner != 0) {
     OwnerUsage& u = usage_[owner];
     u.regions++;
     u.bytes += bytes;
+    owned_[owner].insert(slot);
   }
   slots_[slot].owner = owner;
 }
@@ -178,7 +184,7 @@ uint64_t Catalogue::begin_attempt(const std::string& job, uint32_t* dropped) {
   attempts_[job] = last_attempt_;
   // Every unsealed region of the job belongs to an earlier attempt, which
   // can never seal it now.
-  const uint32_t n = release_if(job, std::nullopt, [](Owner) { return true; });
+  const uint32_t n = release_unsealed(job);
   if (n) spdlog::warn("job '{}': attempt {} supersedes earlier attempts; {} of their unsealed regions dropped", job,
                       last_attempt_, n);
   if (dropped) *dropped = n;
@@ -209,11 +215,19 @@ RegionView Catalogue::create_region(const RegionKey& key, uint64_t size, Owner o
   if (size > alloc_.capacity())
     throw Error(PMCR_E_NOSPACE, "region of " + format_size(size) + " is larger than the pool's whole data area (" +
                                     format_size(alloc_.capacity()) + ")");
-  Version& v = jobs_[key.job][key.version];
-  if (v.sealed || !v.quarantine.empty()) {
-    throw Error(PMCR_E_EXISTS, describe(key.job, key.version) + " is " + (v.sealed ? "sealed" : "quarantined") +
-                                   " and cannot change; write a new version or delete this one first");
+  // A quarantined version under this number is damaged and never served:
+  // a new checkpoint of the same number (a program restarted from an older
+  // version goes over the same steps again) takes its place.
+  if (Version* q = find_version(key.job, key.version); q && !q->quarantine.empty()) {
+    spdlog::warn("{} was quarantined ({}); deleted to make room for a new checkpoint of that version",
+                 describe(key.job, key.version), q->quarantine);
+    delete_version(key.job, key.version, *q);
+    jobs_[key.job].erase(key.version);
   }
+  Version& v = jobs_[key.job][key.version];
+  if (v.sealed)
+    throw Error(PMCR_E_EXISTS, describe(key.job, key.version) +
+                                   " is sealed and cannot change; write a new version or delete this one first");
   // A region written again by its own writer (a retry) replaces the old
   // one; another writer's region is refused. Either way, its memory is
   // reused only once nothing can still land in it (pins).
@@ -403,9 +417,14 @@ std::vector<RegionView> Catalogue::version_regions(const std::string& job, uint6
   return out;
 }
 
-void Catalogue::quarantine(const std::string& job, uint64_t version, const std::string& reason) {
+uint64_t Catalogue::version_id(const std::string& job, uint64_t version) const {
+  const Version* v = find_version(job, version);
+  return v && v->sealed ? rec(v->seal_slot).sequence : 0;
+}
+
+void Catalogue::quarantine(const std::string& job, uint64_t version, uint64_t id, const std::string& reason) {
   Version* v = find_version(job, version);
-  if (!v || !v->quarantine.empty()) return;
+  if (!v || !v->sealed || rec(v->seal_slot).sequence != id) return;
   // Durable for a sealed version: one store of its seal record's state (the
   // body, and so the digest of its regions, stays as it was).
   if (v->sealed) pool_.store_persist(&rec(v->seal_slot).state, kVersionQuarantined);
@@ -431,6 +450,14 @@ uint32_t Catalogue::delete_version(const std::string& job, uint64_t version, Ver
     n++;
     CRASH_POINT("delete.region");
   }
+  for (uint32_t slot : v.damaged_slots) {
+    free_record(slot);
+    if (auto k = kept_extents_.find(slot); k != kept_extents_.end()) {
+      release_extent(k->second.first, k->second.second);
+      kept_extents_.erase(k);
+    }
+  }
+  v.damaged_slots.clear();
   if (has_seal) {
     free_record(v.seal_slot);
     CRASH_POINT("delete.done");
@@ -460,42 +487,52 @@ std::pair<uint32_t, uint32_t> Catalogue::delete_versions(const std::string& job,
   return {versions, regions};
 }
 
-uint32_t Catalogue::release_if(const std::string& job, std::optional<uint64_t> version,
-                              const std::function<bool(Owner)>& match) {
+uint32_t Catalogue::release_unsealed(const std::string& job) {
   auto j = jobs_.find(job);
   if (j == jobs_.end()) return 0;
   uint32_t n = 0;
   std::vector<uint64_t> touched;
   for (auto& [ver, v] : j->second) {
-    if (v.sealed || !v.quarantine.empty() || (version && ver != *version)) continue;
-    for (auto it = v.regions.begin(); it != v.regions.end();) {
-      if (match(slots_[it->second].owner)) {
-        free_region(it->second);
-        it = v.regions.erase(it);
-        n++;
-        CRASH_POINT("reclaim.region");
-      } else {
-        ++it;
-      }
+    if (v.sealed || !v.quarantine.empty()) continue;
+    for (const auto& [key, slot] : v.regions) {
+      free_region(slot);
+      n++;
+      CRASH_POINT("reclaim.region");
     }
+    v.regions.clear();
     touched.push_back(ver);
   }
   for (uint64_t ver : touched) prune(job, ver);
   return n;
 }
 
-uint32_t Catalogue::release_owner(Owner owner) {
-  if (owner == 0 || !usage_.count(owner)) return 0;
-  std::vector<std::string> names;
-  for (const auto& [job, versions] : jobs_) names.push_back(job);
-  uint32_t n = 0;
-  for (const auto& job : names) n += release_if(job, std::nullopt, [owner](Owner o) { return o == owner; });
-  return n;
-}
+uint32_t Catalogue::release_owner(Owner owner) { return release_owned(owner, nullptr, 0); }
 
 uint32_t Catalogue::release_owner(Owner owner, const std::string& job, uint64_t version) {
-  if (owner == 0) return 0;
-  return release_if(job, version, [owner](Owner o) { return o == owner; });
+  return release_owned(owner, &job, version);
+}
+
+// Only OWNER's own slots are visited (owned_), however many regions others
+// hold: a job of thousands of ranks that dies costs one pass per region.
+uint32_t Catalogue::release_owned(Owner owner, const std::string* job, uint64_t version) {
+  auto o = owned_.find(owner);
+  if (owner == 0 || o == owned_.end()) return 0;
+  const std::vector<uint32_t> slots(o->second.begin(), o->second.end());
+  uint32_t n = 0;
+  for (uint32_t slot : slots) {
+    const Record& r = rec(slot);
+    const std::string name = record_job(r);
+    const uint64_t ver = r.version;
+    if (job && (name != *job || ver != version)) continue;
+    Version* v = find_version(name, ver);
+    if (!v || v->sealed) continue;
+    v->regions.erase({r.rank, r.id});
+    free_region(slot);
+    n++;
+    CRASH_POINT("reclaim.region");
+    prune(name, ver);
+  }
+  return n;
 }
 
 // ---------------------------------------------------------------- queries
@@ -550,6 +587,7 @@ CatalogueStats Catalogue::stats() const {
   s.regions = regions_;
   s.slots = static_cast<uint32_t>(slots_.size());
   s.slots_used = static_cast<uint32_t>(slots_.size() - free_slots_.size());
+  for (const auto& [slot, extent] : kept_extents_) s.kept_bytes += extent.second;
   for (const auto& [job, versions] : jobs_) {
     bool any = false;
     for (const auto& [ver, v] : versions) {
@@ -574,6 +612,7 @@ void Catalogue::recover() {
   // some committed regions: then regions without a seal are kept
   // (quarantined), never freed as if they had never been sealed.
   uint32_t suspect_seals = 0;
+  std::vector<uint32_t> damaged;  // kept; attributed to their version at the end, if they name one
   for (uint32_t slot = 0; slot < n; ++slot) {
     const Record& r = rec(slot);
     if (r.state == kStateFree) continue;
@@ -589,6 +628,7 @@ void Catalogue::recover() {
           spdlog::error("catalogue record {} (state {:#x}) is damaged (body checksum mismatch); kept, never served",
                         slot, r.state);
           recovery_.damaged++;
+          damaged.push_back(slot);
           if (r.state != kRegionCommitted) suspect_seals++;
         } else if (r.state == kRegionCommitted) {
           committed.push_back(slot);
@@ -601,6 +641,7 @@ void Catalogue::recover() {
             v.quarantine = "sealed twice in the catalogue (records " + std::to_string(v.seal_slot) + " and " +
                            std::to_string(slot) + ")";
             v.sealed = false;
+            v.damaged_slots.push_back(slot);
             recovery_.damaged++;
           } else {
             v.seal_slot = slot;
@@ -612,6 +653,7 @@ void Catalogue::recover() {
       default:
         spdlog::error("catalogue record {} has an unknown state {:#x}; kept, never served", slot, r.state);
         recovery_.damaged++;
+        damaged.push_back(slot);
         suspect_seals++;
     }
   }
@@ -652,6 +694,24 @@ void Catalogue::recover() {
       continue;
     }
     regions_++;
+  }
+  // A damaged record whose job and version name a version here goes with
+  // that version (deleted with it, or with the deletion a crash
+  // interrupted); if it looks like a region record, its extent is kept
+  // (when it lies in free space: the valid regions were placed first).
+  for (uint32_t slot : damaged) {
+    const Record& r = rec(slot);
+    const std::string job = record_job(r);
+    if (being_deleted.count({job, r.version})) {
+      reclaim.push_back(slot);
+      continue;
+    }
+    Version* v = find_version(job, r.version);
+    if (!v) continue;
+    v->damaged_slots.push_back(slot);
+    spoil(*v, "catalogue record " + std::to_string(slot) + " of this version is damaged");
+    if (r.state == kRegionCommitted && r.size > 0 && alloc_.reserve(r.offset, extent_size(r.size)))
+      kept_extents_[slot] = {r.offset, extent_size(r.size)};
   }
   for (uint32_t slot : reclaim) {
     pool_.store_persist(&rec(slot).state, kStateFree);

@@ -26,6 +26,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -80,6 +81,7 @@ struct CatalogueStats {
   uint32_t regions = 0;
   uint32_t sealed_versions = 0;
   uint32_t quarantined_versions = 0;
+  uint64_t kept_bytes = 0;  // extents of damaged region records, kept with their version
   uint32_t jobs = 0;
   uint32_t slots = 0;
   uint32_t slots_used = 0;
@@ -152,9 +154,15 @@ class Catalogue {
   // Every region of a sealed version. Throws NOT_FOUND, CORRUPT (quarantined).
   std::vector<RegionView> version_regions(const std::string& job, uint64_t version) const;
 
-  // Marks a sealed version damaged, durably: it is never served again, and
-  // stays (listed, with REASON) until deleted. No-op if absent.
-  void quarantine(const std::string& job, uint64_t version, const std::string& reason);
+  // Identifies the sealed version (job, version) as it is now: a new
+  // version sealed under the same name after a delete has another id. 0 if
+  // it is not sealed.
+  uint64_t version_id(const std::string& job, uint64_t version) const;
+  // Marks sealed version ID damaged, durably: it is never served again,
+  // and stays (listed, with REASON) until deleted, or until the job's
+  // current attempt writes a new checkpoint of that version number. No-op
+  // if (job, version) is no longer that sealed version.
+  void quarantine(const std::string& job, uint64_t version, uint64_t id, const std::string& reason);
 
   // Deletes one version (sealed, quarantined or not), or every version of
   // the job. Returns (versions, regions) deleted. Throws NOT_FOUND.
@@ -188,6 +196,10 @@ class Catalogue {
     std::string quarantine;  // non-empty: damaged, never served
     uint32_t seal_slot = UINT32_MAX;
     std::map<std::pair<uint32_t, uint32_t>, uint32_t> regions;  // (rank, id) -> slot
+    // Records found damaged at start-up that name this version (a second
+    // seal, a region record failing its checksum): kept, never trusted, and
+    // freed with the version.
+    std::vector<uint32_t> damaged_slots;
   };
   struct Zombie {  // extent of a freed region that I/O or a reader still pins
     uint64_t offset = 0;
@@ -211,9 +223,9 @@ class Catalogue {
   const Version* find_version(const std::string& job, uint64_t version) const;
   void prune(const std::string& job, uint64_t version);
   void check_attempt(const std::string& job, uint64_t attempt) const;
-  // Frees the unsealed regions of JOB (every version, or one) that MATCH.
-  uint32_t release_if(const std::string& job, std::optional<uint64_t> version,
-                      const std::function<bool(Owner)>& match);
+  // Frees every unsealed region of JOB (its writers are superseded).
+  uint32_t release_unsealed(const std::string& job);
+  uint32_t release_owned(Owner owner, const std::string* job, uint64_t version);
   uint32_t delete_version(const std::string& job, uint64_t version, Version& v);
   uint64_t manifest_digest(const Version& v) const;
   void recover();
@@ -225,6 +237,8 @@ class Catalogue {
   std::map<std::string, std::map<uint64_t, Version>> jobs_;
   std::map<uint64_t, Zombie> zombies_;  // by handle
   std::unordered_map<Owner, OwnerUsage> usage_;
+  std::unordered_map<Owner, std::set<uint32_t>> owned_;  // unsealed slots by owner
+  std::map<uint32_t, std::pair<uint64_t, uint64_t>> kept_extents_;  // damaged region record -> its extent, reserved
   std::unordered_map<std::string, uint64_t> attempts_;  // job -> current attempt
   uint64_t last_attempt_ = 0;
   uint64_t next_sequence_ = 1;

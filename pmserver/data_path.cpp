@@ -69,7 +69,7 @@ void Server::receive(PendingData& d) {
   }
   catalogue_.pin(h.handle);
   ++data_inflight_[h.handle];
-  auto* io = new DataIo{this, h.handle, {}};
+  auto* io = new DataIo{this, h.handle, c.id, {}};
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   rp.cb.recv_am = &Server::on_data_received;
@@ -116,11 +116,19 @@ void Server::send_data(Connection& c, const proto::Read& m) {
   if (m.offset > v.size || m.length > v.size - m.offset)
     throw Error(PMCR_E_INVAL, std::to_string(m.length) + " bytes at offset " + std::to_string(m.offset) +
                                   " are outside the region's " + std::to_string(v.size) + " bytes");
+  // The messages a client has not taken each hold a pin and a UCX request:
+  // bounded per connection.
+  const uint64_t messages = (m.length + kReadChunk - 1) / kReadChunk;
+  if (c.sends + messages > kMaxPending)
+    throw Error(PMCR_E_BUSY, "this connection has " + std::to_string(c.sends) + " region-data messages not yet taken; a READ of " +
+                                 std::to_string(messages) + " more would pass " + std::to_string(kMaxPending) +
+                                 ": receive them first, or read in smaller pieces");
   const auto reg = registrations_.find(v.offset);
   for (uint64_t off = m.offset; off < m.offset + m.length; off += kReadChunk) {
     const uint64_t n = std::min(kReadChunk, m.offset + m.length - off);
     catalogue_.pin(m.handle);
-    auto* io = new DataIo{this, m.handle, proto::encode(proto::DataHeader{m.handle, off})};
+    auto* io = new DataIo{this, m.handle, c.id, proto::encode(proto::DataHeader{m.handle, off})};
+    c.sends++;
     ucp_request_param_t p{};
     p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
     p.flags = UCP_AM_SEND_FLAG_RNDV;
@@ -135,6 +143,7 @@ void Server::send_data(Connection& c, const proto::Read& m) {
     PMCR_FAULT_POINT("server.read.chunk");  // tests: a server stalled or killed mid-read
     if (req == nullptr || UCS_PTR_IS_ERR(req)) {
       catalogue_.unpin(m.handle);
+      c.sends--;
       delete io;
       if (UCS_PTR_IS_ERR(req))
         throw Error(ucx::to_error(UCS_PTR_STATUS(req)),
@@ -146,6 +155,7 @@ void Server::send_data(Connection& c, const proto::Read& m) {
 void Server::on_data_sent(void* request, ucs_status_t status, void* user_data) {
   auto* io = static_cast<DataIo*>(user_data);
   if (status != UCS_OK && status != UCS_ERR_CANCELED) spdlog::debug("sending region data failed: {}", ucs_status_string(status));
+  if (Connection* c = io->server->connection(io->conn)) c->sends--;
   try {
     io->server->catalogue_.unpin(io->handle);
   } catch (const Error& e) {

@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
   sigaddset(&mask, SIGINT);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  const int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+  const int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);  // read by the event loop when it can
 
   // A restarted pmserver must get its port back at once, even while the
   // connections of the previous one linger in TIME_WAIT (UCX binds without

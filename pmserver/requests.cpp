@@ -9,6 +9,15 @@
 namespace pmcr::server {
 namespace {
 
+// One more of something a connection leaves pending on the server, or a
+// clear refusal past kMaxPending.
+void take(uint32_t& count, const char* what) {
+  if (count >= kMaxPending)
+    throw Error(PMCR_E_BUSY, std::string("this connection already has ") + std::to_string(count) + " " + what +
+                                 " pending on pmserver; wait for their replies first");
+  count++;
+}
+
 template <class... F>
 struct Overloaded : F... {
   using F::operator()...;
@@ -85,7 +94,14 @@ void Server::handle(Incoming& in) {
   }
   // A COMMIT waits until the region's data has all arrived.
   if (const auto* commit = std::get_if<proto::Commit>(&req.body); commit && data_inflight_.count(commit->handle)) {
-    deferred_.push_back(DeferredCommit{commit->handle, std::move(in)});
+    if (c.deferred_commits >= kMaxPending) {
+      reply_error(c, proto::Type::Commit, req.tag, PMCR_E_BUSY,
+                  "this connection already has " + std::to_string(c.deferred_commits) +
+                      " COMMITs waiting for their data on pmserver; wait for their replies first");
+      return;
+    }
+    c.deferred_commits++;
+    deferred_.push_back(DeferredCommit{commit->handle, std::move(in), c.id});
     return;
   }
   proto::Reply rep;
@@ -154,6 +170,7 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
           },
           [&](proto::Stat&) -> std::optional<proto::ReplyBody> { return stat(); },
           [&](proto::Begin& m) -> std::optional<proto::ReplyBody> {
+            take(c.begins, "BEGINs");  // a job begins once per run: never many on one connection
             uint32_t dropped = 0;
             const uint64_t attempt = catalogue_.begin_attempt(m.job, &dropped);
             spdlog::info("job '{}': attempt {} begun by connection {} ({}){}", m.job, attempt, c.id, c.client,
@@ -216,7 +233,8 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             const RegionView v = catalogue_.open_region({m.job, m.version, m.rank, m.id});
             c.open_handles.insert(v.handle);
             c.open_views[v.handle] = v;
-            Task t{TaskKind::Open, c.id, tag, m.job, m.version};
+            take(c.checks, "verifications (OPEN, VERIFY)");
+            Task t{TaskKind::Open, c.id, tag, m.job, m.version, catalogue_.version_id(m.job, m.version)};
             t.open.handle = v.handle;
             t.open.remote_addr = addr(v.offset);
             t.open.size = v.size;
@@ -227,12 +245,14 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             }
             // Answered once the region's bytes verified against their
             // checksum: damaged data is never served as good.
-            start_task(std::move(t), {v}, false);
+            start_task(std::move(t), {v});
             return std::nullopt;
           },
           [&](proto::Verify& m) -> std::optional<proto::ReplyBody> {
-            Task t{TaskKind::Verify, c.id, tag, m.job, m.version};
-            start_task(std::move(t), catalogue_.version_regions(m.job, m.version), false);
+            auto regions = catalogue_.version_regions(m.job, m.version);
+            take(c.checks, "verifications (OPEN, VERIFY)");
+            start_task(Task{TaskKind::Verify, c.id, tag, m.job, m.version, catalogue_.version_id(m.job, m.version)},
+                       std::move(regions));
             return std::nullopt;
           },
           [&](proto::Close& m) -> std::optional<proto::ReplyBody> {

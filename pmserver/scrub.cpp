@@ -14,22 +14,36 @@
 
 namespace pmcr::server {
 
-uint64_t Server::start_task(Task task, const std::vector<RegionView>& regions, bool background) {
+uint64_t Server::start_task(Task task, std::vector<RegionView> regions) {
   const uint64_t id = next_id_++;
-  task.pending = static_cast<uint32_t>(regions.size());
   Task& t = tasks_.emplace(id, std::move(task)).first->second;
-  for (const RegionView& r : regions) {
-    catalogue_.pin(r.handle);  // released when its check is done
-    const uint64_t check = next_id_++;
-    checks_.emplace(check, CheckRef{id, r});
-    verifier_.submit(Verifier::Check{check, pool_.base() + r.offset, r.size, r.checksum, background});
+  if (t.kind == TaskKind::Scrub) {
+    // One region at a time: a version deleted meanwhile is given up at
+    // once, and its memory is never held back for long by the scrub.
+    t.later.assign(regions.rbegin(), regions.rend());
+    if (!t.later.empty()) {
+      const RegionView first = t.later.back();
+      t.later.pop_back();
+      check(id, t, first);
+    }
+  } else {
+    for (const RegionView& r : regions) check(id, t, r);
   }
   if (t.pending == 0) {
     Task done = std::move(t);
     tasks_.erase(id);
-    finish_task(id, done);
+    finish_task(done);
   }
   return id;
+}
+
+void Server::check(uint64_t task, Task& t, const RegionView& region) {
+  catalogue_.pin(region.handle);  // released when its check is done
+  const uint64_t id = next_id_++;
+  checks_.emplace(id, CheckRef{task, region});
+  verifier_.submit(
+      Verifier::Check{id, pool_.base() + region.offset, region.size, region.checksum, t.kind == TaskKind::Scrub});
+  t.pending++;
 }
 
 void Server::verified() {
@@ -43,26 +57,32 @@ void Server::verified() {
     } catch (const Error& e) {
       spdlog::error("releasing a verified region: {}", e.what());
     }
-    auto t = tasks_.find(ref.task);
-    if (t == tasks_.end()) continue;
+    auto it = tasks_.find(ref.task);
+    if (it == tasks_.end()) continue;
+    Task& t = it->second;
+    t.pending--;
     if (!res.ok) {
       char sums[80];
       std::snprintf(sums, sizeof sums, "pool holds %016" PRIx64 ", committed %016" PRIx64, res.actual,
                     ref.region.checksum);
       const std::string why = "region rank " + std::to_string(ref.region.rank) + " id " +
                               std::to_string(ref.region.id) + " fails its checksum (" + sums + ")";
-      if (t->second.failure.empty()) t->second.failure = why;
-      catalogue_.quarantine(t->second.job, t->second.version, why);
+      if (t.failure.empty()) t.failure = why;
+      catalogue_.quarantine(t.job, t.version, t.version_id, why);
+    } else if (!t.later.empty() && catalogue_.version_id(t.job, t.version) == t.version_id) {
+      const RegionView next = t.later.back();
+      t.later.pop_back();
+      check(ref.task, t, next);
     }
-    if (--t->second.pending == 0) {
-      Task done = std::move(t->second);
-      tasks_.erase(t);
-      finish_task(ref.task, done);
+    if (t.pending == 0) {
+      Task done = std::move(t);
+      tasks_.erase(it);
+      finish_task(done);
     }
   }
 }
 
-void Server::finish_task(uint64_t, Task& t) {
+void Server::finish_task(Task& t) {
   const std::string what = "version " + std::to_string(t.version) + " of job '" + t.job + "'";
   if (t.kind == TaskKind::Scrub) {
     scrubbing_ = false;
@@ -70,24 +90,23 @@ void Server::finish_task(uint64_t, Task& t) {
     return;
   }
   Connection* c = connection(t.conn);
+  if (!c) return;
+  c->checks--;
   if (t.kind == TaskKind::Open) {
     if (t.failure.empty()) {
-      if (c) send(*c, proto::Reply{proto::Type::Open, t.tag, 0, "", t.open});
+      send(*c, proto::Reply{proto::Type::Open, t.tag, 0, "", t.open});
       return;
     }
     // The reader does not get the region: take back its open.
-    if (c) {
-      if (auto h = c->open_handles.find(t.open.handle); h != c->open_handles.end()) {
-        c->open_handles.erase(h);
-        if (!c->open_handles.count(t.open.handle)) c->open_views.erase(t.open.handle);
-        catalogue_.close_region(t.open.handle);
-      }
-      reply_error(*c, proto::Type::Open, t.tag, PMCR_E_CORRUPT,
-                  what + " is damaged (" + t.failure + ") and now quarantined: restart from an older version");
+    if (auto h = c->open_handles.find(t.open.handle); h != c->open_handles.end()) {
+      c->open_handles.erase(h);
+      if (!c->open_handles.count(t.open.handle)) c->open_views.erase(t.open.handle);
+      catalogue_.close_region(t.open.handle);
     }
+    reply_error(*c, proto::Type::Open, t.tag, PMCR_E_CORRUPT,
+                what + " is damaged (" + t.failure + ") and now quarantined: restart from an older version");
     return;
   }
-  if (!c) return;
   if (t.failure.empty()) send(*c, proto::Reply{proto::Type::Verify, t.tag, 0, "", proto::Empty{}});
   else reply_error(*c, proto::Type::Verify, t.tag, PMCR_E_CORRUPT, what + " is damaged (" + t.failure + ") and now quarantined");
 }
@@ -115,7 +134,7 @@ void Server::schedule_scrub() {
       continue;  // deleted or quarantined since
     }
     scrubbing_ = true;
-    start_task(Task{TaskKind::Scrub, 0, 0, job, version}, regions, true);
+    start_task(Task{TaskKind::Scrub, 0, 0, job, version, catalogue_.version_id(job, version)}, std::move(regions));
   }
 }
 

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <set>
 
 #include "error.hpp"
 
@@ -185,6 +186,7 @@ bool Server::drain() {
       ++it;
       continue;
     }
+    if (Connection* c = connection(it->conn)) c->deferred_commits--;
     incoming_.push_back(std::move(it->in));
     it = deferred_.erase(it);
     did = true;
@@ -229,10 +231,9 @@ void Server::run(int signal_fd) {
     while (ucp_worker_progress(worker_.get()) != 0) {
     }
     verified();
-    if (drain()) continue;
-    reap_closing(false);
-    expire_handshakes();
-    schedule_scrub();
+    const bool busy = drain();
+    housekeeping(signal_fd);  // even while busy: a steady stream of requests must not stop the clocks
+    if (busy || stopping_) continue;
     const ucs_status_t st = ucp_worker_arm(worker_.get());
     if (st == UCS_ERR_BUSY) continue;  // events arrived meanwhile
     if (st != UCS_OK) ucx::throw_status("arming the UCX worker", st);
@@ -240,14 +241,33 @@ void Server::run(int signal_fd) {
     // Sleep until UCX, the verifier or a signal wakes us; wake up once a
     // second for UCX's keepalive and the handshake timer, and often while
     // endpoints are closing.
-    const int n = epoll_wait(epfd, evs, 4, closing_.empty() ? 1000 : 10);
-    for (int i = 0; i < n; ++i) {
-      if (evs[i].data.fd != signal_fd) continue;
-      signalfd_siginfo si{};
-      if (::read(signal_fd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-        spdlog::info("received {}, shutting down", strsignal(static_cast<int>(si.ssi_signo)));
-        stopping_ = true;
-      }
+    epoll_wait(epfd, evs, 4, closing_.empty() ? 1000 : 10);
+  }
+}
+
+void Server::housekeeping(int signal_fd) {
+  const auto now = Clock::now();
+  if (now < next_housekeeping_) return;
+  next_housekeeping_ = now + std::chrono::milliseconds(100);
+  signalfd_siginfo si{};
+  if (signal_fd >= 0 && ::read(signal_fd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {  // non-blocking
+    spdlog::info("received {}, shutting down", strsignal(static_cast<int>(si.ssi_signo)));
+    stopping_ = true;
+  }
+  reap_closing(false);
+  expire_handshakes();
+  schedule_scrub();
+  if (now >= next_ping_) {
+    next_ping_ = now + std::chrono::seconds(1);
+    std::set<Owner> waiting;
+    for (const auto& [id, t] : tasks_)
+      if (t.kind != TaskKind::Scrub) waiting.insert(t.conn);
+    for (Owner id : waiting) {
+      Connection* c = connection(id);
+      if (!c) continue;
+      ucp_request_param_t p{};
+      void* req = ucp_am_send_nbx(c->ep, proto::kAmProgress, nullptr, 0, nullptr, 0, &p);
+      if (req && !UCS_PTR_IS_ERR(req)) ucp_request_free(req);  // UCX completes it by itself
     }
   }
 }

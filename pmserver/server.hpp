@@ -44,6 +44,9 @@ inline constexpr const char* kRkeyTransports[] = {"rc_verbs", "rc_mlx5", "dc_mlx
 // True if every transport of TRANSPORTS ("tl/dev,tl/dev") is one of them.
 bool rkeys_enforced(const std::string& transports);
 
+// What one connection may leave pending on the server, of each kind.
+inline constexpr uint32_t kMaxPending = 64;
+
 struct ServerOptions {
   HostPort listen{"0.0.0.0", kDefaultPort};
   std::string ready_file;          // written with "HOST:PORT" once listening
@@ -84,6 +87,10 @@ class Server {
     bool rma = false;  // may use put/get: its transport enforces remote keys
     uint32_t bad_messages = 0;
     uint32_t unanswered = 0;  // replies sent but not yet taken by the client
+    // Work a client can leave pending on the server, each bounded
+    // (kMaxPending): verifications (OPEN, VERIFY), COMMITs waiting for their
+    // data, READ messages the client has not taken, BEGINs.
+    uint32_t checks = 0, deferred_commits = 0, sends = 0, begins = 0;
     std::multiset<uint64_t> open_handles;
     std::map<uint64_t, RegionView> open_views;  // where each open region lies
     std::map<std::string, uint64_t> attempts;   // job -> the attempt it wrote under
@@ -117,6 +124,7 @@ class Server {
   struct DataIo {  // one rendezvous receive into, or send from, a region; pins it
     Server* server;
     uint64_t handle;
+    Owner conn;                                          // sends: whose READ
     std::array<uint8_t, proto::kDataHeaderSize> header;  // sends: alive until done
   };
   struct SentReply {
@@ -127,20 +135,23 @@ class Server {
   struct DeferredCommit {  // a COMMIT waiting for its region's data
     uint64_t handle;
     Incoming in;
+    Owner conn;
   };
   // Verification of stored data: a task (a reader's OPEN, a VERIFY, one
   // version of the scrub) waits for the checks of its regions.
   enum class TaskKind { Open, Verify, Scrub };
   struct Task {
-    Task(TaskKind k, Owner c, uint64_t t, std::string j, uint64_t v)
-        : kind(k), conn(c), tag(t), job(std::move(j)), version(v) {}
+    Task(TaskKind k, Owner c, uint64_t t, std::string j, uint64_t v, uint64_t id)
+        : kind(k), conn(c), tag(t), job(std::move(j)), version(v), version_id(id) {}
     TaskKind kind;
     Owner conn;    // Open, Verify: who gets the reply
     uint64_t tag;  // ... to which request
     std::string job;
     uint64_t version;
+    uint64_t version_id;  // Catalogue::version_id: which sealed version this is
     proto::OpenReply open;  // Open: the reply once the region verified
     uint32_t pending = 0;
+    std::vector<RegionView> later;  // Scrub: regions checked one at a time, pinned only while checked
     std::string failure;
   };
   struct CheckRef {
@@ -193,10 +204,15 @@ class Server {
   void unregister(uint64_t offset);
 
   // ---- verification and scrub (scrub.cpp) ----
-  uint64_t start_task(Task task, const std::vector<RegionView>& regions, bool background);
+  uint64_t start_task(Task task, std::vector<RegionView> regions);
+  void check(uint64_t task, Task& t, const RegionView& region);
   void verified();  // results from the Verifier
-  void finish_task(uint64_t id, Task& t);
+  void finish_task(Task& t);
   void schedule_scrub();
+  // Every pass of the loop, at most every 100 ms: time limits, closing
+  // endpoints, the scrub, signals, and a sign of life to clients whose
+  // request waits for a verification.
+  void housekeeping(int signal_fd);
 
   Pool& pool_;
   Catalogue& catalogue_;
@@ -233,6 +249,7 @@ class Server {
   std::deque<std::pair<std::string, uint64_t>> scrub_queue_;
   bool scrubbing_ = false;  // a scrub task is running
   Clock::time_point next_scrub_pass_{};
+  Clock::time_point next_housekeeping_{}, next_ping_{};
   bool stopping_ = false;
 };
 

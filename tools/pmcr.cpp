@@ -204,9 +204,10 @@ void cmd_export(const std::string& server, const std::string& job, std::optional
     json manifest = {{"format", kFormat}, {"job", job},     {"version", *version},
                      {"ranks", nranks},   {"bytes", bytes}, {"regions", regions}};
     {
-      std::ofstream out(tmp / kManifest);
-      out << manifest.dump(2) << "\n";
-      if (!out.flush()) throw Error(PMCR_E_IO, "cannot write " + (tmp / kManifest).string());
+      const std::string text = manifest.dump(2) + "\n";
+      MappedFile out(tmp / kManifest, text.size(), true);
+      std::memcpy(out.data(), text.data(), text.size());
+      out.sync();  // durable before the rename makes it visible
     }
     for (const auto& entry : fs::directory_iterator(tmp))
       if (entry.is_directory()) sync_dir(entry.path());

@@ -87,12 +87,12 @@ std::string check(Catalogue& cat) {
     for (const auto& r : cat.version_regions(v.job, v.version)) {
       if (r.offset + r.capacity > kPoolSize) return "an offered region lies outside the pool";
       if (checksum(cat.data(r.offset), r.size) != r.checksum) {
-        cat.quarantine(v.job, v.version, "fails its checksum");
+        cat.quarantine(v.job, v.version, cat.version_id(v.job, v.version), "fails its checksum");
         break;
       }
     }
   }
-  if (listed != s.used_bytes) return "used bytes differ from the extents of the listed regions";
+  if (listed + s.kept_bytes != s.used_bytes) return "used bytes differ from the extents of the listed regions";
   for (const auto& [job, versions] : jobs) cat.delete_versions(job, std::nullopt);
   if (cat.stats().used_bytes != 0 || cat.stats().regions != 0) return "space left after deleting every version";
   try {
@@ -160,7 +160,7 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> sample_pools() {
   });
   make("quarantined", [&](Catalogue& cat) {
     versions(cat, cat.begin_attempt("job"), 2);
-    cat.quarantine("job", 1, "fails its checksum");
+    cat.quarantine("job", 1, cat.version_id("job", 1), "fails its checksum");
   });
 #ifdef PMCR_FAULT_INJECTION
   make("crash-mid-delete", [&](Catalogue& cat) {

@@ -67,6 +67,11 @@ int main(int argc, char** argv) {
         }
       }
     } catch (const pmcr::Error& e) {
+      // Damaged data is never normal here: nothing damages the pool.
+      if (e.code() == PMCR_E_CHECKSUM || e.code() == PMCR_E_CORRUPT) {
+        std::fprintf(stderr, "soak: %s: %s\n", job.c_str(), e.what());
+        return 1;
+      }
       std::fprintf(stderr, "soak: %s: %s; again\n", job.c_str(), e.what());
     }
   }

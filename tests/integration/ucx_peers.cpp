@@ -65,7 +65,9 @@ void UcxPeers::on_error(void* arg, ucp_ep_h, ucs_status_t) { static_cast<Peer*>(
 ucs_status_t UcxPeers::on_reply(void* arg, const void*, size_t, void* data, size_t length, const ucp_am_recv_param_t*) {
   auto* self = static_cast<UcxPeers*>(arg);
   proto::Reply rep;
-  if (proto::decode(data, length, &rep) == proto::DecodeStatus::Ok && rep.tag >= 1 && rep.tag <= self->peers_.size()) {
+  if (proto::decode(data, length, &rep) != proto::DecodeStatus::Ok) return UCS_OK;
+  self->replies_[rep.tag] = rep.status;
+  if (rep.tag >= 1 && rep.tag <= self->peers_.size()) {
     self->peers_[rep.tag - 1]->answered = true;
     self->peers_[rep.tag - 1]->status = rep.status;
   }
@@ -76,6 +78,19 @@ void UcxPeers::progress_for(std::chrono::milliseconds d) {
   const auto until = std::chrono::steady_clock::now() + d;
   while (std::chrono::steady_clock::now() < until)
     if (ucp_worker_progress(worker_.get()) == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+}
+
+void UcxPeers::send(size_t i, const std::vector<uint8_t>& bytes) {
+  ucp_request_param_t rp{};
+  rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  rp.flags = UCP_AM_SEND_FLAG_REPLY;
+  void* req = ucp_am_send_nbx(peers_.at(i)->ep, proto::kAmRequest, nullptr, 0, bytes.data(), bytes.size(), &rp);
+  if (req && !UCS_PTR_IS_ERR(req)) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (ucp_request_check_status(req) == UCS_INPROGRESS && std::chrono::steady_clock::now() < until)
+      ucp_worker_progress(worker_.get());
+    ucp_request_free(req);
+  }
 }
 
 size_t UcxPeers::refused() const {

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,11 @@ class UcxPeers {
   size_t refused() const;
   size_t size() const { return peers_.size(); }
   void progress_for(std::chrono::milliseconds d);
+  // Sends BYTES (an encoded request; give it a tag above size()) on
+  // endpoint I, without waiting for the reply.
+  void send(size_t i, const std::vector<uint8_t>& bytes);
+  // The status of every reply received so far, by tag.
+  const std::map<uint64_t, int32_t>& replies() const { return replies_; }
   ucp_ep_h ep(size_t i) const { return peers_.at(i)->ep; }
   bool failed(size_t i) const { return peers_.at(i)->failed; }
   ucp_worker_h worker() const { return worker_.get(); }
@@ -59,6 +65,7 @@ class UcxPeers {
   ucx::Context context_;
   ucx::Worker worker_;
   std::vector<std::unique_ptr<Peer>> peers_;
+  std::map<uint64_t, int32_t> replies_;
 };
 
 // Raw TCP sockets to 127.0.0.1:PORT (no UCX): idle, or sending garbage.

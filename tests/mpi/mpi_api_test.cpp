@@ -314,6 +314,13 @@ TEST_F(Api, DISABLED_FallbackRestart) {
   ASSERT_EQ(pmcr_restart(version), 0) << pmcr_last_error();
   EXPECT_EQ(buf, pattern(buf.size(), 100 + g_rank));
   EXPECT_EQ(pmcr_restart(2), PMCR_E_NOT_FOUND) << "a quarantined version is no sealed version";
+  // Going over the same steps again: the new version 2 takes the damaged
+  // one's place.
+  const auto bytes = pattern(buf.size(), 200 + g_rank);
+  std::copy(bytes.begin(), bytes.end(), buf.begin());
+  EXPECT_EQ(pmcr_checkpoint(2), 0) << pmcr_last_error();
+  ASSERT_EQ(pmcr_restart_test(&version), 0) << pmcr_last_error();
+  EXPECT_EQ(version, 2);
   ASSERT_EQ(pmcr_finalize(), 0) << pmcr_last_error();
 }
 

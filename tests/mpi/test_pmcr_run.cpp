@@ -80,7 +80,7 @@ TEST(PmcrRun, BacksOffAndWaitsForTheServerToAnswer) {
   EXPECT_NE(r.out.find("relaunching in 200 ms"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("relaunching in 400 ms"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("waiting for pmserver at " + server.address() + " to answer"), std::string::npos) << r.out;
-  EXPECT_GE(r.elapsed, 5s) << "relaunched while the server was stalled:\n" << r.out;
+  EXPECT_GE(r.elapsed, 4s) << "relaunched while the server was stalled:\n" << r.out;
 }
 
 // A pool too small for the job: the checkpoint fails with PMCR_E_NOSPACE,

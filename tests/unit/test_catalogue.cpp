@@ -315,7 +315,7 @@ TEST_F(CatalogueTest, DamagedRecordIsQuarantinedNotServed) {
   ASSERT_EQ(versions.size(), 2u);
   EXPECT_EQ(versions[0].version, 1u);
   EXPECT_FALSE(versions[0].sealed);
-  EXPECT_NE(versions[0].quarantine.find("regions its seal names"), std::string::npos) << versions[0].quarantine;
+  EXPECT_NE(versions[0].quarantine.find("is damaged"), std::string::npos) << versions[0].quarantine;
   EXPECT_TRUE(versions[1].sealed);
   EXPECT_EQ(cat_->sealed_versions(), (std::vector<std::pair<std::string, uint64_t>>{{"job", 2}}));
   EXPECT_EQ(code_of([&] { cat_->open_region({"job", 1, 0, 1}); }), PMCR_E_CORRUPT);
@@ -418,9 +418,11 @@ TEST_F(CatalogueTest, QuarantineIsDurableAndNeverServed) {
   seal("job", 1, 1, 1);
   write("job", 2, 0, 0, pattern(5000, 2));
   seal("job", 2, 1, 1);
-  cat_->quarantine("job", 2, "region rank 0 id 0 fails its checksum");
+  cat_->quarantine("job", 2, cat_->version_id("job", 2) + 1, "another version");  // not this one: no effect
+  EXPECT_EQ(cat_->stats().quarantined_versions, 0u);
+  cat_->quarantine("job", 2, cat_->version_id("job", 2), "region rank 0 id 0 fails its checksum");
   EXPECT_EQ(code_of([&] { cat_->open_region({"job", 2, 0, 0}); }), PMCR_E_CORRUPT);
-  EXPECT_EQ(code_of([&] { create({"job", 2, 0, 0}, 1, 1); }), PMCR_E_EXISTS);
+  EXPECT_EQ(code_of([&] { seal("job", 2, 1, 1); }), PMCR_E_CORRUPT);
   EXPECT_EQ(cat_->stats().quarantined_versions, 1u);
   restart();
   EXPECT_EQ(cat_->recovery().quarantined, 1u);
@@ -430,6 +432,15 @@ TEST_F(CatalogueTest, QuarantineIsDurableAndNeverServed) {
   EXPECT_FALSE(versions[1].sealed);
   EXPECT_FALSE(versions[1].quarantine.empty());
   EXPECT_EQ(read("job", 1, 0, 0), pattern(5000, 1));
+  // A program restarted from version 1 goes over the same steps: its new
+  // checkpoint of version 2 takes the damaged one's place.
+  write("job", 2, 0, 0, pattern(6000, 3));
+  seal("job", 2, 1, 1);
+  EXPECT_EQ(read("job", 2, 0, 0), pattern(6000, 3));
+  EXPECT_EQ(cat_->stats().quarantined_versions, 0u);
+  restart();
+  EXPECT_EQ(cat_->recovery().quarantined, 0u);
+  EXPECT_EQ(read("job", 2, 0, 0), pattern(6000, 3));
 }
 
 // A damaged seal record: its regions are kept and quarantined, not freed
