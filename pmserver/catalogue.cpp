@@ -176,6 +176,12 @@ uint64_t Catalogue::manifest_digest(const Version& v) const {
 
 uint64_t Catalogue::begin_attempt(const std::string& job, uint32_t* dropped) {
   check_job_name(job);
+  // Each job's current attempt is remembered for the server's life (it
+  // fences stale writers even while the job holds nothing): bounded.
+  constexpr size_t kMaxJobs = 1u << 20;
+  if (attempts_.size() >= kMaxJobs && !attempts_.count(job))
+    throw Error(PMCR_E_QUOTA, "pmserver tracks " + std::to_string(kMaxJobs) +
+                                  " jobs already; restart it to forget the attempts of jobs long gone");
   // Larger than any attempt this server issued, and than the wall clock in
   // nanoseconds: attempts keep growing across server restarts too.
   const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
