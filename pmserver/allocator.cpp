@@ -63,7 +63,9 @@ void ExtentAllocator::release(uint64_t offset, uint64_t size) {
 
 bool ExtentAllocator::reserve(uint64_t offset, uint64_t size) {
   if (size == 0) return true;
-  if (offset < begin_ || offset % align_ || size % align_ || size > end_ - offset || offset + size > end_) return false;
+  // Untrusted values (a record read back from the pool): checked without
+  // overflow, offset first (end_ - offset must not wrap).
+  if (offset < begin_ || offset >= end_ || size > end_ - offset || offset % align_ || size % align_) return false;
   auto it = by_offset_.upper_bound(offset);
   if (it == by_offset_.begin()) return false;
   --it;

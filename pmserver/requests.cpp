@@ -151,6 +151,7 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
       Overloaded{
           [&](proto::Hello& m) -> std::optional<proto::ReplyBody> {
             if (c.hello) throw Error(PMCR_E_PROTOCOL, "HELLO was already said on this connection");
+            if (c.refused && stopping_) throw Error(PMCR_E_BUSY, "pmserver is shutting down; try again once it is back");
             if (c.refused)
               throw Error(PMCR_E_BUSY, "pmserver serves " + std::to_string(served_) + " connections, its limit " +
                                            "(pmserver --max-connections " + std::to_string(options_.max_connections) +

@@ -42,6 +42,11 @@ TEST(Allocator, ReserveCarvesAndDetectsOverlap) {
   EXPECT_FALSE(a.reserve(5 * 4096, 2 * 4096));   // overlaps
   EXPECT_FALSE(a.reserve(15 * 4096, 2 * 4096));  // past the end
   EXPECT_FALSE(a.reserve(100, 4096));            // misaligned
+  // Lying extents from a damaged record: offset + size wraps past 2^64
+  // (found by fuzz.pool), or the offset lies beyond the end.
+  EXPECT_FALSE(a.reserve(0xffff000000000000ull, 1ull << 48));
+  EXPECT_FALSE(a.reserve(32 * 4096, 4096));
+  EXPECT_FALSE(a.reserve(4096, ~0ull - 4095));
   EXPECT_TRUE(a.reserve(0, 4096));
   EXPECT_EQ(a.used_bytes(), 3u * 4096);
   a.release(4 * 4096, 2 * 4096);

@@ -4,6 +4,9 @@
 // error or a consistent, usable catalogue each time.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include "fuzz_pool.hpp"
@@ -31,4 +34,16 @@ TEST(PoolCorpus, DamagedPoolsGiveAnErrorOrAConsistentCatalogue) {
       ASSERT_EQ(pmcr::fuzz::check_pool(damaged.data(), damaged.size()), "") << name << ": round " << round;
     }
   }
+}
+
+// Inputs with which fuzz.pool once found a defect, kept as regressions.
+TEST(PoolCorpus, FoundByTheFuzzer) {
+  size_t n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(PMCR_POOL_REGRESSIONS_DIR)) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(pmcr::fuzz::check_pool(bytes.data(), bytes.size()), "") << entry.path();
+    ++n;
+  }
+  EXPECT_GE(n, 1u);
 }
