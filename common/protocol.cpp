@@ -35,6 +35,7 @@ class Writer {
     out_.insert(out_.end(), a.begin(), a.end());
   }
   void state(RegionState& s) { out_.push_back(static_cast<uint8_t>(s)); }
+  void method(AuthMethod& m) { out_.push_back(static_cast<uint8_t>(m)); }
   template <class T, class F>
   void list(std::vector<T>& v, uint32_t, F&& each) {
     uint32_t n = static_cast<uint32_t>(v.size());
@@ -103,6 +104,12 @@ class Reader {
       return fail(DecodeStatus::BadValue);
     s = static_cast<RegionState>(b);
   }
+  void method(AuthMethod& m) {
+    uint8_t b = 0;
+    u8(b);
+    if (b > static_cast<uint8_t>(AuthMethod::Munge)) return fail(DecodeStatus::BadValue);
+    m = static_cast<AuthMethod>(b);
+  }
   template <class T, class F>
   void list(std::vector<T>& v, uint32_t max, F&& each) {
     uint32_t n = 0;
@@ -149,7 +156,7 @@ class Reader {
 };
 
 // ---- one description per message ----
-template <class X> void io(X& x, Hello& m) { x.str(m.client, kMaxText); x.u32(m.pid); }
+template <class X> void io(X& x, Hello& m) { x.str(m.client, kMaxText); x.u32(m.pid); x.fixed(m.nonce); }
 template <class X> void io(X&, Stat&) {}
 template <class X> void io(X& x, Create& m) { x.str(m.job, kMaxJobName); x.u64(m.version); x.u32(m.rank); x.u32(m.id); x.u64(m.size); x.u64(m.attempt); }
 template <class X> void io(X& x, Commit& m) { x.u64(m.handle); x.u64(m.size); x.u64(m.checksum); }
@@ -163,10 +170,15 @@ template <class X> void io(X& x, Delete& m) { x.str(m.job, kMaxJobName); x.u64(m
 template <class X> void io(X& x, Begin& m) { x.str(m.job, kMaxJobName); }
 template <class X> void io(X& x, Abort& m) { x.str(m.job, kMaxJobName); x.u64(m.version); }
 template <class X> void io(X& x, Verify& m) { x.str(m.job, kMaxJobName); x.u64(m.version); }
+template <class X> void io(X& x, Auth& m) { x.method(m.method); x.blob(m.credential, kMaxCredential); }
 
 template <class X> void io(X&, Empty&) {}
 template <class X> void io(X& x, HelloReply& m) {
   x.fixed(m.pool_uuid); x.u64(m.pool_size); x.str(m.server_version, kMaxText); x.boolean(m.rma); x.str(m.transport, kMaxText);
+  x.method(m.auth); x.fixed(m.nonce);
+}
+template <class X> void io(X& x, AuthReply& m) {
+  x.u32(m.uid); x.u32(m.gid); x.boolean(m.admin); x.str(m.principal, kMaxText); x.blob(m.proof, kMaxCredential);
 }
 template <class X> void io(X& x, StatReply& m) {
   x.u64(m.pool_size); x.u64(m.data_size); x.u64(m.used_bytes); x.u64(m.free_bytes); x.u64(m.store_granularity);
@@ -203,6 +215,7 @@ ReplyBody empty_reply_for(Type t) {
     case Type::Delete: return DeleteReply{};
     case Type::Begin: return BeginReply{};
     case Type::Abort: return AbortReply{};
+    case Type::Auth: return AuthReply{};
     case Type::Commit:
     case Type::Seal:
     case Type::Close:
@@ -230,6 +243,7 @@ RequestBody empty_request_for(Type t) {
     case Type::Begin: return Begin{};
     case Type::Abort: return Abort{};
     case Type::Verify: return Verify{};
+    case Type::Auth: return Auth{};
   }
   return Stat{};
 }
@@ -273,8 +287,18 @@ const char* type_name(Type t) noexcept {
     case Type::Begin: return "BEGIN";
     case Type::Abort: return "ABORT";
     case Type::Verify: return "VERIFY";
+    case Type::Auth: return "AUTH";
   }
   return "UNKNOWN";
+}
+
+const char* auth_method_name(AuthMethod m) noexcept {
+  switch (m) {
+    case AuthMethod::None: return "none";
+    case AuthMethod::Key: return "key";
+    case AuthMethod::Munge: return "munge";
+  }
+  return "unknown";
 }
 
 const char* decode_status_text(DecodeStatus s) noexcept {

@@ -25,13 +25,15 @@
 namespace pmcr::proto {
 
 constexpr uint32_t kMagic = 0x52434d50;  // bytes 'P' 'M' 'C' 'R'
-constexpr uint16_t kVersion = 2;  // 2: BEGIN/ABORT/VERIFY, attempts, quarantine
+constexpr uint16_t kVersion = 3;  // 2: BEGIN/ABORT/VERIFY, attempts, quarantine; 3: AUTH, nonces
 constexpr size_t kHeaderSize = 24;
 constexpr uint16_t kReplyBit = 0x8000;
 
 constexpr size_t kMaxJobName = 64;         // bytes, not counting a terminator
 constexpr size_t kMaxText = 4096;          // client names, error messages, paths
 constexpr size_t kMaxRkey = 4096;          // packed UCX remote key
+constexpr size_t kMaxCredential = 4096;    // a MUNGE credential is about 200 bytes
+constexpr size_t kNonceSize = 32;
 constexpr size_t kMaxRequest = 64 * 1024;  // no request is larger
 constexpr size_t kMaxReply = 64u << 20;    // listings of very many regions
 constexpr uint32_t kMaxEntries = 1u << 20;
@@ -60,14 +62,27 @@ enum class Type : uint16_t {
   Begin = 12,   // starts an attempt of a job: supersedes every earlier one
   Abort = 13,   // drops this connection's unsealed regions of a version (a failed checkpoint)
   Verify = 14,  // checks every region of a sealed version against its checksum
+  Auth = 15,    // proves who the client is; every request but HELLO needs it first
 };
-constexpr uint16_t kLastType = static_cast<uint16_t>(Type::Verify);
+constexpr uint16_t kLastType = static_cast<uint16_t>(Type::Auth);
+
+// How a client proves who it is (pmserver --auth). The server names the
+// method it requires in its HELLO reply.
+enum class AuthMethod : uint8_t {
+  None = 0,   // nobody is checked: loopback, or --insecure
+  Key = 1,    // a challenge-response over a shared secret key (both nonces)
+  Munge = 2,  // a MUNGE credential whose payload binds both nonces
+};
+const char* auth_method_name(AuthMethod m) noexcept;
 const char* type_name(Type t) noexcept;
 
 // ---- requests ----
+using Nonce = std::array<uint8_t, kNonceSize>;
+
 struct Hello {
   std::string client;  // free text for logs: program name, host, pid
   uint32_t pid = 0;
+  Nonce nonce{};  // the client's challenge: fresh random bytes per connection
 };
 struct Stat {};
 struct Create {
@@ -129,10 +144,14 @@ struct Verify {
   std::string job;
   uint64_t version = 0;
 };
+struct Auth {
+  AuthMethod method = AuthMethod::None;
+  std::vector<uint8_t> credential;  // key: a MAC over both nonces; munge: the credential; none: empty
+};
 
 // In the order of Type (the variant index is the type - 1).
 using RequestBody = std::variant<Hello, Stat, Create, Commit, Seal, ListVersions, ListRegions, Open, Close, Delete, Read,
-                                 Begin, Abort, Verify>;
+                                 Begin, Abort, Verify, Auth>;
 
 struct Request {
   uint64_t tag = 0;
@@ -148,7 +167,19 @@ struct HelloReply {
   std::string server_version;
   bool rma = false;       // this connection may use put/get (its transport enforces remote keys)
   std::string transport;  // what the server sees this connection on, e.g. "tcp"
+  AuthMethod auth = AuthMethod::None;  // what AUTH must prove with
+  Nonce nonce{};  // the server's challenge: fresh random bytes per connection
 };
+struct AuthReply {
+  uint32_t uid = 0;  // the principal requests act as (kSharedPrincipal for key and none)
+  uint32_t gid = 0;
+  bool admin = false;         // may see and act on every job
+  std::string principal;      // for messages: "user alice (uid 1000)", "holders of the server key"
+  std::vector<uint8_t> proof;  // key: the server's MAC over both nonces (mutual authentication)
+};
+// The one principal of --auth key and --auth none: every holder of the
+// server's key (or everyone) is the same owner.
+constexpr uint32_t kSharedPrincipal = 0xfffffffe;
 struct StatReply {
   uint64_t pool_size = 0;
   uint64_t data_size = 0;
@@ -212,7 +243,7 @@ struct AbortReply {
 };
 
 using ReplyBody = std::variant<Empty, HelloReply, StatReply, CreateReply, OpenReply, ListVersionsReply, ListRegionsReply,
-                               DeleteReply, BeginReply, AbortReply>;
+                               DeleteReply, BeginReply, AbortReply, AuthReply>;
 
 struct Reply {
   Type type = Type::Hello;  // the request type this answers

@@ -68,6 +68,8 @@ bool transient(int code) noexcept {
     case PMCR_E_SIZE:
     case PMCR_E_CONFIG:
     case PMCR_E_STATE:
+    case PMCR_E_PERM:
+    case PMCR_E_AUTH:
     case PMCR_E_NOSPACE:
     case PMCR_E_QUOTA:
     case PMCR_E_PROTOCOL:

@@ -59,6 +59,7 @@ Client::Client(Options options) : options_(std::move(options)), context_("pmcr")
   gethostname(host, sizeof host - 1);
   hello.client = (options_.name.empty() ? std::string("pmcr") : options_.name) + "@" + host;
   hello.pid = static_cast<uint32_t>(getpid());
+  hello.nonce = auth::make_nonce();
   proto::Request req{next_tag_++, hello};
   try {
     start();
@@ -73,6 +74,17 @@ Client::Client(Options options) : options_(std::move(options)), context_("pmcr")
                           (code == PMCR_E_UNREACHABLE
                                ? " (is a pmserver running there? start one with: pmserver --pool PATH --size SIZE)"
                                : ""));
+  }
+  // AUTH: a failure here is the server's final word on this connection.
+  {
+    proto::Request auth{next_tag_++, make_auth(options_.credential, options_.server, hello_, hello.nonce)};
+    start();
+    proto::Reply rep = exchange(proto::encode(auth), auth.tag, Limit{options_.connect_timeout, "PMCR_CONNECT_TIMEOUT"});
+    if (rep.status != 0) throw Error(rep.status, "pmserver at " + options_.server + " refused AUTH: " + rep.message);
+    if (!std::holds_alternative<proto::AuthReply>(rep.body))
+      throw Error(PMCR_E_PROTOCOL, "pmserver at " + options_.server + " answered AUTH with the wrong message");
+    identity_ = std::get<proto::AuthReply>(rep.body);
+    check_server(options_.credential, options_.server, hello_, hello.nonce, identity_);
   }
   if (options_.data_path == DataPath::Rma && !hello_.rma)
     throw Error(PMCR_E_CONFIG,

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "credential.hpp"
 #include "protocol.hpp"
 #include "ucx.hpp"
 
@@ -47,6 +48,7 @@ struct Options {
   unsigned depth = 4;                        // operations in flight (writes)
   unsigned read_depth = 2;  // READ messages received at once: each completes in its turn, a sign of progress
   DataPath data_path = DataPath::Am;
+  Credential credential;  // how to authenticate (default: only to a server that asks for nothing)
 };
 
 // A region being written: where its bytes go on the server.
@@ -68,16 +70,19 @@ struct ReadSource {
 
 class Client {
  public:
-  // Connects and says HELLO. Throws UNREACHABLE (no server there, or it
-  // refused the connection), INVAL (bad address), PROTOCOL (not a
-  // compatible pmserver), CONFIG (the rma data path over a transport where
-  // the server does not offer it).
+  // Connects, says HELLO and authenticates. Throws UNREACHABLE (no server
+  // there, or it refused the connection), INVAL (bad address), PROTOCOL
+  // (not a compatible pmserver), AUTH (no credential the server accepts, or
+  // the server failed to prove its key), CONFIG (the rma data path over a
+  // transport where the server does not offer it).
   explicit Client(Options options);
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
   const proto::HelloReply& server_info() const { return hello_; }
+  // Who the server knows this connection as.
+  const proto::AuthReply& identity() const { return identity_; }
   const std::string& address() const { return options_.server; }
   // The UCX transports of the endpoint's lanes, e.g. "tcp/lo".
   std::string transports() const;
@@ -218,6 +223,7 @@ class Client {
     bool active = false;
   } read_;
   proto::HelloReply hello_;
+  proto::AuthReply identity_;
 };
 
 }  // namespace pmcr::client

@@ -29,7 +29,10 @@ constexpr Key kLogLevel{"PMCR_LOG_LEVEL", "log_level"};
 constexpr Key kTimeout{"PMCR_TIMEOUT", "timeout"};
 constexpr Key kConnectTimeout{"PMCR_CONNECT_TIMEOUT", "connect_timeout"};
 constexpr Key kDataPath{"PMCR_DATA_PATH", "data_path"};
-constexpr Key kKeys[] = {kServers, kJob, kKeep, kLogLevel, kTimeout, kConnectTimeout, kDataPath};
+constexpr Key kAuth{"PMCR_AUTH", "auth"};
+constexpr Key kKeyFile{"PMCR_KEY_FILE", "key_file"};
+constexpr Key kMungeSocket{"PMCR_MUNGE_SOCKET", "munge_socket"};
+constexpr Key kKeys[] = {kServers, kJob, kKeep, kLogLevel, kTimeout, kConnectTimeout, kDataPath, kAuth, kKeyFile, kMungeSocket};
 
 // The raw values, as text, with where each came from (for messages).
 struct Raw {
@@ -196,6 +199,13 @@ Config load_config(const char* path) {
   if (auto v = raw.get(kDataPath)) {
     if (v->first != "am" && v->first != "rma") bad(v->second, v->first, "expected am or rma");
     c.rma = v->first == "rma";
+  }
+  const auto text = [&](const Key& k) { auto v = raw.get(k); return v ? v->first : std::string(); };
+  try {
+    c.credential = client::Credential::from(text(kAuth), text(kKeyFile), text(kMungeSocket));
+  } catch (const Error& e) {
+    const auto* origin = raw.get(kAuth);
+    throw Error(e.code(), std::string(e.what()) + (origin ? " (PMCR_AUTH from " + origin->second + ")" : ""));
   }
   return c;
 }

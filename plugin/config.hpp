@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "credential.hpp"
+
 namespace pmcr {
 
 struct Config {
@@ -17,6 +19,7 @@ struct Config {
   std::chrono::milliseconds timeout{60000};
   std::chrono::milliseconds connect_timeout{5000};
   bool rma = false;  // data path: ucp_put/get_nbx instead of rendezvous active messages
+  client::Credential credential;  // auth, key_file, munge_socket
 };
 
 // Reads the environment, then PATH (may be null or empty: environment only).

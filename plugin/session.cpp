@@ -46,6 +46,7 @@ Session::Session(MPI_Comm comm, const char* config_path) : comm_(comm) {
     o.timeout = config_.timeout;
     o.connect_timeout = config_.connect_timeout;
     o.data_path = config_.rma ? client::DataPath::Rma : client::DataPath::Am;
+    o.credential = config_.credential;
     client_ = std::make_unique<client::Client>(o);
   });
   // One attempt for the whole job: it supersedes earlier runs of the job

@@ -10,6 +10,7 @@
 #include "checksum.hpp"
 #include "error.hpp"
 #include "fault.hpp"
+#include "protocol.hpp"
 #include "text.hpp"
 
 // Every state transition below follows one pattern: write and persist a
@@ -158,7 +159,10 @@ void Catalogue::prune(const std::string& job, uint64_t version) {
   auto v = j->second.find(version);
   if (v != j->second.end() && !v->second.sealed && v->second.quarantine.empty() && v->second.regions.empty())
     j->second.erase(v);
-  if (j->second.empty()) jobs_.erase(j);
+  if (j->second.empty()) {
+    jobs_.erase(j);
+    release_job(job, false);
+  }
 }
 
 uint64_t Catalogue::manifest_digest(const Version& v) const {
@@ -197,6 +201,46 @@ uint64_t Catalogue::begin_attempt(const std::string& job, uint32_t* dropped) {
   return last_attempt_;
 }
 
+std::optional<uint32_t> Catalogue::job_owner(const std::string& job) const {
+  auto it = owners_.find(job);
+  if (it == owners_.end()) return std::nullopt;
+  return it->second.uid;
+}
+
+void Catalogue::claim_job(const std::string& job, uint32_t uid, uint32_t gid) {
+  check_job_name(job);
+  if (auto it = owners_.find(job); it != owners_.end()) {
+    if (it->second.uid == uid) return;
+    throw Error(PMCR_E_PERM, "job '" + job + "' belongs to another owner");
+  }
+  constexpr size_t kMaxJobs = 1u << 20;  // claims live in memory for the server's life
+  if (owners_.size() >= kMaxJobs)
+    throw Error(PMCR_E_QUOTA, "pmserver knows " + std::to_string(kMaxJobs) +
+                                  " job names already; delete jobs ('pmcr rm --job NAME') or restart it");
+  owners_[job] = JobOwner{uid, gid, UINT32_MAX};
+}
+
+void Catalogue::persist_owner(const std::string& job) {
+  auto it = owners_.find(job);
+  if (it == owners_.end() || it->second.slot != UINT32_MAX || it->second.uid == kUnknownOwner) return;
+  const uint32_t slot = take_slot();
+  write_body(slot, job, it->second.uid, it->second.gid, 0, 0, 0, 0);
+  pool_.store_persist(&rec(slot).state, kJobOwned);
+  it->second.slot = slot;
+  CRASH_POINT("job.owner");
+}
+
+void Catalogue::release_job(const std::string& job, bool forget) {
+  if (jobs_.count(job)) return;
+  auto it = owners_.find(job);
+  if (it == owners_.end()) return;
+  if (it->second.slot != UINT32_MAX) {
+    free_record(it->second.slot);
+    it->second.slot = UINT32_MAX;
+  }
+  if (forget || it->second.uid == kUnknownOwner) owners_.erase(it);
+}
+
 uint64_t Catalogue::current_attempt(const std::string& job) const {
   auto it = attempts_.find(job);
   return it == attempts_.end() ? 0 : it->second;
@@ -221,6 +265,7 @@ RegionView Catalogue::create_region(const RegionKey& key, uint64_t size, Owner o
   if (size > alloc_.capacity())
     throw Error(PMCR_E_NOSPACE, "region of " + format_size(size) + " is larger than the pool's whole data area (" +
                                     format_size(alloc_.capacity()) + ")");
+  persist_owner(key.job);  // durable before the job's first region
   // A quarantined version under this number is damaged and never served:
   // a new checkpoint of the same number (a program restarted from an older
   // version goes over the same steps again) takes its place.
@@ -489,7 +534,10 @@ std::pair<uint32_t, uint32_t> Catalogue::delete_versions(const std::string& job,
     j->second.erase(ver);
     versions++;
   }
-  if (j->second.empty()) jobs_.erase(j);
+  if (j->second.empty()) {
+    jobs_.erase(j);
+    release_job(job, !version);
+  }
   return {versions, regions};
 }
 
@@ -656,6 +704,19 @@ void Catalogue::recover() {
           }
         }
         break;
+      case kJobOwned:
+        if (!body_ok(slot)) {
+          // Which job it named is unknown: that job is left to the admins
+          // below (it has versions but no owner), never made claimable.
+          spdlog::error("catalogue record {} (a job's owner) is damaged; kept, never trusted", slot);
+          recovery_.damaged++;
+        } else if (!owners_.emplace(record_job(r), JobOwner{static_cast<uint32_t>(r.version), r.rank, slot}).second) {
+          spdlog::error("catalogue record {}: a second owner of job '{}'; the job is left to the admins", slot,
+                        record_job(r));
+          owners_[record_job(r)] = JobOwner{kUnknownOwner, 0, UINT32_MAX};
+          recovery_.damaged++;
+        }
+        break;
       default:
         spdlog::error("catalogue record {} has an unknown state {:#x}; kept, never served", slot, r.state);
         recovery_.damaged++;
@@ -753,8 +814,37 @@ void Catalogue::recover() {
       }
     }
   }
-  for (uint32_t slot = n; slot-- > 0;)
+  // Owners: the record of a job with nothing left is freed. A job with
+  // something left but no (trustworthy) owner record is the admins', unless
+  // the pool predates owners (layout version 1): then its jobs were
+  // everyone's, and go to the one principal of --auth key and none.
+  for (auto it = owners_.begin(); it != owners_.end();) {
+    if (jobs_.count(it->first)) {
+      ++it;
+      continue;
+    }
+    if (it->second.slot != UINT32_MAX) {
+      pool_.store_persist(&rec(it->second.slot).state, kStateFree);
+      used[it->second.slot] = false;
+    }
+    it = owners_.erase(it);
+  }
+  for (auto slot = n; slot-- > 0;)
     if (!used[slot]) free_slots_.push_back(slot);
+  for (const auto& [job, versions] : jobs_) {
+    if (owners_.count(job)) continue;
+    if (pool_.upgraded()) {
+      owners_[job] = JobOwner{proto::kSharedPrincipal, proto::kSharedPrincipal, UINT32_MAX};
+      try {
+        persist_owner(job);
+      } catch (const Error& e) {
+        spdlog::error("job '{}': cannot record its owner: {}", job, e.what());
+      }
+      continue;
+    }
+    spdlog::warn("job '{}' has no owner record; only admins may see or delete it", job);
+    owners_[job] = JobOwner{kUnknownOwner, 0, UINT32_MAX};
+  }
 }
 
 }  // namespace pmcr::server

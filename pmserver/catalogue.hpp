@@ -17,6 +17,15 @@
 //    writes, commits or re-creates it; another owner's CREATE of the same key
 //    is refused (PMCR_E_BUSY). When the owner goes, its regions are freed.
 //
+// Whose a job is (README, "Security"): the first principal to begin or
+// create in a free job name claims it. The claim is durable (an owner
+// record, written before the job's first region) while the job holds
+// anything in the pool, and lives on in memory while the server runs, so
+// nobody else takes the name between two checkpoints. Deleting every
+// version of a job frees its name. A job whose owner record is missing or
+// damaged is left to the admins (kUnknownOwner): a damaged record never
+// makes a job anyone's.
+//
 // Memory is never reused while I/O may still touch it: every receive into a
 // region and every send from it holds a pin (as a reader does), and a region
 // freed while pinned keeps its extent until the last pin is released.
@@ -38,6 +47,10 @@
 namespace pmcr::server {
 
 using Owner = uint64_t;  // the connection that created a region; 0 = none
+
+// The uid of a job whose owner record is missing or damaged: only admins
+// may see or touch it.
+constexpr uint32_t kUnknownOwner = 0xffffffff;
 
 struct RegionKey {
   std::string job;
@@ -123,6 +136,13 @@ class Catalogue {
   uint64_t begin_attempt(const std::string& job, uint32_t* dropped = nullptr);
   // The job's current attempt, 0 if none began since the server started.
   uint64_t current_attempt(const std::string& job) const;
+
+  // The uid JOB belongs to (kUnknownOwner: its owner record is missing or
+  // damaged), or nothing if the name is free.
+  std::optional<uint32_t> job_owner(const std::string& job) const;
+  // Makes JOB UID's if the name is free (no-op if it is UID's already).
+  // Throws PERM (another's), INVAL (name), QUOTA (too many jobs).
+  void claim_job(const std::string& job, uint32_t uid, uint32_t gid);
 
   // Creates (or, for its own owner, replaces) an unsealed region. Throws
   // INVAL (name), SUPERSEDED (not the job's current attempt), EXISTS
@@ -227,6 +247,11 @@ class Catalogue {
   uint32_t release_unsealed(const std::string& job);
   uint32_t release_owned(Owner owner, const std::string* job, uint64_t version);
   uint32_t delete_version(const std::string& job, uint64_t version, Version& v);
+  // Writes JOB's owner record, if it has a claim without one (before the
+  // job's first region).
+  void persist_owner(const std::string& job);
+  // JOB left jobs_: its owner record goes; so does its claim if FORGET.
+  void release_job(const std::string& job, bool forget);
   uint64_t manifest_digest(const Version& v) const;
   void recover();
 
@@ -240,6 +265,12 @@ class Catalogue {
   std::unordered_map<Owner, std::set<uint32_t>> owned_;  // unsealed slots by owner
   std::map<uint32_t, std::pair<uint64_t, uint64_t>> kept_extents_;  // damaged region record -> its extent, reserved
   std::unordered_map<std::string, uint64_t> attempts_;  // job -> current attempt
+  struct JobOwner {
+    uint32_t uid = kUnknownOwner;
+    uint32_t gid = 0;
+    uint32_t slot = UINT32_MAX;  // its record, while the job holds something
+  };
+  std::unordered_map<std::string, JobOwner> owners_;
   uint64_t last_attempt_ = 0;
   uint64_t next_sequence_ = 1;
   uint32_t regions_ = 0;

@@ -1,5 +1,5 @@
-// Connection lifecycle: accept (within --max-connections), the HELLO time
-// limit, failures and teardown, and TCP peers that never start UCX's
+// Connection lifecycle: accept (within --max-connections), the HELLO and
+// AUTH time limit, failures and teardown, and TCP peers that never start UCX's
 // handshake.
 #include <dirent.h>
 #include <netdb.h>
@@ -70,6 +70,7 @@ void Server::accept(ucp_conn_request_h request) {
   c->peer = peer;
   c->accepted = Clock::now();
   c->refused = over;
+  c->grants = std::make_unique<Grants>(context_.get(), pool_.base(), false);
   ucp_ep_params_t ep{};
   ep.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                   UCP_EP_PARAM_FIELD_ERR_HANDLER;
@@ -107,7 +108,7 @@ void Server::disconnect(Connection& c, const char* why, bool flush) {
   // Its unsealed regions go now; receives into them still in flight hold
   // pins, so their memory is reused only once those have ended.
   const uint32_t reclaimed = catalogue_.release_owner(c.id);
-  for (uint64_t handle : c.open_handles) {
+  for (uint64_t handle : c.grants->read_handles()) {
     try {
       catalogue_.close_region(handle);
     } catch (const Error& e) {
@@ -165,8 +166,9 @@ void Server::reap_closing(bool wait) {
 }
 
 // Two kinds of peers hold server resources without ever becoming clients:
-//  - a UCX connection that does not say HELLO in time (a broken client, or
-//    one that connects and stalls): its endpoint is closed;
+//  - a UCX connection that does not say HELLO and authenticate in time (a
+//    broken client, or one that connects and stalls): its endpoint is
+//    closed;
 //  - a TCP connection to the listening port that never completes UCX's
 //    connection handshake (a port scanner, a flood of raw sockets). UCX 1.13
 //    keeps such sockets open forever (no timeout in its tcp listener), one
@@ -181,9 +183,9 @@ void Server::expire_handshakes() {
 
   while (!awaiting_hello_.empty()) {
     Connection* c = connection(awaiting_hello_.front());
-    if (c && !c->hello) {
+    if (c && !c->principal) {
       if (now - c->accepted < options_.hello_timeout) break;
-      disconnect(*c, "no HELLO within the time limit (pmserver --hello-timeout)");
+      disconnect(*c, "no HELLO and AUTH within the time limit (pmserver --hello-timeout)");
     }
     awaiting_hello_.pop_front();
   }

@@ -50,11 +50,15 @@ void Server::receive(PendingData& d) {
   if (it == connections_.end() || it->second->dead) return drop(nullptr, "");
   Connection& c = *it->second;
   proto::DataHeader h;
-  if (!c.hello) return drop(&c, "sent before HELLO");
+  if (!c.principal) return drop(&c, "sent before HELLO and AUTH");
   if (!d.header_ok || proto::decode(d.header.data(), d.header.size(), &h) != proto::DecodeStatus::Ok)
     return drop(&c, "malformed data header");
+  // The connection's own grant first (its handle, its bounds), then the
+  // catalogue (the region is still being written by this connection: not
+  // superseded, reclaimed or committed meanwhile).
   RegionView v;
   try {
+    c.grants->check(h.handle, Grants::Right::Write, h.offset, d.length);
     v = catalogue_.writable_region(h.handle, c.id);
   } catch (const Error& e) {
     return drop(&c, e.what());
@@ -110,12 +114,7 @@ void Server::data_finished(uint64_t handle) {
 // buffer. The reply follows the sends it started.
 void Server::send_data(Connection& c, const proto::Read& m) {
   constexpr uint64_t kReadChunk = 16u << 20;
-  const auto it = c.open_views.find(m.handle);
-  if (it == c.open_views.end()) throw Error(PMCR_E_NOT_FOUND, "this connection has no open region with that handle");
-  const RegionView& v = it->second;
-  if (m.offset > v.size || m.length > v.size - m.offset)
-    throw Error(PMCR_E_INVAL, std::to_string(m.length) + " bytes at offset " + std::to_string(m.offset) +
-                                  " are outside the region's " + std::to_string(v.size) + " bytes");
+  const RegionView& v = c.grants->check(m.handle, Grants::Right::Read, m.offset, m.length).region;
   // The messages a client has not taken each hold a pin and a UCX request:
   // bounded per connection.
   const uint64_t messages = (m.length + kReadChunk - 1) / kReadChunk;
@@ -165,10 +164,9 @@ void Server::on_data_sent(void* request, ucs_status_t status, void* user_data) {
   ucp_request_free(request);
 }
 
-// One registration per region extent: on an RDMA NIC each region's rkey
-// then grants access to that region only. The rkey is packed only for a
-// connection that may use RMA; the am data path uses the memory handle.
-const Server::Registration& Server::registration(uint64_t offset, uint64_t capacity, bool rkey) {
+// One registration per region extent, for the am data path's receives
+// (remote keys are per grant: grants.cpp).
+const Server::Registration& Server::registration(uint64_t offset, uint64_t capacity) {
   auto it = registrations_.find(offset);
   if (it == registrations_.end()) {
     Registration reg;
@@ -180,18 +178,12 @@ const Server::Registration& Server::registration(uint64_t offset, uint64_t capac
     if (st != UCS_OK) ucx::throw_status("registering region memory", st);
     it = registrations_.emplace(offset, std::move(reg)).first;
   }
-  if (rkey && it->second.rkey.empty()) {
-    void* packed = nullptr;
-    size_t packed_size = 0;
-    const ucs_status_t st = ucp_rkey_pack(context_.get(), it->second.memh, &packed, &packed_size);
-    if (st != UCS_OK) ucx::throw_status("packing a remote key", st);
-    it->second.rkey.assign(static_cast<uint8_t*>(packed), static_cast<uint8_t*>(packed) + packed_size);
-    ucp_rkey_buffer_release(packed);
-  }
   return it->second;
 }
 
 void Server::unregister(uint64_t offset) {
+  for (auto& [ep, c] : connections_)
+    if (c->rma) c->grants->revoke_extent(offset);
   auto it = registrations_.find(offset);
   if (it == registrations_.end()) return;
   const ucs_status_t st = ucp_mem_unmap(context_.get(), it->second.memh);

@@ -19,7 +19,10 @@
 namespace pmcr::server {
 
 constexpr uint64_t kPoolMagic = 0x4c4f4f5052434d50ull;  // bytes "PMCRPOOL"
-constexpr uint64_t kLayoutVersion = 1;
+// 2: job owner records, the header's key MAC. A version 1 pool is upgraded
+// in place when opened (its jobs, which have no owner record, are left to
+// the admins).
+constexpr uint64_t kLayoutVersion = 2;
 constexpr uint64_t kHeaderSize = 4096;
 constexpr uint64_t kExtentAlign = 4096;  // data extents start and end on pages
 constexpr uint64_t kDataAlign = 1ull << 21;  // data area starts on a 2 MiB boundary
@@ -36,8 +39,17 @@ struct PoolHeader {
   uint64_t data_size;
   uint64_t created_unix;
   uint64_t checksum;  // XXH3 of the fields from layout_version to created_unix
+  // The pool's identity (every field above) authenticated under the server's
+  // key (pmserver --key-file): a pool is served only by a server holding the
+  // key it was made or adopted with.
+  uint64_t mac_kind;  // kMacNone or kMacHmacSha256
+  uint8_t mac[32];
 };
-static_assert(sizeof(PoolHeader) == 88, "PoolHeader layout changed");
+static_assert(sizeof(PoolHeader) == 128, "PoolHeader layout changed");
+static_assert(offsetof(PoolHeader, mac_kind) == 88, "PoolHeader layout changed");
+constexpr uint64_t kMacNone = 0;        // made without a key (pmserver --auth none, no --key-file)
+constexpr uint64_t kMacHmacSha256 = 1;  // HMAC-SHA-256 under the key's pool subkey (auth::pool_mac)
+constexpr size_t kIdentitySize = offsetof(PoolHeader, mac_kind);
 
 // Record kinds and states, combined in the state word as (kind << 8) | state.
 enum : uint64_t {
@@ -47,6 +59,7 @@ enum : uint64_t {
   kVersionSealed = 0x0203,    // the version and all its regions are visible
   kVersionDeleting = 0x0204,  // invisible; its regions are being freed
   kVersionQuarantined = 0x0205,  // sealed, then found damaged: kept for inspection, never served
+  kJobOwned = 0x0301,  // job: `version` holds the owner's uid, `rank` its gid
 };
 
 constexpr size_t kJobNameMax = 64;

@@ -1,5 +1,9 @@
 // pmserver: serves a persistent-memory pool to pmcr clients over UCX.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -17,6 +21,7 @@
 #include <optional>
 #include <thread>
 
+#include "auth.hpp"
 #include "catalogue.hpp"
 #include "error.hpp"
 #include "pool.hpp"
@@ -92,6 +97,80 @@ std::chrono::milliseconds parse_duration(const std::string& text, const std::str
   return std::chrono::milliseconds(static_cast<int64_t>(ms));
 }
 
+// True if every address HOST resolves to is a loopback address.
+bool loopback(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0) return false;
+  bool all = res != nullptr;
+  for (addrinfo* a = res; a; a = a->ai_next) {
+    if (a->ai_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(a->ai_addr);
+      all = all && (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    } else if (a->ai_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(a->ai_addr);
+      all = all && IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+    } else {
+      all = false;
+    }
+  }
+  freeaddrinfo(res);
+  return all;
+}
+
+// The authentication pmserver was asked for, checked against where it
+// listens: no authentication only on loopback, unless --insecure.
+pmcr::server::AuthOptions auth_options(const std::string& method, const std::string& key_file,
+                                       const std::string& munge_socket, const std::string& admin_group, bool insecure,
+                                       const pmcr::HostPort& listen) {
+  using pmcr::proto::AuthMethod;
+  pmcr::server::AuthOptions a;
+  const bool local = loopback(listen.host);
+  const std::string how = "choose how clients authenticate: --auth munge --key-file FILE (clusters running MUNGE), "
+                          "or --auth key --key-file FILE (make FILE with 'pmcr keygen FILE' and give it to the jobs "
+                          "as PMCR_KEY_FILE)";
+  if (method.empty() && !local)
+    throw pmcr::Error(PMCR_E_CONFIG, "pmserver listens on " + pmcr::to_string(listen) +
+                                         ", which is not a loopback address, and no --auth was given: " + how);
+  if (method.empty() || method == "none") {
+    if (!local && !insecure)
+      throw pmcr::Error(PMCR_E_CONFIG, "--auth none on " + pmcr::to_string(listen) +
+                                           " (not loopback) would let anyone who reaches the port read and delete "
+                                           "every checkpoint: add --insecure if you mean it, or " + how);
+    a.method = AuthMethod::None;
+  } else if (method == "key") {
+    a.method = AuthMethod::Key;
+  } else if (method == "munge") {
+    a.method = AuthMethod::Munge;
+  } else {
+    throw pmcr::Error(PMCR_E_CONFIG, "--auth '" + method + "' is not a method: use munge, key or none");
+  }
+  if (a.method != AuthMethod::None && key_file.empty())
+    throw pmcr::Error(PMCR_E_CONFIG, std::string("--auth ") + method +
+                                         " needs --key-file FILE: the server's own key (it authenticates the pool" +
+                                         (a.method == AuthMethod::Key ? ", and the clients" : "") +
+                                         "); make one with 'pmcr keygen FILE'");
+  if (!key_file.empty()) a.key = pmcr::auth::read_key_file(key_file);
+  a.munge_socket = munge_socket;
+  if (!admin_group.empty()) {
+    struct group gr {};
+    struct group* found = nullptr;
+    char buf[4096];
+    char* end = nullptr;
+    const unsigned long gid = std::strtoul(admin_group.c_str(), &end, 10);
+    if (*end == '\0' && !admin_group.empty()) {
+      a.admin_group = static_cast<gid_t>(gid);
+    } else if (getgrnam_r(admin_group.c_str(), &gr, buf, sizeof buf, &found) == 0 && found) {
+      a.admin_group = found->gr_gid;
+    } else {
+      throw pmcr::Error(PMCR_E_CONFIG, "--admin-group '" + admin_group + "' is not a group of this host");
+    }
+  }
+  return a;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -101,7 +180,8 @@ int main(int argc, char** argv) {
   std::string hello_timeout = "5s", quota_regions = "25%", quota_bytes = "50%", scrub_rate = "256M",
               scrub_interval = "24h";
   uint32_t max_connections = 8192, quota_open = 1024;
-  bool no_prefault = false, no_rma = false;
+  bool no_prefault = false, no_rma = false, insecure = false, adopt_pool = false;
+  std::string auth_method, key_file, munge_socket, admin_group;
   app.add_option("--pool", pool_path, "pool file (created if absent) or DAX device")->required();
   app.add_option("--size", size_text, "pool size when creating it, e.g. 4G (K, M, G, T suffixes)");
   app.add_option("--listen", listen_text, "HOST:PORT to listen on")->capture_default_str();
@@ -128,6 +208,16 @@ int main(int argc, char** argv) {
   app.add_option("--scrub-interval", scrub_interval, "time between scrub passes over every sealed version")
       ->capture_default_str();
   app.add_flag("--no-rma", no_rma, "never offer put/get, even on transports that enforce remote keys");
+  app.add_option("--auth", auth_method,
+                 "how clients prove who they are: munge, key or none (default: none on a loopback address; "
+                 "required on any other)");
+  app.add_option("--key-file", key_file,
+                 "the server's secret key (mode 0600; 'pmcr keygen FILE'): authenticates the pool, and the clients "
+                 "with --auth key");
+  app.add_option("--munge-socket", munge_socket, "munged's socket (default: MUNGE's own)");
+  app.add_option("--admin-group", admin_group, "members of this group (name or gid) may see and act on every job");
+  app.add_flag("--insecure", insecure, "allow --auth none on an address other than loopback");
+  app.add_flag("--adopt-pool", adopt_pool, "bind a pool made without a key (or by an older pmserver) to --key-file");
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_color_mt("pmserver");
@@ -168,6 +258,11 @@ int main(int argc, char** argv) {
     options.scrub_interval = std::chrono::duration_cast<std::chrono::seconds>(parse_duration(scrub_interval, "--scrub-interval"));
     options.scrub_rate = scrub_rate == "0" ? 0 : pmcr::parse_size(scrub_rate);
     options.allow_rma = !no_rma;
+    options.auth = auth_options(auth_method, key_file, munge_socket, admin_group, insecure, options.listen);
+    if (options.auth.method == pmcr::proto::AuthMethod::None)
+      spdlog::warn("no authentication (--auth none): anyone who reaches {} may read, write and delete every job",
+                   pmcr::to_string(options.listen));
+    if (adopt_pool && !options.auth.key) throw pmcr::Error(PMCR_E_CONFIG, "--adopt-pool needs --key-file");
     // About 3 descriptors per connection, and room for the rest.
     const uint64_t fit = fd_limit > 256 ? (fd_limit - 256) / 3 : 1;
     options.max_connections = static_cast<uint32_t>(std::min<uint64_t>(max_connections, fit));
@@ -176,9 +271,13 @@ int main(int argc, char** argv) {
                    max_connections, options.max_connections, fd_limit);
 
     progress("opening pool " + pool_path);
-    auto pool = pmcr::server::Pool::open_or_create(pool_path, size, [&](uint64_t done, uint64_t total) {
-      progress("allocating pool " + pool_path + ": " + format_size(done) + " of " + format_size(total));
-    });
+    const pmcr::server::PoolKey pool_key{options.auth.key ? &*options.auth.key : nullptr, adopt_pool};
+    auto pool = pmcr::server::Pool::open_or_create(
+        pool_path, size,
+        [&](uint64_t done, uint64_t total) {
+          progress("allocating pool " + pool_path + ": " + format_size(done) + " of " + format_size(total));
+        },
+        pool_key);
     // The pool is ours (locked): from here on the log is this server's own.
     if (!log_file.empty()) {
       auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_file, false);

@@ -46,6 +46,57 @@ bool all_zero(const uint8_t* p, size_t n) {
   return true;
 }
 
+}  // namespace
+
+void Pool::seal_header(const auth::Key* key) {
+  auto* h = reinterpret_cast<PoolHeader*>(base_);
+  h->checksum = header_checksum(h);
+  h->mac_kind = key ? kMacHmacSha256 : kMacNone;
+  const auth::Mac mac = key ? auth::pool_mac(*key, h, kIdentitySize) : auth::Mac{};
+  std::memcpy(h->mac, mac.data(), sizeof h->mac);
+}
+
+void Pool::authenticate(const PoolKey& key) {
+  auto* h = reinterpret_cast<PoolHeader*>(base_);
+  const bool old = h->layout_version == 1;  // version 1 had no MAC: the bytes after its header are zero
+  if (old && (h->mac_kind != 0 || !all_zero(h->mac, sizeof h->mac)))
+    throw Error(PMCR_E_CORRUPT, "pool " + path_ + " has a damaged header (layout version 1 with a MAC)");
+  if (h->mac_kind == kMacHmacSha256) {
+    if (!key.key)
+      throw Error(PMCR_E_CONFIG, "pool " + path_ + " is bound to a key: start pmserver with --key-file and the key "
+                                 "file it was made (or adopted) with");
+    if (!auth::check_pool_mac(*key.key, h, kIdentitySize, h->mac))
+      throw Error(PMCR_E_CONFIG, "pool " + path_ + "'s header does not verify under the key given with --key-file: "
+                                 "the pool belongs to another key (another server), or its header was altered; "
+                                 "refusing to serve it");
+    return;
+  }
+  if (h->mac_kind != kMacNone)
+    throw Error(PMCR_E_CORRUPT, "pool " + path_ + " has a damaged header (unknown MAC kind " +
+                                    std::to_string(h->mac_kind) + ")");
+  if (key.key && !key.adopt)
+    throw Error(PMCR_E_CONFIG, "pool " + path_ + " was made without a key (pmserver --auth none without --key-file" +
+                                   std::string(old ? ", or an older pmserver" : "") +
+                                   "), so it cannot prove it is this server's: to bind it to the key of --key-file, "
+                                   "start pmserver once with --adopt-pool");
+  if (!old && !key.adopt) return;
+  // An upgrade of a version 1 header, and the binding of a pool to a key,
+  // are one header rewrite: a crash leaves the old header or the new one
+  // whole only where the header's 128 bytes persist together (one page here;
+  // a torn write fails the checksum and is reported, never served).
+  if (old) {
+    h->layout_version = kLayoutVersion;
+    upgraded_ = true;
+    spdlog::warn("pool {}: upgraded from layout version 1; its jobs have no owner record and are left to the admins "
+                 "(root, pmserver --admin-group) until deleted", path_);
+  }
+  seal_header(key.adopt ? key.key : nullptr);
+  persist(h, sizeof *h);
+  if (key.adopt && key.key) spdlog::warn("pool {}: now bound to the key of --key-file (--adopt-pool)", path_);
+}
+
+namespace {
+
 // Makes a new directory entry durable.
 void sync_directory(const std::string& path) {
   const auto slash = path.rfind('/');
@@ -85,7 +136,8 @@ uint64_t slots_for(uint64_t size) {
 
 }  // namespace
 
-Pool Pool::open_or_create(const std::string& path, std::optional<uint64_t> size, const Progress& progress) {
+Pool Pool::open_or_create(const std::string& path, std::optional<uint64_t> size, const Progress& progress,
+                          const PoolKey& key) {
   Pool pool;
   pool.path_ = path;
   // A new pool is formatted under a temporary name and linked into place
@@ -167,7 +219,7 @@ Pool Pool::open_or_create(const std::string& path, std::optional<uint64_t> size,
 
     const auto* h = reinterpret_cast<const PoolHeader*>(pool.base_);
     if (created) {
-      pool.format(pool.map_size_);
+      pool.format(pool.map_size_, key.key);
       if (::link(creating.c_str(), path.c_str()) != 0) {
         if (errno == EEXIST)
           throw Error(PMCR_E_BUSY, "pool " + path + " was created by another pmserver at the same time");
@@ -181,10 +233,11 @@ Pool Pool::open_or_create(const std::string& path, std::optional<uint64_t> size,
       if (size && *size != pool.map_size_)
         throw Error(PMCR_E_INVAL, "uninitialised pool " + path + " has " + format_size(pool.map_size_) +
                                       "; --size " + format_size(*size) + " does not match (omit --size)");
-      pool.format(pool.map_size_);
+      pool.format(pool.map_size_, key.key);
       pool.formatted_now_ = true;
     } else {
       pool.validate(pool.map_size_, size);
+      pool.authenticate(key);
     }
   } catch (...) {
     if (created) ::unlink(creating.c_str());
@@ -203,7 +256,8 @@ Pool::Pool(Pool&& o) noexcept
       persist_(o.persist_),
       memcpy_(o.memcpy_),
       memset_(o.memset_),
-      formatted_now_(o.formatted_now_) {
+      formatted_now_(o.formatted_now_),
+      upgraded_(o.upgraded_) {
   o.fd_ = -1;
   o.map_ = nullptr;
   o.base_ = nullptr;
@@ -214,7 +268,7 @@ Pool::~Pool() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void Pool::format(uint64_t size) {
+void Pool::format(uint64_t size, const auth::Key* key) {
   auto* h = reinterpret_cast<PoolHeader*>(base_);
   const uint64_t slots = slots_for(size);
   const uint64_t cat_bytes = slots * sizeof(Record);
@@ -233,7 +287,10 @@ void Pool::format(uint64_t size) {
   h->data_offset = data_offset;
   h->data_size = (size - data_offset) / kExtentAlign * kExtentAlign;
   h->created_unix = static_cast<uint64_t>(std::time(nullptr));
-  h->checksum = header_checksum(h);
+  // The MAC covers the magic as it will be once the format is complete.
+  h->magic = kPoolMagic;
+  seal_header(key);
+  h->magic = 0;
   persist(h, sizeof *h);
   memset_(base_ + kHeaderSize, 0, cat_bytes, 0);  // flushes and drains itself
   if (PMCR_FAULT_POINT("pool.format")) throw Error(PMCR_E_IO, "fault injected at pool.format");
@@ -247,9 +304,9 @@ void Pool::validate(uint64_t file_size, std::optional<uint64_t> size) const {
   if (h->magic != kPoolMagic)
     throw Error(PMCR_E_CORRUPT, "file " + path_ + " is not a pmcr pool (bad magic); refusing to touch it: "
                                 "remove it or choose another --pool path");
-  if (h->layout_version != kLayoutVersion)
+  if (h->layout_version != kLayoutVersion && h->layout_version != 1)
     throw Error(PMCR_E_CORRUPT, "pool " + path_ + " has layout version " + std::to_string(h->layout_version) +
-                                    "; this pmserver reads version " + std::to_string(kLayoutVersion));
+                                    "; this pmserver reads versions 1 to " + std::to_string(kLayoutVersion));
   if (h->checksum != header_checksum(h))
     throw Error(PMCR_E_CORRUPT, "pool " + path_ + " has a damaged header (checksum mismatch)");
   if (h->pool_size != file_size)

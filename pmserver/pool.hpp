@@ -9,11 +9,18 @@
 #include <optional>
 #include <string>
 
+#include "auth.hpp"
 #include "layout.hpp"
 
 struct pmem2_map;
 
 namespace pmcr::server {
+
+// The key a pool's header is authenticated under (pmserver --key-file).
+struct PoolKey {
+  const auth::Key* key = nullptr;  // none: only a pool made without a key opens
+  bool adopt = false;  // bind a pool made without a key (or by an older pmserver) to KEY
+};
 
 class Pool {
  public:
@@ -23,8 +30,13 @@ class Pool {
   // names the path and the remedy.
   // PROGRESS, if given, hears how far the allocation of a new pool is
   // (bytes done, bytes in all).
+  // A new pool's header is authenticated under KEY.key, if given; an
+  // existing pool opens only if its header verifies under that key (or it
+  // has none and there is none, or KEY.adopt binds it): otherwise Error
+  // (CONFIG) says which key is missing or wrong.
   using Progress = std::function<void(uint64_t done, uint64_t total)>;
-  static Pool open_or_create(const std::string& path, std::optional<uint64_t> size, const Progress& progress = {});
+  static Pool open_or_create(const std::string& path, std::optional<uint64_t> size, const Progress& progress = {},
+                             const PoolKey& key = {});
 
   Pool(Pool&& other) noexcept;
   Pool& operator=(Pool&&) = delete;
@@ -38,6 +50,8 @@ class Pool {
   uint64_t slots() const { return header()->catalogue_slots; }
   const std::string& path() const { return path_; }
   bool formatted_now() const { return formatted_now_; }
+  // Opened as a layout version 1 pool (upgraded now): its jobs have no owner records.
+  bool upgraded() const { return upgraded_; }
 
   // Makes [p, p+n) durable (flush + drain at the mapping's granularity).
   void persist(const void* p, size_t n) const;
@@ -60,8 +74,12 @@ class Pool {
 
  private:
   Pool() = default;
-  void format(uint64_t size);
+  void format(uint64_t size, const auth::Key* key);
   void validate(uint64_t file_size, std::optional<uint64_t> size) const;
+  // Checks the header's MAC under KEY, upgrades a version 1 header, and
+  // binds a pool without a MAC when KEY.adopt says so.
+  void authenticate(const PoolKey& key);
+  void seal_header(const auth::Key* key);  // checksum and MAC of the header, not persisted
 
   std::string path_;
   int fd_ = -1;
@@ -73,6 +91,7 @@ class Pool {
   void* (*memcpy_)(void*, const void*, size_t, unsigned) = nullptr;
   void* (*memset_)(void*, int, size_t, unsigned) = nullptr;
   bool formatted_now_ = false;
+  bool upgraded_ = false;
 };
 
 }  // namespace pmcr::server

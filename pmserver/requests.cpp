@@ -3,6 +3,8 @@
 
 #include <cstring>
 
+#include "access.hpp"
+#include "auth.hpp"
 #include "error.hpp"
 #include "server.hpp"
 
@@ -128,6 +130,7 @@ void Server::handle(Incoming& in) {
   }
   send(c, rep);
   if (c.refused) disconnect(c, "over the connection limit", true);
+  else if (c.refused_auth) disconnect(c, "authentication failed", true);
 }
 
 // A handle this connection names but the catalogue does not know: its
@@ -145,30 +148,14 @@ void Server::throw_unknown_handle(const Connection& c, uint64_t) const {
 std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, proto::RequestBody& body) {
   if (!c.hello && !std::holds_alternative<proto::Hello>(body))
     throw Error(PMCR_E_PROTOCOL, "the first request on a connection must be HELLO");
+  // Who may do what: one table (access.hpp), before any handler runs.
+  authorize(c.principal ? &*c.principal : nullptr, body, catalogue_);
   // Pool addresses and keys go only to connections that may use RMA.
   const auto addr = [&](uint64_t offset) { return c.rma ? reinterpret_cast<uint64_t>(pool_.base() + offset) : 0; };
   return std::visit(
       Overloaded{
-          [&](proto::Hello& m) -> std::optional<proto::ReplyBody> {
-            if (c.hello) throw Error(PMCR_E_PROTOCOL, "HELLO was already said on this connection");
-            if (c.refused && stopping_) throw Error(PMCR_E_BUSY, "pmserver is shutting down; try again once it is back");
-            if (c.refused)
-              throw Error(PMCR_E_BUSY, "pmserver serves " + std::to_string(served_) + " connections, its limit " +
-                                           "(pmserver --max-connections " + std::to_string(options_.max_connections) +
-                                           "); try again later, or spread the jobs over more servers");
-            c.hello = true;
-            c.client = m.client + " pid " + std::to_string(m.pid);
-            proto::HelloReply r;
-            r.transport = ucx::ep_transports(c.ep);
-            c.rma = rma_offered_ && rkeys_enforced(r.transport);
-            r.rma = c.rma;
-            spdlog::info("connection {} ({}): hello from {} over {}{}", c.id, c.peer, c.client, r.transport,
-                         c.rma ? " (put/get allowed)" : "");
-            std::memcpy(r.pool_uuid.data(), pool_.header()->uuid, 16);
-            r.pool_size = pool_.size();
-            r.server_version = PMCR_VERSION;
-            return r;
-          },
+          [&](proto::Hello& m) -> std::optional<proto::ReplyBody> { return hello(c, m); },
+          [&](proto::Auth& m) -> std::optional<proto::ReplyBody> { return authenticate(c, m); },
           [&](proto::Stat&) -> std::optional<proto::ReplyBody> { return stat(); },
           [&](proto::Begin& m) -> std::optional<proto::ReplyBody> {
             take(c.begins, "BEGINs");  // a job begins once per run: never many on one connection
@@ -183,22 +170,22 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             if (m.size <= catalogue_.data_size()) check_create(options_.quotas, catalogue_.usage(c.id), m.size);
             const RegionView v = catalogue_.create_region({m.job, m.version, m.rank, m.id}, m.size, c.id, m.attempt);
             c.attempts[m.job] = m.attempt;
+            if (v.capacity) registration(v.offset, v.capacity);
             proto::CreateReply r;
             r.handle = v.handle;
             r.remote_addr = addr(v.offset);
-            if (v.capacity) {
-              const Registration& reg = registration(v.offset, v.capacity, c.rma);
-              if (c.rma) r.rkey = reg.rkey;
-            }
+            r.rkey = c.grants->allow_write(v).rkey;
             return r;
           },
           [&](proto::Commit& m) -> std::optional<proto::ReplyBody> {
+            if (!c.grants->holds(m.handle, Grants::Right::Write)) throw_unknown_handle(c, m.handle);
             try {
               catalogue_.commit_region(m.handle, m.size, m.checksum, c.id);
             } catch (const Error& e) {
               if (e.code() == PMCR_E_NOT_FOUND) throw_unknown_handle(c, m.handle);
               throw;
             }
+            c.grants->revoke(m.handle);  // committed: written no more
             return proto::Empty{};
           },
           [&](proto::Seal& m) -> std::optional<proto::ReplyBody> {
@@ -216,8 +203,9 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
           [&](proto::ListVersions& m) -> std::optional<proto::ReplyBody> {
             proto::ListVersionsReply r;
             for (const auto& v : catalogue_.list_versions(m.job))
-              r.versions.push_back({v.job, v.version, v.sealed, v.nranks, v.nregions, v.bytes, !v.quarantine.empty(),
-                                    v.quarantine});
+              if (visible(*c.principal, catalogue_.job_owner(v.job)))
+                r.versions.push_back({v.job, v.version, v.sealed, v.nranks, v.nregions, v.bytes,
+                                      !v.quarantine.empty(), v.quarantine});
             return r;
           },
           [&](proto::ListRegions& m) -> std::optional<proto::ReplyBody> {
@@ -230,20 +218,29 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             return r;
           },
           [&](proto::Open& m) -> std::optional<proto::ReplyBody> {
-            check_open(options_.quotas, c.open_handles.size());
-            const RegionView v = catalogue_.open_region({m.job, m.version, m.rank, m.id});
-            c.open_handles.insert(v.handle);
-            c.open_views[v.handle] = v;
+            check_open(options_.quotas, c.grants->reads());
             take(c.checks, "verifications (OPEN, VERIFY)");
+            RegionView v;
+            std::vector<uint8_t> rkey;
+            try {
+              v = catalogue_.open_region({m.job, m.version, m.rank, m.id});
+              try {
+                if (v.capacity) registration(v.offset, v.capacity);
+                rkey = c.grants->allow_read(v).rkey;
+              } catch (...) {
+                catalogue_.close_region(v.handle);
+                throw;
+              }
+            } catch (...) {
+              c.checks--;
+              throw;
+            }
             Task t{TaskKind::Open, c.id, tag, m.job, m.version, catalogue_.version_id(m.job, m.version)};
             t.open.handle = v.handle;
             t.open.remote_addr = addr(v.offset);
             t.open.size = v.size;
             t.open.checksum = v.checksum;
-            if (v.capacity) {
-              const Registration& reg = registration(v.offset, v.capacity, c.rma);
-              if (c.rma) t.open.rkey = reg.rkey;
-            }
+            t.open.rkey = std::move(rkey);
             // Answered once the region's bytes verified against their
             // checksum: damaged data is never served as good.
             start_task(std::move(t), {v});
@@ -257,11 +254,8 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             return std::nullopt;
           },
           [&](proto::Close& m) -> std::optional<proto::ReplyBody> {
-            auto h = c.open_handles.find(m.handle);
-            if (h == c.open_handles.end())
+            if (!c.grants->end_read(m.handle))
               throw Error(PMCR_E_NOT_FOUND, "this connection has no open region with that handle");
-            c.open_handles.erase(h);
-            if (!c.open_handles.count(m.handle)) c.open_views.erase(m.handle);
             catalogue_.close_region(m.handle);
             return proto::Empty{};
           },
@@ -276,6 +270,57 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
           },
       },
       body);
+}
+
+proto::HelloReply Server::hello(Connection& c, const proto::Hello& m) {
+  if (c.hello) throw Error(PMCR_E_PROTOCOL, "HELLO was already said on this connection");
+  if (c.refused && stopping_) throw Error(PMCR_E_BUSY, "pmserver is shutting down; try again once it is back");
+  if (c.refused)
+    throw Error(PMCR_E_BUSY, "pmserver serves " + std::to_string(served_) + " connections, its limit " +
+                                 "(pmserver --max-connections " + std::to_string(options_.max_connections) +
+                                 "); try again later, or spread the jobs over more servers");
+  c.hello = true;
+  c.client = m.client + " pid " + std::to_string(m.pid);
+  c.client_nonce = m.nonce;
+  c.server_nonce = auth::make_nonce();
+  proto::HelloReply r;
+  r.transport = ucx::ep_transports(c.ep);
+  c.rma = rma_offered_ && rkeys_enforced(r.transport);
+  c.grants->set_rma(c.rma);
+  r.rma = c.rma;
+  r.auth = credentials_.method();
+  r.nonce = c.server_nonce;
+  spdlog::debug("connection {} ({}): hello from {} over {}{}", c.id, c.peer, c.client, r.transport,
+                c.rma ? " (put/get allowed)" : "");
+  std::memcpy(r.pool_uuid.data(), pool_.header()->uuid, 16);
+  r.pool_size = pool_.size();
+  r.server_version = PMCR_VERSION;
+  return r;
+}
+
+// A failed AUTH ends the connection (after its reply): one guess per
+// connection, each with fresh nonces.
+proto::AuthReply Server::authenticate(Connection& c, const proto::Auth& m) {
+  if (c.principal) throw Error(PMCR_E_PROTOCOL, "AUTH was already done on this connection");
+  std::array<uint8_t, 16> uuid{};
+  std::memcpy(uuid.data(), pool_.header()->uuid, 16);
+  proto::AuthReply r;
+  try {
+    const Principal p = credentials_.verify(m, c.server_nonce, c.client_nonce, uuid, &r.proof);
+    c.principal = p;
+  } catch (const Error& e) {
+    spdlog::warn("connection {} ({}, {}): authentication failed: {}", c.id, c.peer, c.client, e.what());
+    c.refused_auth = true;
+    throw;
+  }
+  r.uid = c.principal->uid;
+  r.gid = c.principal->gid;
+  r.admin = c.principal->admin;
+  r.principal = c.principal->name;
+  spdlog::info("connection {} ({}): {} over {}, authenticated ({}) as {}{}", c.id, c.peer, c.client,
+               ucx::ep_transports(c.ep), proto::auth_method_name(m.method), c.principal->name,
+               c.principal->admin ? " (admin)" : "");
+  return r;
 }
 
 void Server::reply_error(Connection& c, proto::Type type, uint64_t tag, int status, const std::string& message) {

@@ -98,11 +98,7 @@ void Server::finish_task(Task& t) {
       return;
     }
     // The reader does not get the region: take back its open.
-    if (auto h = c->open_handles.find(t.open.handle); h != c->open_handles.end()) {
-      c->open_handles.erase(h);
-      if (!c->open_handles.count(t.open.handle)) c->open_views.erase(t.open.handle);
-      catalogue_.close_region(t.open.handle);
-    }
+    if (c->grants->end_read(t.open.handle)) catalogue_.close_region(t.open.handle);
     reply_error(*c, proto::Type::Open, t.tag, PMCR_E_CORRUPT,
                 what + " is damaged (" + t.failure + ") and now quarantined: restart from an older version");
     return;

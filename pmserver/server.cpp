@@ -68,6 +68,7 @@ Server::Server(Pool& pool, Catalogue& catalogue, ServerOptions options)
       options_(std::move(options)),
       context_(make_context(options_.allow_rma, &rma_offered_)),
       worker_(context_),
+      credentials_(options_.auth),
       verifier_(options_.scrub_rate) {
   catalogue_.on_extent_freed = [this](uint64_t offset, uint64_t) { unregister(offset); };
 
@@ -110,7 +111,7 @@ Server::Server(Pool& pool, Catalogue& catalogue, ServerOptions options)
 Server::~Server() {
   for (auto& [ep, c] : connections_) {
     catalogue_.release_owner(c->id);
-    for (uint64_t handle : c->open_handles) catalogue_.close_region(handle);
+    for (uint64_t handle : c->grants->read_handles()) catalogue_.close_region(handle);
     close_ep(ep);
   }
   connections_.clear();

@@ -10,6 +10,9 @@
 //   server.cpp       set-up, the event loop, statistics
 //   connections.cpp  accept, HELLO, limits and time-outs, teardown
 //   requests.cpp     decoding, the dispatcher and the request handlers
+//   access.cpp       what each request needs (one table), job ownership
+//   credentials.cpp  who a connection is (AUTH: munge, key, none)
+//   grants.cpp       each connection's handles, rights and remote keys
 //   data_path.cpp    region bytes in (writes) and out (READ), registration
 //   scrub.cpp        verification of stored data: on OPEN, VERIFY, scrub
 #pragma once
@@ -27,6 +30,8 @@
 #include <vector>
 
 #include "catalogue.hpp"
+#include "credentials.hpp"
+#include "grants.hpp"
 #include "protocol.hpp"
 #include "quota.hpp"
 #include "text.hpp"
@@ -58,6 +63,7 @@ struct ServerOptions {
   uint64_t scrub_rate = 256ull << 20;  // background verification, bytes/s; 0: no scrub
   std::chrono::seconds scrub_interval{24 * 3600};
   bool allow_rma = true;  // offer put/get where the transport enforces remote keys
+  AuthOptions auth;
 };
 
 class Server {
@@ -82,8 +88,11 @@ class Server {
     std::string client;
     Clock::time_point accepted;
     bool hello = false;
+    std::optional<Principal> principal;  // once AUTH succeeded
+    proto::Nonce server_nonce{}, client_nonce{};
     bool dead = false;
     bool refused = false;  // over --max-connections: told so at HELLO, then closed
+    bool refused_auth = false;  // AUTH failed: told so, then closed
     bool rma = false;  // may use put/get: its transport enforces remote keys
     uint32_t bad_messages = 0;
     uint32_t unanswered = 0;  // replies sent but not yet taken by the client
@@ -91,13 +100,11 @@ class Server {
     // (kMaxPending): verifications (OPEN, VERIFY), COMMITs waiting for their
     // data, READ messages the client has not taken, BEGINs.
     uint32_t checks = 0, deferred_commits = 0, sends = 0, begins = 0;
-    std::multiset<uint64_t> open_handles;
-    std::map<uint64_t, RegionView> open_views;  // where each open region lies
+    std::unique_ptr<Grants> grants;  // the handles it was given, and their rights
     std::map<std::string, uint64_t> attempts;   // job -> the attempt it wrote under
   };
-  struct Registration {
+  struct Registration {  // of an extent, for receives into it (am data path)
     ucp_mem_h memh = nullptr;
-    std::vector<uint8_t> rkey;  // packed only for connections that may use RMA
   };
   struct Incoming {
     ucp_ep_h ep;
@@ -194,13 +201,17 @@ class Server {
   std::optional<proto::ReplyBody> dispatch(Connection& c, uint64_t tag, proto::RequestBody& body);
   void send(Connection& c, const proto::Reply& reply);
   void reply_error(Connection& c, proto::Type type, uint64_t tag, int status, const std::string& message);
+  proto::HelloReply hello(Connection& c, const proto::Hello& m);
+  proto::AuthReply authenticate(Connection& c, const proto::Auth& m);
   [[noreturn]] void throw_unknown_handle(const Connection& c, uint64_t handle) const;
 
   // ---- data path (data_path.cpp) ----
   void receive(PendingData& d);
   void data_finished(uint64_t handle);
   void send_data(Connection& c, const proto::Read& m);
-  const Registration& registration(uint64_t offset, uint64_t capacity, bool rkey);
+  const Registration& registration(uint64_t offset, uint64_t capacity);
+  // An extent went back to the allocator: its registration, and every
+  // grant's remote key into it, end.
   void unregister(uint64_t offset);
 
   // ---- verification and scrub (scrub.cpp) ----
@@ -242,6 +253,7 @@ class Server {
   std::deque<Connection*> failed_;
   std::vector<void*> closing_;
   std::map<uint64_t, Registration> registrations_;  // by extent offset
+  Credentials credentials_;
   Verifier verifier_;
   std::map<uint64_t, Task> tasks_;
   std::map<uint64_t, CheckRef> checks_;

@@ -19,6 +19,7 @@
 
 #include "checksum.hpp"
 #include "client.hpp"
+#include "auth.hpp"
 #include "error.hpp"
 #include "text.hpp"
 
@@ -88,6 +89,7 @@ pmcr::client::Client connect(const std::string& server) {
   pmcr::client::Options o;
   o.server = server;
   o.name = "pmcr-cli";
+  o.credential = pmcr::client::Credential::from_environment();
   return pmcr::client::Client(o);
 }
 
@@ -321,6 +323,12 @@ void cmd_rm(const std::string& server, const std::string& job, std::optional<uin
   }
 }
 
+void cmd_keygen(const std::string& file, bool as_json) {
+  pmcr::auth::write_key_file(file, pmcr::auth::Key::generate());
+  if (as_json) std::cout << json{{"key_file", file}, {"mode", "0600"}}.dump(2) << "\n";
+  else std::printf("wrote a new key to %s (mode 0600): give it to pmserver (--key-file) and to the jobs (PMCR_KEY_FILE)\n", file.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -359,6 +367,11 @@ int main(int argc, char** argv) {
   auto* rm_version = rm->add_option("--version", version, "version (default: all versions of the job)");
   add_json(rm);
 
+  std::string key_file;
+  auto* keygen = app.add_subcommand("keygen", "write a new random key to FILE (mode 0600; never over an existing file)");
+  keygen->add_option("file", key_file, "file to create")->required();
+  add_json(keygen);
+
   for (auto* sub : {stat, ls, exp, imp, rm}) sub->add_option("--server", server, "pmserver HOST:PORT");
 
   CLI11_PARSE(app, argc, argv);
@@ -367,6 +380,7 @@ int main(int argc, char** argv) {
     else if (ls->parsed()) cmd_ls(server, job, as_json);
     else if (exp->parsed()) cmd_export(server, job, exp_version->count() ? std::optional(version) : std::nullopt, dir, as_json);
     else if (imp->parsed()) cmd_import(server, job, version, dir, as_json);
+    else if (keygen->parsed()) cmd_keygen(key_file, as_json);
     else if (rm->parsed()) cmd_rm(server, job, rm_version->count() ? std::optional(version) : std::nullopt, as_json);
   } catch (const Error& e) {
     std::fprintf(stderr, "pmcr: %s (%s)\n", e.what(), pmcr::error_name(e.code()));

@@ -35,6 +35,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -42,6 +43,7 @@
 #include <vector>
 
 #include "client.hpp"
+#include "auth.hpp"
 #include "error.hpp"
 #include "local_server.hpp"
 #include "process.hpp"
@@ -111,6 +113,7 @@ std::string restart_point(const std::string& server, const std::string& job) {
     o.name = "pmcr-run";
     o.connect_timeout = std::chrono::seconds(3);
     o.timeout = std::chrono::seconds(10);
+    o.credential = client::Credential::from_environment();
     client::Client c(o);
     if (auto v = c.latest_sealed(job)) return "restarts from version " + std::to_string(*v);
     return "starts fresh (no sealed version)";
@@ -127,6 +130,7 @@ bool answers(const std::string& server) {
     o.name = "pmcr-run";
     o.connect_timeout = std::chrono::seconds(3);
     o.timeout = std::chrono::seconds(3);
+    o.credential = client::Credential::from_environment();
     client::Client c(o);
     c.stat();
     return true;
@@ -203,6 +207,18 @@ int main(int argc, char** argv) {
       so.size = (size_opt->count() > 0 || ::access(local_pool.c_str(), F_OK) != 0) ? local_size : "";
       so.listen = to_string(hp);
       so.on_progress = [](const std::string& what) { say("waiting for pmserver: " + what); };
+      // The local server authenticates its clients with a key of its own,
+      // kept beside the pool (mode 0600) and handed to the job.
+      const std::string key_file = std::filesystem::absolute(local_pool + ".key").string();
+      if (::access(key_file.c_str(), F_OK) != 0) {
+        const bool existing_pool = ::access(local_pool.c_str(), F_OK) == 0;
+        auth::write_key_file(key_file, auth::Key::generate());
+        say("made a key for the local pmserver: " + key_file);
+        if (existing_pool) so.args.push_back("--adopt-pool");  // a pool from before keys: bound to the new one
+      }
+      so.args.insert(so.args.end(), {"--auth", "key", "--key-file", key_file});
+      ::setenv("PMCR_AUTH", "key", 1);
+      ::setenv("PMCR_KEY_FILE", key_file.c_str(), 1);
       server = std::make_unique<tools::LocalServer>(so);
       say("starting pmserver on " + local_pool + " (allowing " + std::to_string(server->start_timeout().count() / 1000) +
           " s)");

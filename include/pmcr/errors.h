@@ -29,6 +29,8 @@
 #define PMCR_E_SIZE -5      /* a size does not match the stored one */
 #define PMCR_E_CONFIG -6    /* the configuration is missing or invalid */
 #define PMCR_E_STATE -7     /* the object is not in a state that allows this */
+#define PMCR_E_PERM -8      /* not allowed: the job belongs to another owner */
+#define PMCR_E_AUTH -9      /* authentication failed: no, a wrong or a replayed credential (see the message) */
 
 /* resources */
 #define PMCR_E_NOSPACE -20  /* the pool has no room for the region */

@@ -84,6 +84,12 @@ extern "C" {
  *                      file, unknown key, "rma" where the server does not
  *                      offer it); the message names it
  *   PMCR_E_STATE       pmcr is already initialised, or MPI is not
+ *   PMCR_E_AUTH        the server refused this job's credential (PMCR_AUTH,
+ *                      PMCR_KEY_FILE, PMCR_MUNGE_SOCKET), or this host cannot
+ *                      make one (no munged); the message says which. A key
+ *                      file that is unreadable or not mode 0600 is
+ *                      PMCR_E_CONFIG
+ *   PMCR_E_PERM        the job name belongs to another user on the server
  *   PMCR_E_UNREACHABLE no pmserver answers at the configured address
  *   PMCR_E_BUSY        the server serves as many connections as it may;
  *                      retry later

@@ -31,10 +31,11 @@ std::vector<std::vector<uint8_t>> sample_messages() {
   using namespace proto;
   std::vector<std::vector<uint8_t>> out;
   const std::vector<RequestBody> requests = {
-      Hello{"pmcr@node1", 4242}, Stat{}, Create{"heat2d", 7, 3, 1, 1 << 20, 1764093540123456789ull},
+      Hello{"pmcr@node1", 4242, {7, 7, 7}}, Stat{}, Create{"heat2d", 7, 3, 1, 1 << 20, 1764093540123456789ull},
       Commit{0x100000002ull, 1 << 20, 0xabcdef}, Seal{"heat2d", 7, 4, 8, 1764093540123456789ull}, ListVersions{""},
       ListRegions{"heat2d", 7}, Open{"heat2d", 7, 3, 1}, Close{0x100000002ull}, Delete{"heat2d", 0, true},
-      Read{0x100000002ull, 0, 1 << 20}, Begin{"heat2d"}, Abort{"heat2d", 7}, Verify{"heat2d", 7}};
+      Read{0x100000002ull, 0, 1 << 20}, Begin{"heat2d"}, Abort{"heat2d", 7}, Verify{"heat2d", 7},
+      Auth{AuthMethod::Key, std::vector<uint8_t>(32, 0x5a)}, Auth{AuthMethod::Munge, {'M', 'U', 'N', 'G', 'E', ':'}}};
   uint64_t tag = 1;
   for (const auto& b : requests) out.push_back(encode(Request{tag++, b}));
   HelloReply hello;
@@ -43,6 +44,8 @@ std::vector<std::vector<uint8_t>> sample_messages() {
   hello.server_version = "0.1.0";
   hello.rma = true;
   hello.transport = "rc_mlx5";
+  hello.auth = AuthMethod::Munge;
+  hello.nonce[31] = 0xee;
   StatReply stat;
   stat.pool_size = 1ull << 30;
   stat.pool_path = "/dev/shm/pool";
@@ -58,6 +61,7 @@ std::vector<std::vector<uint8_t>> sample_messages() {
       {Type::Delete, DeleteReply{1, 8}},
       {Type::Begin, BeginReply{1764093540123456789ull}},
       {Type::Abort, AbortReply{3}},
+      {Type::Auth, AuthReply{1000, 1000, false, "user alice (uid 1000)", std::vector<uint8_t>(32, 1)}},
       {Type::Verify, Empty{}},
       {Type::Commit, Empty{}},
   };

@@ -41,13 +41,14 @@ pmcr::tools::LocalServerOptions options_for(const ServerConfig& c) {
   o.wrapper = c.wrapper;
   o.env = c.env;
   o.args = c.args;
+  if (!c.key_file.empty()) o.args.insert(o.args.end(), {"--auth", "key", "--key-file", c.key_file});
   o.args.push_back("--log-level");
   o.args.push_back("debug");
   return o;
 }
 }  // namespace
 
-ServerProcess::ServerProcess(ServerConfig config) : server_(options_for(config)) {}
+ServerProcess::ServerProcess(ServerConfig config) : server_(options_for(config)), key_file_(config.key_file) {}
 
 bool ServerProcess::start() { return server_.start(); }
 
@@ -70,6 +71,7 @@ pmcr::client::Options ServerProcess::client_options(std::chrono::milliseconds ti
   o.name = "pmcr-test";
   o.timeout = timeout;
   o.connect_timeout = std::chrono::milliseconds(5000);
+  if (!key_file_.empty()) o.credential = pmcr::client::Credential::from("key", key_file_, "");
   return o;
 }
 

@@ -27,6 +27,9 @@ struct ServerConfig {
   std::vector<std::string> args;   // extra arguments
   std::string host = "127.0.0.1";  // address to listen on
   std::vector<std::string> wrapper;  // run pmserver under this (ip netns exec NS)
+  // With a key file: pmserver --auth key --key-file KEY_FILE, and clients
+  // (client_options) prove that key. Without: --auth none (loopback only).
+  std::string key_file;
 };
 
 class ServerProcess {
@@ -57,6 +60,7 @@ class ServerProcess {
 
  private:
   pmcr::tools::LocalServer server_;
+  std::string key_file_;
 };
 
 // A per-test path in /dev/shm that is removed (with its .log) at destruction.

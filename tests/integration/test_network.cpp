@@ -10,6 +10,7 @@
 #include <future>
 #include <thread>
 
+#include "auth.hpp"
 #include "error.hpp"
 #include "netns.hpp"
 #include "server_process.hpp"
@@ -31,6 +32,9 @@ class Network : public ::testing::Test {
     pmcr::test::ServerConfig cfg(pool_.str(), "256M", 0, {"UCX_NET_DEVICES=" + ns_->ns_if()});
     cfg.host = ns_->ns_addr();
     cfg.wrapper = ns_->exec();
+    // Not loopback: the server must authenticate its clients.
+    pmcr::auth::write_key_file(key_.str(), pmcr::auth::Key::generate());
+    cfg.key_file = key_.str();
     server_ = std::make_unique<ServerProcess>(cfg);
     ASSERT_TRUE(server_->start()) << server_->log();
     // This side's UCX uses the veth, not the loopback device.
@@ -62,6 +66,7 @@ class Network : public ::testing::Test {
   }
 
   TempPath pool_{"pool"};
+  TempPath key_{"key"};
   std::unique_ptr<NetNs> ns_;
   std::unique_ptr<ServerProcess> server_;
   std::string saved_;

@@ -10,9 +10,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "protocol.hpp"
 #include "ucx.hpp"
 
 namespace pmcr::test {
@@ -25,9 +27,13 @@ class UcxPeers {
   UcxPeers(const UcxPeers&) = delete;
   UcxPeers& operator=(const UcxPeers&) = delete;
 
+  // Tags of the HELLOs connect() sends (kHelloTag + peer number); its
+  // AUTHs have the peer number (from 1) as their tag.
+  static constexpr uint64_t kHelloTag = 1ull << 40;
+
   // Opens N more endpoints to SERVER (HOST:PORT). With HELLO, each says
-  // HELLO and this waits up to TIMEOUT for the answers; returns how many
-  // were answered. Without, it progresses for TIMEOUT and returns how many
+  // HELLO and AUTH (no credential) and this waits up to TIMEOUT for the
+  // answers; returns how many were authenticated. Without, it progresses for TIMEOUT and returns how many
   // have not failed.
   size_t connect(const std::string& server, size_t n, bool hello, std::chrono::milliseconds timeout);
   // Endpoints UCX has reported failed (closed by the server).
@@ -41,6 +47,8 @@ class UcxPeers {
   void send(size_t i, const std::vector<uint8_t>& bytes);
   // The status of every reply received so far, by tag.
   const std::map<uint64_t, int32_t>& replies() const { return replies_; }
+  // The whole reply of TAG, once it arrived.
+  std::optional<proto::Reply> reply(uint64_t tag) const;
   ucp_ep_h ep(size_t i) const { return peers_.at(i)->ep; }
   bool failed(size_t i) const { return peers_.at(i)->failed; }
   ucp_worker_h worker() const { return worker_.get(); }
@@ -66,6 +74,7 @@ class UcxPeers {
   ucx::Worker worker_;
   std::vector<std::unique_ptr<Peer>> peers_;
   std::map<uint64_t, int32_t> replies_;
+  std::map<uint64_t, proto::Reply> full_;
 };
 
 // Raw TCP sockets to 127.0.0.1:PORT (no UCX): idle, or sending garbage.
