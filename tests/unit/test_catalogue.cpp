@@ -1,6 +1,7 @@
 // Catalogue and pool tests on a real libpmem2 mapping of a /dev/shm file.
 // "Restart" means dropping the Catalogue and Pool and opening the file again.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -12,6 +13,7 @@
 #include "checksum.hpp"
 #include "error.hpp"
 #include "fault.hpp"
+#include "protocol.hpp"
 
 using namespace pmcr::server;
 using pmcr::Error;
@@ -469,4 +471,84 @@ TEST_F(CatalogueTest, DamagedSealRecordQuarantinesItsRegions) {
   // An ordinary crash (no damaged record) still reclaims unsealed regions.
   write("job", 2, 0, 0, pattern(10, 3));
   EXPECT_EQ(cat_->delete_versions("job", 1).second, 2u);
+}
+
+// ---- job owners (README, "Security") ----
+
+TEST_F(CatalogueTest, JobOwnersAreDurableWhileTheJobHoldsSomething) {
+  cat_->claim_job("a", 1000, 100);
+  EXPECT_EQ(code_of([&] { cat_->claim_job("a", 1001, 100); }), PMCR_E_PERM);
+  EXPECT_NO_THROW(cat_->claim_job("a", 1000, 100));
+  EXPECT_EQ(cat_->stats().slots_used, 0u) << "a claim alone writes nothing";
+  write("a", 1, 0, 0, pattern(100, 1));
+  seal("a", 1, 1, 1);
+  EXPECT_EQ(cat_->stats().slots_used, 3u) << "owner, region and seal records";
+  restart();
+  EXPECT_EQ(cat_->job_owner("a"), 1000u);
+  EXPECT_EQ(code_of([&] { cat_->claim_job("a", 1001, 100); }), PMCR_E_PERM);
+  // Deleting one version of several keeps the name; deleting the job frees it.
+  cat_->claim_job("a", 1000, 100);
+  write("a", 2, 0, 0, pattern(100, 2));
+  seal("a", 2, 1, 1);
+  cat_->delete_versions("a", 1);
+  EXPECT_EQ(cat_->job_owner("a"), 1000u);
+  cat_->delete_versions("a", std::nullopt);
+  EXPECT_FALSE(cat_->job_owner("a"));
+  EXPECT_EQ(cat_->stats().slots_used, 0u) << "the owner record went with the job";
+  EXPECT_NO_THROW(cat_->claim_job("a", 1001, 100));
+}
+
+TEST_F(CatalogueTest, AJobThatLostEverythingKeepsItsClaimButNotItsRecord) {
+  cat_->claim_job("a", 1000, 100);
+  create({"a", 1, 0, 0}, 4096, 7);
+  EXPECT_EQ(cat_->stats().slots_used, 2u);
+  EXPECT_EQ(cat_->release_owner(7), 1u);  // its writer died
+  EXPECT_EQ(cat_->stats().slots_used, 0u) << "no record for a job that holds nothing";
+  EXPECT_EQ(cat_->job_owner("a"), 1000u) << "nobody else takes the name while the server runs";
+  restart();
+  EXPECT_FALSE(cat_->job_owner("a"));
+}
+
+TEST_F(CatalogueTest, AJobWhoseOwnerRecordIsDamagedIsLeftToAdmins) {
+  cat_->claim_job("a", 1000, 100);
+  write("a", 1, 0, 0, pattern(100, 1));
+  seal("a", 1, 1, 1);
+  Record* owner = nullptr;
+  for (uint64_t i = 0; i < pool_->slots(); ++i)
+    if (pool_->records()[i].state == kJobOwned) owner = &pool_->records()[i];
+  ASSERT_NE(owner, nullptr);
+  owner->version ^= 1;  // uid 1000 -> 1001, body checksum now wrong
+  restart();
+  EXPECT_EQ(cat_->job_owner("a"), kUnknownOwner) << "a damaged owner record made the job someone's";
+  EXPECT_EQ(code_of([&] { cat_->claim_job("a", 1001, 100); }), PMCR_E_PERM);
+  EXPECT_EQ(read("a", 1, 0, 0), pattern(100, 1));
+}
+
+TEST_F(CatalogueTest, AVersion1PoolIsUpgradedAndItsJobsGoToTheSharedPrincipal) {
+  write("old", 1, 0, 0, pattern(100, 1));  // no claim: as a version 1 server wrote it
+  seal("old", 1, 1, 1);
+  cat_.reset();
+  pool_.reset();
+  // The header as a version 1 server left it: version 1, no MAC.
+  {
+    const int fd = ::open(path_.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    PoolHeader h{};
+    ASSERT_EQ(::pread(fd, &h, sizeof h, 0), static_cast<ssize_t>(sizeof h));
+    h.layout_version = 1;
+    h.checksum = pmcr::checksum(reinterpret_cast<const uint8_t*>(&h.layout_version),
+                                offsetof(PoolHeader, checksum) - offsetof(PoolHeader, layout_version));
+    h.mac_kind = 0;
+    std::memset(h.mac, 0, sizeof h.mac);
+    ASSERT_EQ(::pwrite(fd, &h, sizeof h, 0), static_cast<ssize_t>(sizeof h));
+    ::close(fd);
+  }
+  open();
+  EXPECT_TRUE(pool_->upgraded());
+  EXPECT_EQ(pool_->header()->layout_version, kLayoutVersion);
+  EXPECT_EQ(cat_->job_owner("old"), pmcr::proto::kSharedPrincipal);
+  restart();
+  EXPECT_FALSE(pool_->upgraded());
+  EXPECT_EQ(cat_->job_owner("old"), pmcr::proto::kSharedPrincipal) << "the owner was not recorded at the upgrade";
+  EXPECT_EQ(read("old", 1, 0, 0), pattern(100, 1));
 }
