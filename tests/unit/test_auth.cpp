@@ -3,11 +3,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "access.hpp"
 #include "auth.hpp"
 #include "error.hpp"
+#include "fuzz_auth.hpp"
+#include "fuzz_protocol.hpp"
 
 using namespace pmcr;
 namespace proto = pmcr::proto;
@@ -108,4 +111,20 @@ TEST(Access, OwnersAdminsAndStrangers) {
     EXPECT_EQ(code_of([&] { server::authorize(&bob, proto::Begin{std::string(65, 'x')}, cat); }), PMCR_E_INVAL);
   }
   ::unlink(path.c_str());
+}
+
+// The auth fuzzer's seeds (the protocol's corpus and samples), replayed as an ordinary test.
+TEST(AuthCorpus, SeedsPass) {
+  size_t n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(PMCR_CORPUS_DIR)) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(pmcr::fuzz::check_auth(bytes.data(), bytes.size()), "") << entry.path();
+    ++n;
+  }
+  for (const auto& bytes : pmcr::fuzz::sample_messages()) EXPECT_EQ(pmcr::fuzz::check_auth(bytes.data(), bytes.size()), "");
+  // A victim's request is among them, and is checked.
+  const auto del = proto::encode(proto::Request{1, proto::Delete{"victim", 0, true}});
+  EXPECT_EQ(pmcr::fuzz::check_auth(del.data(), del.size()), "");
+  EXPECT_GE(n, 10u);
 }
