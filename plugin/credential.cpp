@@ -46,6 +46,12 @@ proto::Auth make_auth(const Credential& c, const std::string& server, const prot
     throw Error(PMCR_E_AUTH, "pmserver at " + server + " authenticates with '" + name(hello.auth) +
                                  "', but PMCR_AUTH says '" + name(*c.method) + "': set PMCR_AUTH=" + name(hello.auth) +
                                  " (or leave it unset)");
+  // A client that holds a key expects a server that proves it holds it too:
+  // a server that asks for less is refused unless PMCR_AUTH says so.
+  if (!c.method && c.key && hello.auth != proto::AuthMethod::Key)
+    throw Error(PMCR_E_AUTH, "PMCR_KEY_FILE is set, but pmserver at " + server + " authenticates with '" +
+                                 name(hello.auth) + "' and cannot prove it holds that key: is it the right server? "
+                                 "Set PMCR_AUTH=" + name(hello.auth) + " to accept it");
   proto::Auth a;
   a.method = hello.auth;
   const auto transcript = auth::transcript(auth::kClientRole, hello.nonce, client_nonce, hello.pool_uuid);

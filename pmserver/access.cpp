@@ -35,6 +35,10 @@ const std::string* job_of(const proto::RequestBody& body) {
 const Rule& rule_for(proto::Type type) { return kRules[static_cast<size_t>(type) - 1]; }
 
 bool visible(const Principal& who, std::optional<uint32_t> owner) {
+  // A job whose owner is unknown is the admins'; with --auth key or none,
+  // whose one principal is everyone there is, it is that principal's too
+  // (else nobody could ever read or delete it).
+  if (owner == kUnknownOwner) return who.admin || who.uid == proto::kSharedPrincipal;
   return who.admin || !owner || *owner == who.uid;
 }
 
@@ -47,7 +51,7 @@ void authorize(const Principal* who, const proto::RequestBody& request, Catalogu
   if (rule.need == Need::Any || rule.need == Need::Handle) return;
   const std::string* job = job_of(request);
   if (!job) throw Error(PMCR_E_INTERNAL, std::string("access rule of ") + proto::type_name(rule.type) + " needs a job");
-  if (job->empty() && rule.need == Need::Read) return;  // every job: the reply is filtered
+  if (job->empty() && rule.type == proto::Type::ListVersions) return;  // every job: the reply is filtered
   const std::optional<uint32_t> owner = catalogue.job_owner(*job);
   if (!visible(*who, owner))
     throw Error(PMCR_E_PERM, "job '" + *job + "' belongs to another owner; " + who->name + " may not " +

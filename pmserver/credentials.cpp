@@ -109,6 +109,8 @@ Principal Credentials::munge(const std::vector<uint8_t>& credential, const std::
   if (length < 0 || static_cast<size_t>(length) != transcript.size() ||
       std::memcmp(payload, transcript.data(), transcript.size()) != 0)
     throw Error(PMCR_E_AUTH, "the MUNGE credential was made for another connection (a replay)");
+  if (static_cast<uint32_t>(uid) >= proto::kSharedPrincipal)
+    throw Error(PMCR_E_AUTH, "uid " + std::to_string(uid) + " is reserved by pmserver and may not authenticate");
   return Principal{static_cast<uint32_t>(uid), static_cast<uint32_t>(gid), is_admin(uid, gid), user_name(uid)};
 }
 

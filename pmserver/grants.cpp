@@ -14,9 +14,12 @@ Grants::~Grants() {
 void Grants::register_rkey(Entry& e) {
   if (!rma_ || e.region.capacity == 0) return;
   ucp_mem_map_params_t mp{};
-  mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
+  mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_PROT;
   mp.address = base_ + e.region.offset;
   mp.length = e.region.capacity;
+  // A read grant's key reads; only a write grant's key may also write.
+  mp.prot = UCP_MEM_MAP_PROT_LOCAL_READ | UCP_MEM_MAP_PROT_LOCAL_WRITE | UCP_MEM_MAP_PROT_REMOTE_READ |
+            (e.right == Right::Write ? UCP_MEM_MAP_PROT_REMOTE_WRITE : 0);
   ucs_status_t st = ucp_mem_map(context_, &mp, &e.memh);
   if (st != UCS_OK) ucx::throw_status("registering region memory for a remote key", st);
   void* packed = nullptr;

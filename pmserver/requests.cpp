@@ -95,7 +95,11 @@ void Server::handle(Incoming& in) {
     return;
   }
   // A COMMIT waits until the region's data has all arrived.
-  if (const auto* commit = std::get_if<proto::Commit>(&req.body); commit && data_inflight_.count(commit->handle)) {
+  // (Only an authenticated connection's COMMIT of a region it is writing
+  // waits: anything else is answered, and refused, at once.)
+  if (const auto* commit = std::get_if<proto::Commit>(&req.body);
+      commit && c.principal && c.grants->holds(commit->handle, Grants::Right::Write) &&
+      data_inflight_.count(commit->handle)) {
     if (c.deferred_commits >= kMaxPending) {
       reply_error(c, proto::Type::Commit, req.tag, PMCR_E_BUSY,
                   "this connection already has " + std::to_string(c.deferred_commits) +
@@ -182,7 +186,10 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             try {
               catalogue_.commit_region(m.handle, m.size, m.checksum, c.id);
             } catch (const Error& e) {
-              if (e.code() == PMCR_E_NOT_FOUND) throw_unknown_handle(c, m.handle);
+              if (e.code() == PMCR_E_NOT_FOUND) {
+                c.grants->revoke(m.handle);  // the region is gone: so is the grant
+                throw_unknown_handle(c, m.handle);
+              }
               throw;
             }
             c.grants->revoke(m.handle);  // committed: written no more

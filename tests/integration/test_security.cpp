@@ -507,7 +507,8 @@ TEST_F(MungeServer, ReplayedCredentialIsRefused) {
   std::optional<proto::Reply> r;
   ASSERT_TRUE(wait_until([&] { peers.progress_for(5ms); return (r = peers.reply(12)).has_value(); }, 10s));
   EXPECT_EQ(r->status, PMCR_E_AUTH) << r->message;
-  // Nor is it good twice on its own connection (munged remembers it).
+  // Nor is it good afterwards on the connection it was made for: munged
+  // remembers a credential it decoded once.
   peers.send(0, proto::encode(proto::Request{2, captured}));
   ASSERT_TRUE(wait_until([&] { peers.progress_for(5ms); return (r = peers.reply(2)).has_value(); }, 10s));
   EXPECT_EQ(r->status, PMCR_E_AUTH) << r->message;
