@@ -30,8 +30,10 @@
 #include <sstream>
 #include <thread>
 
+#include "auth.hpp"
 #include "checksum.hpp"
 #include "client.hpp"
+#include "encryption.hpp"
 #include "error.hpp"
 #include "local_server.hpp"
 #include "process.hpp"
@@ -347,6 +349,13 @@ json run_rank_job(const Launch& l, int ranks, const std::vector<std::string>& ar
 json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::string>& dirs, int reps,
               const std::string& posix_dir, const std::string& pmserver, const Launch& launch, bool quiet) {
   json rows = json::array();
+  const std::string data_key = "/tmp/pmcr-bench-" + std::to_string(getpid()) + ".datakey";
+  ::unlink(data_key.c_str());
+  pmcr::auth::write_key_file(data_key, pmcr::auth::Key::generate());
+  struct Unlink {
+    std::string path;
+    ~Unlink() { ::unlink(path.c_str()); }
+  } unlink_key{data_key};
   for (const CkptConfig& cfg : configs) {
     for (const std::string& dir : dirs) {
       if (!quiet) std::fprintf(stderr, "%d ranks x %llu MiB, pool in %s...\n", cfg.ranks,
@@ -356,8 +365,9 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
       pmcr::tools::LocalServerOptions o;
       o.pmserver = pmserver;
       o.pool = pool;
-      // PMCR_KEEP=2 sealed versions plus the one being written, and room.
-      o.size = std::to_string(4 * cfg.ranks * cfg.mib + 64) + "M";
+      // PMCR_KEEP=2 sealed versions plus the one being written, of the
+      // plain and of the encrypted job, and room.
+      o.size = std::to_string(8 * cfg.ranks * cfg.mib + 64) + "M";
       o.log = "/tmp/pmcr-bench-pmserver.log";
       o.env = {"UCX_NET_DEVICES=lo"};
       pmcr::tools::LocalServer server(o);
@@ -373,6 +383,14 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
         restart.push_back(rd["restart_s"].get<double>());
         cold.push_back(rd["posix_cold_read_s"].get<double>());
       }
+      // The same job encrypted on the client (PMCR_ENCRYPT=1), same server, same run.
+      std::vector<std::string> enc_env = env;
+      enc_env[1] += "-encrypted";
+      enc_env.insert(enc_env.end(), {"PMCR_ENCRYPT=1", "PMCR_DATA_KEY_FILE=" + data_key});
+      const json we = run_rank_job(launch, cfg.ranks, {"write", mib, r, posix_dir}, enc_env);
+      std::vector<double> restart_enc;
+      for (int i = 0; i < reps; ++i)
+        restart_enc.push_back(run_rank_job(launch, cfg.ranks, {"read", mib, "1", posix_dir}, enc_env)["restart_s"].get<double>());
       server.stop();
       ::unlink(pool.c_str());
       for (int rank = 0; rank < cfg.ranks; ++rank)
@@ -387,7 +405,9 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
                       {"memcpy_ms", w["memcpy_s"].get<double>() * 1e3},
                       {"posix_write_fsync_ms", w["posix_write_fsync_s"].get<double>() * 1e3},
                       {"restart_ms", median(restart) * 1e3},
-                      {"posix_cold_read_ms", median(cold) * 1e3}});
+                      {"posix_cold_read_ms", median(cold) * 1e3},
+                      {"ckpt_encrypted_ms", we["ckpt_s"].get<double>() * 1e3},
+                      {"restart_encrypted_ms", median(restart_enc) * 1e3}});
     }
   }
   return json{{"posix_dir", posix_dir}, {"rows", rows}};
@@ -412,6 +432,19 @@ void print_ckpt(const json& r) {
                 row["pool_dir"].get<std::string>().c_str(), ckpt, row["ckpt_first_ms"].get<double>(), cpy, pw,
                 ratio(ckpt, pw).c_str(),
                 ratio(ckpt, cpy).c_str(), rst, pr, ratio(rst, pr).c_str(), bytes / (ckpt / 1e3) / 1e9);
+  }
+  std::printf("\nencrypted on the client (PMCR_ENCRYPT=1, %s), the same jobs in the same run:\n",
+              pmcr::crypt::cipher_name(pmcr::crypt::DataKey(pmcr::auth::Key::generate()).cipher()));
+  std::printf("%-10s %-9s | %8s %8s %10s %10s | %8s %8s %10s %10s\n", "job", "pool", "ckpt", "ckpt enc", "enc/plain",
+              "enc/POSIX", "restart", "rst enc", "enc/plain", "enc/POSIX");
+  for (const auto& row : r["rows"]) {
+    const double ckpt = row["ckpt_ms"], enc = row["ckpt_encrypted_ms"], pw = row["posix_write_fsync_ms"],
+                 rst = row["restart_ms"], rst_enc = row["restart_encrypted_ms"], pr = row["posix_cold_read_ms"];
+    const std::string job = std::to_string(row["ranks"].get<int>()) + "x" +
+                            std::to_string(row["mib_per_rank"].get<uint64_t>()) + "MiB";
+    std::printf("%-10s %-9s | %8.1f %8.1f %10s %10s | %8.1f %8.1f %10s %10s\n", job.c_str(),
+                row["pool_dir"].get<std::string>().c_str(), ckpt, enc, ratio(enc, ckpt).c_str(), ratio(enc, pw).c_str(),
+                rst, rst_enc, ratio(rst_enc, rst).c_str(), ratio(rst_enc, pr).c_str());
   }
 }
 

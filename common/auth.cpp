@@ -91,7 +91,7 @@ std::string Key::text() const {
 bool Key::operator==(const Key& other) const { return sodium_memcmp(bytes_.data(), other.bytes_.data(), kKeySize) == 0; }
 
 Key read_key_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0)
     throw Error(PMCR_E_CONFIG, "cannot read the key file " + path + ": " + std::strerror(errno) +
                                    (errno == ENOENT ? " (make one with 'pmcr keygen " + path + "')" : std::string()));
@@ -137,6 +137,13 @@ void write_key_file(const std::string& path, const Key& key) {
   if (!ok) {
     ::unlink(path.c_str());
     throw Error(PMCR_E_IO, "cannot write the key file " + path + ": " + std::strerror(err));
+  }
+  // The new name durable too: a pool bound to this key must not outlive it.
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
   }
 }
 

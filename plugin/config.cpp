@@ -32,7 +32,10 @@ constexpr Key kDataPath{"PMCR_DATA_PATH", "data_path"};
 constexpr Key kAuth{"PMCR_AUTH", "auth"};
 constexpr Key kKeyFile{"PMCR_KEY_FILE", "key_file"};
 constexpr Key kMungeSocket{"PMCR_MUNGE_SOCKET", "munge_socket"};
-constexpr Key kKeys[] = {kServers, kJob, kKeep, kLogLevel, kTimeout, kConnectTimeout, kDataPath, kAuth, kKeyFile, kMungeSocket};
+constexpr Key kEncrypt{"PMCR_ENCRYPT", "encrypt"};
+constexpr Key kDataKeyFile{"PMCR_DATA_KEY_FILE", "data_key_file"};
+constexpr Key kKeys[] = {kServers, kJob,     kKeep,        kLogLevel, kTimeout,    kConnectTimeout,
+                         kDataPath, kAuth, kKeyFile, kMungeSocket, kEncrypt, kDataKeyFile};
 
 // The raw values, as text, with where each came from (for messages).
 struct Raw {
@@ -201,6 +204,14 @@ Config load_config(const char* path) {
     c.rma = v->first == "rma";
   }
   const auto text = [&](const Key& k) { auto v = raw.get(k); return v ? v->first : std::string(); };
+  if (auto v = raw.get(kEncrypt)) {
+    if (v->first != "0" && v->first != "1") bad(v->second, v->first, "expected 1 (encrypt region data) or 0");
+    c.encrypt = v->first == "1";
+  }
+  c.data_key_file = text(kDataKeyFile);
+  if (c.encrypt && c.data_key_file.empty())
+    throw Error(PMCR_E_CONFIG, "PMCR_ENCRYPT=1 needs PMCR_DATA_KEY_FILE: a key made with 'pmcr keygen FILE' that stays "
+                               "with the job (pmcr-run makes one per job when none is given)");
   try {
     c.credential = client::Credential::from(text(kAuth), text(kKeyFile), text(kMungeSocket));
   } catch (const Error& e) {

@@ -20,6 +20,8 @@ struct Config {
   std::chrono::milliseconds connect_timeout{5000};
   bool rma = false;  // data path: ucp_put/get_nbx instead of rendezvous active messages
   client::Credential credential;  // auth, key_file, munge_socket
+  bool encrypt = false;           // PMCR_ENCRYPT: region data encrypted on the client
+  std::string data_key_file;      // PMCR_DATA_KEY_FILE: its key
 };
 
 // Reads the environment, then PATH (may be null or empty: environment only).

@@ -35,6 +35,7 @@ Session::Session(MPI_Comm comm, const char* config_path) : comm_(comm) {
   collectively([&] {
     config_ = load_config(config_path);
     if (!config_.log_level.empty()) set_log_level(config_.log_level);
+    if (config_.encrypt) key_ = crypt::DataKey::load(config_.data_key_file);
     if (config_.servers.size() > 1 && comm_.rank() == 0)
       log()->warn("PMCR_SERVERS lists {} servers; this version uses only the first, {}", config_.servers.size(),
                   config_.servers.front());
@@ -103,7 +104,7 @@ void Session::checkpoint(int version) {
     collectively([&] {
       PMCR_FAULT_POINT("ckpt.begin");
       for (const auto& [id, b] : buffers_) {
-        client_->write_region(config_.job, static_cast<uint64_t>(version), rank, static_cast<uint32_t>(id), b.ptr, b.size);
+        write_buffer(static_cast<uint64_t>(version), static_cast<uint32_t>(id), b);
         ++regions;
       }
       if (buffers_.empty()) {
@@ -198,7 +199,52 @@ size_t Session::recover_size(int version, int id) {
   const client::ReadSource src =
       client_->open(config_.job, static_cast<uint64_t>(version), static_cast<uint32_t>(comm_.rank()), static_cast<uint32_t>(id));
   client_->close(src);
-  return src.size;
+  return stored_plain_size(src.size, static_cast<uint64_t>(version), static_cast<uint32_t>(id));
+}
+
+uint64_t Session::stored_plain_size(uint64_t stored, uint64_t version, uint32_t id) const {
+  if (!key_) return stored;
+  if (const auto plain = crypt::plain_size(stored)) return *plain;
+  throw Error(PMCR_E_CORRUPT, "buffer id " + std::to_string(id) + " of version " + std::to_string(version) +
+                                  " is not an encrypted region (PMCR_ENCRYPT=1, but it was written without encryption)");
+}
+
+void Session::write_buffer(uint64_t version, uint32_t id, const Buffer& b) {
+  const auto rank = static_cast<uint32_t>(comm_.rank());
+  if (!key_) {
+    client_->write_region(config_.job, version, rank, id, b.ptr, b.size);
+    return;
+  }
+  const uint64_t size = crypt::encrypted_size(b.size);
+  if (sealed_.size() < size) sealed_.resize(size);
+  crypt::encrypt(*key_, {config_.job, version, rank, id}, b.ptr, b.size, sealed_.data());
+  client_->write_region(config_.job, version, rank, id, sealed_.data(), size);
+}
+
+void Session::read_buffer(uint64_t version, uint32_t id, const Buffer& b) {
+  const auto rank = static_cast<uint32_t>(comm_.rank());
+  if (!key_) {
+    client_->read_region(config_.job, version, rank, id, b.ptr, b.size);
+    return;
+  }
+  const client::ReadSource src = client_->open(config_.job, version, rank, id);
+  struct Close {
+    client::Client& c;
+    const client::ReadSource& s;
+    ~Close() {
+      try {
+        c.close(s);
+      } catch (const std::exception&) {  // the restart's own error matters more
+      }
+    }
+  } close{*client_, src};
+  const uint64_t plain = stored_plain_size(src.size, version, id);
+  if (plain != b.size)
+    throw Error(PMCR_E_SIZE, "the buffer holds " + std::to_string(b.size) + " bytes, the stored one " +
+                                 std::to_string(plain));
+  if (sealed_.size() < src.size) sealed_.resize(src.size);
+  client_->get(src, sealed_.data());  // checksum verified
+  crypt::decrypt(*key_, {config_.job, version, rank, id}, sealed_.data(), src.size, b.ptr);
 }
 
 void Session::restart(int version) {
@@ -221,7 +267,7 @@ void Session::restart(int version) {
     const auto rank = static_cast<uint32_t>(comm_.rank());
     for (const auto& [id, b] : buffers_) {
       try {
-        client_->read_region(config_.job, static_cast<uint64_t>(version), rank, static_cast<uint32_t>(id), b.ptr, b.size);
+        read_buffer(static_cast<uint64_t>(version), static_cast<uint32_t>(id), b);
         PMCR_FAULT_POINT("restart.read");
       } catch (const Error& e) {
         if (e.code() == PMCR_E_NOT_FOUND)

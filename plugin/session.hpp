@@ -13,10 +13,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "client.hpp"
 #include "comm.hpp"
 #include "config.hpp"
+#include "encryption.hpp"
 
 namespace pmcr {
 
@@ -52,12 +55,19 @@ class Session {
   // Frees this rank's unsealed regions of VERSION after a failed checkpoint
   // (best effort), so a program that goes on does not keep losing space.
   void abandon(int version) noexcept;
+  // Writes (encrypted, with PMCR_ENCRYPT) and reads back one buffer.
+  void write_buffer(uint64_t version, uint32_t id, const Buffer& b);
+  void read_buffer(uint64_t version, uint32_t id, const Buffer& b);
+  // The bytes buffer ID of VERSION holds for the program (its plaintext).
+  uint64_t stored_plain_size(uint64_t stored, uint64_t version, uint32_t id) const;
 
   Comm comm_;
   Config config_;
   std::unique_ptr<client::Client> client_;
   std::map<int, Buffer> buffers_;
   int64_t last_version_ = -1;  // last version checkpointed or restarted
+  std::optional<crypt::DataKey> key_;  // PMCR_ENCRYPT=1
+  std::vector<uint8_t> sealed_;  // encrypted bytes of one buffer, reused from checkpoint to checkpoint
 };
 
 }  // namespace pmcr

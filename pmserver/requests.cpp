@@ -228,12 +228,10 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             check_open(options_.quotas, c.grants->reads());
             take(c.checks, "verifications (OPEN, VERIFY)");
             RegionView v;
-            std::vector<uint8_t> rkey;
             try {
               v = catalogue_.open_region({m.job, m.version, m.rank, m.id});
               try {
                 if (v.capacity) registration(v.offset, v.capacity);
-                rkey = c.grants->allow_read(v).rkey;
               } catch (...) {
                 catalogue_.close_region(v.handle);
                 throw;
@@ -247,7 +245,7 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             t.open.remote_addr = addr(v.offset);
             t.open.size = v.size;
             t.open.checksum = v.checksum;
-            t.open.rkey = std::move(rkey);
+            t.opened = v;
             // Answered once the region's bytes verified against their
             // checksum: damaged data is never served as good.
             start_task(std::move(t), {v});

@@ -90,15 +90,28 @@ void Server::finish_task(Task& t) {
     return;
   }
   Connection* c = connection(t.conn);
-  if (!c) return;
+  if (!c) {
+    // The reader went meanwhile: its open was never granted, so release it here.
+    if (t.kind == TaskKind::Open) catalogue_.close_region(t.open.handle);
+    return;
+  }
   c->checks--;
   if (t.kind == TaskKind::Open) {
+    // The reader gets the region (a read grant: its handle, and on RMA its
+    // key) only now that it verified: no byte is served before that.
     if (t.failure.empty()) {
+      try {
+        t.open.rkey = c->grants->allow_read(t.opened).rkey;
+      } catch (const Error& e) {
+        catalogue_.close_region(t.open.handle);
+        reply_error(*c, proto::Type::Open, t.tag, e.code(), e.what());
+        return;
+      }
       send(*c, proto::Reply{proto::Type::Open, t.tag, 0, "", t.open});
       return;
     }
     // The reader does not get the region: take back its open.
-    if (c->grants->end_read(t.open.handle)) catalogue_.close_region(t.open.handle);
+    catalogue_.close_region(t.open.handle);
     reply_error(*c, proto::Type::Open, t.tag, PMCR_E_CORRUPT,
                 what + " is damaged (" + t.failure + ") and now quarantined: restart from an older version");
     return;

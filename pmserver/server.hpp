@@ -157,6 +157,7 @@ class Server {
     uint64_t version;
     uint64_t version_id;  // Catalogue::version_id: which sealed version this is
     proto::OpenReply open;  // Open: the reply once the region verified
+    RegionView opened;      // Open: the region, granted to the reader only once it verified
     uint32_t pending = 0;
     std::vector<RegionView> later;  // Scrub: regions checked one at a time, pinned only while checked
     std::string failure;

@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include <CLI/CLI.hpp>
 #include <cinttypes>
 #include <cstdio>
@@ -20,6 +22,7 @@
 #include "checksum.hpp"
 #include "client.hpp"
 #include "auth.hpp"
+#include "encryption.hpp"
 #include "error.hpp"
 #include "text.hpp"
 
@@ -84,6 +87,29 @@ class MappedFile {
   int fd_ = -1;
   void* addr_ = nullptr;
 };
+
+// PMCR_ENCRYPT=1 and PMCR_DATA_KEY_FILE, as the job had them: export and
+// import then authenticate every region under the data key (the bytes stay
+// encrypted on disk).
+std::optional<pmcr::crypt::DataKey> data_key() {
+  const char* on = std::getenv("PMCR_ENCRYPT");
+  if (!on || std::string(on) == "0" || !*on) return std::nullopt;
+  if (std::string(on) != "1") throw Error(PMCR_E_CONFIG, "PMCR_ENCRYPT = \"" + std::string(on) + "\" is invalid: expected 1 or 0");
+  const char* file = std::getenv("PMCR_DATA_KEY_FILE");
+  if (!file || !*file) throw Error(PMCR_E_CONFIG, "PMCR_ENCRYPT=1 needs PMCR_DATA_KEY_FILE, the job's data key");
+  return pmcr::crypt::DataKey::load(file);
+}
+
+// Authenticates one stored region under KEY (a 0-byte region, a rank's
+// marker, is never encrypted).
+void authenticate(const pmcr::crypt::DataKey& key, const std::string& job, uint64_t version, uint32_t rank,
+                  uint32_t id, const uint8_t* data, uint64_t size) {
+  if (size == 0) return;
+  const auto plain = pmcr::crypt::plain_size(size);
+  std::vector<uint8_t> scratch(plain ? *plain : 0);
+  pmcr::crypt::decrypt(key, {job, version, rank, id}, data, size, scratch.data());
+  sodium_memzero(scratch.data(), scratch.size());
+}
 
 pmcr::client::Client connect(const std::string& server) {
   pmcr::client::Options o;
@@ -172,6 +198,7 @@ void cmd_export(const std::string& server, const std::string& job, std::optional
   if (fs::exists(dir, ec) && !(fs::is_directory(dir, ec) && fs::is_empty(dir, ec)))
     throw Error(PMCR_E_EXISTS, dir.string() + " exists and is not an empty directory; export writes a new directory "
                                "(remove it, or choose another)");
+  const auto key = data_key();
   auto c = connect(server);
   if (!version) {
     version = c.latest_sealed(job);
@@ -196,6 +223,7 @@ void cmd_export(const std::string& server, const std::string& job, std::optional
       {
         MappedFile out(rank_dir / std::to_string(r.id), src.size, true);
         c.get(src, out.data());  // verifies the checksum
+        if (key) authenticate(*key, job, *version, r.rank, r.id, static_cast<const uint8_t*>(out.data()), src.size);
         out.sync();
       }
       c.close(src);
@@ -205,6 +233,7 @@ void cmd_export(const std::string& server, const std::string& job, std::optional
     }
     json manifest = {{"format", kFormat}, {"job", job},     {"version", *version},
                      {"ranks", nranks},   {"bytes", bytes}, {"regions", regions}};
+    if (key) manifest["encrypted"] = {{"key_id", key->id_text()}};
     {
       const std::string text = manifest.dump(2) + "\n";
       MappedFile out(tmp / kManifest, text.size(), true);
@@ -279,6 +308,7 @@ void cmd_import(const std::string& server, const std::string& job, uint64_t vers
   }
   if (items.empty()) throw Error(PMCR_E_NOT_FOUND, "no regions to import in " + dir.string() + " (expected DIR/<rank>/<id>)");
 
+  const auto key = data_key();
   auto c = connect(server);
   // An import is an attempt of the job of its own: it supersedes any earlier
   // writer of the job (a stalled import, a dead run), whose unsealed regions
@@ -298,6 +328,7 @@ void cmd_import(const std::string& server, const std::string& job, uint64_t vers
     if (it.checksum && *it.checksum != sum)
       throw Error(PMCR_E_CHECKSUM, file.string() + " does not match the checksum in the manifest (file " + hex64(sum) +
                                        ", manifest " + hex64(*it.checksum) + "); nothing was sealed");
+    if (key) authenticate(*key, job, version, it.rank, it.id, static_cast<const uint8_t*>(in.data()), size);
     const auto t = c.create(job, version, it.rank, it.id, size);
     c.put(t, in.data());
     c.commit(t, sum);

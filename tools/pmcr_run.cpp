@@ -183,6 +183,27 @@ int main(int argc, char** argv) {
     if (job.empty()) job = default_job(command);
     check_job_name(job);
     if (!local_pool.empty()) parse_size(local_size);
+    // PMCR_ENCRYPT=1 without a data key: one per job, kept in the user's
+    // home (mode 0600, in a 0700 directory), never sent anywhere. Without
+    // it the job's checkpoints cannot be read: it is made once and reused.
+    if (const char* enc = std::getenv("PMCR_ENCRYPT"); enc && std::string(enc) == "1" &&
+                                                       !(std::getenv("PMCR_DATA_KEY_FILE") && *std::getenv("PMCR_DATA_KEY_FILE"))) {
+      const char* home = std::getenv("HOME");
+      if (!home || !*home)
+        throw Error(PMCR_E_CONFIG, "PMCR_ENCRYPT=1 without PMCR_DATA_KEY_FILE, and no HOME to keep a data key in: "
+                                   "make one with 'pmcr keygen FILE' and set PMCR_DATA_KEY_FILE");
+      const std::filesystem::path dir = std::filesystem::path(home) / ".pmcr" / "keys";
+      std::filesystem::create_directories(dir);
+      std::filesystem::permissions(dir.parent_path(), std::filesystem::perms::owner_all);
+      std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+      const std::string file = (dir / (job + ".key")).string();
+      if (::access(file.c_str(), F_OK) != 0) {
+        auth::write_key_file(file, auth::Key::generate());
+        say("made a data key for job " + job + ": " + file + " (keep it: the job's encrypted checkpoints cannot be "
+            "read without it)");
+      }
+      ::setenv("PMCR_DATA_KEY_FILE", file.c_str(), 1);
+    }
 
     // Signals arriving while the server starts or the job runs: forwarded to
     // the job, and no more relaunches.

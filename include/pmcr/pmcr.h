@@ -82,7 +82,8 @@ extern "C" {
  * Returns 0, or on every rank:
  *   PMCR_E_CONFIG      a setting is missing or invalid (PMCR_JOB unset, bad
  *                      file, unknown key, "rma" where the server does not
- *                      offer it); the message names it
+ *                      offer it, PMCR_ENCRYPT=1 without a readable
+ *                      PMCR_DATA_KEY_FILE of mode 0600); the message names it
  *   PMCR_E_STATE       pmcr is already initialised, or MPI is not
  *   PMCR_E_AUTH        the server refused this job's credential (PMCR_AUTH,
  *                      PMCR_KEY_FILE, PMCR_MUNGE_SOCKET), or this host cannot
@@ -201,7 +202,13 @@ PMCR_EXPORT int pmcr_recover_size(int version, int id, size_t *size);
  *                      buffer's content is undefined: restart from another
  *                      version
  *   PMCR_E_CORRUPT     the server found version damaged (it is quarantined
- *                      now): pmcr_restart_test offers the newest intact one
+ *                      now): pmcr_restart_test offers the newest intact one;
+ *                      or, with PMCR_ENCRYPT=1, a buffer fails
+ *                      authentication (altered, not written encrypted, or
+ *                      another job's, version's, rank's or id's); the
+ *                      buffer's content is then undefined
+ *   PMCR_E_CONFIG      with PMCR_ENCRYPT=1: the version was encrypted under
+ *                      another data key (the message names both key ids)
  *   PMCR_E_SERVER_LOST, PMCR_E_TIMEDOUT, PMCR_E_MPI
  */
 PMCR_EXPORT int pmcr_restart(int version);

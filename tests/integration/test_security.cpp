@@ -144,7 +144,7 @@ TEST_F(KeyServer, NoCredentialIsRefused) {
   o.credential = pmcr::client::Credential{};
   EXPECT_EQ(code_of([&] { pmcr::client::Client c(o); }), PMCR_E_AUTH);
   EXPECT_NE(message_of([&] { pmcr::client::Client c(o); }).find("PMCR_KEY_FILE"), std::string::npos);
-  o.credential = pmcr::client::Credential::from("none", "", "");
+  o.credential = pmcr::client::Credential::from("none", "", "");  // refused by the client itself
   EXPECT_EQ(code_of([&] { pmcr::client::Client c(o); }), PMCR_E_AUTH);
 
   // A hand-made client that skips AUTH: every request is refused.
@@ -155,7 +155,8 @@ TEST_F(KeyServer, NoCredentialIsRefused) {
   const std::vector<proto::RequestBody> requests = {
       proto::Stat{},          proto::ListVersions{""},        proto::ListRegions{kJob, 1}, proto::Open{kJob, 1, 0, 0},
       proto::Delete{kJob, 0, true}, proto::Begin{kJob},       proto::Create{kJob, 2, 0, 0, 4096, 1},
-      proto::Verify{kJob, 1}, proto::Read{0x100000001ull, 0, 16}, proto::Abort{kJob, 1}, proto::Seal{kJob, 1, 1, 2, 1}};
+      proto::Verify{kJob, 1}, proto::Read{0x100000001ull, 0, 16}, proto::Abort{kJob, 1}, proto::Seal{kJob, 1, 1, 2, 1},
+      proto::Commit{0x100000001ull, 16, 0}, proto::Close{0x100000001ull}};
   uint64_t tag = 10;
   for (const auto& body : requests) peers.send(0, proto::encode(proto::Request{tag++, body}));
   for (uint64_t t = 10; t < tag; ++t) {
@@ -513,4 +514,20 @@ TEST_F(MungeServer, ReplayedCredentialIsRefused) {
   ASSERT_TRUE(wait_until([&] { peers.progress_for(5ms); return (r = peers.reply(2)).has_value(); }, 10s));
   EXPECT_EQ(r->status, PMCR_E_AUTH) << r->message;
   EXPECT_NE(r->message.find("already used"), std::string::npos) << r->message;
+}
+
+// A client that holds a key does not settle for a server that proves
+// nothing (one that asks for no credential, e.g. a listener put in the real
+// server's place), unless PMCR_AUTH says so.
+TEST(Security, AClientWithAKeyRefusesAServerThatAsksForLess) {
+  TempPath pool("pool"), key("key");
+  new_key(key.str());
+  ServerProcess server({pool.str(), "64M"});  // --auth none (loopback)
+  ASSERT_TRUE(server.start()) << server.log();
+  auto o = server.client_options();
+  o.credential = pmcr::client::Credential::from("", key.str(), "");
+  const std::string why = message_of([&] { pmcr::client::Client c(o); });
+  EXPECT_NE(why.find("PMCR_KEY_FILE is set"), std::string::npos) << why;
+  o.credential = pmcr::client::Credential::from("none", key.str(), "");
+  EXPECT_NO_THROW(pmcr::client::Client c(o));
 }

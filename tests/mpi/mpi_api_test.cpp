@@ -324,6 +324,46 @@ TEST_F(Api, DISABLED_FallbackRestart) {
   ASSERT_EQ(pmcr_finalize(), 0) << pmcr_last_error();
 }
 
+// Run by test_mpi.cpp with PMCR_ENCRYPT=1 (job PMCR_JOB.encrypted): a
+// buffer of readable text, checkpointed as version 1.
+std::vector<uint8_t> secret_text(size_t n) {
+  const std::string line = "PMCR-PLAINTEXT-THAT-MUST-NOT-SHOW-rank-" + std::to_string(g_rank) + "\n";
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(line[i % line.size()]);
+  return v;
+}
+TEST_F(Api, DISABLED_EncryptedWrite) {
+  setenv("PMCR_JOB", (g_job + ".encrypted").c_str(), 1);
+  ASSERT_EQ(pmcr_init(MPI_COMM_WORLD, nullptr), 0) << pmcr_last_error();
+  std::vector<uint8_t> buf = secret_text(3 << 20);
+  ASSERT_EQ(pmcr_protect(0, buf.data(), buf.size()), 0);
+  ASSERT_EQ(pmcr_checkpoint(1), 0) << pmcr_last_error();
+  size_t size = 0;
+  ASSERT_EQ(pmcr_recover_size(1, 0, &size), 0) << pmcr_last_error();
+  EXPECT_EQ(size, buf.size()) << "the size a program sees is its own, not the encrypted one";
+  ASSERT_EQ(pmcr_finalize(), 0) << pmcr_last_error();
+}
+// With the right key: bit-exact. With another key (PMCR_TEST_EXPECT=config):
+// PMCR_E_CONFIG naming the key, and the buffer never gets other bytes.
+TEST_F(Api, DISABLED_EncryptedRestart) {
+  setenv("PMCR_JOB", (g_job + ".encrypted").c_str(), 1);
+  ASSERT_EQ(pmcr_init(MPI_COMM_WORLD, nullptr), 0) << pmcr_last_error();
+  std::vector<uint8_t> buf(3 << 20, 0);
+  ASSERT_EQ(pmcr_protect(0, buf.data(), buf.size()), 0);
+  int version = -1;
+  ASSERT_EQ(pmcr_restart_test(&version), 0) << pmcr_last_error();
+  ASSERT_EQ(version, 1);
+  const char* expect = std::getenv("PMCR_TEST_EXPECT");
+  if (expect && std::string(expect) == "config") {
+    EXPECT_EQ(pmcr_restart(1), PMCR_E_CONFIG);
+    EXPECT_NE(std::string(pmcr_last_error()).find("another data key"), std::string::npos) << pmcr_last_error();
+  } else {
+    ASSERT_EQ(pmcr_restart(1), 0) << pmcr_last_error();
+    EXPECT_EQ(buf, secret_text(buf.size()));
+  }
+  ASSERT_EQ(pmcr_finalize(), 0) << pmcr_last_error();
+}
+
 // Run by test_mpi.cpp with PMCR_FAULT=ckpt.committed:2:fail on rank 1: the
 // 2nd checkpoint fails after the other ranks committed their regions. The
 // program goes on; while it waits (PMCR_TEST_MARKER), the test checks that
