@@ -58,7 +58,7 @@ void Pool::seal_header(const auth::Key* key) {
 
 void Pool::authenticate(const PoolKey& key) {
   auto* h = reinterpret_cast<PoolHeader*>(base_);
-  const bool old = h->layout_version == 1;  // version 1 had no MAC: the bytes after its header are zero
+  const bool old = h->layout_version == 1 || torn_upgrade_;  // version 1 had no MAC: the bytes after its header are zero
   if (old && (h->mac_kind != 0 || !all_zero(h->mac, sizeof h->mac)))
     throw Error(PMCR_E_CORRUPT, "pool " + path_ + " has a damaged header (layout version 1 with a MAC)");
   if (h->mac_kind == kMacHmacSha256) {
@@ -80,19 +80,24 @@ void Pool::authenticate(const PoolKey& key) {
                                    "), so it cannot prove it is this server's: to bind it to the key of --key-file, "
                                    "start pmserver once with --adopt-pool");
   if (!old && !key.adopt) return;
-  // An upgrade of a version 1 header, and the binding of a pool to a key,
-  // are one header rewrite: a crash leaves the old header or the new one
-  // whole only where the header's 128 bytes persist together (one page here;
-  // a torn write fails the checksum and is reported, never served).
+  // Each step survives a crash at any point: the upgrade's two words are
+  // recognised torn (validate), and the MAC is written before the one
+  // 8-byte word (mac_kind) that makes it count.
   if (old) {
     h->layout_version = kLayoutVersion;
+    h->checksum = header_checksum(h);
+    persist(h, kIdentitySize);
     upgraded_ = true;
-    spdlog::warn("pool {}: upgraded from layout version 1; its jobs have no owner record and are left to the admins "
-                 "(root, pmserver --admin-group) until deleted", path_);
+    spdlog::warn("pool {}: upgraded from layout version 1; its jobs had no owner and go to the one principal of "
+                 "--auth key and none", path_);
   }
-  seal_header(key.adopt ? key.key : nullptr);
-  persist(h, sizeof *h);
-  if (key.adopt && key.key) spdlog::warn("pool {}: now bound to the key of --key-file (--adopt-pool)", path_);
+  if (key.adopt && key.key) {
+    const auth::Mac mac = auth::pool_mac(*key.key, h, kIdentitySize);
+    std::memcpy(h->mac, mac.data(), sizeof h->mac);
+    persist(h->mac, sizeof h->mac);
+    store_persist(&h->mac_kind, kMacHmacSha256);
+    spdlog::warn("pool {}: now bound to the key of --key-file (--adopt-pool)", path_);
+  }
 }
 
 namespace {
@@ -299,7 +304,7 @@ void Pool::format(uint64_t size, const auth::Key* key) {
                slots, format_size(h->data_size), data_offset);
 }
 
-void Pool::validate(uint64_t file_size, std::optional<uint64_t> size) const {
+void Pool::validate(uint64_t file_size, std::optional<uint64_t> size) {
   const PoolHeader* h = header();
   if (h->magic != kPoolMagic)
     throw Error(PMCR_E_CORRUPT, "file " + path_ + " is not a pmcr pool (bad magic); refusing to touch it: "
@@ -307,8 +312,16 @@ void Pool::validate(uint64_t file_size, std::optional<uint64_t> size) const {
   if (h->layout_version != kLayoutVersion && h->layout_version != 1)
     throw Error(PMCR_E_CORRUPT, "pool " + path_ + " has layout version " + std::to_string(h->layout_version) +
                                     "; this pmserver reads versions 1 to " + std::to_string(kLayoutVersion));
-  if (h->checksum != header_checksum(h))
-    throw Error(PMCR_E_CORRUPT, "pool " + path_ + " has a damaged header (checksum mismatch)");
+  if (h->checksum != header_checksum(h)) {
+    // An upgrade from version 1 rewrites two words (version, checksum): a
+    // crash between them leaves one new, one old. Such a header is whole
+    // otherwise, and the upgrade is done again.
+    PoolHeader other = *h;
+    other.layout_version = h->layout_version == 1 ? kLayoutVersion : 1;
+    if (other.checksum != header_checksum(&other) || !all_zero(h->mac, sizeof h->mac) || h->mac_kind != kMacNone)
+      throw Error(PMCR_E_CORRUPT, "pool " + path_ + " has a damaged header (checksum mismatch)");
+    torn_upgrade_ = true;
+  }
   if (h->pool_size != file_size)
     throw Error(PMCR_E_CORRUPT, "pool " + path_ + " header says " + format_size(h->pool_size) + " but the file has " +
                                     format_size(file_size) + " (was it truncated or extended?)");

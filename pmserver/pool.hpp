@@ -75,7 +75,7 @@ class Pool {
  private:
   Pool() = default;
   void format(uint64_t size, const auth::Key* key);
-  void validate(uint64_t file_size, std::optional<uint64_t> size) const;
+  void validate(uint64_t file_size, std::optional<uint64_t> size);
   // Checks the header's MAC under KEY, upgrades a version 1 header, and
   // binds a pool without a MAC when KEY.adopt says so.
   void authenticate(const PoolKey& key);
@@ -92,6 +92,7 @@ class Pool {
   void* (*memset_)(void*, int, size_t, unsigned) = nullptr;
   bool formatted_now_ = false;
   bool upgraded_ = false;
+  bool torn_upgrade_ = false;  // a crash cut an upgrade from version 1 short: it is done again
 };
 
 }  // namespace pmcr::server
