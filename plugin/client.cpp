@@ -33,6 +33,17 @@ void on_recv_done(void*, ucs_status_t status, size_t, void* user_data) {
 
 }  // namespace
 
+template <class R>
+R Client::handshake(proto::RequestBody body, const char* what) {
+  proto::Request req{next_tag_++, std::move(body)};
+  start();
+  proto::Reply rep = exchange(proto::encode(req), req.tag, Limit{options_.connect_timeout, "PMCR_CONNECT_TIMEOUT"});
+  if (rep.status != 0) throw Error(rep.status, "pmserver at " + options_.server + " refused " + what + ": " + rep.message);
+  if (!std::holds_alternative<R>(rep.body))
+    throw Error(PMCR_E_PROTOCOL, "pmserver at " + options_.server + " answered " + what + " with the wrong message");
+  return std::get<R>(rep.body);
+}
+
 Client::Client(Options options) : options_(std::move(options)), context_("pmcr"), worker_(context_) {
   const HostPort hp = parse_host_port(options_.server, kDefaultPort);
   options_.server = to_string(hp);
@@ -60,14 +71,8 @@ Client::Client(Options options) : options_(std::move(options)), context_("pmcr")
   hello.client = (options_.name.empty() ? std::string("pmcr") : options_.name) + "@" + host;
   hello.pid = static_cast<uint32_t>(getpid());
   hello.nonce = auth::make_nonce();
-  proto::Request req{next_tag_++, hello};
   try {
-    start();
-    proto::Reply rep = exchange(proto::encode(req), req.tag, Limit{options_.connect_timeout, "PMCR_CONNECT_TIMEOUT"});
-    if (rep.status != 0) throw Error(rep.status, "pmserver at " + options_.server + " refused HELLO: " + rep.message);
-    if (!std::holds_alternative<proto::HelloReply>(rep.body))
-      throw Error(PMCR_E_PROTOCOL, "pmserver at " + options_.server + " answered HELLO with the wrong message");
-    hello_ = std::get<proto::HelloReply>(rep.body);
+    hello_ = handshake<proto::HelloReply>(hello, "HELLO");
   } catch (const Error& e) {
     const int code = (e.code() == PMCR_E_SERVER_LOST || e.code() == PMCR_E_TIMEDOUT) ? PMCR_E_UNREACHABLE : e.code();
     throw Error(code, std::string(e.what()) +
@@ -76,16 +81,8 @@ Client::Client(Options options) : options_(std::move(options)), context_("pmcr")
                                : ""));
   }
   // AUTH: a failure here is the server's final word on this connection.
-  {
-    proto::Request auth{next_tag_++, make_auth(options_.credential, options_.server, hello_, hello.nonce)};
-    start();
-    proto::Reply rep = exchange(proto::encode(auth), auth.tag, Limit{options_.connect_timeout, "PMCR_CONNECT_TIMEOUT"});
-    if (rep.status != 0) throw Error(rep.status, "pmserver at " + options_.server + " refused AUTH: " + rep.message);
-    if (!std::holds_alternative<proto::AuthReply>(rep.body))
-      throw Error(PMCR_E_PROTOCOL, "pmserver at " + options_.server + " answered AUTH with the wrong message");
-    identity_ = std::get<proto::AuthReply>(rep.body);
-    check_server(options_.credential, options_.server, hello_, hello.nonce, identity_);
-  }
+  identity_ = handshake<proto::AuthReply>(make_auth(options_.credential, options_.server, hello_, hello.nonce), "AUTH");
+  check_server(options_.credential, options_.server, hello_, hello.nonce, identity_);
   if (options_.data_path == DataPath::Rma && !hello_.rma)
     throw Error(PMCR_E_CONFIG,
                 "PMCR_DATA_PATH=rma: pmserver at " + options_.server + " does not offer put/get on this connection, which "

@@ -161,6 +161,10 @@ class Client {
                                   const ucp_am_recv_param_t* param);
 
   proto::ReplyBody call(proto::RequestBody body);
+  // One request of the handshake (HELLO, AUTH), within PMCR_CONNECT_TIMEOUT:
+  // its reply, or an error naming WHAT.
+  template <class R>
+  R handshake(proto::RequestBody body, const char* what);
   proto::Reply exchange(const std::vector<uint8_t>& bytes, uint64_t tag, const Limit& limit);
   // Progresses until REQUEST completes; throws on failure, or when nothing
   // progressed for LIMIT.

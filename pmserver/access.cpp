@@ -15,11 +15,12 @@ constexpr bool rules_in_order() {
 }
 static_assert(rules_in_order(), "kRules needs exactly one line per request type, in the order of proto::Type");
 
-// The job a request names, if its type has a `job` field.
 template <class T, class = void>
 struct HasJob : std::false_type {};
 template <class T>
 struct HasJob<T, std::void_t<decltype(std::declval<const T&>().job)>> : std::true_type {};
+
+}  // namespace
 
 const std::string* job_of(const proto::RequestBody& body) {
   return std::visit(
@@ -29,8 +30,6 @@ const std::string* job_of(const proto::RequestBody& body) {
       },
       body);
 }
-
-}  // namespace
 
 const Rule& rule_for(proto::Type type) { return kRules[static_cast<size_t>(type) - 1]; }
 

@@ -45,6 +45,9 @@ inline constexpr Rule kRules[] = {
 
 const Rule& rule_for(proto::Type type);
 
+// The job a request names, if its type has a `job` field.
+const std::string* job_of(const proto::RequestBody& request);
+
 // May WHO see JOB (owned by OWNER, or free if none)?
 bool visible(const Principal& who, std::optional<uint32_t> owner);
 

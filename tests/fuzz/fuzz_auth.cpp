@@ -8,6 +8,7 @@
 
 #include "access.hpp"
 #include "catalogue.hpp"
+#include "code_of.hpp"
 #include "credentials.hpp"
 #include "error.hpp"
 #include "pool.hpp"
@@ -15,6 +16,8 @@
 
 namespace pmcr::fuzz {
 namespace {
+
+using test::code_of;
 
 constexpr uint32_t kOwner = 1000, kStranger = 1001;
 
@@ -44,29 +47,6 @@ World& world() {
   return w;
 }
 
-template <class T, class = void>
-struct HasJob : std::false_type {};
-template <class T>
-struct HasJob<T, std::void_t<decltype(std::declval<const T&>().job)>> : std::true_type {};
-
-const std::string* named_job(const proto::RequestBody& body) {
-  return std::visit(
-      [](const auto& m) -> const std::string* {
-        if constexpr (HasJob<std::decay_t<decltype(m)>>::value) return &m.job;
-        else return nullptr;
-      },
-      body);
-}
-
-int code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  return 0;
-}
-
 }  // namespace
 
 std::string check_auth(const uint8_t* data, size_t size) {
@@ -91,7 +71,7 @@ std::string check_auth(const uint8_t* data, size_t size) {
   }
 
   // A stranger never reaches the victim's job; the owner always may.
-  const std::string* job = named_job(req.body);
+  const std::string* job = server::job_of(req.body);
   if (job && *job == "victim" && need != server::Need::Nothing && need != server::Need::Any &&
       need != server::Need::Handle) {
     const server::Principal stranger{kStranger, kStranger, false, "stranger"}, owner{kOwner, kOwner, false, "owner"};

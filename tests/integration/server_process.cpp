@@ -112,15 +112,6 @@ size_t open_fds(pid_t pid) {
   return n;
 }
 
-int code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  return 0;
-}
-
 std::vector<uint8_t> pattern(size_t n, uint64_t seed) {
   std::vector<uint8_t> v(n);
   std::mt19937_64 rng(seed);

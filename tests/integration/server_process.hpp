@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "client.hpp"
+#include "code_of.hpp"
 #include "local_server.hpp"
 
 namespace pmcr::test {
@@ -86,7 +87,5 @@ std::string token_after(const std::string& text, const std::string& prefix, cons
 // How many file descriptors process PID has open.
 size_t open_fds(pid_t pid);
 
-// The PMCR_E_* code F throws as pmcr::Error, 0 if it returns.
-int code_of(const std::function<void()>& f);
 
 }  // namespace pmcr::test

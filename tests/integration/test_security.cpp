@@ -25,6 +25,8 @@
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using namespace std::chrono_literals;
+using pmcr::test::code_of;
+using pmcr::test::message_of;
 using pmcr::test::pattern;
 using pmcr::test::ServerConfig;
 using pmcr::test::ServerProcess;
@@ -33,24 +35,6 @@ using pmcr::test::UcxPeers;
 namespace proto = pmcr::proto;
 
 namespace {
-
-int code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const pmcr::Error& e) {
-    return e.code();
-  }
-  return 0;
-}
-
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const pmcr::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 void new_key(const std::string& path) {
   ::unlink(path.c_str());

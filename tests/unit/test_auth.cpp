@@ -8,23 +8,16 @@
 
 #include "access.hpp"
 #include "auth.hpp"
+#include "code_of.hpp"
 #include "error.hpp"
 #include "fuzz_auth.hpp"
 #include "fuzz_protocol.hpp"
 
 using namespace pmcr;
 namespace proto = pmcr::proto;
+using pmcr::test::code_of;
 
 namespace {
-
-int code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  return 0;
-}
 
 std::string temp(const std::string& tag) {
   return "/dev/shm/pmcr-unit-auth-" + std::to_string(getpid()) + "-" + tag;

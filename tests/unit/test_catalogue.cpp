@@ -11,12 +11,14 @@
 
 #include "catalogue.hpp"
 #include "checksum.hpp"
+#include "code_of.hpp"
 #include "error.hpp"
 #include "fault.hpp"
 #include "protocol.hpp"
 
 using namespace pmcr::server;
 using pmcr::Error;
+using pmcr::test::code_of;
 
 namespace {
 
@@ -77,15 +79,6 @@ class CatalogueTest : public ::testing::Test {
     cat_->close_region(v.handle);
     return out;
   }
-  int code_of(const std::function<void()>& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return e.code();
-    }
-    return 0;
-  }
-
   std::string path_;
   std::unique_ptr<Pool> pool_;
   std::unique_ptr<Catalogue> cat_;

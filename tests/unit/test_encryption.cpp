@@ -4,21 +4,14 @@
 #include <random>
 #include <set>
 
+#include "code_of.hpp"
 #include "encryption.hpp"
 #include "error.hpp"
 
 using namespace pmcr;
+using pmcr::test::code_of;
 
 namespace {
-
-int code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  return 0;
-}
 
 std::vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
   std::vector<uint8_t> v(n);
