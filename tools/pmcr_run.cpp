@@ -42,8 +42,8 @@
 #include <thread>
 #include <vector>
 
-#include "client.hpp"
 #include "auth.hpp"
+#include "client.hpp"
 #include "error.hpp"
 #include "local_server.hpp"
 #include "process.hpp"
@@ -336,6 +336,9 @@ int main(int argc, char** argv) {
     if (server) server->stop();
     return code;
   } catch (const Error& e) {
+    say(std::string("error: ") + e.what());
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
     say(std::string("error: ") + e.what());
     return 1;
   }

@@ -40,7 +40,7 @@ PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig cc "$SRC/examples/cmake-consumer/main.c" -
 # second run resumes where the first stopped.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 UCX_NET_DEVICES=lo
 POOL=/dev/shm/pmcr-install-$$.pool
-trap 'rm -rf "$PREFIX" "$POOL" "$POOL.log"' EXIT
+trap 'rm -rf "$PREFIX" "$POOL" "$POOL.log" "$POOL.key"' EXIT
 run() { "$PREFIX/bin/pmcr-run" --local-pool "$POOL" --local-size 64M --servers 127.0.0.1:0 --job consumer \
           --max-restarts 0 -- "$MPIEXEC" -n 2 "$@" 2>&1; }
 out=$(run "$PREFIX/consumer/pmcr_consumer" 3) || { echo "$out"; exit 1; }

@@ -84,6 +84,7 @@ TempPath::TempPath(const std::string& tag) {
 TempPath::~TempPath() {
   ::unlink(path_.c_str());
   ::unlink((path_ + ".log").c_str());
+  ::unlink((path_ + ".key").c_str());  // pmcr-run --local-pool's key of the pool
 }
 
 int run_cli(const std::vector<std::string>& args, std::string* out, std::string* err) {

@@ -99,6 +99,38 @@ TEST(PmcrRun, DoesNotRelaunchAFailureThatCannotGoAwayByItself) {
   EXPECT_EQ(r.out.find("attempt 2 of"), std::string::npos) << r.out;
 }
 
+// PMCR_ENCRYPT=1 without a data key: pmcr-run makes one for the job (mode
+// 0600 in a 0700 directory of HOME), says so, and uses it again in the next
+// run, which restarts bit-exact from the encrypted checkpoint.
+TEST(PmcrRun, EncryptsWithADataKeyOfTheJobsOwn) {
+  TempPath pool("encrypted");
+  const std::string home = "/tmp/pmcr-home-" + std::to_string(::getpid());
+  tools::run({"rm", "-rf", home}, {}, 30s, false);
+  ASSERT_EQ(::mkdir(home.c_str(), 0755), 0);
+  const std::string job = job_name();
+  const auto phase = [&](const char* filter) {
+    std::vector<std::string> argv = {PMCR_RUN, "--local-pool", pool.str(), "--local-size", "64M", "--servers",
+                                     "127.0.0.1:0", "--job", job, "--max-restarts", "0", "--"};
+    const auto cmd = mpiexec(2, {PMCR_MPI_API_TEST, "--gtest_also_run_disabled_tests", std::string("--gtest_filter=") + filter});
+    argv.insert(argv.end(), cmd.begin(), cmd.end());
+    return run(argv, {"HOME=" + home, "PMCR_ENCRYPT=1"}, 120s);
+  };
+  JobRun r = phase("*EncryptedWrite");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("made a data key for job"), std::string::npos) << r.out;
+  const std::string key = home + "/.pmcr/keys/" + job + ".key";
+  struct stat st {};
+  ASSERT_EQ(::stat(key.c_str(), &st), 0) << r.out;
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat((home + "/.pmcr/keys").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  r = phase("*EncryptedRestart");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("all passed"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("made a data key"), std::string::npos) << "a second key for the same job: " << r.out;
+  tools::run({"rm", "-rf", home}, {}, 30s, false);
+}
+
 // pmcr-run killed with SIGKILL cannot clean up: its children (the launch
 // command and pmserver) must go by themselves, so that a rerun finds the
 // pool free.
