@@ -217,6 +217,13 @@ void Catalogue::claim_job(const std::string& job, uint32_t uid, uint32_t gid) {
   if (owners_.size() >= kMaxJobs)
     throw Error(PMCR_E_QUOTA, "pmserver knows " + std::to_string(kMaxJobs) +
                                   " job names already; delete jobs ('pmcr rm --job NAME') or restart it");
+  // One user cannot take every name: the one principal of --auth key and
+  // none (everyone there is) is bounded by the server's limit alone.
+  uint32_t& mine = claims_[uid];
+  if (uid != proto::kSharedPrincipal && mine >= kMaxJobsPerOwner)
+    throw Error(PMCR_E_QUOTA, "this user owns " + std::to_string(mine) + " job names on pmserver, the most one owner "
+                              "may; delete jobs it no longer needs ('pmcr rm --job NAME')");
+  mine++;
   owners_[job] = JobOwner{uid, gid, UINT32_MAX};
 }
 
@@ -238,7 +245,10 @@ void Catalogue::release_job(const std::string& job, bool forget) {
     free_record(it->second.slot);
     it->second.slot = UINT32_MAX;
   }
-  if (forget || it->second.uid == kUnknownOwner) owners_.erase(it);
+  if (forget || it->second.uid == kUnknownOwner) {
+    if (auto c = claims_.find(it->second.uid); c != claims_.end() && --c->second == 0) claims_.erase(c);
+    owners_.erase(it);
+  }
 }
 
 uint64_t Catalogue::current_attempt(const std::string& job) const {
@@ -845,6 +855,7 @@ void Catalogue::recover() {
     spdlog::warn("job '{}' has no owner record; only admins may see or delete it", job);
     owners_[job] = JobOwner{kUnknownOwner, 0, UINT32_MAX};
   }
+  for (const auto& [job, owner] : owners_) claims_[owner.uid]++;
 }
 
 }  // namespace pmcr::server

@@ -51,6 +51,8 @@ using Owner = uint64_t;  // the connection that created a region; 0 = none
 // The uid of a job whose owner record is missing or damaged: only admins
 // may see or touch it.
 constexpr uint32_t kUnknownOwner = 0xffffffff;
+// Job names one owner may hold at once (a user cannot take every name).
+constexpr uint32_t kMaxJobsPerOwner = 1u << 16;
 
 struct RegionKey {
   std::string job;
@@ -141,7 +143,8 @@ class Catalogue {
   // damaged), or nothing if the name is free.
   std::optional<uint32_t> job_owner(const std::string& job) const;
   // Makes JOB UID's if the name is free (no-op if it is UID's already).
-  // Throws PERM (another's), INVAL (name), QUOTA (too many jobs).
+  // Throws PERM (another's), INVAL (name), QUOTA (too many jobs, or
+  // kMaxJobsPerOwner of UID's).
   void claim_job(const std::string& job, uint32_t uid, uint32_t gid);
 
   // Creates (or, for its own owner, replaces) an unsealed region. Throws
@@ -271,6 +274,7 @@ class Catalogue {
     uint32_t slot = UINT32_MAX;  // its record, while the job holds something
   };
   std::unordered_map<std::string, JobOwner> owners_;
+  std::unordered_map<uint32_t, uint32_t> claims_;  // job names by owner
   uint64_t last_attempt_ = 0;
   uint64_t next_sequence_ = 1;
   uint32_t regions_ = 0;

@@ -582,3 +582,16 @@ TEST_F(CatalogueTest, AnUpgradeCutShortIsFinishedAtTheNextStart) {
   rewrite(3, 2);  // neither: damaged
   EXPECT_EQ(code_of([&] { Pool::open_or_create(path_, std::nullopt); }), PMCR_E_CORRUPT);
 }
+
+// One user cannot take every job name: past kMaxJobsPerOwner its claims are
+// refused (QUOTA), others' are not, and deleting a job gives one back.
+TEST_F(CatalogueTest, OneOwnerCannotTakeEveryJobName) {
+  for (uint32_t i = 0; i < kMaxJobsPerOwner; ++i) cat_->claim_job("j" + std::to_string(i), 1000, 1000);
+  EXPECT_EQ(code_of([&] { cat_->claim_job("one-more", 1000, 1000); }), PMCR_E_QUOTA);
+  EXPECT_NO_THROW(cat_->claim_job("someone-else", 1001, 1001));
+  EXPECT_NO_THROW(cat_->claim_job("j0", 1000, 1000)) << "its own names stay its own";
+  write("j0", 1, 0, 0, pattern(10, 1));
+  seal("j0", 1, 1, 1);
+  cat_->delete_versions("j0", std::nullopt);
+  EXPECT_NO_THROW(cat_->claim_job("one-more", 1000, 1000));
+}
