@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "error.hpp"
+#include "files.hpp"
 
 namespace pmcr::auth {
 namespace {
@@ -138,12 +139,11 @@ void write_key_file(const std::string& path, const Key& key) {
     ::unlink(path.c_str());
     throw Error(PMCR_E_IO, "cannot write the key file " + path + ": " + std::strerror(err));
   }
-  // The new name durable too: a pool bound to this key must not outlive it.
-  const auto slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
+  // The new name durable too: a pool bound to this key must not outlive it
+  // (best effort: the key itself is written and synced).
+  try {
+    sync_directory(parent_directory(path));
+  } catch (const Error&) {
   }
 }
 

@@ -8,19 +8,25 @@
 #include <cstring>
 #include <memory>
 #include <type_traits>
+#include <utility>
 
 #include "error.hpp"
 
 namespace pmcr::server {
 namespace {
 
-std::string user_name(uint32_t uid) {
+// The account of UID, if this host knows it: its name and primary group.
+std::optional<std::pair<std::string, gid_t>> account(uint32_t uid) {
   struct passwd pw {};
   struct passwd* found = nullptr;
   char buf[1024];
-  if (::getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found)
-    return "user " + std::string(found->pw_name) + " (uid " + std::to_string(uid) + ")";
-  return "uid " + std::to_string(uid);
+  if (::getpwuid_r(uid, &pw, buf, sizeof buf, &found) != 0 || !found) return std::nullopt;
+  return std::make_pair(std::string(found->pw_name), found->pw_gid);
+}
+
+std::string user_name(uint32_t uid) {
+  const auto a = account(uid);
+  return a ? "user " + a->first + " (uid " + std::to_string(uid) + ")" : "uid " + std::to_string(uid);
 }
 
 }  // namespace
@@ -34,15 +40,13 @@ bool Credentials::is_admin(uint32_t uid, uint32_t gid) const {
   if (uid == 0) return true;
   if (!options_.admin_group) return false;
   if (gid == *options_.admin_group) return true;
-  struct passwd pw {};
-  struct passwd* found = nullptr;
-  char buf[1024];
-  if (::getpwuid_r(uid, &pw, buf, sizeof buf, &found) != 0 || !found) return false;
+  const auto a = account(uid);
+  if (!a) return false;
   int n = 64;
   std::vector<gid_t> groups(static_cast<size_t>(n));
-  if (::getgrouplist(found->pw_name, found->pw_gid, groups.data(), &n) < 0) {
+  if (::getgrouplist(a->first.c_str(), a->second, groups.data(), &n) < 0) {
     groups.resize(static_cast<size_t>(n));
-    if (::getgrouplist(found->pw_name, found->pw_gid, groups.data(), &n) < 0) return false;
+    if (::getgrouplist(a->first.c_str(), a->second, groups.data(), &n) < 0) return false;
   }
   for (int i = 0; i < n; ++i)
     if (groups[static_cast<size_t>(i)] == *options_.admin_group) return true;

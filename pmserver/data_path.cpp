@@ -58,14 +58,11 @@ void Server::receive(PendingData& d) {
   // superseded, reclaimed or committed meanwhile).
   RegionView v;
   try {
-    c.grants->check(h.handle, Grants::Right::Write, h.offset, d.length);
+    c.grants->check(h.handle, Grants::Right::Write, h.offset, d.length);  // and the bounds
     v = catalogue_.writable_region(h.handle, c.id);
   } catch (const Error& e) {
     return drop(&c, e.what());
   }
-  if (h.offset > v.size || d.length > v.size - h.offset)
-    return drop(&c, std::to_string(d.length) + " bytes at offset " + std::to_string(h.offset) +
-                        " do not fit a region of " + std::to_string(v.size) + " bytes");
   uint8_t* dest = pool_.base() + v.offset + h.offset;
   if (!d.desc) {
     std::memcpy(dest, d.bytes.data(), d.length);
@@ -182,8 +179,9 @@ const Server::Registration& Server::registration(uint64_t offset, uint64_t capac
 }
 
 void Server::unregister(uint64_t offset) {
-  for (auto& [ep, c] : connections_)
-    if (c->rma) c->grants->revoke_extent(offset);
+  if (rma_offered_)  // only then may a grant hold a remote key
+    for (auto& [ep, c] : connections_)
+      if (c->rma) c->grants->revoke_extent(offset);
   auto it = registrations_.find(offset);
   if (it == registrations_.end()) return;
   const ucs_status_t st = ucp_mem_unmap(context_.get(), it->second.memh);

@@ -53,7 +53,10 @@ const Grants::Entry& Grants::allow_write(const RegionView& region) {
 
 const Grants::Entry& Grants::allow_read(const RegionView& region) {
   auto it = entries_.find(region.handle);
-  if (it != entries_.end() && it->second.right != Right::Read) revoke(region.handle), it = entries_.end();
+  if (it != entries_.end() && it->second.right != Right::Read) {
+    revoke(region.handle);
+    it = entries_.end();
+  }
   if (it == entries_.end()) {
     Entry e;
     e.region = region;

@@ -21,6 +21,7 @@
 #include "checksum.hpp"
 #include "error.hpp"
 #include "fault.hpp"
+#include "files.hpp"
 #include "text.hpp"
 
 namespace pmcr::server {
@@ -101,16 +102,6 @@ void Pool::authenticate(const PoolKey& key) {
 }
 
 namespace {
-
-// Makes a new directory entry durable.
-void sync_directory(const std::string& path) {
-  const auto slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  if (::fsync(fd) != 0) spdlog::warn("fsync of directory {}: {}", dir, std::strerror(errno));
-  ::close(fd);
-}
 
 // The process holding a flock on the file of ST, from /proc/locks (0 if
 // unknown). Lines read "1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF".
@@ -231,7 +222,11 @@ Pool Pool::open_or_create(const std::string& path, std::optional<uint64_t> size,
         throw_errno("cannot create pool " + path, errno);
       }
       ::unlink(creating.c_str());
-      sync_directory(path);
+      try {
+        sync_directory(parent_directory(path));  // the new pool's name durable
+      } catch (const Error& e) {
+        spdlog::warn("{}", e.what());
+      }
       pool.formatted_now_ = true;
     } else if (h->magic == 0 && all_zero(pool.base_, kHeaderSize)) {
       // A fresh device (DAX devices cannot be created, only formatted).

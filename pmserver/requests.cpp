@@ -289,7 +289,7 @@ proto::HelloReply Server::hello(Connection& c, const proto::Hello& m) {
   c.client_nonce = m.nonce;
   c.server_nonce = auth::make_nonce();
   proto::HelloReply r;
-  r.transport = ucx::ep_transports(c.ep);
+  c.transport = r.transport = ucx::ep_transports(c.ep);
   c.rma = rma_offered_ && rkeys_enforced(r.transport);
   c.grants->set_rma(c.rma);
   r.rma = c.rma;
@@ -322,8 +322,8 @@ proto::AuthReply Server::authenticate(Connection& c, const proto::Auth& m) {
   r.gid = c.principal->gid;
   r.admin = c.principal->admin;
   r.principal = c.principal->name;
-  spdlog::info("connection {} ({}): {} over {}, authenticated ({}) as {}{}", c.id, c.peer, c.client,
-               ucx::ep_transports(c.ep), proto::auth_method_name(m.method), c.principal->name,
+  spdlog::info("connection {} ({}): {} over {}, authenticated ({}) as {}{}", c.id, c.peer, c.client, c.transport,
+               proto::auth_method_name(m.method), c.principal->name,
                c.principal->admin ? " (admin)" : "");
   return r;
 }

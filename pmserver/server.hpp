@@ -86,6 +86,7 @@ class Server {
     ucp_ep_h ep = nullptr;
     std::string peer;
     std::string client;
+    std::string transport;  // UCX transports of its lanes, from HELLO
     Clock::time_point accepted;
     bool hello = false;
     std::optional<Principal> principal;  // once AUTH succeeded

@@ -24,6 +24,7 @@
 #include "auth.hpp"
 #include "encryption.hpp"
 #include "error.hpp"
+#include "files.hpp"
 #include "text.hpp"
 
 namespace fs = std::filesystem;
@@ -179,15 +180,6 @@ void cmd_ls(const std::string& server, const std::string& job, bool as_json) {
   }
 }
 
-// Makes a directory's entries durable.
-void sync_dir(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw Error(PMCR_E_IO, "cannot open " + dir.string() + ": " + std::strerror(errno));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) throw Error(PMCR_E_IO, "cannot sync " + dir.string() + ": " + std::strerror(errno));
-}
-
 // An export is written into a temporary directory beside DIR and renamed
 // to DIR only once every region verified against its checksum: DIR either
 // does not appear, or holds the whole version and its manifest.
@@ -241,11 +233,11 @@ void cmd_export(const std::string& server, const std::string& job, std::optional
       out.sync();  // durable before the rename makes it visible
     }
     for (const auto& entry : fs::directory_iterator(tmp))
-      if (entry.is_directory()) sync_dir(entry.path());
-    sync_dir(tmp);
+      if (entry.is_directory()) pmcr::sync_directory(entry.path());
+    pmcr::sync_directory(tmp);
     if (::rename(tmp.c_str(), dir.c_str()) != 0)
       throw Error(PMCR_E_IO, "cannot rename " + tmp.string() + " to " + dir.string() + ": " + std::strerror(errno));
-    sync_dir(dir.parent_path());
+    pmcr::sync_directory(dir.parent_path());
   } catch (...) {
     fs::remove_all(tmp, ec);
     throw;

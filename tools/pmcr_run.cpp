@@ -122,6 +122,13 @@ std::string restart_point(const std::string& server, const std::string& job) {
   }
 }
 
+// Makes a new key in FILE (mode 0600) unless FILE exists; true if it did.
+bool make_key_if_absent(const std::string& file) {
+  if (::access(file.c_str(), F_OK) == 0) return false;
+  auth::write_key_file(file, auth::Key::generate());
+  return true;
+}
+
 // Whether the pmserver at SERVER answers a STAT within a few seconds.
 bool answers(const std::string& server) {
   try {
@@ -197,11 +204,9 @@ int main(int argc, char** argv) {
       std::filesystem::permissions(dir.parent_path(), std::filesystem::perms::owner_all);
       std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
       const std::string file = (dir / (job + ".key")).string();
-      if (::access(file.c_str(), F_OK) != 0) {
-        auth::write_key_file(file, auth::Key::generate());
+      if (make_key_if_absent(file))
         say("made a data key for job " + job + ": " + file + " (keep it: the job's encrypted checkpoints cannot be "
             "read without it)");
-      }
       ::setenv("PMCR_DATA_KEY_FILE", file.c_str(), 1);
     }
 
@@ -231,9 +236,8 @@ int main(int argc, char** argv) {
       // The local server authenticates its clients with a key of its own,
       // kept beside the pool (mode 0600) and handed to the job.
       const std::string key_file = std::filesystem::absolute(local_pool + ".key").string();
-      if (::access(key_file.c_str(), F_OK) != 0) {
-        const bool existing_pool = ::access(local_pool.c_str(), F_OK) == 0;
-        auth::write_key_file(key_file, auth::Key::generate());
+      const bool existing_pool = ::access(local_pool.c_str(), F_OK) == 0;
+      if (make_key_if_absent(key_file)) {
         say("made a key for the local pmserver: " + key_file);
         if (existing_pool) so.args.push_back("--adopt-pool");  // a pool from before keys: bound to the new one
       }

@@ -87,11 +87,16 @@ TempPath::~TempPath() {
   ::unlink((path_ + ".key").c_str());  // pmcr-run --local-pool's key of the pool
 }
 
-int run_cli(const std::vector<std::string>& args, std::string* out, std::string* err) {
+pmcr::tools::RunResult run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env) {
   std::vector<std::string> argv = {PMCR_CLI_PATH};
   argv.insert(argv.end(), args.begin(), args.end());
-  const auto r = pmcr::tools::run(argv, {}, 60s, false);
+  auto r = pmcr::tools::run(argv, env, 60s, false);
   if (r.code < 0) ADD_FAILURE() << "pmcr CLI hung: killed after 60 s";
+  return r;
+}
+
+int run_cli(const std::vector<std::string>& args, std::string* out, std::string* err) {
+  const auto r = run_cli(args, std::vector<std::string>{});
   if (out) *out = r.out;
   if (err) *err = r.err;
   return r.code;

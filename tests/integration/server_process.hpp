@@ -13,6 +13,7 @@
 #include "client.hpp"
 #include "code_of.hpp"
 #include "local_server.hpp"
+#include "process.hpp"
 
 namespace pmcr::test {
 
@@ -77,6 +78,8 @@ class TempPath {
 
 // Runs the build-tree `pmcr` CLI; returns the exit status, fills stdout/err.
 int run_cli(const std::vector<std::string>& args, std::string* out, std::string* err = nullptr);
+// The same with ENV added (NAME=VALUE); stdout and stderr apart.
+pmcr::tools::RunResult run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env);
 
 std::vector<uint8_t> pattern(size_t n, uint64_t seed);
 

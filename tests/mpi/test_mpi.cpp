@@ -103,11 +103,9 @@ TEST(Api, EncryptedCheckpointsShowNothingAndNeedTheirKey) {
   };
   phase("*EncryptedWrite", key.str(), nullptr);
   const std::string dir = "/tmp/pmcr-encrypted-export-" + std::to_string(::getpid());
-  const auto cli = [&](const std::vector<std::string>& args, const std::vector<std::string>& env) {
-    std::vector<std::string> argv = {PMCR_CLI_PATH};
-    argv.insert(argv.end(), args.begin(), args.end());
-    argv.insert(argv.end(), {"--server", server.address()});
-    return tools::run(argv, env, 60s, false);
+  const auto cli = [&](std::vector<std::string> args, const std::vector<std::string>& env) {
+    args.insert(args.end(), {"--server", server.address()});
+    return run_cli(args, env);
   };
   tools::run({"rm", "-rf", dir, dir + "-2", dir + "-3"}, {}, 30s, false);
   auto r = cli({"export", "--job", job + ".encrypted", dir}, {});
