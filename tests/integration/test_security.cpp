@@ -515,3 +515,51 @@ TEST(Security, AClientWithAKeyRefusesAServerThatAsksForLess) {
   o.credential = pmcr::client::Credential::from("none", key.str(), "");
   EXPECT_NO_THROW(pmcr::client::Client c(o));
 }
+
+// A peer that says HELLO and then stalls before AUTH holds its connection
+// only until --hello-timeout; an AUTH that lies about its credential's size
+// is malformed.
+TEST(Security, APeerThatStallsBeforeAuthIsDropped) {
+  TempPath pool("pool");
+  ServerProcess server(ServerConfig(pool.str(), "64M", 0, {}, {"--hello-timeout", "1s"}));
+  ASSERT_TRUE(server.start()) << server.log();
+  UcxPeers peers;
+  ASSERT_EQ(peers.connect(server.address(), 2, false, 200ms), 2u);
+  peers.send(0, proto::encode(proto::Request{1, proto::Hello{"staller", 1, pmcr::auth::make_nonce()}}));
+  std::vector<uint8_t> lie = proto::encode(proto::Request{2, proto::Auth{proto::AuthMethod::None, {}}});
+  lie[lie.size() - 4] = 0xff;  // an empty credential whose length field says 255 bytes follow
+  peers.send(1, proto::encode(proto::Request{3, proto::Hello{"liar", 1, pmcr::auth::make_nonce()}}));
+  peers.send(1, lie);
+  EXPECT_TRUE(wait_until([&] { peers.progress_for(5ms); return peers.reply(2).has_value(); }, 10s));
+  if (peers.reply(2)) {
+    EXPECT_EQ(peers.reply(2)->status, PMCR_E_PROTOCOL) << peers.reply(2)->message;
+  }
+  EXPECT_TRUE(wait_until([&] { peers.progress_for(5ms); return peers.failed(0) && peers.failed(1); }, 10s))
+      << "connections that never authenticated are still open";
+  EXPECT_NE(server.log().find("no HELLO and AUTH within the time limit"), std::string::npos) << server.log();
+  auto c = server.connect();
+  EXPECT_NO_THROW(c.stat());
+}
+
+// munged gone: AUTH is refused saying so, within a bound, and the server
+// goes on serving the connections it has.
+TEST_F(MungeServer, MungedGoneRefusesAuthQuickly) {
+  pmcr::client::Client root(root_options());
+  UcxPeers peers;
+  ASSERT_EQ(peers.connect(server_->address(), 1, false, 200ms), 1u);
+  const proto::Nonce mine = pmcr::auth::make_nonce();
+  peers.send(0, proto::encode(proto::Request{1, proto::Hello{"late", 1, mine}}));
+  std::optional<proto::Reply> h;
+  ASSERT_TRUE(wait_until([&] { peers.progress_for(5ms); return (h = peers.reply(1)).has_value(); }, 10s));
+  const proto::Auth auth = pmcr::client::make_auth(pmcr::client::Credential::from("munge", "", munged_->socket()),
+                                                   server_->address(), std::get<proto::HelloReply>(h->body), mine);
+  munged_.reset();  // stopped by its pid
+  const auto t0 = std::chrono::steady_clock::now();
+  peers.send(0, proto::encode(proto::Request{2, auth}));
+  std::optional<proto::Reply> r;
+  ASSERT_TRUE(wait_until([&] { peers.progress_for(5ms); return (r = peers.reply(2)).has_value(); }, 30s));
+  EXPECT_EQ(r->status, PMCR_E_AUTH) << r->message;
+  EXPECT_NE(r->message.find("munged"), std::string::npos) << r->message;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
+  EXPECT_NO_THROW(root.stat()) << "an authenticated connection stopped being served";
+}
