@@ -12,8 +12,9 @@ const char* error_name(int code) noexcept {
     case PMCR_E_SIZE: return "size mismatch";
     case PMCR_E_CONFIG: return "invalid configuration";
     case PMCR_E_STATE: return "not allowed in the current state";
-    case PMCR_E_PERM: return "permission denied: the job belongs to another owner";
+    case PMCR_E_PERM: return "permission denied";
     case PMCR_E_AUTH: return "authentication failed";
+    case PMCR_E_RANGE: return "out of range";
     case PMCR_E_NOSPACE: return "no space left in the pool";
     case PMCR_E_NOMEM: return "out of memory";
     case PMCR_E_TIMEDOUT: return "timed out";

@@ -171,6 +171,14 @@ template <class X> void io(X& x, Begin& m) { x.str(m.job, kMaxJobName); }
 template <class X> void io(X& x, Abort& m) { x.str(m.job, kMaxJobName); x.u64(m.version); }
 template <class X> void io(X& x, Verify& m) { x.str(m.job, kMaxJobName); x.u64(m.version); }
 template <class X> void io(X& x, Auth& m) { x.method(m.method); x.blob(m.credential, kMaxCredential); }
+template <class X> void io(X& x, RegionCreate& m) { x.str(m.job, kMaxJobName); x.str(m.name, kMaxRegionName); x.u64(m.block_size); x.u32(m.keep); }
+template <class X> void io(X& x, RegionOpen& m) { x.str(m.job, kMaxJobName); x.str(m.name, kMaxRegionName); }
+template <class X> void io(X& x, RegionClear& m) { x.u64(m.handle); }
+template <class X> void io(X& x, RegionCommit& m) { x.u64(m.handle); x.u64(m.size); }
+template <class X> void io(X& x, RegionStat& m) { x.u64(m.handle); }
+template <class X> void io(X& x, RegionRead& m) { x.u64(m.handle); x.u64(m.generation); x.u64(m.offset); x.u64(m.length); }
+template <class X> void io(X& x, RegionChanged& m) { x.u64(m.handle); x.u64(m.since); x.u64(m.generation); }
+template <class X> void io(X& x, RegionRemove& m) { x.str(m.job, kMaxJobName); x.str(m.name, kMaxRegionName); }
 
 template <class X> void io(X&, Empty&) {}
 template <class X> void io(X& x, HelloReply& m) {
@@ -202,6 +210,11 @@ template <class X> void io(X& x, ListRegionsReply& m) {
 template <class X> void io(X& x, DeleteReply& m) { x.u32(m.versions); x.u32(m.regions); }
 template <class X> void io(X& x, BeginReply& m) { x.u64(m.attempt); }
 template <class X> void io(X& x, AbortReply& m) { x.u32(m.regions); }
+template <class X> void io(X& x, RegionReply& m) {
+  x.u64(m.handle); x.u64(m.generation); x.u64(m.size); x.u64(m.block_size); x.u32(m.keep);
+}
+template <class X> void io(X& x, Range& m) { x.u64(m.offset); x.u64(m.length); }
+template <class X> void io(X& x, RangesReply& m) { x.list(m.ranges, kMaxEntries, [&x](Range& e) { io(x, e); }); }
 
 // The reply payload type for each request type.
 ReplyBody empty_reply_for(Type t) {
@@ -216,6 +229,14 @@ ReplyBody empty_reply_for(Type t) {
     case Type::Begin: return BeginReply{};
     case Type::Abort: return AbortReply{};
     case Type::Auth: return AuthReply{};
+    case Type::RegionCreate:
+    case Type::RegionOpen:
+    case Type::RegionCommit:
+    case Type::RegionStat: return RegionReply{};
+    case Type::RegionChanged: return RangesReply{};
+    case Type::RegionClear:
+    case Type::RegionRead:
+    case Type::RegionRemove:
     case Type::Commit:
     case Type::Seal:
     case Type::Close:
@@ -244,6 +265,14 @@ RequestBody empty_request_for(Type t) {
     case Type::Abort: return Abort{};
     case Type::Verify: return Verify{};
     case Type::Auth: return Auth{};
+    case Type::RegionCreate: return RegionCreate{};
+    case Type::RegionOpen: return RegionOpen{};
+    case Type::RegionClear: return RegionClear{};
+    case Type::RegionCommit: return RegionCommit{};
+    case Type::RegionStat: return RegionStat{};
+    case Type::RegionRead: return RegionRead{};
+    case Type::RegionChanged: return RegionChanged{};
+    case Type::RegionRemove: return RegionRemove{};
   }
   return Stat{};
 }
@@ -288,6 +317,14 @@ const char* type_name(Type t) noexcept {
     case Type::Abort: return "ABORT";
     case Type::Verify: return "VERIFY";
     case Type::Auth: return "AUTH";
+    case Type::RegionCreate: return "REGION_CREATE";
+    case Type::RegionOpen: return "REGION_OPEN";
+    case Type::RegionClear: return "REGION_CLEAR";
+    case Type::RegionCommit: return "REGION_COMMIT";
+    case Type::RegionStat: return "REGION_STAT";
+    case Type::RegionRead: return "REGION_READ";
+    case Type::RegionChanged: return "REGION_CHANGED";
+    case Type::RegionRemove: return "REGION_REMOVE";
   }
   return "UNKNOWN";
 }

@@ -25,11 +25,12 @@
 namespace pmcr::proto {
 
 constexpr uint32_t kMagic = 0x52434d50;  // bytes 'P' 'M' 'C' 'R'
-constexpr uint16_t kVersion = 3;  // 2: BEGIN/ABORT/VERIFY, attempts, quarantine; 3: AUTH, nonces
+constexpr uint16_t kVersion = 4;  // 2: BEGIN/ABORT/VERIFY, attempts, quarantine; 3: AUTH, nonces; 4: named regions
 constexpr size_t kHeaderSize = 24;
 constexpr uint16_t kReplyBit = 0x8000;
 
 constexpr size_t kMaxJobName = 64;         // bytes, not counting a terminator
+constexpr size_t kMaxRegionName = 255;     // a named region's name
 constexpr size_t kMaxText = 4096;          // client names, error messages, paths
 constexpr size_t kMaxRkey = 4096;          // packed UCX remote key
 constexpr size_t kMaxCredential = 4096;    // a MUNGE credential is about 200 bytes
@@ -63,8 +64,19 @@ enum class Type : uint16_t {
   Abort = 13,   // drops this connection's unsealed regions of a version (a failed checkpoint)
   Verify = 14,  // checks every region of a sealed version against its checksum
   Auth = 15,    // proves who the client is; every request but HELLO needs it first
+  // Named regions with generations (region.h). Their handles are closed
+  // with CLOSE; their bytes are written as kAmData messages (DataHeader
+  // offsets within the region) and read with REGION_READ.
+  RegionCreate = 16,   // opens (creating it if need be) a region for writing
+  RegionOpen = 17,     // opens a region for reading
+  RegionClear = 18,    // the writer's next generation starts empty
+  RegionCommit = 19,   // publishes the writer's changes as the next generation
+  RegionStat = 20,     // the latest committed generation and its size
+  RegionRead = 21,     // bytes of a kept generation, as kAmData messages (region offsets)
+  RegionChanged = 22,  // the byte ranges that differ between two generations
+  RegionRemove = 23,   // removes a region and all its generations
 };
-constexpr uint16_t kLastType = static_cast<uint16_t>(Type::Auth);
+constexpr uint16_t kLastType = static_cast<uint16_t>(Type::RegionRemove);
 
 // How a client proves who it is (pmserver --auth). The server names the
 // method it requires in its HELLO reply.
@@ -149,9 +161,46 @@ struct Auth {
   std::vector<uint8_t> credential;  // key: a MAC over both nonces; munge: the credential; none: empty
 };
 
+struct RegionCreate {
+  std::string job;
+  std::string name;
+  uint64_t block_size = 0;  // for a new region; 0: the server's default
+  uint32_t keep = 0;        // generations a new region keeps; 0: the server's default
+};
+struct RegionOpen {
+  std::string job;
+  std::string name;
+};
+struct RegionClear {
+  uint64_t handle = 0;
+};
+struct RegionCommit {
+  uint64_t handle = 0;
+  uint64_t size = 0;  // what the writer believes the new generation holds: checked
+};
+struct RegionStat {
+  uint64_t handle = 0;
+};
+struct RegionRead {
+  uint64_t handle = 0;
+  uint64_t generation = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+struct RegionChanged {
+  uint64_t handle = 0;
+  uint64_t since = 0;  // 0: everything
+  uint64_t generation = 0;
+};
+struct RegionRemove {
+  std::string job;
+  std::string name;
+};
+
 // In the order of Type (the variant index is the type - 1).
 using RequestBody = std::variant<Hello, Stat, Create, Commit, Seal, ListVersions, ListRegions, Open, Close, Delete, Read,
-                                 Begin, Abort, Verify, Auth>;
+                                 Begin, Abort, Verify, Auth, RegionCreate, RegionOpen, RegionClear, RegionCommit,
+                                 RegionStat, RegionRead, RegionChanged, RegionRemove>;
 
 struct Request {
   uint64_t tag = 0;
@@ -242,8 +291,25 @@ struct AbortReply {
   uint32_t regions = 0;
 };
 
+// A named region as a handle sees it: its latest committed generation
+// (0: none yet) and that generation's size.
+struct RegionReply {
+  uint64_t handle = 0;
+  uint64_t generation = 0;
+  uint64_t size = 0;
+  uint64_t block_size = 0;
+  uint32_t keep = 0;
+};
+struct Range {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+struct RangesReply {
+  std::vector<Range> ranges;
+};
+
 using ReplyBody = std::variant<Empty, HelloReply, StatReply, CreateReply, OpenReply, ListVersionsReply, ListRegionsReply,
-                               DeleteReply, BeginReply, AbortReply, AuthReply>;
+                               DeleteReply, BeginReply, AbortReply, AuthReply, RegionReply, RangesReply>;
 
 struct Reply {
   Type type = Type::Hello;  // the request type this answers

@@ -105,18 +105,28 @@ std::string to_string(const HostPort& hp) {
 
 namespace pmcr {
 
-void check_job_name(const std::string& job) {
-  const auto bad = [&job](const std::string& why) {
-    return Error(PMCR_E_INVAL, "invalid job name '" + job + "': " + why +
-                                   " (use 1 to 64 characters from A-Z a-z 0-9 . _ : + = @ -)");
+namespace {
+
+// 1 to MAX bytes of [A-Za-z0-9._:+=@-], and '/' if SLASH.
+void check_name(const std::string& name, const char* what, size_t max, bool slash) {
+  const auto bad = [&](const std::string& why) {
+    return Error(PMCR_E_INVAL, std::string("invalid ") + what + " '" + name + "': " + why + " (use 1 to " +
+                                   std::to_string(max) + " characters from A-Z a-z 0-9 . _ : + = @ -" +
+                                   (slash ? " /" : "") + ")");
   };
-  if (job.empty()) throw bad("empty");
-  if (job.size() > 64) throw bad("longer than 64 bytes");
-  for (char c : job) {
+  if (name.empty()) throw bad("empty");
+  if (name.size() > max) throw bad("longer than " + std::to_string(max) + " bytes");
+  for (char c : name) {
     const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' || c == '+' ||
-                    c == '=' || c == '@' || c == '-';
+                    c == '=' || c == '@' || c == '-' || (slash && c == '/');
     if (!ok) throw bad("contains a character that is not allowed");
   }
 }
+
+}  // namespace
+
+void check_job_name(const std::string& job) { check_name(job, "job name", 64, false); }
+
+void check_region_name(const std::string& name) { check_name(name, "region name", 255, true); }
 
 }  // namespace pmcr

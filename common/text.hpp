@@ -35,5 +35,7 @@ namespace pmcr {
 // Job names: 1 to 64 bytes of [A-Za-z0-9._:+=@-]. Throws Error(PMCR_E_INVAL)
 // naming the name and the rule.
 void check_job_name(const std::string& job);
+// Region names (region.h): 1 to 255 bytes of the same characters and '/'.
+void check_region_name(const std::string& name);
 
 }  // namespace pmcr

@@ -40,7 +40,11 @@ inline constexpr Rule kRules[] = {
     {proto::Type::Close, Need::Handle},       {proto::Type::Delete, Need::Own},
     {proto::Type::Read, Need::Handle},        {proto::Type::Begin, Need::Claim},
     {proto::Type::Abort, Need::Own},          {proto::Type::Verify, Need::Read},
-    {proto::Type::Auth, Need::Nothing},
+    {proto::Type::Auth, Need::Nothing},       {proto::Type::RegionCreate, Need::Claim},
+    {proto::Type::RegionOpen, Need::Read},    {proto::Type::RegionClear, Need::Handle},
+    {proto::Type::RegionCommit, Need::Handle}, {proto::Type::RegionStat, Need::Handle},
+    {proto::Type::RegionRead, Need::Handle},  {proto::Type::RegionChanged, Need::Handle},
+    {proto::Type::RegionRemove, Need::Own},
 };
 
 const Rule& rule_for(proto::Type type);

@@ -161,7 +161,7 @@ void Catalogue::prune(const std::string& job, uint64_t version) {
     j->second.erase(v);
   if (j->second.empty()) {
     jobs_.erase(j);
-    release_job(job, false);
+    release_job(job, false);  // unless it has named regions
   }
 }
 
@@ -238,7 +238,7 @@ void Catalogue::persist_owner(const std::string& job) {
 }
 
 void Catalogue::release_job(const std::string& job, bool forget) {
-  if (jobs_.count(job)) return;
+  if (!job_empty(job)) return;
   auto it = owners_.find(job);
   if (it == owners_.end()) return;
   if (it->second.slot != UINT32_MAX) {
@@ -670,7 +670,7 @@ CatalogueStats Catalogue::stats() const {
 
 void Catalogue::recover() {
   const uint32_t n = static_cast<uint32_t>(slots_.size());
-  std::vector<uint32_t> committed, reclaim, deleting;
+  std::vector<uint32_t> committed, reclaim, deleting, generations;
   std::vector<bool> used(n, false);
   // A damaged record that is not a region record may have been the seal of
   // some committed regions: then regions without a seal are kept
@@ -684,6 +684,7 @@ void Catalogue::recover() {
     if (r.sequence >= next_sequence_) next_sequence_ = r.sequence + 1;
     switch (r.state) {
       case kRegionCreated: reclaim.push_back(slot); break;
+      case kGeneration: generations.push_back(slot); break;
       case kRegionCommitted:
       case kVersionSealed:
       case kVersionQuarantined:
@@ -790,6 +791,7 @@ void Catalogue::recover() {
     if (r.state == kRegionCommitted && r.size > 0 && alloc_.reserve(r.offset, extent_size(r.size)))
       kept_extents_[slot] = {r.offset, extent_size(r.size)};
   }
+  recover_named(generations, used);
   for (uint32_t slot : reclaim) {
     pool_.store_persist(&rec(slot).state, kStateFree);
     used[slot] = false;
@@ -829,7 +831,7 @@ void Catalogue::recover() {
   // the pool predates owners (layout version 1): then its jobs were
   // everyone's, and go to the one principal of --auth key and none.
   for (auto it = owners_.begin(); it != owners_.end();) {
-    if (jobs_.count(it->first)) {
+    if (!job_empty(it->first)) {
       ++it;
       continue;
     }
@@ -841,7 +843,10 @@ void Catalogue::recover() {
   }
   for (auto slot = n; slot-- > 0;)
     if (!used[slot]) free_slots_.push_back(slot);
-  for (const auto& [job, versions] : jobs_) {
+  std::set<std::string> held;
+  for (const auto& [job, versions] : jobs_) held.insert(job);
+  for (const auto& [job, regions] : named_) held.insert(job);
+  for (const std::string& job : held) {
     if (owners_.count(job)) continue;
     if (pool_.upgraded()) {
       owners_[job] = JobOwner{proto::kSharedPrincipal, proto::kSharedPrincipal, UINT32_MAX};

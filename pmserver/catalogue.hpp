@@ -34,10 +34,12 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -87,6 +89,47 @@ struct RegionSummary {
   uint64_t size = 0;
   uint64_t checksum = 0;
   bool committed = false;
+};
+
+// Named regions (region.h): a region (job, name) is a series of committed
+// generations, each a block map over copy-on-write blocks (layout.hpp).
+// One writer at a time builds the next generation from the latest: a block
+// it writes is copied first (a shadow block) unless the write covers it,
+// so what it did not change costs nothing, and COMMIT publishes the
+// generation with one persisted state word. A region keeps its newest
+// `keep` generations; a reader's handle also holds the last two
+// generations it was told of (open, stat), so a follower can read what
+// changed between them even if the writer has moved on. Handles of named
+// regions have the top bit set.
+struct Generation;
+struct Working;
+using GenerationRef = std::shared_ptr<Generation>;
+using WorkingRef = std::shared_ptr<Working>;
+constexpr uint64_t kNamedHandleBit = 1ull << 63;
+inline bool is_named_handle(uint64_t handle) { return handle & kNamedHandleBit; }
+
+struct NamedInfo {
+  uint64_t handle = 0;
+  uint64_t generation = 0;  // latest committed; 0: none yet
+  uint64_t size = 0;        // of that generation
+  uint64_t block_size = 0;
+  uint32_t keep = 0;
+};
+
+// Bytes of a generation in pool memory: [offset, offset + length) holds the
+// region's bytes from `at` on.
+struct Segment {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  uint64_t at = 0;
+};
+
+struct NamedSummary {
+  std::string job, name;
+  uint64_t generation = 0, size = 0, block_size = 0;
+  uint32_t keep = 0, generations = 0;
+  bool writing = false;
+  std::string damaged;
 };
 
 struct CatalogueStats {
@@ -204,6 +247,57 @@ class Catalogue {
   CatalogueStats stats() const;
   uint64_t data_size() const { return alloc_.capacity(); }
 
+  // ---- named regions (named.cpp) ----
+  // Defaults for a new region's block size and kept generations.
+  void set_region_defaults(uint64_t block_size, uint32_t keep);
+  // Opens JOB/NAME for writing by OWNER, creating it (with BLOCK_SIZE and
+  // KEEP, 0: the defaults) if it does not exist. Throws INVAL (name, block
+  // size, keep), BUSY (another writer has it), CORRUPT (damaged).
+  NamedInfo region_create(const std::string& job, const std::string& name, uint64_t block_size, uint32_t keep,
+                          Owner owner);
+  // Opens JOB/NAME for reading. Throws NOT_FOUND, CORRUPT.
+  NamedInfo region_open(const std::string& job, const std::string& name, Owner owner);
+  // The writer's next generation starts empty. Throws NOT_FOUND, PERM.
+  void region_clear(uint64_t handle, Owner owner);
+  // Publishes the writer's next generation (of SIZE bytes, as the writer
+  // counts them). Throws NOT_FOUND, PERM, SIZE, RANGE (a hole), IO (a
+  // write that failed to arrive), NOSPACE.
+  NamedInfo region_commit(uint64_t handle, Owner owner, uint64_t size);
+  // The latest committed generation; a reader's handle now holds it.
+  NamedInfo region_stat(uint64_t handle, Owner owner);
+  // Where LENGTH bytes at OFFSET of GENERATION are (a kept generation, or
+  // one this handle holds), and that generation (hold it while sending).
+  // A block is checked against its hash before its first read after
+  // start-up (one written since was hashed from pool memory). Throws
+  // NOT_FOUND, RANGE (beyond its size), CORRUPT (a block failed: the region
+  // is never served again).
+  std::vector<Segment> region_read(uint64_t handle, Owner owner, uint64_t generation, uint64_t offset,
+                                   uint64_t length, GenerationRef* generation_ref);
+  // The byte ranges of GENERATION that differ from SINCE (0: all of it),
+  // block by block, adjacent ones merged.
+  std::vector<std::pair<uint64_t, uint64_t>> region_changed(uint64_t handle, Owner owner, uint64_t since,
+                                                            uint64_t generation);
+  // Where the writer's LENGTH bytes at OFFSET land (within one block),
+  // after the block was copied if this generation had not written it yet.
+  // Pins the writer's state (*PIN) until release_write. Throws NOT_FOUND,
+  // PERM (a reader's handle), RANGE (past the end), INVAL (straddles
+  // blocks), QUOTA (more than BYTE_QUOTA of new blocks), NOSPACE, STATE.
+  uint8_t* region_write(uint64_t handle, Owner owner, uint64_t offset, uint64_t length, uint64_t byte_quota,
+                        WorkingRef* pin);
+  void release_write(const WorkingRef& pin, bool arrived);
+  // Pins of a generation for bytes being sent from it.
+  void hold(const GenerationRef& g);
+  void release(const GenerationRef& g);
+  // Ends a handle (a writer's uncommitted changes are dropped). Throws NOT_FOUND.
+  void region_close(uint64_t handle, Owner owner);
+  // Removes JOB/NAME and all its generations; readers keep what they
+  // hold until they close. Throws NOT_FOUND.
+  void region_remove(const std::string& job, const std::string& name);
+  // Closes every named-region handle OWNER holds (its connection is gone).
+  uint32_t release_named(Owner owner);
+  uint32_t named_handles(Owner owner) const;
+  std::vector<NamedSummary> list_named(const std::string& job) const;
+
   // Data address of a region in this process (for the server's
   // registration and for tests).
   uint8_t* data(uint64_t offset) const { return pool_.base() + offset; }
@@ -257,6 +351,26 @@ class Catalogue {
   void release_job(const std::string& job, bool forget);
   uint64_t manifest_digest(const Version& v) const;
   void recover();
+  bool job_empty(const std::string& job) const { return !jobs_.count(job) && !named_.count(job); }
+
+  // ---- named regions (named.cpp) ----
+  struct Named;
+  struct NamedHandle {
+    std::shared_ptr<Named> region;
+    Owner owner = 0;
+    bool writer = false;
+    GenerationRef held[2];  // readers: the latest generation told, and the one before
+  };
+  NamedHandle& named_handle(uint64_t handle, Owner owner);
+  NamedInfo info_of(const Named& n, uint64_t handle) const;
+  GenerationRef readable(const NamedHandle& h, uint64_t generation) const;
+  void unhold(GenerationRef& g);
+  void drop_generation(Named& n, uint64_t generation);
+  void free_blocks(Generation& g);
+  void abandon(Named& n);
+  void free_fresh(Working& w);
+  void forget_if_unused(const std::shared_ptr<Named>& n);
+  void recover_named(const std::vector<uint32_t>& slots, std::vector<bool>& used);
 
   Pool& pool_;
   ExtentAllocator alloc_;
@@ -275,6 +389,15 @@ class Catalogue {
   };
   std::unordered_map<std::string, JobOwner> owners_;
   std::unordered_map<uint32_t, uint32_t> claims_;  // job names by owner
+  std::map<std::string, std::map<std::string, std::shared_ptr<Named>>> named_;  // job -> name -> region
+  std::unordered_map<uint64_t, NamedHandle> named_handles_;
+  std::unordered_map<Owner, std::set<uint64_t>> named_by_owner_;
+  std::unordered_map<uint64_t, uint32_t> block_refs_;  // committed generations' blocks by pool offset
+  std::unordered_set<uint64_t> verified_blocks_;        // ... checked against their hash since start-up
+  std::vector<WorkingRef> landing_;  // abandoned writers whose writes are still arriving
+  uint64_t next_named_handle_ = 1;
+  uint64_t default_block_size_ = 1ull << 20;
+  uint32_t default_keep_ = 2;
   uint64_t last_attempt_ = 0;
   uint64_t next_sequence_ = 1;
   uint32_t regions_ = 0;

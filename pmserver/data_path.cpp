@@ -15,6 +15,9 @@
 #include "server.hpp"
 
 namespace pmcr::server {
+namespace {
+constexpr uint64_t kReadChunk = 16u << 20;  // bytes of one region-data message from the server
+}
 
 ucs_status_t Server::on_data(void* arg, const void* header, size_t header_length, void* data, size_t length,
                              const ucp_am_recv_param_t* param) {
@@ -53,6 +56,7 @@ void Server::receive(PendingData& d) {
   if (!c.principal) return drop(&c, "sent before HELLO and AUTH");
   if (!d.header_ok || proto::decode(d.header.data(), d.header.size(), &h) != proto::DecodeStatus::Ok)
     return drop(&c, "malformed data header");
+  if (is_named_handle(h.handle)) return receive_named(c, d, h);
   // The connection's own grant first (its handle, its bounds), then the
   // catalogue (the region is still being written by this connection: not
   // superseded, reclaimed or committed meanwhile).
@@ -70,7 +74,7 @@ void Server::receive(PendingData& d) {
   }
   catalogue_.pin(h.handle);
   ++data_inflight_[h.handle];
-  auto* io = new DataIo{this, h.handle, c.id, {}};
+  auto* io = new DataIo{this, h.handle, c.id, {}, nullptr, nullptr};
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   rp.cb.recv_am = &Server::on_data_received;
@@ -88,9 +92,56 @@ void Server::receive(PendingData& d) {
   }
 }
 
+// Bytes for the next generation of a named region: the catalogue picks
+// the block (copying it first if this generation had not written it) and
+// checks that they are this connection's writer's, within one block and
+// not past the end.
+void Server::receive_named(Connection& c, PendingData& d, const proto::DataHeader& h) {
+  WorkingRef pin;
+  uint8_t* dest = nullptr;
+  try {
+    dest = catalogue_.region_write(h.handle, c.id, h.offset, d.length, options_.quotas.bytes, &pin);
+  } catch (const Error& e) {
+    if (d.desc) ucp_am_data_release(worker_.get(), d.desc);
+    spdlog::warn("connection {} ({}): dropped region data: {}", c.id, c.peer, e.what());
+    // Refused for what the writer asked (a hole, its quota, a generation
+    // already failed): its commit says why. Anything else (a handle not its
+    // writer's, bytes straddling blocks) is a bad message.
+    const int code = e.code();
+    if (code != PMCR_E_RANGE && code != PMCR_E_QUOTA && code != PMCR_E_NOSPACE && code != PMCR_E_STATE &&
+        ++c.bad_messages >= options_.max_bad_messages)
+      disconnect(c, "too many malformed messages");
+    return;
+  }
+  if (!dest) {
+    if (d.desc) ucp_am_data_release(worker_.get(), d.desc);
+    return;
+  }
+  if (!d.desc) {
+    std::memcpy(dest, d.bytes.data(), d.length);
+    catalogue_.release_write(pin, true);
+    return;
+  }
+  ++data_inflight_[h.handle];
+  auto* io = new DataIo{this, h.handle, c.id, {}, nullptr, std::move(pin)};
+  ucp_request_param_t rp{};
+  rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  rp.cb.recv_am = &Server::on_data_received;
+  rp.user_data = io;
+  void* req = ucp_am_recv_data_nbx(worker_.get(), d.desc, dest, d.length, &rp);
+  PMCR_FAULT_POINT("server.data.chunk");
+  if (req == nullptr || UCS_PTR_IS_ERR(req)) {
+    if (UCS_PTR_IS_ERR(req)) spdlog::warn("receiving region data failed: {}", ucs_status_string(UCS_PTR_STATUS(req)));
+    catalogue_.release_write(io->working, req == nullptr);
+    data_finished(h.handle);
+    delete io;
+  }
+}
+
 void Server::on_data_received(void* request, ucs_status_t status, size_t, void* user_data) {
   auto* io = static_cast<DataIo*>(user_data);
   if (status != UCS_OK) spdlog::debug("receiving region data failed: {}", ucs_status_string(status));
+  if (io->working) io->server->catalogue_.release_write(io->working, status == UCS_OK);
   io->server->data_finished(io->handle);
   delete io;
   ucp_request_free(request);
@@ -98,6 +149,7 @@ void Server::on_data_received(void* request, ucs_status_t status, size_t, void* 
 
 void Server::data_finished(uint64_t handle) {
   if (auto it = data_inflight_.find(handle); it != data_inflight_.end() && --it->second == 0) data_inflight_.erase(it);
+  if (is_named_handle(handle)) return;  // pinned by its DataIo, not by handle
   try {
     catalogue_.unpin(handle);
   } catch (const Error& e) {
@@ -110,7 +162,6 @@ void Server::data_finished(uint64_t handle) {
 // until UCX is done with it; the client receives each one straight into its
 // buffer. The reply follows the sends it started.
 void Server::send_data(Connection& c, const proto::Read& m) {
-  constexpr uint64_t kReadChunk = 16u << 20;
   const RegionView& v = c.grants->check(m.handle, Grants::Right::Read, m.offset, m.length).region;
   // The messages a client has not taken each hold a pin and a UCX request:
   // bounded per connection.
@@ -123,28 +174,55 @@ void Server::send_data(Connection& c, const proto::Read& m) {
   for (uint64_t off = m.offset; off < m.offset + m.length; off += kReadChunk) {
     const uint64_t n = std::min(kReadChunk, m.offset + m.length - off);
     catalogue_.pin(m.handle);
-    auto* io = new DataIo{this, m.handle, c.id, proto::encode(proto::DataHeader{m.handle, off})};
-    c.sends++;
-    ucp_request_param_t p{};
-    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
-    p.flags = UCP_AM_SEND_FLAG_RNDV;
-    p.cb.send = &Server::on_data_sent;
-    p.user_data = io;
-    if (reg != registrations_.end()) {
-      p.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
-      p.memh = reg->second.memh;
+    send_chunk(c, new DataIo{this, m.handle, c.id, proto::encode(proto::DataHeader{m.handle, off}), nullptr, nullptr},
+               v.offset + off, n, reg != registrations_.end() ? reg->second.memh : nullptr);
+  }
+}
+
+// A READ of a named region's generation: its blocks' bytes, each message
+// within one block, with its offset in the region. Each message
+// holds the generation, so its blocks stay while they are being sent.
+void Server::send_generation(Connection& c, const proto::RegionRead& m) {
+  GenerationRef g;
+  const auto segments = catalogue_.region_read(m.handle, c.id, m.generation, m.offset, m.length, &g);
+  uint64_t messages = 0;
+  for (const Segment& s : segments) messages += (s.length + kReadChunk - 1) / kReadChunk;
+  if (c.sends + messages > kMaxPending)
+    throw Error(PMCR_E_BUSY, "this connection has " + std::to_string(c.sends) + " region-data messages not yet taken; a READ of " +
+                                 std::to_string(messages) + " more would pass " + std::to_string(kMaxPending) +
+                                 ": receive them first, or read in smaller pieces");
+  for (const Segment& s : segments)
+    for (uint64_t off = 0; off < s.length; off += kReadChunk) {
+      catalogue_.hold(g);
+      send_chunk(c, new DataIo{this, m.handle, c.id, proto::encode(proto::DataHeader{m.handle, m.offset + s.at + off}), g, nullptr},
+                 s.offset + off, std::min(kReadChunk, s.length - off), nullptr);
     }
-    void* req =
-        ucp_am_send_nbx(c.ep, proto::kAmData, io->header.data(), io->header.size(), pool_.base() + v.offset + off, n, &p);
-    PMCR_FAULT_POINT("server.read.chunk");  // tests: a server stalled or killed mid-read
-    if (req == nullptr || UCS_PTR_IS_ERR(req)) {
-      catalogue_.unpin(m.handle);
-      c.sends--;
-      delete io;
-      if (UCS_PTR_IS_ERR(req))
-        throw Error(ucx::to_error(UCS_PTR_STATUS(req)),
-                    std::string("sending region data failed: ") + ucs_status_string(UCS_PTR_STATUS(req)));
-    }
+}
+
+void Server::send_chunk(Connection& c, DataIo* io, uint64_t offset, uint64_t n, ucp_mem_h memh) {
+  const auto unpin = [&] {
+    if (io->generation) catalogue_.release(io->generation);
+    else catalogue_.unpin(io->handle);
+  };
+  c.sends++;
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+  p.flags = UCP_AM_SEND_FLAG_RNDV;
+  p.cb.send = &Server::on_data_sent;
+  p.user_data = io;
+  if (memh) {
+    p.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
+    p.memh = memh;
+  }
+  void* req = ucp_am_send_nbx(c.ep, proto::kAmData, io->header.data(), io->header.size(), pool_.base() + offset, n, &p);
+  PMCR_FAULT_POINT("server.read.chunk");  // tests: a server stalled or killed mid-read
+  if (req == nullptr || UCS_PTR_IS_ERR(req)) {
+    unpin();
+    c.sends--;
+    delete io;
+    if (UCS_PTR_IS_ERR(req))
+      throw Error(ucx::to_error(UCS_PTR_STATUS(req)),
+                  std::string("sending region data failed: ") + ucs_status_string(UCS_PTR_STATUS(req)));
   }
 }
 
@@ -153,7 +231,8 @@ void Server::on_data_sent(void* request, ucs_status_t status, void* user_data) {
   if (status != UCS_OK && status != UCS_ERR_CANCELED) spdlog::debug("sending region data failed: {}", ucs_status_string(status));
   if (Connection* c = io->server->connection(io->conn)) c->sends--;
   try {
-    io->server->catalogue_.unpin(io->handle);
+    if (io->generation) io->server->catalogue_.release(io->generation);
+    else io->server->catalogue_.unpin(io->handle);
   } catch (const Error& e) {
     spdlog::error("releasing a region after a transfer: {}", e.what());
   }

@@ -51,6 +51,8 @@ constexpr uint64_t kMacNone = 0;        // made without a key (pmserver --auth n
 constexpr uint64_t kMacHmacSha256 = 1;  // HMAC-SHA-256 under the key's pool subkey (auth::pool_mac)
 constexpr size_t kIdentitySize = offsetof(PoolHeader, mac_kind);
 
+constexpr size_t kJobNameMax = 64;
+
 // Record kinds and states, combined in the state word as (kind << 8) | state.
 enum : uint64_t {
   kStateFree = 0,
@@ -60,9 +62,44 @@ enum : uint64_t {
   kVersionDeleting = 0x0204,  // invisible; its regions are being freed
   kVersionQuarantined = 0x0205,  // sealed, then found damaged: kept for inspection, never served
   kJobOwned = 0x0301,  // job: `version` holds the owner's uid, `rank` its gid
+  // A committed generation of a named region (region.h): `version` is the
+  // generation, `offset` its block map (below), `size` its bytes,
+  // `checksum` the XXH3 of the whole map, `rank`/`id` the low/high halves
+  // of the XXH3 of its name. (An older pmserver keeps records of a kind it
+  // does not know untouched and never serves them.)
+  kGeneration = 0x0402,
 };
 
-constexpr size_t kJobNameMax = 64;
+// The block map of a generation, in its own extent: a header, then one
+// entry per block. Block i holds the region's bytes [i * block_size,
+// min((i + 1) * block_size, size)) in the extent at `offset` (page-aligned,
+// `length` >= those bytes). Generations share the blocks they did not
+// change (copy-on-write), so a block is used by any number of maps; it is
+// free when no map of a committed generation names it (recovery counts).
+constexpr uint64_t kMapMagic = 0x3150414d52434d50ull;  // bytes "PMCRMAP1"
+constexpr size_t kRegionNameMax = 255;
+struct MapHeader {
+  uint64_t magic;
+  uint64_t generation;
+  uint64_t size;
+  uint64_t block_size;
+  uint64_t blocks;  // entries that follow: ceil(size / block_size)
+  uint32_t keep;    // generations the region keeps
+  uint32_t name_length;
+  char name[kRegionNameMax + 1];
+  char job[kJobNameMax];
+  uint8_t reserved[144];
+};
+static_assert(sizeof(MapHeader) == 512, "MapHeader layout changed");
+struct MapEntry {
+  uint64_t offset;  // from the pool start
+  uint64_t length;  // extent bytes
+  uint64_t hash;    // XXH3-64 of the block's bytes of the region
+};
+static_assert(sizeof(MapEntry) == 24, "MapEntry layout changed");
+constexpr uint64_t kMinBlockSize = 4096;
+constexpr uint64_t kMaxBlockSize = 64ull << 20;
+constexpr uint32_t kMaxKeep = 64;
 
 struct Record {
   uint64_t state;     // the commit word (see above)

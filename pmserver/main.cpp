@@ -179,7 +179,8 @@ int main(int argc, char** argv) {
   std::string ready_file, progress_file, log_file;
   std::string hello_timeout = "5s", quota_regions = "25%", quota_bytes = "50%", scrub_rate = "256M",
               scrub_interval = "24h";
-  uint32_t max_connections = 8192, quota_open = 1024;
+  uint32_t max_connections = 8192, quota_open = 1024, generations = 2;
+  std::string block_size = "1M";
   bool no_prefault = false, no_rma = false, insecure = false, adopt_pool = false;
   std::string auth_method, key_file, munge_socket, admin_group;
   app.add_option("--pool", pool_path, "pool file (created if absent) or DAX device")->required();
@@ -203,6 +204,11 @@ int main(int argc, char** argv) {
   app.add_option("--quota-open", quota_open, "regions one connection may have open for reading")
       ->capture_default_str()
       ->check(CLI::Range(1u, 1u << 24));
+  app.add_option("--generations", generations, "generations a new named region keeps (1 to 64), unless its writer asks")
+      ->capture_default_str();
+  app.add_option("--block-size", block_size,
+                 "copy-on-write block of a new named region (4K to 64M, a power of two), unless its writer asks")
+      ->capture_default_str();
   app.add_option("--scrub-rate", scrub_rate, "bytes per second the background scrub verifies (0: no scrub)")
       ->capture_default_str();
   app.add_option("--scrub-interval", scrub_interval, "time between scrub passes over every sealed version")
@@ -297,6 +303,7 @@ int main(int argc, char** argv) {
                  pool.formatted_now() ? ", new" : "");
     progress("recovering the catalogue of " + pool_path);
     pmcr::server::Catalogue catalogue(pool);
+    catalogue.set_region_defaults(pmcr::parse_size(block_size), generations);
     const auto& r = catalogue.recovery();
     spdlog::info("catalogue: {} sealed versions with {} regions; reclaimed {} unsealed regions, finished {} "
                  "deletions, {} damaged records, {} versions quarantined",

@@ -20,6 +20,10 @@ void take(uint32_t& count, const char* what) {
   count++;
 }
 
+proto::RegionReply region_reply(const NamedInfo& i) {
+  return proto::RegionReply{i.handle, i.generation, i.size, i.block_size, i.keep};
+}
+
 template <class... F>
 struct Overloaded : F... {
   using F::operator()...;
@@ -94,12 +98,19 @@ void Server::handle(Incoming& in) {
     if (too_many) disconnect(c, "too many malformed messages");
     return;
   }
-  // A COMMIT waits until the region's data has all arrived.
-  // (Only an authenticated connection's COMMIT of a region it is writing
-  // waits: anything else is answered, and refused, at once.)
-  if (const auto* commit = std::get_if<proto::Commit>(&req.body);
-      commit && c.principal && c.grants->holds(commit->handle, Grants::Right::Write) &&
-      data_inflight_.count(commit->handle)) {
+  // A COMMIT (or a named region's COMMIT or CLEAR) waits until the
+  // region's data has all arrived. (Only an authenticated connection's
+  // request for a region it is writing waits: anything else is answered,
+  // and refused, at once.)
+  const auto waits_for = [&]() -> std::optional<uint64_t> {
+    if (!c.principal) return std::nullopt;
+    if (const auto* m = std::get_if<proto::Commit>(&req.body); m && c.grants->holds(m->handle, Grants::Right::Write))
+      return m->handle;
+    if (const auto* m = std::get_if<proto::RegionCommit>(&req.body)) return m->handle;
+    if (const auto* m = std::get_if<proto::RegionClear>(&req.body)) return m->handle;
+    return std::nullopt;
+  };
+  if (const auto handle = waits_for(); handle && data_inflight_.count(*handle)) {
     if (c.deferred_commits >= kMaxPending) {
       reply_error(c, proto::Type::Commit, req.tag, PMCR_E_BUSY,
                   "this connection already has " + std::to_string(c.deferred_commits) +
@@ -107,7 +118,7 @@ void Server::handle(Incoming& in) {
       return;
     }
     c.deferred_commits++;
-    deferred_.push_back(DeferredCommit{commit->handle, std::move(in), c.id});
+    deferred_.push_back(DeferredCommit{*handle, std::move(in), c.id});
     return;
   }
   proto::Reply rep;
@@ -259,6 +270,10 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             return std::nullopt;
           },
           [&](proto::Close& m) -> std::optional<proto::ReplyBody> {
+            if (is_named_handle(m.handle)) {
+              catalogue_.region_close(m.handle, c.id);
+              return proto::Empty{};
+            }
             if (!c.grants->end_read(m.handle))
               throw Error(PMCR_E_NOT_FOUND, "this connection has no open region with that handle");
             catalogue_.close_region(m.handle);
@@ -266,6 +281,38 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
           },
           [&](proto::Read& m) -> std::optional<proto::ReplyBody> {
             send_data(c, m);
+            return proto::Empty{};
+          },
+          [&](proto::RegionCreate& m) -> std::optional<proto::ReplyBody> {
+            check_open(options_.quotas, c.grants->reads() + catalogue_.named_handles(c.id));
+            return region_reply(catalogue_.region_create(m.job, m.name, m.block_size, m.keep, c.id));
+          },
+          [&](proto::RegionOpen& m) -> std::optional<proto::ReplyBody> {
+            check_open(options_.quotas, c.grants->reads() + catalogue_.named_handles(c.id));
+            return region_reply(catalogue_.region_open(m.job, m.name, c.id));
+          },
+          [&](proto::RegionClear& m) -> std::optional<proto::ReplyBody> {
+            catalogue_.region_clear(m.handle, c.id);
+            return proto::Empty{};
+          },
+          [&](proto::RegionCommit& m) -> std::optional<proto::ReplyBody> {
+            return region_reply(catalogue_.region_commit(m.handle, c.id, m.size));
+          },
+          [&](proto::RegionStat& m) -> std::optional<proto::ReplyBody> {
+            return region_reply(catalogue_.region_stat(m.handle, c.id));
+          },
+          [&](proto::RegionRead& m) -> std::optional<proto::ReplyBody> {
+            send_generation(c, m);
+            return proto::Empty{};
+          },
+          [&](proto::RegionChanged& m) -> std::optional<proto::ReplyBody> {
+            proto::RangesReply r;
+            for (const auto& [offset, length] : catalogue_.region_changed(m.handle, c.id, m.since, m.generation))
+              r.ranges.push_back({offset, length});
+            return r;
+          },
+          [&](proto::RegionRemove& m) -> std::optional<proto::ReplyBody> {
+            catalogue_.region_remove(m.job, m.name);
             return proto::Empty{};
           },
           [&](proto::Delete& m) -> std::optional<proto::ReplyBody> {

@@ -111,6 +111,7 @@ Server::Server(Pool& pool, Catalogue& catalogue, ServerOptions options)
 Server::~Server() {
   for (auto& [ep, c] : connections_) {
     catalogue_.release_owner(c->id);
+    catalogue_.release_named(c->id);
     for (uint64_t handle : c->grants->read_handles()) catalogue_.close_region(handle);
     close_ep(ep);
   }

@@ -134,6 +134,8 @@ class Server {
     uint64_t handle;
     Owner conn;                                          // sends: whose READ
     std::array<uint8_t, proto::kDataHeaderSize> header;  // sends: alive until done
+    GenerationRef generation;  // named regions: the generation a send is from
+    WorkingRef working;        // named regions: the writer a receive lands for
   };
   struct SentReply {
     Server* server;
@@ -211,6 +213,12 @@ class Server {
   void receive(PendingData& d);
   void data_finished(uint64_t handle);
   void send_data(Connection& c, const proto::Read& m);
+  void send_generation(Connection& c, const proto::RegionRead& m);
+  // One kAmData message of N bytes at pool OFFSET; IO is handed to UCX
+  // (the pin it carries is released when the send ends).
+  void send_chunk(Connection& c, DataIo* io, uint64_t offset, uint64_t n, ucp_mem_h memh);
+  // Region data for a named region's writer (receive()).
+  void receive_named(Connection& c, PendingData& d, const proto::DataHeader& h);
   const Registration& registration(uint64_t offset, uint64_t capacity);
   // An extent went back to the allocator: its registration, and every
   // grant's remote key into it, end.

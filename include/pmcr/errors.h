@@ -29,8 +29,9 @@
 #define PMCR_E_SIZE -5      /* a size does not match the stored one */
 #define PMCR_E_CONFIG -6    /* the configuration is missing or invalid */
 #define PMCR_E_STATE -7     /* the object is not in a state that allows this */
-#define PMCR_E_PERM -8      /* not allowed: the job belongs to another owner */
+#define PMCR_E_PERM -8      /* not allowed: another owner's job, or a region open only for reading */
 #define PMCR_E_AUTH -9      /* authentication failed: no, a wrong or a replayed credential (see the message) */
+#define PMCR_E_RANGE -10    /* an offset or length outside the data, or an array too small */
 
 /* resources */
 #define PMCR_E_NOSPACE -20  /* the pool has no room for the region */
@@ -57,5 +58,44 @@
 #define PMCR_E_PMEM -81     /* libpmem2 failed (see the message) */
 #define PMCR_E_MPI -82      /* an MPI call failed */
 #define PMCR_E_INTERNAL -99 /* a bug in pmcr: please report the message */
+
+#if defined(__GNUC__)
+#define PMCR_EXPORT __attribute__((visibility("default")))
+#else
+#define PMCR_EXPORT
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * pmcr_strerror -- name an error code
+ *
+ * Returns a static, human-readable description of err (a PMCR_E_* code or
+ * 0). Unknown codes give "unknown pmcr error". Never returns NULL.
+ */
+PMCR_EXPORT const char *pmcr_strerror(int err);
+
+/*
+ * pmcr_last_error -- detail of the last failure in this thread
+ *
+ * Returns the message recorded by the last pmcr call (rank or region API)
+ * in the calling thread that failed: what went wrong, where, and what to
+ * do. The string is valid until the next failing pmcr call in this thread.
+ * Returns "" if no call failed yet.
+ */
+PMCR_EXPORT const char *pmcr_last_error(void);
+
+/*
+ * pmcr_version -- the library version as "MAJOR.MINOR.PATCH"
+ *
+ * Returns a static string. Never fails.
+ */
+PMCR_EXPORT const char *pmcr_version(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* PMCR_ERRORS_H */

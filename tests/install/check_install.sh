@@ -8,17 +8,26 @@ trap 'rm -rf "$PREFIX"' EXIT
 cmake --install "$BUILD" --prefix "$PREFIX" >/dev/null
 
 for f in bin/pmserver bin/pmcr bin/pmcr-run bin/pmcr-bench include/pmcr/pmcr.h include/pmcr/pmcr.hpp \
-         include/pmcr/errors.h lib/libpmcr.so \
+         include/pmcr/errors.h include/pmcr/region.h lib/libpmcr.so lib/libpmcr-region.so \
          lib/cmake/pmcr/pmcrConfig.cmake lib/cmake/pmcr/pmcrConfigVersion.cmake lib/cmake/pmcr/pmcrTargets.cmake \
-         lib/pkgconfig/pmcr.pc; do
+         lib/pkgconfig/pmcr.pc lib/pkgconfig/pmcr-region.pc; do
   [[ -e $PREFIX/$f ]] || { echo "missing from the install: $f"; exit 1; }
 done
 
-# libpmcr exports its C API and nothing else.
-symbols=$(nm -D --defined-only "$PREFIX/lib/libpmcr.so" | awk '$2 ~ /[TDBRVW]/ {sub(/@.*/, "", $3); print $3}')
-others=$(echo "$symbols" | grep -v '^pmcr_' || true)
-[[ -z $others ]] || { echo "libpmcr.so exports non-pmcr symbols:"; echo "$others" | head; exit 1; }
-echo "$symbols" | grep -qx 'pmcr_strerror' || { echo "pmcr_strerror not exported"; exit 1; }
+# Each library exports its C API and nothing else: libpmcr the rank API,
+# over libpmcr-region (the region API and the error functions), which needs
+# no MPI.
+exports() { nm -D --defined-only "$1" | awk '$2 ~ /[TDBRVW]/ {sub(/@.*/, "", $3); print $3}'; }
+for lib in libpmcr.so libpmcr-region.so; do
+  others=$(exports "$PREFIX/lib/$lib" | grep -v '^pmcr_' || true)
+  [[ -z $others ]] || { echo "$lib exports non-pmcr symbols:"; echo "$others" | head; exit 1; }
+done
+exports "$PREFIX/lib/libpmcr.so" | grep -qx 'pmcr_checkpoint' || { echo "libpmcr.so: pmcr_checkpoint not exported"; exit 1; }
+for sym in pmcr_strerror pmcr_last_error pmcr_connect pmcr_region_changed; do
+  exports "$PREFIX/lib/libpmcr-region.so" | grep -qx "$sym" || { echo "libpmcr-region.so: $sym not exported"; exit 1; }
+done
+readelf -d "$PREFIX/lib/libpmcr.so" | grep -q 'NEEDED.*libpmcr-region' || { echo "libpmcr.so does not build on libpmcr-region.so"; exit 1; }
+if readelf -d "$PREFIX/lib/libpmcr-region.so" | grep -i 'NEEDED.*mpi'; then echo "libpmcr-region.so links MPI"; exit 1; fi
 
 # Installed binaries find their libraries.
 "$PREFIX/bin/pmserver" --help >/dev/null
@@ -36,15 +45,38 @@ cmake --build "$PREFIX/consumer" >/dev/null
 PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig cc "$SRC/examples/cmake-consumer/main.c" -o "$PREFIX/pc-consumer" \
   $(PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig pkg-config --cflags --libs pmcr)
 
+# The region API from a program without MPI: find_package(pmcr) (pmcr::region)
+# and pkg-config pmcr-region, against the installed pmserver on its own pool.
+cmake -S "$SRC/examples/region-consumer" -B "$PREFIX/region-consumer" -DCMAKE_PREFIX_PATH="$PREFIX" >/dev/null
+cmake --build "$PREFIX/region-consumer" >/dev/null
+cc "$SRC/examples/region-consumer/main.c" -o "$PREFIX/pc-region-consumer" \
+  $(PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig pkg-config --cflags --libs pmcr-region)
+for exe in "$PREFIX/region-consumer/pmcr_region_consumer" "$PREFIX/pc-region-consumer"; do
+  if readelf -d "$exe" | grep -i 'NEEDED.*mpi'; then echo "$exe links MPI"; exit 1; fi
+done
+
 # Both run under the installed pmcr-run with its own local pmserver: the
 # second run resumes where the first stopped.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 UCX_NET_DEVICES=lo
 POOL=/dev/shm/pmcr-install-$$.pool
-trap 'rm -rf "$PREFIX" "$POOL" "$POOL.log" "$POOL.key"' EXIT
+SERVER_PID=
+trap '[[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$PREFIX" "$POOL" "$POOL.log" "$POOL.key" "$POOL.r" "$POOL.r.ready"' EXIT
+"$PREFIX/bin/pmserver" --pool "$POOL.r" --size 64M --listen 127.0.0.1:0 --ready-file "$POOL.r.ready" \
+  --log-level warn 2>/dev/null &
+SERVER_PID=$!
+for _ in $(seq 100); do [[ -s $POOL.r.ready ]] && break; sleep 0.1; done
+[[ -s $POOL.r.ready ]] || { echo "the installed pmserver did not start"; exit 1; }
+for exe in "$PREFIX/region-consumer/pmcr_region_consumer" "$PREFIX/pc-region-consumer"; do
+  out=$(LD_LIBRARY_PATH=$PREFIX/lib "$exe" "$(cat "$POOL.r.ready")" 5 2>&1) || { echo "$exe: $out"; exit 1; }
+  grep -q "the follower's copy is identical" <<<"$out" || { echo "$exe: $out"; exit 1; }
+done
+kill "$SERVER_PID"
+wait "$SERVER_PID" || true
+SERVER_PID=
 run() { "$PREFIX/bin/pmcr-run" --local-pool "$POOL" --local-size 64M --servers 127.0.0.1:0 --job consumer \
           --max-restarts 0 -- "$MPIEXEC" -n 2 "$@" 2>&1; }
 out=$(run "$PREFIX/consumer/pmcr_consumer" 3) || { echo "$out"; exit 1; }
 grep -q "at iteration 3, restarted from version -1" <<<"$out" || { echo "first run: $out"; exit 1; }
 out=$(LD_LIBRARY_PATH=$PREFIX/lib run "$PREFIX/pc-consumer" 5) || { echo "$out"; exit 1; }
 grep -q "at iteration 5, restarted from version 3" <<<"$out" || { echo "second run: $out"; exit 1; }
-echo "install layout, exports, find_package(pmcr) and pkg-config MPI consumers under pmcr-run: ok (MPI: $MPICC)"
+echo "install layout, exports, find_package(pmcr) and pkg-config MPI consumers under pmcr-run, region API consumers without MPI: ok (MPI: $MPICC)"

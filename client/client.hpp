@@ -133,6 +133,24 @@ class Client {
 
   proto::DeleteReply remove(const std::string& job, std::optional<uint64_t> version);
 
+  // ---- named regions (region.h) ----
+  // Opens JOB/NAME for writing (creating it with BLOCK_SIZE and KEEP, 0:
+  // the server's defaults) or for reading.
+  proto::RegionReply region_create(const std::string& job, const std::string& name, uint64_t block_size, uint32_t keep);
+  proto::RegionReply region_open(const std::string& job, const std::string& name);
+  // LEN bytes from BUF at OFFSET of the writer's next generation, in
+  // messages that never straddle a block of BLOCK_SIZE; when it returns the
+  // server has them.
+  void region_write(uint64_t handle, uint64_t block_size, uint64_t offset, const void* buf, uint64_t len);
+  void region_clear(uint64_t handle);
+  proto::RegionReply region_commit(uint64_t handle, uint64_t size);
+  proto::RegionReply region_stat(uint64_t handle);
+  // LEN bytes at OFFSET of GENERATION into BUF.
+  void region_read(uint64_t handle, uint64_t generation, uint64_t offset, void* buf, uint64_t len);
+  std::vector<proto::Range> region_changed(uint64_t handle, uint64_t since, uint64_t generation);
+  void region_close(uint64_t handle);
+  void region_remove(const std::string& job, const std::string& name);
+
   // Sends BYTES as a request as they are and returns the reply (tests).
   proto::Reply raw_request(const std::vector<uint8_t>& bytes, uint64_t tag);
   // Sends PAYLOAD as region data with HEADER as it is (tests).
@@ -186,13 +204,21 @@ class Client {
   void finish_request(void* request);
   void fetch_rndv();
   uint64_t attempt_for(const std::string& job) const;
-  // Issues ISSUE(offset, length) over SIZE bytes in CHUNKs, DEPTH at a time,
-  // and waits for all (and a flush, if FLUSH) before it returns.
+  // Issues ISSUE(offset, length) over SIZE bytes in CHUNKs (cut where
+  // ORIGIN + offset is a multiple of CHUNK), DEPTH at a time, and waits for
+  // all (and a flush, if FLUSH) before it returns.
   void pipeline(uint64_t size, size_t chunk, const char* what, const std::function<void*(uint64_t, size_t)>& issue,
-                bool flush);
+                bool flush, uint64_t origin = 0);
   void rma(bool put, void* local, uint64_t size, uint64_t remote, const std::vector<uint8_t>& rkey);
   void send_data(const WriteTarget& target, const void* buf);
-  void receive_data(const ReadSource& source, void* buf);
+  // SIZE bytes from BUF as kAmData messages for HANDLE at offset AT on, in
+  // CHUNKs cut at multiples of CHUNK.
+  void send_chunks(uint64_t handle, uint64_t at, const void* buf, uint64_t size, size_t chunk);
+  // SIZE bytes of HANDLE from offset BASE on into BUF: REQUEST(offset,
+  // length) asks for each segment; the server sends its bytes as kAmData
+  // messages, each received straight into BUF.
+  void receive_data(uint64_t handle, uint64_t base, void* buf, uint64_t size,
+                    const std::function<void(uint64_t, uint64_t)>& request);
   [[noreturn]] void fail_connection(int code, const std::string& message);
   // Force-closes the endpoint, which ends every operation still on it.
   void close_now();
@@ -218,6 +244,7 @@ class Client {
   };
   struct ActiveRead {
     uint64_t handle = 0;
+    uint64_t base = 0;  // the region offset of buf[0]
     uint8_t* buf = nullptr;
     uint64_t size = 0;
     uint64_t received = 0;  // bytes landed in buf

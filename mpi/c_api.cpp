@@ -1,6 +1,7 @@
 // The extern "C" layer of libpmcr: every entry point runs through guard(),
 // which turns what it threw into a PMCR_E_* code (capture.hpp) and the
-// thread-local last-error message.
+// last-error message, kept by libpmcr-region.so (pmcr_strerror,
+// pmcr_last_error and pmcr_version are its).
 #include <pmcr/pmcr.h>
 
 #include <cstring>
@@ -11,9 +12,12 @@
 #include "report.hpp"
 #include "session.hpp"
 
+// libpmcr-region.so's setter of the thread's last error (not in any
+// public header).
+extern "C" void pmcr_private_set_last_error(const char* text);
+
 namespace {
 
-thread_local std::string t_last_error;
 
 // The calls whose success means the job moved on: a failure reported
 // before them (PMCR_RUN_REPORT) was got past. Finalizing after a failed
@@ -29,10 +33,13 @@ template <class F>
 int guard(const char* fn, F&& f) noexcept {
   std::string message;
   const int rc = pmcr::capture(f, &message);
-  if (rc != PMCR_OK) t_last_error = std::string(fn) + ": " + message;
+  if (rc != PMCR_OK) {
+    message = std::string(fn) + ": " + message;
+    pmcr_private_set_last_error(message.c_str());
+  }
   // For pmcr-run (relaunch or not): the outcome of the calls that move the
   // job on; a failure of another call is the program's to handle.
-  if (moves_on(fn)) rc == PMCR_OK ? pmcr::report::success() : pmcr::report::failure(rc, t_last_error);
+  if (moves_on(fn)) rc == PMCR_OK ? pmcr::report::success() : pmcr::report::failure(rc, message);
   return rc;
 }
 
@@ -76,7 +83,7 @@ PMCR_EXPORT int pmcr_restart_test(int* version) {
     if (!version) throw pmcr::Error(PMCR_E_INVAL, "version is NULL");
     *version = found;
     // A damaged version was skipped: pmcr_last_error says which and why.
-    if (!notice.empty()) t_last_error = "pmcr_restart_test: " + notice;
+    if (!notice.empty()) pmcr_private_set_last_error(("pmcr_restart_test: " + notice).c_str());
   });
 }
 
@@ -99,11 +106,5 @@ PMCR_EXPORT int pmcr_finalize(void) {
     s->finalize();
   });
 }
-
-PMCR_EXPORT const char* pmcr_strerror(int err) { return pmcr::error_name(err); }
-
-PMCR_EXPORT const char* pmcr_last_error(void) { return t_last_error.c_str(); }
-
-PMCR_EXPORT const char* pmcr_version(void) { return PMCR_VERSION; }
 
 }  // extern "C"

@@ -154,11 +154,12 @@ ucs_status_t Client::on_data(void* arg, const void* header, size_t header_length
   ActiveRead& r = self->read_;
   proto::DataHeader h;
   const bool ok = r.active && proto::decode(header, header_length, &h) == proto::DecodeStatus::Ok && h.handle == r.handle &&
-                  h.offset <= r.size && length <= r.size - h.offset;
+                  h.offset >= r.base && h.offset - r.base <= r.size && length <= r.size - (h.offset - r.base);
   if (!ok) {
     r.status = UCS_ERR_INVALID_PARAM;
     return UCS_OK;
   }
+  h.offset -= r.base;
   self->touch();
   if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
     r.chunks.push_back(DataChunk{data, h.offset, length});
@@ -387,7 +388,7 @@ WriteTarget Client::create(const std::string& job, uint64_t version, uint32_t ra
 }
 
 void Client::pipeline(uint64_t size, size_t chunk, const char* what, const std::function<void*(uint64_t, size_t)>& issue,
-                      bool flush) {
+                      bool flush, uint64_t origin) {
   check_alive();
   start();
   std::deque<void*> inflight;
@@ -395,7 +396,7 @@ void Client::pipeline(uint64_t size, size_t chunk, const char* what, const std::
   try {
     while (off < size || !inflight.empty()) {
       while (off < size && inflight.size() < options_.depth) {
-        const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk, size - off));
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk - (origin + off) % chunk, size - off));
         void* req = issue(off, n);
         off += n;
         if (UCS_PTR_IS_ERR(req)) wait(req, what, op_limit());
@@ -445,18 +446,22 @@ void Client::rma(bool put, void* local, uint64_t size, uint64_t remote, const st
 // and the bounds, then receives each chunk straight into the region. A send
 // completes once the server has fetched its bytes.
 void Client::send_data(const WriteTarget& target, const void* buf) {
-  if (target.size == 0) return;
+  send_chunks(target.handle, 0, buf, target.size, options_.am_chunk);
+}
+
+void Client::send_chunks(uint64_t handle, uint64_t at, const void* buf, uint64_t size, size_t chunk) {
+  if (size == 0) return;
   const auto* base = static_cast<const uint8_t*>(buf);
   std::deque<std::array<uint8_t, proto::kDataHeaderSize>> headers;  // alive until their sends complete
-  pipeline(target.size, options_.am_chunk, "sending region data", [&](uint64_t off, size_t n) {
-    headers.push_back(proto::encode(proto::DataHeader{target.handle, off}));
+  pipeline(size, chunk, "sending region data", [&](uint64_t off, size_t n) {
+    headers.push_back(proto::encode(proto::DataHeader{handle, at + off}));
     ucp_request_param_t p{};
     p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     p.flags = UCP_AM_SEND_FLAG_RNDV | UCP_AM_SEND_FLAG_REPLY;
     void* req = ucp_am_send_nbx(ep_, proto::kAmData, headers.back().data(), headers.back().size(), base + off, n, &p);
     PMCR_FAULT_POINT("client.send.chunk");  // tests: a writer stalled with data in flight
     return req;
-  }, false);
+  }, false, at);
 }
 
 void Client::put(const WriteTarget& target, const void* buf) {
@@ -502,13 +507,15 @@ ReadSource Client::open(const std::string& job, uint64_t version, uint32_t rank,
 // READ: the server sends the region; each chunk is received straight into
 // BUF. Returns once every byte is in, or throws (and then nothing is still
 // writing into BUF).
-void Client::receive_data(const ReadSource& source, void* buf) {
-  if (source.size == 0) return;
+void Client::receive_data(uint64_t handle, uint64_t base, void* buf, uint64_t size,
+                          const std::function<void(uint64_t, uint64_t)>& request) {
+  if (size == 0) return;
   check_alive();
   read_ = ActiveRead{};
-  read_.handle = source.handle;
+  read_.handle = handle;
+  read_.base = base;
   read_.buf = static_cast<uint8_t*>(buf);
-  read_.size = source.size;
+  read_.size = size;
   read_.active = true;
   const auto finish = [&] {
     for (const auto& c : read_.chunks) ucp_am_data_release(worker_.get(), c.desc);
@@ -529,9 +536,9 @@ void Client::receive_data(const ReadSource& source, void* buf) {
   // a connection leaves untaken (16 MiB each).
   constexpr uint64_t kReadSegment = 256ull << 20;
   try {
-   for (uint64_t seg = 0; seg < source.size; seg += kReadSegment) {
-    const uint64_t seg_end = std::min(source.size, seg + kReadSegment);
-    call(proto::Read{source.handle, seg, seg_end - seg});
+   for (uint64_t seg = 0; seg < size; seg += kReadSegment) {
+    const uint64_t seg_end = std::min(size, seg + kReadSegment);
+    request(base + seg, seg_end - seg);
     while (read_.received < seg_end) {
       if (read_.status != UCS_OK)
         fail_connection(PMCR_E_TRANSPORT, std::string("receiving region data failed: ") + ucs_status_string(read_.status));
@@ -570,7 +577,9 @@ void Client::receive_data(const ReadSource& source, void* buf) {
 }
 
 void Client::get(const ReadSource& source, void* buf) {
-  if (options_.data_path == DataPath::Am) receive_data(source, buf);
+  if (options_.data_path == DataPath::Am)
+    receive_data(source.handle, 0, buf, source.size,
+                 [&](uint64_t offset, uint64_t length) { call(proto::Read{source.handle, offset, length}); });
   else rma(false, buf, source.size, source.remote_addr, source.rkey);
   // Tests: damage the bytes as they arrive, so the check below must catch it.
   if (PMCR_FAULT_POINT("client.get.data") && source.size > 0) static_cast<uint8_t*>(buf)[source.size / 2] ^= 0x01;
@@ -610,5 +619,53 @@ void Client::read_region(const std::string& job, uint64_t version, uint32_t rank
 proto::DeleteReply Client::remove(const std::string& job, std::optional<uint64_t> version) {
   return std::get<proto::DeleteReply>(call(proto::Delete{job, version.value_or(0), !version.has_value()}));
 }
+
+// ------------------------------------------------------------ named regions
+
+proto::RegionReply Client::region_create(const std::string& job, const std::string& name, uint64_t block_size,
+                                         uint32_t keep) {
+  return std::get<proto::RegionReply>(call(proto::RegionCreate{job, name, block_size, keep}));
+}
+
+proto::RegionReply Client::region_open(const std::string& job, const std::string& name) {
+  return std::get<proto::RegionReply>(call(proto::RegionOpen{job, name}));
+}
+
+void Client::region_write(uint64_t handle, uint64_t block_size, uint64_t offset, const void* buf, uint64_t len) {
+  if (block_size == 0 || (block_size & (block_size - 1)))
+    throw Error(PMCR_E_PROTOCOL, "pmserver gave the region a block size of " + std::to_string(block_size));
+  // Messages never straddle a block: the server puts each in one block.
+  size_t chunk = options_.am_chunk;
+  if (block_size <= chunk || block_size % chunk) chunk = static_cast<size_t>(block_size);
+  send_chunks(handle, offset, buf, len, chunk);
+}
+
+void Client::region_clear(uint64_t handle) { call(proto::RegionClear{handle}); }
+
+proto::RegionReply Client::region_commit(uint64_t handle, uint64_t size) {
+  return std::get<proto::RegionReply>(call(proto::RegionCommit{handle, size}));
+}
+
+proto::RegionReply Client::region_stat(uint64_t handle) {
+  return std::get<proto::RegionReply>(call(proto::RegionStat{handle}));
+}
+
+void Client::region_read(uint64_t handle, uint64_t generation, uint64_t offset, void* buf, uint64_t len) {
+  if (len == 0) {
+    call(proto::RegionRead{handle, generation, offset, 0});  // the server still checks the generation and the bounds
+    return;
+  }
+  receive_data(handle, offset, buf, len, [&](uint64_t at, uint64_t length) {
+    call(proto::RegionRead{handle, generation, at, length});
+  });
+}
+
+std::vector<proto::Range> Client::region_changed(uint64_t handle, uint64_t since, uint64_t generation) {
+  return std::get<proto::RangesReply>(call(proto::RegionChanged{handle, since, generation})).ranges;
+}
+
+void Client::region_close(uint64_t handle) { call(proto::Close{handle}); }
+
+void Client::region_remove(const std::string& job, const std::string& name) { call(proto::RegionRemove{job, name}); }
 
 }  // namespace pmcr::client

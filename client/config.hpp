@@ -1,6 +1,6 @@
-// libpmcr's settings: the environment, overridden by an optional TOML or JSON
-// file given to pmcr_init. The only file that reads PMCR_* variables for the
-// rank library.
+// The client's settings: the environment, overridden by an optional TOML or
+// JSON file given to pmcr_init. The only file that reads PMCR_* variables
+// for libpmcr and libpmcr-region.
 #pragma once
 
 #include <chrono>
@@ -22,11 +22,13 @@ struct Config {
   client::Credential credential;  // auth, key_file, munge_socket
   bool encrypt = false;           // PMCR_ENCRYPT: region data encrypted on the client
   std::string data_key_file;      // PMCR_DATA_KEY_FILE: its key
+  uint64_t block_size = 0;        // PMCR_BLOCK_SIZE: copy-on-write block of new regions; 0: the server's
+  uint32_t generations = 0;       // PMCR_GENERATIONS: generations new named regions keep; 0: the server's
 };
 
 // Reads the environment, then PATH (may be null or empty: environment only).
 // Throws Error(PMCR_E_CONFIG) naming the variable or key, the bad value and
-// what is expected.
-Config load_config(const char* path);
+// what is expected. Without NEED_JOB (the region API), PMCR_JOB may be unset.
+Config load_config(const char* path, bool need_job = true);
 
 }  // namespace pmcr

@@ -34,8 +34,10 @@ constexpr Key kKeyFile{"PMCR_KEY_FILE", "key_file"};
 constexpr Key kMungeSocket{"PMCR_MUNGE_SOCKET", "munge_socket"};
 constexpr Key kEncrypt{"PMCR_ENCRYPT", "encrypt"};
 constexpr Key kDataKeyFile{"PMCR_DATA_KEY_FILE", "data_key_file"};
-constexpr Key kKeys[] = {kServers, kJob,     kKeep,        kLogLevel, kTimeout,    kConnectTimeout,
-                         kDataPath, kAuth, kKeyFile, kMungeSocket, kEncrypt, kDataKeyFile};
+constexpr Key kBlockSize{"PMCR_BLOCK_SIZE", "block_size"};
+constexpr Key kGenerations{"PMCR_GENERATIONS", "generations"};
+constexpr Key kKeys[] = {kServers, kJob,     kKeep,        kLogLevel, kTimeout,    kConnectTimeout, kDataPath,
+                         kAuth,    kKeyFile, kMungeSocket, kEncrypt,  kDataKeyFile, kBlockSize,     kGenerations};
 
 // The raw values, as text, with where each came from (for messages).
 struct Raw {
@@ -157,7 +159,7 @@ std::vector<std::string> split_servers(const std::pair<std::string, std::string>
 
 }  // namespace
 
-Config load_config(const char* path) {
+Config load_config(const char* path, bool need_job) {
   Raw raw;
   read_env(raw);
   if (path && *path) {
@@ -173,16 +175,36 @@ Config load_config(const char* path) {
   else c.servers = {"127.0.0.1:" + std::to_string(kDefaultPort)};
 
   auto job = raw.get(kJob);
-  if (!job)
+  if (!job && need_job)
     throw Error(PMCR_E_CONFIG,
                 "no job name: set the environment variable PMCR_JOB (or \"job\" in the configuration file), "
                 "or run the program under pmcr-run, which sets it");
-  try {
-    check_job_name(job->first);
-  } catch (const Error& e) {
-    bad(job->second, job->first, e.what());
+  if (job) {
+    try {
+      check_job_name(job->first);
+    } catch (const Error& e) {
+      bad(job->second, job->first, e.what());
+    }
+    c.job = job->first;
   }
-  c.job = job->first;
+  if (auto v = raw.get(kBlockSize)) {
+    uint64_t bs = 0;
+    try {
+      bs = parse_size(v->first);
+    } catch (const Error& e) {
+      bad(v->second, v->first, e.what());
+    }
+    if (bs < 4096 || bs > (64u << 20) || (bs & (bs - 1)))
+      bad(v->second, v->first, "expected a power of two from 4K to 64M");
+    c.block_size = bs;
+  }
+  if (auto v = raw.get(kGenerations)) {
+    char* end = nullptr;
+    const long n = std::strtol(v->first.c_str(), &end, 10);
+    if (end == v->first.c_str() || *end != '\0' || n < 1 || n > 64)
+      bad(v->second, v->first, "expected a whole number of generations from 1 to 64");
+    c.generations = static_cast<uint32_t>(n);
+  }
 
   if (auto v = raw.get(kKeep)) {
     char* end = nullptr;
