@@ -324,6 +324,7 @@ uint8_t* Catalogue::region_write(uint64_t handle, Owner owner, uint64_t offset, 
     }
     u.bytes = u.bytes - std::min(u.bytes, was) + want;
     b = Block{*got, want, 0, 0, true};
+    PMCR_FAULT_POINT("region.write");  // tests: a crash with a shadow block made, nothing committed
   }
   w.size = std::max(w.size, offset + length);
   w.landing++;

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <fstream>
 #include <map>
 #include <random>
 #include <sstream>
@@ -526,6 +527,119 @@ TEST_F(Regions, ServerKilledAtRandomMoments) {
   Conn conn(server);
   OK(pmcr_region_remove(conn.c, "skill", "r"));
   EXPECT_EQ(used_bytes(server), 0u) << "recovery counted exactly the kept generations' blocks";
+}
+
+// ---- pmserver killed at every fault point of region work ----
+
+struct RegionLog {
+  uint64_t acked = 0;          // the last generation whose commit returned
+  bool removed_sent = false, removed_acked = false;
+};
+
+// Five generations of one region (the model's writes, appends, clears), a
+// second region created, committed and removed. Stops at the first error.
+void region_workload(ServerProcess& s, RegionLog& log) {
+  try {
+    auto c = s.connect(10s);
+    const auto w = c.region_create("sweep", "r", kBlock, 2);
+    uint64_t size = 0;
+    for (uint64_t g = 1; g <= 5; ++g) {
+      for (const auto& op : pmcr::test::generation_ops(g, size, kBlock)) {
+        if (op.kind == pmcr::test::RegionOp::Clear) {
+          c.region_clear(w.handle);
+          size = 0;
+          continue;
+        }
+        const uint64_t at = op.kind == pmcr::test::RegionOp::Append ? size : op.offset;
+        c.region_write(w.handle, kBlock, at, op.bytes.data(), op.bytes.size());
+        size = std::max<uint64_t>(size, at + op.bytes.size());
+      }
+      EXPECT_EQ(c.region_commit(w.handle, size).generation, g);
+      log.acked = g;
+    }
+    const auto other = c.region_create("sweep", "other", kBlock, 2);
+    c.region_write(other.handle, kBlock, 0, pmcr::test::pattern(3 * kBlock, 9).data(), 3 * kBlock);
+    c.region_commit(other.handle, 3 * kBlock);
+    c.region_close(other.handle);
+    log.removed_sent = true;
+    c.region_remove("sweep", "other");
+    log.removed_acked = true;
+    c.region_close(w.handle);
+  } catch (const pmcr::Error&) {
+  }
+}
+
+void verify_regions(const ServerProcess& s, const RegionLog& log) {
+  if (log.acked) check_region(s, "sweep", log.acked);
+  Conn conn(s);
+  pmcr_region* r = nullptr;
+  const int rc = pmcr_region_open(conn.c, "sweep", "other", &r);
+  if (log.removed_acked) {
+    EXPECT_EQ(rc, PMCR_E_NOT_FOUND) << "a removed region came back";
+  }
+  if (rc == 0) {  // committed, its removal not finished: whole or gone
+    EXPECT_TRUE(log.removed_sent || log.acked == 5);
+    uint64_t g = 0, size = 0;
+    OK(pmcr_region_stat(r, &g, &size));
+    EXPECT_EQ(read_all(r, g, size), pmcr::test::pattern(3 * kBlock, 9));
+    OK(pmcr_region_close(r));
+  }
+  // Nothing leaked: with every region removed the pool and the catalogue are empty.
+  for (const char* name : {"r", "other"}) pmcr_region_remove(conn.c, "sweep", name);
+  const auto st = s.connect().stat();
+  EXPECT_EQ(st.used_bytes, 0u) << "leaked blocks or maps";
+  EXPECT_EQ(st.catalogue_used, 0u) << "leaked records";
+}
+
+std::map<std::string, int> trace_counts(const std::string& path) {
+  std::map<std::string, int> counts;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) counts[line]++;
+  return counts;
+}
+
+TEST(RegionCrash, KillAtEveryFaultPointOfRegionWork) {
+  TempPath pool("region-crash"), trace("region-trace");
+  std::map<std::string, int> points;
+  {
+    ServerProcess s({pool.str(), "32M", 0, {"PMCR_FAULT_TRACE=" + trace.str()}, {"--no-prefault"}});
+    ASSERT_TRUE(s.start());
+    RegionLog log;
+    region_workload(s, log);
+    ASSERT_EQ(log.acked, 5u) << s.log();
+    ASSERT_TRUE(log.removed_acked);
+    points = trace_counts(trace.str());
+    verify_regions(s, log);
+  }
+  if (points.empty()) GTEST_SKIP() << "built without PMCR_FAULT_INJECTION: no fault points to sweep";
+  for (const char* p : {"region.write", "region.clear", "region.commit.data", "region.commit.map",
+                        "region.commit.state", "region.drop", "region.block.free", "region.remove"})
+    EXPECT_TRUE(points.count(p)) << "the workload never passes fault point " << p;
+  int runs = 0;
+  for (const auto& [point, count] : points) {
+    if (point.rfind("region.", 0) != 0 && point.rfind("server.data", 0) != 0) continue;
+    for (int n = 1; n <= count; ++n) {
+      const std::string where = point + ":" + std::to_string(n);
+      SCOPED_TRACE(where);
+      ::unlink(pool.str().c_str());
+      ServerProcess s({pool.str(), "32M", 0, {"PMCR_FAULT=" + where}, {"--no-prefault"}});
+      RegionLog log;
+      if (s.start()) region_workload(s, log);
+      int status = 0;
+      ASSERT_TRUE(s.wait_exit(10s, &status)) << "the server survived its fault point\n" << s.log();
+      ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status << "\n" << s.log();
+      s.env().clear();
+      ASSERT_TRUE(s.start()) << s.log();
+      verify_regions(s, log);
+      if (HasFailure()) {
+        std::cerr << s.log();
+        return;
+      }
+      runs++;
+    }
+  }
+  std::cerr << "region crash sweep: " << runs << " kill/restart runs\n";
 }
 
 }  // namespace
