@@ -57,6 +57,8 @@ struct WriteTarget {
   uint64_t size = 0;
   uint64_t remote_addr = 0;
   std::vector<uint8_t> rkey;
+  uint64_t block_size = 0;  // kept in blocks (0: one extent)
+  bool based = false;       // starts as its base version's region: send only the blocks that changed
 };
 
 // A committed region of a sealed version, open for reading.
@@ -66,6 +68,7 @@ struct ReadSource {
   uint64_t checksum = 0;
   uint64_t remote_addr = 0;
   std::vector<uint8_t> rkey;
+  uint64_t block_size = 0;  // kept in blocks: CHECKSUM is over its blocks' hashes
 };
 
 class Client {
@@ -104,8 +107,13 @@ class Client {
   void verify(const std::string& job, uint64_t version);
 
   // Creates a region of JOB under the attempt begun or joined for it
-  // (throws STATE if none).
-  WriteTarget create(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, uint64_t size);
+  // (throws STATE if none). With BLOCK_SIZE it is kept in blocks; with
+  // BASE_VERSION too, it starts as that version's region (WriteTarget::based).
+  WriteTarget create(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, uint64_t size,
+                     uint64_t block_size = 0, std::optional<uint64_t> base_version = std::nullopt);
+  // Sends the blocks BLOCKS (indices) of BUF into a region kept in blocks
+  // (the am data path), pipelined; the others stay as they are.
+  void put_blocks(const WriteTarget& target, const void* buf, const std::vector<uint64_t>& blocks);
   // Sends SIZE bytes from BUF into the region (by Options::data_path); when
   // it returns, the server has them or will have them before it handles
   // the COMMIT (not yet durable).
@@ -124,12 +132,14 @@ class Client {
 
   ReadSource open(const std::string& job, uint64_t version, uint32_t rank, uint32_t id);
   // Gets the region into BUF (source.size bytes) and verifies its checksum.
-  // Throws CHECKSUM if the bytes do not match the committed checksum.
-  void get(const ReadSource& source, void* buf);
+  // Throws CHECKSUM if the bytes do not match the committed checksum. For a
+  // region kept in blocks, *HASHES (if given) gets its blocks' hashes.
+  void get(const ReadSource& source, void* buf, std::vector<uint64_t>* hashes = nullptr);
   void close(const ReadSource& source);
   // open + get + verify + close into BUF, which must hold exactly SIZE bytes
   // (throws SIZE otherwise; use open() to learn the size first).
-  void read_region(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, void* buf, uint64_t size);
+  void read_region(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, void* buf, uint64_t size,
+                   ReadSource* source = nullptr, std::vector<uint64_t>* hashes = nullptr);
 
   proto::DeleteReply remove(const std::string& job, std::optional<uint64_t> version);
 
@@ -145,8 +155,9 @@ class Client {
   void region_clear(uint64_t handle);
   proto::RegionReply region_commit(uint64_t handle, uint64_t size);
   proto::RegionReply region_stat(uint64_t handle);
-  // LEN bytes at OFFSET of GENERATION into BUF.
-  void region_read(uint64_t handle, uint64_t generation, uint64_t offset, void* buf, uint64_t len);
+  // LEN bytes at OFFSET of GENERATION into BUF (the region's BLOCK_SIZE).
+  void region_read(uint64_t handle, uint64_t block_size, uint64_t generation, uint64_t offset, void* buf,
+                   uint64_t len);
   std::vector<proto::Range> region_changed(uint64_t handle, uint64_t since, uint64_t generation);
   void region_close(uint64_t handle);
   void region_remove(const std::string& job, const std::string& name);
@@ -209,6 +220,14 @@ class Client {
   // all (and a flush, if FLUSH) before it returns.
   void pipeline(uint64_t size, size_t chunk, const char* what, const std::function<void*(uint64_t, size_t)>& issue,
                 bool flush, uint64_t origin = 0);
+  // The same over PIECES (offset, length), in order.
+  void pipeline(const std::vector<std::pair<uint64_t, size_t>>& pieces, const char* what,
+                const std::function<void*(uint64_t, size_t)>& issue, bool flush);
+  // One region-data message: N bytes from SRC at region offset AT of HANDLE.
+  void* send_piece(uint64_t handle, uint64_t at, const uint8_t* src, size_t n,
+                   std::deque<std::array<uint8_t, proto::kDataHeaderSize>>& headers);
+  // The largest message into a region kept in blocks of BLOCK_SIZE.
+  size_t block_chunk(uint64_t block_size) const;
   void rma(bool put, void* local, uint64_t size, uint64_t remote, const std::vector<uint8_t>& rkey);
   void send_data(const WriteTarget& target, const void* buf);
   // SIZE bytes from BUF as kAmData messages for HANDLE at offset AT on, in
@@ -217,7 +236,7 @@ class Client {
   // SIZE bytes of HANDLE from offset BASE on into BUF: REQUEST(offset,
   // length) asks for each segment; the server sends its bytes as kAmData
   // messages, each received straight into BUF.
-  void receive_data(uint64_t handle, uint64_t base, void* buf, uint64_t size,
+  void receive_data(uint64_t handle, uint64_t base, void* buf, uint64_t size, uint64_t block_size,
                     const std::function<void(uint64_t, uint64_t)>& request);
   [[noreturn]] void fail_connection(int code, const std::string& message);
   // Force-closes the endpoint, which ends every operation still on it.

@@ -36,8 +36,9 @@ constexpr Key kEncrypt{"PMCR_ENCRYPT", "encrypt"};
 constexpr Key kDataKeyFile{"PMCR_DATA_KEY_FILE", "data_key_file"};
 constexpr Key kBlockSize{"PMCR_BLOCK_SIZE", "block_size"};
 constexpr Key kGenerations{"PMCR_GENERATIONS", "generations"};
-constexpr Key kKeys[] = {kServers, kJob,     kKeep,        kLogLevel, kTimeout,    kConnectTimeout, kDataPath,
-                         kAuth,    kKeyFile, kMungeSocket, kEncrypt,  kDataKeyFile, kBlockSize,     kGenerations};
+constexpr Key kIncremental{"PMCR_INCREMENTAL", "incremental"};
+constexpr Key kKeys[] = {kServers, kJob,     kKeep,        kLogLevel, kTimeout,     kConnectTimeout, kDataPath,   kAuth,
+                         kKeyFile, kMungeSocket, kEncrypt, kDataKeyFile, kBlockSize, kGenerations,   kIncremental};
 
 // The raw values, as text, with where each came from (for messages).
 struct Raw {
@@ -197,6 +198,10 @@ Config load_config(const char* path, bool need_job) {
     if (bs < 4096 || bs > (64u << 20) || (bs & (bs - 1)))
       bad(v->second, v->first, "expected a power of two from 4K to 64M");
     c.block_size = bs;
+  }
+  if (auto v = raw.get(kIncremental)) {
+    if (v->first != "0" && v->first != "1") bad(v->second, v->first, "expected 1 (send only changed blocks) or 0");
+    c.incremental = v->first == "1";
   }
   if (auto v = raw.get(kGenerations)) {
     char* end = nullptr;

@@ -163,7 +163,7 @@ PMCR_EXPORT int pmcr_region_read(pmcr_region* r, uint64_t generation, uint64_t o
   return guard("pmcr_region_read", [&] {
     need(r, "the region");
     if (len) need(buf, "the buffer");
-    r->owner->client->region_read(r->handle, generation, offset, buf, len);
+    r->owner->client->region_read(r->handle, r->block_size, generation, offset, buf, len);
   });
 }
 

@@ -3,9 +3,17 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace pmcr {
 
 uint64_t checksum(const void* data, size_t size) noexcept;
+
+// Regions kept in blocks (incremental checkpoints, named regions): the
+// checksum of each BLOCK_SIZE block of DATA (the last one may be shorter),
+// and the region's checksum over them: the XXH3-64 of the hashes as
+// little-endian 64-bit words. Verified block by block, computed in one pass.
+std::vector<uint64_t> block_hashes(const void* data, size_t size, size_t block_size);
+uint64_t combine_hashes(const uint64_t* hashes, size_t count) noexcept;
 
 }  // namespace pmcr

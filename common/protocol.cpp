@@ -158,7 +158,10 @@ class Reader {
 // ---- one description per message ----
 template <class X> void io(X& x, Hello& m) { x.str(m.client, kMaxText); x.u32(m.pid); x.fixed(m.nonce); }
 template <class X> void io(X&, Stat&) {}
-template <class X> void io(X& x, Create& m) { x.str(m.job, kMaxJobName); x.u64(m.version); x.u32(m.rank); x.u32(m.id); x.u64(m.size); x.u64(m.attempt); }
+template <class X> void io(X& x, Create& m) {
+  x.str(m.job, kMaxJobName); x.u64(m.version); x.u32(m.rank); x.u32(m.id); x.u64(m.size); x.u64(m.attempt);
+  x.u64(m.block_size); x.boolean(m.has_base); x.u64(m.base_version);
+}
 template <class X> void io(X& x, Commit& m) { x.u64(m.handle); x.u64(m.size); x.u64(m.checksum); }
 template <class X> void io(X& x, Seal& m) { x.str(m.job, kMaxJobName); x.u64(m.version); x.u32(m.nranks); x.u32(m.nregions); x.u64(m.attempt); }
 template <class X> void io(X& x, ListVersions& m) { x.str(m.job, kMaxJobName); }
@@ -193,9 +196,9 @@ template <class X> void io(X& x, StatReply& m) {
   x.u32(m.regions); x.u32(m.versions); x.u32(m.jobs); x.u32(m.connections);
   x.u32(m.catalogue_slots); x.u32(m.catalogue_used); x.str(m.pool_path, kMaxText);
 }
-template <class X> void io(X& x, CreateReply& m) { x.u64(m.handle); x.u64(m.remote_addr); x.blob(m.rkey, kMaxRkey); }
+template <class X> void io(X& x, CreateReply& m) { x.u64(m.handle); x.u64(m.remote_addr); x.blob(m.rkey, kMaxRkey); x.boolean(m.based); }
 template <class X> void io(X& x, OpenReply& m) {
-  x.u64(m.handle); x.u64(m.remote_addr); x.u64(m.size); x.u64(m.checksum); x.blob(m.rkey, kMaxRkey);
+  x.u64(m.handle); x.u64(m.remote_addr); x.u64(m.size); x.u64(m.checksum); x.blob(m.rkey, kMaxRkey); x.u64(m.block_size);
 }
 template <class X> void io(X& x, VersionEntry& m) {
   x.str(m.job, kMaxJobName); x.u64(m.version); x.boolean(m.sealed); x.u32(m.nranks); x.u32(m.nregions); x.u64(m.bytes);

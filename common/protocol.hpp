@@ -104,6 +104,15 @@ struct Create {
   uint32_t id = 0;
   uint64_t size = 0;
   uint64_t attempt = 0;  // from BEGIN: the job's current attempt
+  // 0: one extent. Else the region is kept in blocks of this size, its
+  // bytes sent as kAmData messages that never straddle a block, and its
+  // checksum is over its blocks' hashes (checksum.hpp, combine_hashes).
+  uint64_t block_size = 0;
+  // With a block size: start from the sealed version BASE_VERSION's region
+  // of the same rank and id (an incremental checkpoint sends only what
+  // changed).
+  bool has_base = false;
+  uint64_t base_version = 0;
 };
 struct Commit {
   uint64_t handle = 0;
@@ -246,7 +255,8 @@ struct StatReply {
 struct CreateReply {
   uint64_t handle = 0;
   uint64_t remote_addr = 0;
-  std::vector<uint8_t> rkey;  // empty for a 0-byte region
+  std::vector<uint8_t> rkey;  // empty for a 0-byte region, or one kept in blocks
+  bool based = false;  // the region starts as its base version's: send only the blocks that changed
 };
 struct OpenReply {
   uint64_t handle = 0;
@@ -254,6 +264,7 @@ struct OpenReply {
   uint64_t size = 0;
   uint64_t checksum = 0;
   std::vector<uint8_t> rkey;
+  uint64_t block_size = 0;  // kept in blocks: the checksum is over its blocks' hashes
 };
 struct VersionEntry {
   std::string job;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "capture.hpp"
+#include "checksum.hpp"
 #include "error.hpp"
 #include "fault.hpp"
 #include "log.hpp"
@@ -100,6 +101,8 @@ void Session::checkpoint(int version) {
   });
   const auto rank = static_cast<uint32_t>(comm_.rank());
   uint64_t regions = 0;
+  next_hashes_.clear();
+  last_sent_ = 0;
   try {
     collectively([&] {
       PMCR_FAULT_POINT("ckpt.begin");
@@ -126,6 +129,10 @@ void Session::checkpoint(int version) {
     throw;
   }
   last_version_ = version;
+  // The next checkpoint sends what changed since this one.
+  hashes_ = std::move(next_hashes_);
+  next_hashes_.clear();
+  base_ = static_cast<uint64_t>(version);
   PMCR_FAULT_POINT("ckpt.sealed");
   if (comm_.rank() == 0) apply_retention();
 }
@@ -211,20 +218,73 @@ uint64_t Session::stored_plain_size(uint64_t stored, uint64_t version, uint32_t 
 
 void Session::write_buffer(uint64_t version, uint32_t id, const Buffer& b) {
   const auto rank = static_cast<uint32_t>(comm_.rank());
+  if (incremental()) return write_blocks(version, id, b);
   if (!key_) {
     client_->write_region(config_.job, version, rank, id, b.ptr, b.size);
+    last_sent_ += b.size;
     return;
   }
   const uint64_t size = crypt::encrypted_size(b.size);
   if (sealed_.size() < size) sealed_.resize(size);
   crypt::encrypt(*key_, {config_.job, version, rank, id}, b.ptr, b.size, sealed_.data());
   client_->write_region(config_.job, version, rank, id, sealed_.data(), size);
+  last_sent_ += size;
+}
+
+// An incremental checkpoint of one buffer: its blocks hashed here, only
+// those whose hash differs from the base version's sent; the server keeps
+// the others (shared with the base) and checks the whole against the
+// checksum over every block's hash. If the server's base turns out not to
+// be what this rank believes, the buffer is sent whole.
+void Session::write_blocks(uint64_t version, uint32_t id, const Buffer& b) {
+  const auto rank = static_cast<uint32_t>(comm_.rank());
+  const uint64_t bs = block_size();
+  Hashes now{b.size, bs, block_hashes(b.ptr, b.size, bs)};
+  const uint64_t sum = combine_hashes(now.blocks.data(), now.blocks.size());
+  auto old = hashes_.find(static_cast<int>(id));
+  const bool have = base_ && old != hashes_.end() && old->second.size == b.size && old->second.block_size == bs;
+  client::WriteTarget t = client_->create(config_.job, version, rank, id, b.size, bs, have ? base_ : std::nullopt);
+  PMCR_FAULT_POINT("ckpt.created");
+  bool whole = !t.based;
+  if (t.based) {
+    std::vector<uint64_t> changed;
+    for (uint64_t i = 0; i < now.blocks.size(); ++i)
+      if (now.blocks[i] != old->second.blocks[i]) changed.push_back(i);
+    client_->put_blocks(t, b.ptr, changed);
+    for (uint64_t i : changed) last_sent_ += std::min(bs, b.size - i * bs);
+    PMCR_FAULT_POINT("ckpt.blocks");
+    try {
+      client_->commit(t, sum);
+    } catch (const Error& e) {
+      if (e.code() != PMCR_E_CHECKSUM) throw;
+      log()->warn("job {} version {}: buffer id {}: the server's copy of version {} is not what this rank sent ({}); "
+                  "sending the buffer whole", config_.job, version, id, *base_, e.what());
+      t = client_->create(config_.job, version, rank, id, b.size, bs, std::nullopt);
+      whole = true;
+    }
+  }
+  if (whole) {
+    client_->put(t, b.ptr);
+    last_sent_ += b.size;
+    PMCR_FAULT_POINT("ckpt.blocks");
+    client_->commit(t, sum);
+  }
+  next_hashes_[static_cast<int>(id)] = std::move(now);
 }
 
 void Session::read_buffer(uint64_t version, uint32_t id, const Buffer& b) {
   const auto rank = static_cast<uint32_t>(comm_.rank());
   if (!key_) {
-    client_->read_region(config_.job, version, rank, id, b.ptr, b.size);
+    // The server's data, verified: with its blocks' hashes, the base of
+    // the next incremental checkpoint (hashed here again only if the block
+    // size changed since it was written).
+    client::ReadSource src;
+    Hashes h{b.size, block_size(), {}};
+    client_->read_region(config_.job, version, rank, id, b.ptr, b.size, &src, &h.blocks);
+    if (incremental()) {
+      if (src.block_size != h.block_size) h.blocks = block_hashes(b.ptr, b.size, h.block_size);
+      hashes_[static_cast<int>(id)] = std::move(h);
+    }
     return;
   }
   const client::ReadSource src = client_->open(config_.job, version, rank, id);
@@ -249,6 +309,8 @@ void Session::read_buffer(uint64_t version, uint32_t id, const Buffer& b) {
 
 void Session::restart(int version) {
   collectively([&] { check_version(version, "pmcr_restart"); });
+  hashes_.clear();
+  base_.reset();
   collectively([&] {
     if (comm_.rank() != 0) return;
     for (const auto& v : client_->list_versions(config_.job)) {
@@ -284,6 +346,7 @@ void Session::restart(int version) {
     PMCR_FAULT_POINT("restart.done");
   });
   last_version_ = version;
+  base_ = static_cast<uint64_t>(version);
   log()->debug("job {}: rank {} restarted from version {}", config_.job, comm_.rank(), version);
 }
 

@@ -40,6 +40,8 @@ class Session {
   void finalize();            // collective
 
   const Config& config() const { return config_; }
+  // Bytes of region data the last checkpoint sent from this rank.
+  uint64_t last_sent() const { return last_sent_; }
 
  private:
   struct Buffer {
@@ -55,9 +57,14 @@ class Session {
   // Frees this rank's unsealed regions of VERSION after a failed checkpoint
   // (best effort), so a program that goes on does not keep losing space.
   void abandon(int version) noexcept;
-  // Writes (encrypted, with PMCR_ENCRYPT) and reads back one buffer.
+  // Writes (encrypted, with PMCR_ENCRYPT; only its changed blocks, when
+  // incremental) and reads back one buffer.
   void write_buffer(uint64_t version, uint32_t id, const Buffer& b);
+  void write_blocks(uint64_t version, uint32_t id, const Buffer& b);
   void read_buffer(uint64_t version, uint32_t id, const Buffer& b);
+  // Incremental checkpoints: on unless PMCR_INCREMENTAL=0, encryption or the rma data path.
+  bool incremental() const { return config_.incremental && !key_ && !config_.rma; }
+  uint64_t block_size() const { return config_.block_size ? config_.block_size : kDefaultBlockSize; }
   // The bytes buffer ID of VERSION holds for the program (its plaintext).
   uint64_t stored_plain_size(uint64_t stored, uint64_t version, uint32_t id) const;
 
@@ -68,6 +75,16 @@ class Session {
   int64_t last_version_ = -1;  // last version checkpointed or restarted
   std::optional<crypt::DataKey> key_;  // PMCR_ENCRYPT=1
   std::vector<uint8_t> sealed_;  // encrypted bytes of one buffer, reused from checkpoint to checkpoint
+  // Incremental checkpoints: the block hashes of each buffer as the job's
+  // last sealed version holds it (base_), from what this rank sent (and the
+  // server verified) or restored; those of the checkpoint in progress.
+  struct Hashes {
+    uint64_t size = 0, block_size = 0;
+    std::vector<uint64_t> blocks;
+  };
+  std::map<int, Hashes> hashes_, next_hashes_;
+  std::optional<uint64_t> base_;
+  uint64_t last_sent_ = 0;  // bytes of region data the last checkpoint sent from this rank
 };
 
 }  // namespace pmcr

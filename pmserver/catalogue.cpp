@@ -46,13 +46,16 @@ std::optional<uint32_t> Catalogue::slot_of(uint64_t handle) const {
   const uint64_t slot = handle & 0xffffffffu;
   if (slot >= slots_.size() || slots_[slot].gen != (handle >> 32)) return std::nullopt;
   const uint64_t st = rec(static_cast<uint32_t>(slot)).state;
-  if (st != kRegionCreated && st != kRegionCommitted) return std::nullopt;
+  if (st != kRegionCreated && st != kRegionCommitted && st != kRegionMapped) return std::nullopt;
   return static_cast<uint32_t>(slot);
 }
 
 RegionView Catalogue::view_of(uint32_t slot) const {
   const Record& r = rec(slot);
-  return RegionView{handle_of(slot), r.offset, r.size, extent_size(r.size), r.checksum, r.rank, r.id};
+  const SlotInfo& si = slots_[slot];
+  if (si.blocks) return RegionView{handle_of(slot), 0, r.size, 0, r.checksum, r.rank, r.id, si.blocks->block_size, si.blocks};
+  if (si.work) return RegionView{handle_of(slot), 0, r.size, 0, 0, r.rank, r.id, si.work->block_size, nullptr};
+  return RegionView{handle_of(slot), r.offset, r.size, extent_size(r.size), r.checksum, r.rank, r.id, 0, nullptr};
 }
 
 uint32_t Catalogue::take_slot() {
@@ -127,12 +130,19 @@ void Catalogue::free_record(uint32_t slot) {
 
 void Catalogue::free_region(uint32_t slot) {
   const Record& r = rec(slot);
-  const uint64_t offset = r.offset, capacity = extent_size(r.size);
+  SlotInfo& si = slots_[slot];
+  const bool mapped = si.work || si.blocks;
+  const uint64_t offset = mapped ? 0 : r.offset, capacity = mapped ? 0 : extent_size(r.size);
   const uint64_t handle = handle_of(slot);
-  const uint32_t pins = slots_[slot].pins;
+  const uint32_t pins = si.pins;
+  GenerationRef blocks = std::move(si.blocks);
+  drop_working(si.work);  // a region kept in blocks, being written: its new blocks
+  si.work.reset();
+  si.blocks.reset();
   free_record(slot);
   regions_--;
-  if (pins > 0) zombies_[handle] = Zombie{offset, capacity, pins};
+  if (pins > 0) zombies_[handle] = Zombie{offset, capacity, pins, std::move(blocks)};
+  else if (blocks) free_blocks(*blocks);
   else release_extent(offset, capacity);
 }
 
@@ -269,9 +279,14 @@ void Catalogue::check_attempt(const std::string& job, uint64_t attempt) const {
                                      "it may not write or seal any more");
 }
 
-RegionView Catalogue::create_region(const RegionKey& key, uint64_t size, Owner owner, uint64_t attempt) {
+RegionView Catalogue::create_region(const RegionKey& key, uint64_t size, Owner owner, uint64_t attempt,
+                                     uint64_t block_size, std::optional<uint64_t> base_version, bool* based) {
   check_job_name(key.job);
   check_attempt(key.job, attempt);
+  if (based) *based = false;
+  if (block_size && (block_size < kMinBlockSize || block_size > kMaxBlockSize || (block_size & (block_size - 1))))
+    throw Error(PMCR_E_INVAL, "block size " + std::to_string(block_size) +
+                                  " is not a power of two from 4 KiB to 64 MiB (PMCR_BLOCK_SIZE)");
   if (size > alloc_.capacity())
     throw Error(PMCR_E_NOSPACE, "region of " + format_size(size) + " is larger than the pool's whole data area (" +
                                     format_size(alloc_.capacity()) + ")");
@@ -303,7 +318,8 @@ RegionView Catalogue::create_region(const RegionKey& key, uint64_t size, Owner o
     free_region(existing->second);
     v.regions.erase(existing);
   }
-  const uint64_t capacity = extent_size(size);
+  // A region kept in blocks gets them as its bytes arrive.
+  const uint64_t capacity = block_size ? 0 : extent_size(size);
   uint64_t offset = 0;
   if (capacity) {
     auto got = alloc_.allocate(capacity);
@@ -331,6 +347,28 @@ RegionView Catalogue::create_region(const RegionKey& key, uint64_t size, Owner o
   set_owner(slot, owner);
   v.regions[{key.rank, key.id}] = slot;
   regions_++;
+  if (block_size) {
+    auto w = std::make_shared<Working>();
+    w->handle = handle_of(slot);
+    w->writer = owner;
+    w->block_size = block_size;
+    w->size = size;
+    w->fixed = true;
+    w->blocks.resize(blocks_for(size, block_size));
+    // The base version's blocks, held by this writer until its commit.
+    const Version* base =
+        base_version && *base_version != key.version ? find_version(key.job, *base_version) : nullptr;
+    if (base && base->sealed) {
+      auto it = base->regions.find({key.rank, key.id});
+      const GenerationRef& g = it == base->regions.end() ? GenerationRef() : slots_[it->second].blocks;
+      if (g && g->block_size == block_size && g->size == size) {
+        w->blocks = g->blocks;
+        hold_blocks(*w);
+        if (based) *based = true;
+      }
+    }
+    slots_[slot].work = std::move(w);
+  }
   return view_of(slot);
 }
 
@@ -344,6 +382,49 @@ RegionView Catalogue::writable_region(uint64_t handle, Owner owner) const {
   return view_of(*slot);
 }
 
+uint8_t* Catalogue::write_blocks(uint64_t handle, Owner owner, uint64_t offset, uint64_t length, WorkingRef* pin) {
+  writable_region(handle, owner);
+  const WorkingRef& w = slots_[*slot_of(handle)].work;
+  if (!w) throw Error(PMCR_E_STATE, "the region is not kept in blocks");
+  uint8_t* dest = write_into(*w, offset, length, UINT64_MAX);  // (its declared size counts against the quota)
+  if (dest) *pin = w;
+  return dest;
+}
+
+// The commit of a region kept in blocks: its new blocks persisted and
+// hashed, the whole checked against CHECKSUM (over every block's hash,
+// those it shares with its base version included), its block map written,
+// then the record rewritten and committed with one state word.
+void Catalogue::commit_mapped(uint32_t slot, uint64_t size, uint64_t checksum_value) {
+  Record& r = rec(slot);
+  Working& w = *slots_[slot].work;
+  if (!w.broken.empty())
+    throw Error(PMCR_E_IO, "the region's data did not arrive whole (" + w.broken + "); write the region again");
+  if (w.landing > 0) throw Error(PMCR_E_BUSY, "the region's data is still arriving; commit after it");
+  if (size != r.size)
+    throw Error(PMCR_E_SIZE, "commit of " + std::to_string(size) + " bytes for a region created with " +
+                                 std::to_string(r.size) + " bytes");
+  hash_blocks(w, false);
+  const uint64_t actual = combine_hashes(w.blocks);
+  if (actual != checksum_value) {
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "pool holds %016llx, client sent %016llx", static_cast<unsigned long long>(actual),
+                  static_cast<unsigned long long>(checksum_value));
+    throw Error(PMCR_E_CHECKSUM, std::string("region data does not match its checksum (") + buf +
+                                     "); the blocks not sent must be those of the base version");
+  }
+  const auto map = write_map(w, record_job(r), "", r.version, 0);
+  r.offset = map.first;
+  r.checksum = checksum_value;
+  r.body_sum = checksum(reinterpret_cast<const uint8_t*>(&r) + kRecordBodyOffset, sizeof(Record) - kRecordBodyOffset);
+  pool_.persist(&r.body_sum, sizeof(Record) - offsetof(Record, body_sum));
+  CRASH_POINT("commit.body");
+  pool_.store_persist(&r.state, kRegionMapped);
+  slots_[slot].blocks = adopt(w, slot, r.version, map);
+  slots_[slot].work.reset();
+  CRASH_POINT("commit.state");
+}
+
 void Catalogue::commit_region(uint64_t handle, uint64_t size, uint64_t checksum_value, Owner owner) {
   const auto slot = slot_of(handle);
   if (!slot) throw Error(PMCR_E_NOT_FOUND, "unknown region handle (the region was replaced, deleted or reclaimed)");
@@ -353,10 +434,11 @@ void Catalogue::commit_region(uint64_t handle, uint64_t size, uint64_t checksum_
   if (size != r.size)
     throw Error(PMCR_E_SIZE, "commit of " + std::to_string(size) + " bytes for a region created with " +
                                  std::to_string(r.size) + " bytes");
-  if (r.state == kRegionCommitted) {
+  if (r.state == kRegionCommitted || r.state == kRegionMapped) {
     if (r.checksum == checksum_value) return;  // a retried commit
     throw Error(PMCR_E_STATE, "region is already committed with another checksum");
   }
+  if (slots_[*slot].work) return commit_mapped(*slot, size, checksum_value);
   uint8_t* data = pool_.base() + r.offset;
   pool_.persist(data, size);
   CRASH_POINT("commit.data");
@@ -399,7 +481,7 @@ void Catalogue::seal(const std::string& job, uint64_t version, uint32_t nranks, 
     if (key.first >= nranks)
       throw Error(PMCR_E_INVAL, describe(job, version) + " has a region of rank " + std::to_string(key.first) +
                                     " but the seal names only " + std::to_string(nranks) + " ranks");
-    if (rec(slot).state == kRegionCommitted) {
+    if (rec(slot).state == kRegionCommitted || rec(slot).state == kRegionMapped) {
       committed++;
       bytes += rec(slot).size;
       ranks.insert(key.first);
@@ -462,7 +544,8 @@ void Catalogue::unpin(uint64_t handle) {
   auto z = zombies_.find(handle);
   if (z == zombies_.end()) throw Error(PMCR_E_NOT_FOUND, "unknown or already closed region handle");
   if (--z->second.pins == 0) {
-    release_extent(z->second.offset, z->second.capacity);
+    if (z->second.blocks) free_blocks(*z->second.blocks);
+    else release_extent(z->second.offset, z->second.capacity);
     zombies_.erase(z);
   }
 }
@@ -638,7 +721,8 @@ std::pair<bool, std::vector<RegionSummary>> Catalogue::list_regions(const std::s
   std::vector<RegionSummary> out;
   for (const auto& [key, slot] : v->regions) {
     const Record& r = rec(slot);
-    out.push_back(RegionSummary{key.first, key.second, r.size, r.checksum, r.state == kRegionCommitted});
+    out.push_back(RegionSummary{key.first, key.second, r.size, r.checksum,
+                                r.state == kRegionCommitted || r.state == kRegionMapped});
   }
   return {v->sealed, std::move(out)};
 }
@@ -686,6 +770,7 @@ void Catalogue::recover() {
       case kRegionCreated: reclaim.push_back(slot); break;
       case kGeneration: generations.push_back(slot); break;
       case kRegionCommitted:
+      case kRegionMapped:
       case kVersionSealed:
       case kVersionQuarantined:
       case kVersionDeleting:
@@ -694,8 +779,8 @@ void Catalogue::recover() {
                         slot, r.state);
           recovery_.damaged++;
           damaged.push_back(slot);
-          if (r.state != kRegionCommitted) suspect_seals++;
-        } else if (r.state == kRegionCommitted) {
+          if (r.state != kRegionCommitted && r.state != kRegionMapped) suspect_seals++;
+        } else if (r.state == kRegionCommitted || r.state == kRegionMapped) {
           committed.push_back(slot);
         } else if (r.state == kVersionDeleting) {
           deleting.push_back(slot);
@@ -758,15 +843,25 @@ void Catalogue::recover() {
       spoil(*v, "committed regions without a seal record, while " + std::to_string(suspect_seals) +
                     " damaged catalogue record(s) may have been its seal");
     }
-    if (!alloc_.reserve(r.offset, extent_size(r.size))) {
-      spdlog::error("{}: region rank {} id {} (record {}) has an extent outside the data area or overlapping another",
-                    describe(job, r.version), r.rank, r.id, slot);
+    // A region kept in blocks: its map checked, its blocks counted (shared
+    // with the other versions' regions that name them).
+    GenerationRef blocks;
+    std::string why = "has an extent outside the data area or overlapping another";
+    if (r.state == kRegionMapped && (blocks = read_map(slot, &why, nullptr)) && !count_blocks(*blocks)) {
+      why = "has blocks outside the data area or overlapping other data";
+      blocks.reset();
+    }
+    if (r.state == kRegionMapped ? !blocks : !alloc_.reserve(r.offset, extent_size(r.size))) {
+      spdlog::error("{}: region rank {} id {} (record {}) {}", describe(job, r.version), r.rank, r.id, slot, why);
       recovery_.damaged++;
-      spoil(*v, "region rank " + std::to_string(r.rank) + " id " + std::to_string(r.id) + " has an invalid extent");
+      spoil(*v, "region rank " + std::to_string(r.rank) + " id " + std::to_string(r.id) + " " + why);
       continue;  // its record stays used, its extent unowned
     }
+    slots_[slot].blocks = blocks;
     if (!v->regions.emplace(std::make_pair(r.rank, r.id), slot).second) {
-      alloc_.release(r.offset, extent_size(r.size));
+      if (blocks) free_blocks(*blocks);
+      else alloc_.release(r.offset, extent_size(r.size));
+      slots_[slot].blocks.reset();
       recovery_.damaged++;
       spoil(*v, "holds region rank " + std::to_string(r.rank) + " id " + std::to_string(r.id) + " twice");
       continue;
@@ -792,6 +887,7 @@ void Catalogue::recover() {
       kept_extents_[slot] = {r.offset, extent_size(r.size)};
   }
   recover_named(generations, used);
+  recovered_lengths_.clear();
   for (uint32_t slot : reclaim) {
     pool_.store_persist(&rec(slot).state, kStateFree);
     used[slot] = false;

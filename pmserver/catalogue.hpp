@@ -44,11 +44,10 @@
 #include <vector>
 
 #include "allocator.hpp"
+#include "blocks.hpp"
 #include "pool.hpp"
 
 namespace pmcr::server {
-
-using Owner = uint64_t;  // the connection that created a region; 0 = none
 
 // The uid of a job whose owner record is missing or damaged: only admins
 // may see or touch it.
@@ -65,12 +64,14 @@ struct RegionKey {
 
 struct RegionView {
   uint64_t handle = 0;
-  uint64_t offset = 0;    // from the pool start
+  uint64_t offset = 0;    // from the pool start (one extent)
   uint64_t size = 0;      // bytes
-  uint64_t capacity = 0;  // extent bytes (page multiple; 0 for an empty region)
+  uint64_t capacity = 0;  // extent bytes (page multiple; 0 for an empty region or one in blocks)
   uint64_t checksum = 0;
   uint32_t rank = 0;
   uint32_t id = 0;
+  uint64_t block_size = 0;  // kept in blocks (an incremental checkpoint's region); 0: one extent
+  GenerationRef blocks;     // ... its blocks, once committed
 };
 
 struct VersionSummary {
@@ -101,10 +102,6 @@ struct RegionSummary {
 // generations it was told of (open, stat), so a follower can read what
 // changed between them even if the writer has moved on. Handles of named
 // regions have the top bit set.
-struct Generation;
-struct Working;
-using GenerationRef = std::shared_ptr<Generation>;
-using WorkingRef = std::shared_ptr<Working>;
 constexpr uint64_t kNamedHandleBit = 1ull << 63;
 inline bool is_named_handle(uint64_t handle) { return handle & kNamedHandleBit; }
 
@@ -194,7 +191,13 @@ class Catalogue {
   // INVAL (name), SUPERSEDED (not the job's current attempt), EXISTS
   // (version sealed), BUSY (another owner's region), NOSPACE (pool or
   // catalogue full).
-  RegionView create_region(const RegionKey& key, uint64_t size, Owner owner, uint64_t attempt);
+  // With BLOCK_SIZE, the region is kept in blocks of that size; with
+  // BASE_VERSION too, it starts as that sealed version's region of the same
+  // rank and id (if that one has the same size and block size: *BASED), so
+  // its writer sends only the blocks that changed.
+  RegionView create_region(const RegionKey& key, uint64_t size, Owner owner, uint64_t attempt,
+                           uint64_t block_size = 0, std::optional<uint64_t> base_version = std::nullopt,
+                           bool* based = nullptr);
   // Persists the region's data, verifies CHECKSUM over it and commits it
   // durably. Throws NOT_FOUND, STATE (another owner), SIZE, CHECKSUM.
   void commit_region(uint64_t handle, uint64_t size, uint64_t checksum, Owner owner);
@@ -298,6 +301,14 @@ class Catalogue {
   uint32_t named_handles(Owner owner) const;
   std::vector<NamedSummary> list_named(const std::string& job) const;
 
+  // Where OWNER's LENGTH bytes at OFFSET land in its region HANDLE kept in
+  // blocks (an incremental checkpoint's: the blocks it did not send stay
+  // those of its base version). Pins the writer (*PIN) until release_write.
+  // Throws NOT_FOUND, STATE, RANGE, INVAL (straddles blocks), NOSPACE.
+  uint8_t* write_blocks(uint64_t handle, Owner owner, uint64_t offset, uint64_t length, WorkingRef* pin);
+  // The pool ranges that hold [OFFSET, OFFSET + LENGTH) of region V.
+  std::vector<Segment> segments(const RegionView& v, uint64_t offset, uint64_t length) const;
+
   // Data address of a region in this process (for the server's
   // registration and for tests).
   uint8_t* data(uint64_t offset) const { return pool_.base() + offset; }
@@ -307,6 +318,8 @@ class Catalogue {
     uint32_t gen = 1;
     Owner owner = 0;
     uint32_t pins = 0;
+    WorkingRef work;        // a region kept in blocks, being written
+    GenerationRef blocks;   // ... committed
   };
   struct Version {
     bool sealed = false;
@@ -318,10 +331,11 @@ class Catalogue {
     // freed with the version.
     std::vector<uint32_t> damaged_slots;
   };
-  struct Zombie {  // extent of a freed region that I/O or a reader still pins
+  struct Zombie {  // extent (or blocks) of a freed region that I/O or a reader still pins
     uint64_t offset = 0;
     uint64_t capacity = 0;
     uint32_t pins = 0;
+    GenerationRef blocks;
   };
 
   Record& rec(uint32_t slot) const { return pool_.records()[slot]; }
@@ -329,6 +343,7 @@ class Catalogue {
   RegionView view_of(uint32_t slot) const;
   std::optional<uint32_t> slot_of(uint64_t handle) const;
   uint32_t take_slot();
+  void commit_mapped(uint32_t slot, uint64_t size, uint64_t checksum);
   void write_body(uint32_t slot, const std::string& job, uint64_t version, uint32_t rank, uint32_t id, uint64_t offset,
                   uint64_t size, uint64_t checksum);
   bool body_ok(uint32_t slot) const;
@@ -366,11 +381,37 @@ class Catalogue {
   GenerationRef readable(const NamedHandle& h, uint64_t generation) const;
   void unhold(GenerationRef& g);
   void drop_generation(Named& n, uint64_t generation);
-  void free_blocks(Generation& g);
   void abandon(Named& n);
-  void free_fresh(Working& w);
   void forget_if_unused(const std::shared_ptr<Named>& n);
   void recover_named(const std::vector<uint32_t>& slots, std::vector<bool>& used);
+
+  // ---- blocks (blocks.cpp) ----
+  // A writer holds the committed blocks it starts from.
+  void hold_blocks(const Working& w);
+  // One reference less to a committed block: freed with its last.
+  void unref_block(uint64_t offset, uint64_t length);
+  // A generation dropped with no pin left: its references and its map.
+  void free_blocks(Generation& g);
+  // A writer's new blocks freed, its holds released (it keeps nothing).
+  void empty_working(Working& w);
+  // The writer goes: emptied now, or when its last write has landed.
+  void drop_working(const WorkingRef& w);
+  // Where LENGTH bytes at OFFSET of W land (see region_write).
+  uint8_t* write_into(Working& w, uint64_t offset, uint64_t length, uint64_t byte_quota);
+  // Persists and hashes W's new blocks, after checking it has no hole.
+  // Throws RANGE.
+  void hash_blocks(Working& w, bool named);
+  // W's block map in a new extent, persisted; (offset, length). Throws NOSPACE.
+  std::pair<uint64_t, uint64_t> write_map(const Working& w, const std::string& job, const std::string& name,
+                                          uint64_t number, uint32_t keep);
+  // Once the record that names MAP is committed: W's blocks become the
+  // generation's (W keeps them, no longer new).
+  GenerationRef adopt(Working& w, uint32_t slot, uint64_t number, std::pair<uint64_t, uint64_t> map);
+  // The block map of the record in SLOT, checked; null (and *WHY) if damaged.
+  GenerationRef read_map(uint32_t slot, std::string* why, std::string* name) const;
+  // Recovery: reserves G's map and blocks and counts its references;
+  // false (nothing counted) if they overlap other data.
+  bool count_blocks(const Generation& g);
 
   Pool& pool_;
   ExtentAllocator alloc_;
@@ -395,6 +436,7 @@ class Catalogue {
   std::unordered_map<uint64_t, uint32_t> block_refs_;  // committed generations' blocks by pool offset
   std::unordered_set<uint64_t> verified_blocks_;        // ... checked against their hash since start-up
   std::vector<WorkingRef> landing_;  // abandoned writers whose writes are still arriving
+  std::unordered_map<uint64_t, uint64_t> recovered_lengths_;  // recovery: every block's extent bytes
   uint64_t next_named_handle_ = 1;
   uint64_t default_block_size_ = 1ull << 20;
   uint32_t default_keep_ = 2;

@@ -56,7 +56,7 @@ void Server::receive(PendingData& d) {
   if (!c.principal) return drop(&c, "sent before HELLO and AUTH");
   if (!d.header_ok || proto::decode(d.header.data(), d.header.size(), &h) != proto::DecodeStatus::Ok)
     return drop(&c, "malformed data header");
-  if (is_named_handle(h.handle)) return receive_named(c, d, h);
+  if (is_named_handle(h.handle)) return receive_blocks(c, d, h, true);
   // The connection's own grant first (its handle, its bounds), then the
   // catalogue (the region is still being written by this connection: not
   // superseded, reclaimed or committed meanwhile).
@@ -67,6 +67,7 @@ void Server::receive(PendingData& d) {
   } catch (const Error& e) {
     return drop(&c, e.what());
   }
+  if (v.block_size) return receive_blocks(c, d, h, false);
   uint8_t* dest = pool_.base() + v.offset + h.offset;
   if (!d.desc) {
     std::memcpy(dest, d.bytes.data(), d.length);
@@ -92,15 +93,16 @@ void Server::receive(PendingData& d) {
   }
 }
 
-// Bytes for the next generation of a named region: the catalogue picks
-// the block (copying it first if this generation had not written it) and
-// checks that they are this connection's writer's, within one block and
-// not past the end.
-void Server::receive_named(Connection& c, PendingData& d, const proto::DataHeader& h) {
+// Bytes for a region kept in blocks (a named region's next generation, an
+// incremental checkpoint's region): the catalogue picks the block (copying
+// it first if this writer had not written it yet) and checks that they are
+// this connection's writer's, within one block and not past the end.
+void Server::receive_blocks(Connection& c, PendingData& d, const proto::DataHeader& h, bool named) {
   WorkingRef pin;
   uint8_t* dest = nullptr;
   try {
-    dest = catalogue_.region_write(h.handle, c.id, h.offset, d.length, options_.quotas.bytes, &pin);
+    dest = named ? catalogue_.region_write(h.handle, c.id, h.offset, d.length, options_.quotas.bytes, &pin)
+                 : catalogue_.write_blocks(h.handle, c.id, h.offset, d.length, &pin);
   } catch (const Error& e) {
     if (d.desc) ucp_am_data_release(worker_.get(), d.desc);
     spdlog::warn("connection {} ({}): dropped region data: {}", c.id, c.peer, e.what());
@@ -122,6 +124,7 @@ void Server::receive_named(Connection& c, PendingData& d, const proto::DataHeade
     catalogue_.release_write(pin, true);
     return;
   }
+  if (!named) catalogue_.pin(h.handle);  // as every receive into a checkpoint's region (data_finished)
   ++data_inflight_[h.handle];
   auto* io = new DataIo{this, h.handle, c.id, {}, nullptr, std::move(pin)};
   ucp_request_param_t rp{};
@@ -163,28 +166,26 @@ void Server::data_finished(uint64_t handle) {
 // buffer. The reply follows the sends it started.
 void Server::send_data(Connection& c, const proto::Read& m) {
   const RegionView& v = c.grants->check(m.handle, Grants::Right::Read, m.offset, m.length).region;
-  // The messages a client has not taken each hold a pin and a UCX request:
-  // bounded per connection.
-  const uint64_t messages = (m.length + kReadChunk - 1) / kReadChunk;
-  if (c.sends + messages > kMaxPending)
-    throw Error(PMCR_E_BUSY, "this connection has " + std::to_string(c.sends) + " region-data messages not yet taken; a READ of " +
-                                 std::to_string(messages) + " more would pass " + std::to_string(kMaxPending) +
-                                 ": receive them first, or read in smaller pieces");
   const auto reg = registrations_.find(v.offset);
-  for (uint64_t off = m.offset; off < m.offset + m.length; off += kReadChunk) {
-    const uint64_t n = std::min(kReadChunk, m.offset + m.length - off);
-    catalogue_.pin(m.handle);
-    send_chunk(c, new DataIo{this, m.handle, c.id, proto::encode(proto::DataHeader{m.handle, off}), nullptr, nullptr},
-               v.offset + off, n, reg != registrations_.end() ? reg->second.memh : nullptr);
-  }
+  send_segments(c, m.handle, m.offset, catalogue_.segments(v, m.offset, m.length), nullptr,
+                v.capacity && reg != registrations_.end() ? reg->second.memh : nullptr);
 }
 
-// A READ of a named region's generation: its blocks' bytes, each message
-// within one block, with its offset in the region. Each message
-// holds the generation, so its blocks stay while they are being sent.
+// A READ of a named region's generation: each message holds the
+// generation, so its blocks stay while they are being sent.
 void Server::send_generation(Connection& c, const proto::RegionRead& m) {
   GenerationRef g;
   const auto segments = catalogue_.region_read(m.handle, c.id, m.generation, m.offset, m.length, &g);
+  send_segments(c, m.handle, m.offset, segments, g, nullptr);
+}
+
+// The bytes of SEGMENTS (region offsets from AT on) as messages of at most
+// kReadChunk bytes, none across a segment (a block), each holding a pin:
+// on the region HANDLE, or on the generation G.
+void Server::send_segments(Connection& c, uint64_t handle, uint64_t at, const std::vector<Segment>& segments,
+                           const GenerationRef& g, ucp_mem_h memh) {
+  // The messages a client has not taken each hold a pin and a UCX request:
+  // bounded per connection.
   uint64_t messages = 0;
   for (const Segment& s : segments) messages += (s.length + kReadChunk - 1) / kReadChunk;
   if (c.sends + messages > kMaxPending)
@@ -193,9 +194,10 @@ void Server::send_generation(Connection& c, const proto::RegionRead& m) {
                                  ": receive them first, or read in smaller pieces");
   for (const Segment& s : segments)
     for (uint64_t off = 0; off < s.length; off += kReadChunk) {
-      catalogue_.hold(g);
-      send_chunk(c, new DataIo{this, m.handle, c.id, proto::encode(proto::DataHeader{m.handle, m.offset + s.at + off}), g, nullptr},
-                 s.offset + off, std::min(kReadChunk, s.length - off), nullptr);
+      if (g) catalogue_.hold(g);
+      else catalogue_.pin(handle);
+      send_chunk(c, new DataIo{this, handle, c.id, proto::encode(proto::DataHeader{handle, at + s.at + off}), g, nullptr},
+                 s.offset + off, std::min(kReadChunk, s.length - off), memh);
     }
 }
 

@@ -62,6 +62,10 @@ enum : uint64_t {
   kVersionDeleting = 0x0204,  // invisible; its regions are being freed
   kVersionQuarantined = 0x0205,  // sealed, then found damaged: kept for inspection, never served
   kJobOwned = 0x0301,  // job: `version` holds the owner's uid, `rank` its gid
+  // A committed region of an incremental checkpoint, kept in blocks: as
+  // kRegionCommitted, but `offset` is its block map (below) and `checksum`
+  // the checksum over its blocks' hashes (checksum.hpp, combine_hashes).
+  kRegionMapped = 0x0103,
   // A committed generation of a named region (region.h): `version` is the
   // generation, `offset` its block map (below), `size` its bytes,
   // `checksum` the XXH3 of the whole map, `rank`/`id` the low/high halves
@@ -88,7 +92,8 @@ struct MapHeader {
   uint32_t name_length;
   char name[kRegionNameMax + 1];
   char job[kJobNameMax];
-  uint8_t reserved[144];
+  uint64_t entries_sum;  // XXH3-64 of the entries
+  uint8_t reserved[136];
 };
 static_assert(sizeof(MapHeader) == 512, "MapHeader layout changed");
 struct MapEntry {

@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <unordered_map>
 
 #include "catalogue.hpp"
 #include "checksum.hpp"
@@ -27,35 +26,6 @@
   } while (0)
 
 namespace pmcr::server {
-
-struct Block {
-  uint64_t offset = 0;  // 0: none (a hole; never committed)
-  uint64_t length = 0;  // extent bytes
-  uint64_t valid = 0;   // bytes of the region in it
-  uint64_t hash = 0;    // committed blocks: XXH3-64 of those bytes
-  bool fresh = false;   // written by this (uncommitted) generation
-};
-
-struct Generation {
-  uint64_t number = 0;
-  uint32_t slot = UINT32_MAX;  // its record
-  uint64_t map_offset = 0, map_length = 0;
-  uint64_t size = 0;
-  std::vector<Block> blocks;
-  uint32_t pins = 0;  // readers' handles holding it, sends from it
-  bool kept = true;   // false: dropped; its blocks go with its last pin
-};
-
-struct Working {
-  uint64_t handle = 0;
-  Owner writer = 0;
-  uint64_t size = 0;  // bytes of the next generation so far
-  std::vector<Block> blocks;
-  std::vector<Block> retired;  // fresh blocks replaced while writes were landing
-  uint32_t landing = 0;        // receives in progress into its blocks
-  std::string broken;          // why it cannot be committed
-  bool abandoned = false;
-};
 
 struct Catalogue::Named {
   std::string job, name;
@@ -74,15 +44,7 @@ namespace {
 
 uint64_t name_hash(const std::string& name) { return checksum(name.data(), name.size()); }
 
-uint64_t blocks_for(uint64_t size, uint64_t block_size) { return (size + block_size - 1) / block_size; }
-
-uint64_t valid_bytes(uint64_t size, uint64_t block_size, uint64_t i) {
-  return i * block_size >= size ? 0 : std::min(block_size, size - i * block_size);
-}
-
 std::string describe(const std::string& job, const std::string& name) { return "region '" + name + "' of job '" + job + "'"; }
-
-uint64_t map_bytes(uint64_t blocks) { return sizeof(MapHeader) + blocks * sizeof(MapEntry); }
 
 }  // namespace
 
@@ -159,10 +121,13 @@ NamedInfo Catalogue::region_create(const std::string& job, const std::string& na
   auto w = std::make_shared<Working>();
   w->handle = handle;
   w->writer = owner;
+  w->block_size = n->block_size;
+  w->counted = true;
   if (!n->generations.empty()) {
     const Generation& g = *n->generations.rbegin()->second;
     w->size = g.size;
     w->blocks = g.blocks;
+    hold_blocks(*w);
   }
   n->writer = w;
   n->handles++;
@@ -267,109 +232,15 @@ uint8_t* Catalogue::region_write(uint64_t handle, Owner owner, uint64_t offset, 
   if (!h.writer) throw Error(PMCR_E_PERM, describe(n.job, n.name) + " is open for reading only");
   if (n.removed || !n.writer || n.writer->handle != handle)
     throw Error(PMCR_E_NOT_FOUND, describe(n.job, n.name) + " was removed while being written");
-  Working& w = *n.writer;
-  if (!w.broken.empty()) throw Error(PMCR_E_STATE, "this generation cannot be committed any more: " + w.broken);
-  const uint64_t bs = n.block_size;
-  const auto fail = [&](int code, const std::string& why) {
-    w.broken = why;
-    return Error(code, why);
-  };
-  if (length == 0) return nullptr;
-  if (offset > w.size)
-    throw fail(PMCR_E_RANGE, "a write at offset " + std::to_string(offset) + " is past the end of the region (" +
-                                 std::to_string(w.size) + " bytes): regions have no holes");
-  if (length > alloc_.capacity() || offset > alloc_.capacity() - length)
-    throw fail(PMCR_E_NOSPACE, "a region cannot grow past the pool's data area (" + format_size(alloc_.capacity()) + ")");
-  const uint64_t i = offset / bs;
-  if ((offset + length - 1) / bs != i)
-    throw fail(PMCR_E_INVAL, "region data must not straddle blocks of " + std::to_string(bs) + " bytes");
-  if (i >= w.blocks.size()) w.blocks.resize(i + 1);
-  Block& b = w.blocks[i];
-  const uint64_t lo = offset - i * bs, hi = lo + length;
-  if (!b.fresh || b.length < hi) {
-    // The first write of this block in this generation (or one past what
-    // its shadow holds): a new extent, filled with what the block holds
-    // now except where this write covers it, and zeros past that (never a
-    // previous owner's bytes).
-    if (b.fresh && w.landing > 0)
-      throw fail(PMCR_E_STATE, "a write into block " + std::to_string(i) +
-                                   " grew it while another write into the region was still arriving; "
-                                   "write each block's bytes in order");
-    const uint64_t old_valid = valid_bytes(w.size, bs, i);
-    uint64_t want = extent_size(std::max(hi, old_valid));
-    if (b.fresh) want = std::min(extent_size(bs), std::max(want, 2 * b.length));  // appends: amortised
-    const uint64_t was = b.fresh ? b.length : 0;
-    OwnerUsage& u = usage_[owner];
-    if (u.bytes - std::min(u.bytes, was) + want > byte_quota) {
-      if (u.regions == 0 && u.bytes == 0) usage_.erase(owner);
-      throw fail(PMCR_E_QUOTA, "this connection's uncommitted data would pass its quota of " + format_size(byte_quota) +
-                                   " (pmserver --quota-bytes): commit more often, or ask for a larger quota");
-    }
-    auto got = alloc_.allocate(want);
-    if (!got)
-      throw fail(PMCR_E_NOSPACE, "no space in the pool for a block of " + format_size(want) + ": " +
-                                     format_size(alloc_.free_bytes()) + " free; remove old regions or versions");
-    uint8_t* dst = pool_.base() + *got;
-    const uint8_t* src = b.offset ? pool_.base() + b.offset : nullptr;
-    if (src && lo > 0) std::memcpy(dst, src, std::min(lo, old_valid));
-    if (src && hi < old_valid) std::memcpy(dst + hi, src + hi, old_valid - hi);
-    const uint64_t tail = std::max(hi, old_valid);
-    if (tail < want) std::memset(dst + tail, 0, want - tail);
-    if (b.fresh) {
-      w.retired.push_back(b);  // freed once nothing lands in it
-      if (w.landing == 0) {
-        release_extent(b.offset, b.length);
-        w.retired.pop_back();
-      }
-    }
-    u.bytes = u.bytes - std::min(u.bytes, was) + want;
-    b = Block{*got, want, 0, 0, true};
-    PMCR_FAULT_POINT("region.write");  // tests: a crash with a shadow block made, nothing committed
-  }
-  w.size = std::max(w.size, offset + length);
-  w.landing++;
-  *pin = n.writer;
-  return pool_.base() + b.offset + lo;
+  uint8_t* dest = write_into(*n.writer, offset, length, byte_quota);
+  if (dest) *pin = n.writer;
+  return dest;
 }
 
-void Catalogue::release_write(const WorkingRef& pin, bool arrived) {
-  Working& w = *pin;
-  if (w.landing > 0) w.landing--;
-  if (!arrived && w.broken.empty()) w.broken = "a write did not arrive whole";
-  if (w.landing > 0) return;
-  for (const Block& b : w.retired) release_extent(b.offset, b.length);
-  w.retired.clear();
-  if (w.abandoned) {
-    free_fresh(w);
-    landing_.erase(std::remove(landing_.begin(), landing_.end(), pin), landing_.end());
-  }
-}
-
-void Catalogue::free_fresh(Working& w) {
-  uint64_t bytes = 0;
-  for (Block& b : w.blocks)
-    if (b.fresh) {
-      release_extent(b.offset, b.length);
-      bytes += b.length;
-      b = Block{};
-    }
-  for (const Block& b : w.retired) release_extent(b.offset, b.length);
-  w.retired.clear();
-  if (auto u = usage_.find(w.writer); u != usage_.end()) {
-    u->second.bytes -= std::min(u->second.bytes, bytes);
-    if (u->second.bytes == 0 && u->second.regions == 0) usage_.erase(u);
-  }
-}
-
-// The writer goes (closed, its connection gone, the region removed): its
-// new blocks are freed once no write into them is still arriving.
+// The writer goes (closed, its connection gone, the region removed).
 void Catalogue::abandon(Named& n) {
-  WorkingRef w = std::move(n.writer);
+  drop_working(n.writer);
   n.writer.reset();
-  if (!w) return;
-  w->abandoned = true;
-  if (w->landing == 0) free_fresh(*w);
-  else landing_.push_back(w);
 }
 
 void Catalogue::region_clear(uint64_t handle, Owner owner) {
@@ -380,8 +251,7 @@ void Catalogue::region_clear(uint64_t handle, Owner owner) {
     throw Error(PMCR_E_NOT_FOUND, describe(n.job, n.name) + " was removed while being written");
   Working& w = *n.writer;
   if (w.landing > 0) throw Error(PMCR_E_BUSY, "writes into the region are still arriving; clear it after them");
-  free_fresh(w);
-  w.blocks.clear();
+  empty_working(w);
   w.size = 0;
   PMCR_FAULT_POINT("region.clear");
 }
@@ -399,77 +269,24 @@ NamedInfo Catalogue::region_commit(uint64_t handle, Owner owner, uint64_t size) 
   if (size != w.size)
     throw Error(PMCR_E_SIZE, "commit of " + std::to_string(size) + " bytes, but the writes add up to " +
                                  std::to_string(w.size) + " bytes");
-  const uint64_t bs = n.block_size, nb = blocks_for(size, bs);
-  // Persist and hash what this generation wrote.
-  for (uint64_t i = 0; i < nb; ++i) {
-    Block& b = w.blocks[i];
-    const uint64_t valid = valid_bytes(size, bs, i);
-    if (b.offset == 0 || (!b.fresh && b.valid != valid))
-      throw Error(PMCR_E_RANGE, "bytes " + std::to_string(i * bs + (b.offset ? b.valid : 0)) + " to " +
-                                    std::to_string(i * bs + valid) + " of the region were never written");
-    if (b.fresh) {
-      const uint8_t* p = pool_.base() + b.offset;
-      pool_.persist(p, valid);
-      b.hash = checksum(p, valid);
-      b.valid = valid;
-    }
-  }
-  CRASH_POINT("region.commit.data");
-  const uint64_t map_length = extent_size(map_bytes(nb));
-  auto got = alloc_.allocate(map_length);
-  if (!got)
-    throw Error(PMCR_E_NOSPACE, "no space in the pool for the block map of " + describe(n.job, n.name) + " (" +
-                                    format_size(map_length) + "); remove old regions or versions");
-  uint32_t slot;
+  hash_blocks(w, true);
+  const uint32_t slot = take_slot();
+  std::pair<uint64_t, uint64_t> map;
   try {
-    slot = take_slot();
+    map = write_map(w, n.job, n.name, n.latest + 1, n.keep);
   } catch (...) {
-    alloc_.release(*got, map_length);
+    free_slots_.push_back(slot);
     throw;
   }
-  auto* head = reinterpret_cast<MapHeader*>(pool_.base() + *got);
-  std::memset(head, 0, sizeof(MapHeader));
-  head->magic = kMapMagic;
-  head->generation = n.latest + 1;
-  head->size = size;
-  head->block_size = bs;
-  head->blocks = nb;
-  head->keep = n.keep;
-  head->name_length = static_cast<uint32_t>(n.name.size());
-  std::memcpy(head->name, n.name.data(), n.name.size());
-  std::memcpy(head->job, n.job.data(), n.job.size());
-  auto* entries = reinterpret_cast<MapEntry*>(head + 1);
-  for (uint64_t i = 0; i < nb; ++i) entries[i] = MapEntry{w.blocks[i].offset, w.blocks[i].length, w.blocks[i].hash};
-  pool_.persist(head, map_bytes(nb));
   CRASH_POINT("region.commit.map");
   const uint64_t hash = name_hash(n.name);
-  write_body(slot, n.job, n.latest + 1, static_cast<uint32_t>(hash), static_cast<uint32_t>(hash >> 32), *got, size,
-             checksum(head, map_bytes(nb)));
+  write_body(slot, n.job, n.latest + 1, static_cast<uint32_t>(hash), static_cast<uint32_t>(hash >> 32), map.first,
+             size, checksum(pool_.base() + map.first, map_bytes(w.blocks.size())));
   pool_.store_persist(&rec(slot).state, kGeneration);
-  // Committed: the blocks now belong to the generation.
-  auto g = std::make_shared<Generation>();
-  g->number = n.latest + 1;
-  g->slot = slot;
-  g->map_offset = *got;
-  g->map_length = map_length;
-  g->size = size;
-  uint64_t fresh = 0;
-  for (auto i = w.blocks.size(); i-- > nb;)
-    if (w.blocks[i].fresh) release_extent(w.blocks[i].offset, w.blocks[i].length), fresh += w.blocks[i].length;
-  w.blocks.resize(nb);
-  for (Block& b : w.blocks) {
-    if (b.fresh) {
-      fresh += b.length;
-      verified_blocks_.insert(b.offset);  // hashed from pool memory just now
-    }
-    b.fresh = false;
-    block_refs_[b.offset]++;
-  }
-  g->blocks = w.blocks;
-  if (auto u = usage_.find(owner); u != usage_.end()) {
-    u->second.bytes -= std::min(u->second.bytes, fresh);
-    if (u->second.bytes == 0 && u->second.regions == 0) usage_.erase(u);
-  }
+  // Committed: the blocks now belong to the generation; the writer goes on
+  // from it, holding them too.
+  GenerationRef g = adopt(w, slot, n.latest + 1, map);
+  hold_blocks(w);
   n.latest = g->number;
   n.generations[g->number] = g;
   CRASH_POINT("region.commit.state");
@@ -489,24 +306,6 @@ void Catalogue::drop_generation(Named& n, uint64_t number) {
   g->kept = false;
   if (g->pins == 0) free_blocks(*g);
   CRASH_POINT("region.drop");
-}
-
-// The blocks of a dropped generation that no committed generation names
-// any more, and its map.
-void Catalogue::free_blocks(Generation& g) {
-  for (const Block& b : g.blocks) {
-    auto r = block_refs_.find(b.offset);
-    if (r == block_refs_.end()) continue;
-    if (--r->second == 0) {
-      block_refs_.erase(r);
-      verified_blocks_.erase(b.offset);
-      release_extent(b.offset, b.length);
-      PMCR_FAULT_POINT("region.block.free");
-    }
-  }
-  g.blocks.clear();
-  if (g.map_length) release_extent(g.map_offset, g.map_length);
-  g.map_length = 0;
 }
 
 void Catalogue::region_remove(const std::string& job, const std::string& name) {
@@ -632,20 +431,12 @@ std::vector<NamedSummary> Catalogue::list_named(const std::string& job) const {
 // crash left between a commit and its retention), their blocks counted and
 // reserved. A generation that fails a check marks its region damaged.
 void Catalogue::recover_named(const std::vector<uint32_t>& slots, std::vector<bool>& used) {
-  const PoolHeader* ph = pool_.header();
-  const uint64_t data_begin = ph->data_offset, data_end = ph->data_offset + ph->data_size;
-  const auto in_data = [&](uint64_t off, uint64_t len) {
-    return off >= data_begin && off <= data_end && len <= data_end - off && off % kExtentAlign == 0 &&
-           len % kExtentAlign == 0;
-  };
   struct Found {
     uint32_t slot;
     GenerationRef g;
-    uint64_t block_size;
     uint32_t keep;
   };
   std::map<std::pair<std::string, std::string>, std::vector<Found>> regions;
-  std::unordered_map<uint64_t, uint64_t> block_length;  // of every block counted, by offset
   std::vector<std::pair<std::string, uint64_t>> bad;  // (job, name hash) of a damaged generation
   std::vector<uint32_t> bad_slots;
   for (uint32_t slot : slots) {
@@ -657,105 +448,52 @@ void Catalogue::recover_named(const std::vector<uint32_t>& slots, std::vector<bo
     }
     const std::string job(r.job, strnlen(r.job, kJobNameMax));
     const uint64_t hash = r.rank | (static_cast<uint64_t>(r.id) << 32);
-    const auto reject = [&](const std::string& why) {
+    std::string why, name;
+    GenerationRef g = read_map(slot, &why, &name);
+    if (g && (name.empty() || name_hash(name) != hash)) {
+      why = "its block map names another region";
+      g.reset();
+    }
+    uint32_t keep = 0;
+    if (g) {  // (the map lies in the data area: read_map checked)
+      keep = reinterpret_cast<const MapHeader*>(pool_.base() + r.offset)->keep;
+      if (keep < 1) {
+        why = "its block map header is damaged";
+        g.reset();
+      }
+    }
+    if (!g) {
       spdlog::error("catalogue record {}: generation {} of a region of job '{}': {}; kept, never served", slot,
                     r.version, job, why);
       recovery_.damaged++;
       bad.emplace_back(job, hash);
       bad_slots.push_back(slot);
-    };
-    if (r.offset < data_begin || r.offset > data_end || data_end - r.offset < sizeof(MapHeader)) {
-      reject("its block map lies outside the data area");
       continue;
     }
-    const auto* head = reinterpret_cast<const MapHeader*>(pool_.base() + r.offset);
-    const uint64_t bs = head->block_size;
-    if (head->magic != kMapMagic || bs < kMinBlockSize || bs > kMaxBlockSize || (bs & (bs - 1)) ||
-        head->blocks != blocks_for(head->size, bs) || head->size != r.size || head->generation != r.version ||
-        head->keep < 1 || head->keep > kMaxKeep || head->name_length == 0 || head->name_length > kRegionNameMax ||
-        !in_data(r.offset, extent_size(map_bytes(head->blocks)))) {
-      reject("its block map header is damaged");
-      continue;
-    }
-    if (checksum(head, map_bytes(head->blocks)) != r.checksum) {
-      reject("its block map does not match its checksum");
-      continue;
-    }
-    const std::string name(head->name, head->name_length);
-    if (name_hash(name) != hash || std::string(head->job, strnlen(head->job, kJobNameMax)) != job) {
-      reject("its block map names another region");
-      continue;
-    }
-    auto g = std::make_shared<Generation>();
-    g->number = r.version;
-    g->slot = slot;
-    g->map_offset = r.offset;
-    g->map_length = extent_size(map_bytes(head->blocks));
-    g->size = r.size;
-    const auto* entries = reinterpret_cast<const MapEntry*>(head + 1);
-    bool ok = true;
-    for (uint64_t i = 0; i < head->blocks && ok; ++i) {
-      const uint64_t valid = valid_bytes(r.size, bs, i);
-      ok = in_data(entries[i].offset, entries[i].length) && entries[i].length >= valid && entries[i].length > 0;
-      g->blocks.push_back(Block{entries[i].offset, entries[i].length, valid, entries[i].hash, false});
-    }
-    if (!ok) {
-      reject("its block map names a block outside the data area");
-      continue;
-    }
-    regions[{job, name}].push_back(Found{slot, std::move(g), bs, head->keep});
+    regions[{job, name}].push_back(Found{slot, std::move(g), keep});
   }
   for (auto& [key, found] : regions) {
     std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.g->number < b.g->number; });
-    const uint32_t keep = found.back().keep;
     auto n = std::make_shared<Named>();
     n->job = key.first;
     n->name = key.second;
-    n->block_size = found.back().block_size;
-    n->keep = keep;
+    n->block_size = found.back().g->block_size;
+    n->keep = found.back().keep;
     for (size_t k = 0; k < found.size(); ++k) {
       Found& f = found[k];
-      const bool extra = found.size() - k > keep;
-      bool ok = !extra && f.block_size == n->block_size && alloc_.reserve(f.g->map_offset, f.g->map_length);
-      std::vector<uint64_t> counted;
-      for (size_t i = 0; ok && i < f.g->blocks.size(); ++i) {
-        const Block& b = f.g->blocks[i];
-        auto r = block_refs_.find(b.offset);
-        if (r == block_refs_.end()) {
-          if (!alloc_.reserve(b.offset, b.length)) {
-            ok = false;
-          } else {
-            block_refs_[b.offset] = 1;
-            block_length[b.offset] = b.length;
-            counted.push_back(b.offset);
-          }
-        } else if (block_length[b.offset] != b.length) {
-          ok = false;  // a shared block is the same extent in every map that names it
-        } else {
-          r->second++;
-          counted.push_back(b.offset);
-        }
-      }
-      if (ok) {
-        n->generations[f.g->number] = f.g;
-        n->latest = f.g->number;
-        continue;
-      }
-      // Undo what this generation counted.
-      for (uint64_t off : counted) {
-        auto r = block_refs_.find(off);
-        if (--r->second == 0) {
-          alloc_.release(off, block_length[off]);
-          block_refs_.erase(r);
-        }
-      }
-      if (extra) {
+      if (found.size() - k > n->keep) {
+        // Older than the region keeps: a crash came between a commit and
+        // its retention.
         pool_.store_persist(&rec(f.slot).state, kStateFree);
         used[f.slot] = false;
         recovery_.reclaimed_regions++;
         continue;
       }
-      if (f.block_size == n->block_size) alloc_.release(f.g->map_offset, f.g->map_length);
+      if (f.g->block_size == n->block_size && count_blocks(*f.g)) {
+        n->generations[f.g->number] = f.g;
+        n->latest = f.g->number;
+        continue;
+      }
       spdlog::error("generation {} of {}: its blocks overlap other data; kept, never served", f.g->number,
                     describe(key.first, key.second));
       recovery_.damaged++;

@@ -183,13 +183,18 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
           [&](proto::Create& m) -> std::optional<proto::ReplyBody> {
             // (A region larger than the whole pool is the catalogue's NOSPACE.)
             if (m.size <= catalogue_.data_size()) check_create(options_.quotas, catalogue_.usage(c.id), m.size);
-            const RegionView v = catalogue_.create_region({m.job, m.version, m.rank, m.id}, m.size, c.id, m.attempt);
+            bool based = false;
+            const RegionView v = catalogue_.create_region({m.job, m.version, m.rank, m.id}, m.size, c.id, m.attempt,
+                                                          m.block_size,
+                                                          m.has_base ? std::optional<uint64_t>(m.base_version) : std::nullopt,
+                                                          &based);
             c.attempts[m.job] = m.attempt;
             if (v.capacity) registration(v.offset, v.capacity);
             proto::CreateReply r;
             r.handle = v.handle;
-            r.remote_addr = addr(v.offset);
+            r.remote_addr = v.capacity ? addr(v.offset) : 0;
             r.rkey = c.grants->allow_write(v).rkey;
+            r.based = based;
             return r;
           },
           [&](proto::Commit& m) -> std::optional<proto::ReplyBody> {
@@ -253,7 +258,8 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             }
             Task t{TaskKind::Open, c.id, tag, m.job, m.version, catalogue_.version_id(m.job, m.version)};
             t.open.handle = v.handle;
-            t.open.remote_addr = addr(v.offset);
+            t.open.remote_addr = v.capacity ? addr(v.offset) : 0;
+            t.open.block_size = v.block_size;
             t.open.size = v.size;
             t.open.checksum = v.checksum;
             t.opened = v;

@@ -38,12 +38,27 @@ uint64_t Server::start_task(Task task, std::vector<RegionView> regions) {
 }
 
 void Server::check(uint64_t task, Task& t, const RegionView& region) {
-  catalogue_.pin(region.handle);  // released when its check is done
-  const uint64_t id = next_id_++;
-  checks_.emplace(id, CheckRef{task, region});
-  verifier_.submit(
-      Verifier::Check{id, pool_.base() + region.offset, region.size, region.checksum, t.kind == TaskKind::Scrub});
-  t.pending++;
+  const auto submit = [&](const uint8_t* data, uint64_t size, uint64_t expected) {
+    catalogue_.pin(region.handle);  // released when its check is done
+    const uint64_t id = next_id_++;
+    checks_.emplace(id, CheckRef{task, region, expected});
+    verifier_.submit(Verifier::Check{id, data, size, expected, t.kind == TaskKind::Scrub});
+    t.pending++;
+  };
+  if (!region.blocks) {
+    submit(pool_.base() + region.offset, region.size, region.checksum);
+    return;
+  }
+  // Kept in blocks: each block against its hash, and the hashes against the
+  // region's checksum (here: they are in DRAM).
+  if (combine_hashes(region.blocks->blocks) != region.checksum) {
+    const std::string why = "region rank " + std::to_string(region.rank) + " id " + std::to_string(region.id) +
+                            ": its blocks' hashes do not add up to its checksum";
+    if (t.failure.empty()) t.failure = why;
+    catalogue_.quarantine(t.job, t.version, t.version_id, why);
+    return;
+  }
+  for (const Block& b : region.blocks->blocks) submit(pool_.base() + b.offset, b.valid, b.hash);
 }
 
 void Server::verified() {
@@ -63,13 +78,13 @@ void Server::verified() {
     t.pending--;
     if (!res.ok) {
       char sums[80];
-      std::snprintf(sums, sizeof sums, "pool holds %016" PRIx64 ", committed %016" PRIx64, res.actual,
-                    ref.region.checksum);
+      std::snprintf(sums, sizeof sums, "pool holds %016" PRIx64 ", committed %016" PRIx64, res.actual, ref.expected);
       const std::string why = "region rank " + std::to_string(ref.region.rank) + " id " +
-                              std::to_string(ref.region.id) + " fails its checksum (" + sums + ")";
+                              std::to_string(ref.region.id) + (ref.region.blocks ? " has a block that" : "") +
+                              " fails its checksum (" + sums + ")";
       if (t.failure.empty()) t.failure = why;
       catalogue_.quarantine(t.job, t.version, t.version_id, why);
-    } else if (!t.later.empty() && catalogue_.version_id(t.job, t.version) == t.version_id) {
+    } else if (t.pending == 0 && !t.later.empty() && catalogue_.version_id(t.job, t.version) == t.version_id) {
       const RegionView next = t.later.back();
       t.later.pop_back();
       check(ref.task, t, next);

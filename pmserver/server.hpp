@@ -168,6 +168,7 @@ class Server {
   struct CheckRef {
     uint64_t task;
     RegionView region;  // pinned until its check is done
+    uint64_t expected;  // the checksum of the region, or of the block checked
   };
 
   // ---- UCX callbacks (queue work only) ----
@@ -217,8 +218,10 @@ class Server {
   // One kAmData message of N bytes at pool OFFSET; IO is handed to UCX
   // (the pin it carries is released when the send ends).
   void send_chunk(Connection& c, DataIo* io, uint64_t offset, uint64_t n, ucp_mem_h memh);
-  // Region data for a named region's writer (receive()).
-  void receive_named(Connection& c, PendingData& d, const proto::DataHeader& h);
+  // Region data for a region kept in blocks (receive()).
+  void receive_blocks(Connection& c, PendingData& d, const proto::DataHeader& h, bool named);
+  void send_segments(Connection& c, uint64_t handle, uint64_t at, const std::vector<Segment>& segments,
+                     const GenerationRef& g, ucp_mem_h memh);
   const Registration& registration(uint64_t offset, uint64_t capacity);
   // An extent went back to the allocator: its registration, and every
   // grant's remote key into it, end.

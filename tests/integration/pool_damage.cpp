@@ -47,9 +47,21 @@ bool with_record(const std::string& pool, uint64_t state, const std::string& job
 
 void damage_region_data(const std::string& pool, const std::string& job, uint64_t version, uint32_t rank, uint32_t id,
                         int count) {
-  const bool ok = with_record(pool, server::kRegionCommitted, job, version, rank, id, [&](uint8_t* base, Record& r) {
+  const auto where = [&](const Record& r, int k) { return (r.size - 1) * static_cast<uint64_t>(k + 1) / (count + 1); };
+  bool ok = with_record(pool, server::kRegionCommitted, job, version, rank, id, [&](uint8_t* base, Record& r) {
     if (r.size == 0) throw std::runtime_error("the region is empty: nothing to damage");
-    for (int k = 0; k < count; ++k) base[r.offset + (r.size - 1) * static_cast<uint64_t>(k + 1) / (count + 1)] ^= 0x5a;
+    for (int k = 0; k < count; ++k) base[r.offset + where(r, k)] ^= 0x5a;
+  });
+  // A region kept in blocks (an incremental checkpoint's): the bytes of its
+  // blocks, found through its block map.
+  ok = ok || with_record(pool, server::kRegionMapped, job, version, rank, id, [&](uint8_t* base, Record& r) {
+    if (r.size == 0) throw std::runtime_error("the region is empty: nothing to damage");
+    const auto* head = reinterpret_cast<const server::MapHeader*>(base + r.offset);
+    const auto* entries = reinterpret_cast<const server::MapEntry*>(head + 1);
+    for (int k = 0; k < count; ++k) {
+      const uint64_t at = where(r, k);
+      base[entries[at / head->block_size].offset + at % head->block_size] ^= 0x5a;
+    }
   });
   if (!ok) throw std::runtime_error("no committed region " + job + "/" + std::to_string(version) + " in " + pool);
 }

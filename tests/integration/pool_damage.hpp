@@ -10,7 +10,8 @@
 namespace pmcr::test {
 
 // Flips COUNT bytes spread over the data of the committed region
-// (job, version, rank, id). Throws std::runtime_error if there is none.
+// (job, version, rank, id), in one extent or in blocks. Throws
+// std::runtime_error if there is none.
 void damage_region_data(const std::string& pool, const std::string& job, uint64_t version, uint32_t rank, uint32_t id,
                         int count = 3);
 // Flips one bit in the body of the seal record of (job, version).

@@ -421,7 +421,7 @@ TEST_F(Regions, HostileWritesAreRefused) {
   // Generation 1 is what it was.
   const auto reader = raw.region_open("hostile", "r");
   std::vector<uint8_t> got(2 * kBlock);
-  raw.region_read(reader.handle, 1, 0, got.data(), got.size());
+  raw.region_read(reader.handle, kBlock, 1, 0, got.data(), got.size());
   EXPECT_EQ(got, pmcr::test::pattern(2 * kBlock, 1));
   raw.region_close(reader.handle);
 }

@@ -41,6 +41,30 @@ void run_api(int np, const std::vector<std::string>& args, const std::vector<std
 
 TEST(Api, OneRank) { run_api(1, {}, {}); }
 TEST(Api, FourRanks) { run_api(4, {}, {}); }
+// Incremental checkpoints (the default) off, and on with small blocks.
+TEST(Api, FourRanksNotIncremental) { run_api(4, {}, {"PMCR_INCREMENTAL=0"}); }
+TEST(Api, TwoRanksSmallBlocks) { run_api(2, {}, {"PMCR_BLOCK_SIZE=4K"}); }
+
+// A relaunch with another block size restarts from a version written in
+// blocks of the old size, checkpoints on in its own, and those restart too.
+TEST(Api, RelaunchWithAnotherBlockSize) {
+  TempPath pool("blocks");
+  ServerProcess server(ServerConfig(pool.str(), "128M"));
+  ASSERT_TRUE(server.start()) << server.log();
+  const std::string job = "api" + std::to_string(::getpid());
+  const auto phase = [&](const char* filter, const char* block_size) {
+    const JobRun r = run(mpiexec(2, {PMCR_MPI_API_TEST, "--gtest_also_run_disabled_tests",
+                                     std::string("--gtest_filter=") + filter}),
+                         {"PMCR_SERVERS=" + server.address(), "PMCR_JOB=" + job,
+                          std::string("PMCR_BLOCK_SIZE=") + block_size},
+                         120s);
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("all passed"), std::string::npos) << r.out;
+  };
+  phase("*BlocksWrite", "16K");
+  phase("*BlocksRelaunch", "64K");
+  phase("*BlocksRestart", "4K");
+}
 TEST(Api, ChecksumMismatchIsCaught) {
   run_api(2, {"--gtest_also_run_disabled_tests", "--gtest_filter=*ChecksumMismatch*"},
           {"PMCR_FAULT=client.get.data:1:fail"});
@@ -144,13 +168,13 @@ TEST(Heat2d, ReferenceRunKeepsTwoVersions) {
 
 // Kills rank RANK with SIGKILL at the NTH hit of fault point POINT, once;
 // the relaunch must restart from FROM and end with the reference checksum.
-void kill_rank_at(const std::string& point, int nth, int rank, int from) {
+void kill_rank_at(const std::string& point, int nth, int rank, int from, std::vector<std::string> env = {}) {
   const std::string expected = reference_checksum();
   ASSERT_FALSE(expected.empty());
   TempPath once("once");
-  const JobRun r = pmcr_run({"PMCR_FAULT=" + point + ":" + std::to_string(nth) + ":kill",
-                          "PMCR_FAULT_RANK=" + std::to_string(rank), "PMCR_FAULT_ONCE=" + once.str()},
-                         2, "kill");
+  env.insert(env.end(), {"PMCR_FAULT=" + point + ":" + std::to_string(nth) + ":kill",
+                         "PMCR_FAULT_RANK=" + std::to_string(rank), "PMCR_FAULT_ONCE=" + once.str()});
+  const JobRun r = pmcr_run(env, 2, "kill");
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(::access(once.str().c_str(), F_OK), 0) << "the fault never fired\n" << r.out;
   EXPECT_NE(r.out.find("attempt 1 failed"), std::string::npos) << r.out;
@@ -166,6 +190,24 @@ TEST(Heat2d, RankKilledBetweenCheckpoints) { kill_rank_at("ckpt.begin", 3, 2, 10
 TEST(Heat2d, RankKilledAfterPutsBeforeSeal) { kill_rank_at("ckpt.committed", 3, 1, 100); }
 TEST(Heat2d, RankKilledRightAfterSeal) { kill_rank_at("ckpt.sealed", 3, 3, 150); }
 TEST(Heat2d, RankZeroKilledAfterPuts) { kill_rank_at("ckpt.committed", 5, 0, 200); }
+// At the fault points of an incremental checkpoint (small blocks, so the
+// grid is many): heat2d protects two buffers, so hit 6 is the grid's in the
+// 3rd checkpoint (150, based on 100); the relaunch's first checkpoint is
+// based on what it restored. (The 40th message of rank 3 is in the 4th
+// checkpoint, 200.)
+TEST(Heat2d, RankKilledAfterAnIncrementalCreate) { kill_rank_at("ckpt.created", 6, 1, 100, {"PMCR_BLOCK_SIZE=4K"}); }
+TEST(Heat2d, RankKilledBeforeCommittingChangedBlocks) {
+  kill_rank_at("ckpt.blocks", 6, 2, 100, {"PMCR_BLOCK_SIZE=4K"});
+}
+TEST(Heat2d, RankKilledMidChangedBlocks) { kill_rank_at("client.send.chunk", 40, 3, 150, {"PMCR_BLOCK_SIZE=4K"}); }
+
+// Without incremental checkpoints, the same result.
+TEST(Heat2d, NotIncremental) {
+  const std::string expected = reference_checksum();
+  const JobRun r = pmcr_run({"PMCR_INCREMENTAL=0"}, 0, "full");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(final_checksum(r.out), expected) << r.out;
+}
 
 TEST(Heat2d, ServerKilledDuringCheckpoint) {
   const std::string expected = reference_checksum();
