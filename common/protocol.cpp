@@ -195,6 +195,7 @@ template <class X> void io(X& x, StatReply& m) {
   x.u64(m.pool_size); x.u64(m.data_size); x.u64(m.used_bytes); x.u64(m.free_bytes); x.u64(m.store_granularity);
   x.u32(m.regions); x.u32(m.versions); x.u32(m.jobs); x.u32(m.connections);
   x.u32(m.catalogue_slots); x.u32(m.catalogue_used); x.str(m.pool_path, kMaxText);
+  x.u64(m.data_in); x.u64(m.data_out); x.u32(m.named_regions);
 }
 template <class X> void io(X& x, CreateReply& m) { x.u64(m.handle); x.u64(m.remote_addr); x.blob(m.rkey, kMaxRkey); x.boolean(m.based); }
 template <class X> void io(X& x, OpenReply& m) {

@@ -251,6 +251,9 @@ struct StatReply {
   uint32_t catalogue_slots = 0;
   uint32_t catalogue_used = 0;
   std::string pool_path;
+  uint64_t data_in = 0;   // region bytes received since the server started (what writers sent)
+  uint64_t data_out = 0;  // region bytes sent since the server started (what readers fetched)
+  uint32_t named_regions = 0;
 };
 struct CreateReply {
   uint64_t handle = 0;

@@ -736,6 +736,7 @@ CatalogueStats Catalogue::stats() const {
   s.slots = static_cast<uint32_t>(slots_.size());
   s.slots_used = static_cast<uint32_t>(slots_.size() - free_slots_.size());
   for (const auto& [slot, extent] : kept_extents_) s.kept_bytes += extent.second;
+  for (const auto& [job, regions] : named_) s.named_regions += static_cast<uint32_t>(regions.size());
   for (const auto& [job, versions] : jobs_) {
     bool any = false;
     for (const auto& [ver, v] : versions) {

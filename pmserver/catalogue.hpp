@@ -140,6 +140,7 @@ struct CatalogueStats {
   uint32_t jobs = 0;
   uint32_t slots = 0;
   uint32_t slots_used = 0;
+  uint32_t named_regions = 0;
 };
 
 // What one owner holds now: its unsealed regions and their extent bytes.

@@ -69,6 +69,7 @@ void Server::receive(PendingData& d) {
   }
   if (v.block_size) return receive_blocks(c, d, h, false);
   uint8_t* dest = pool_.base() + v.offset + h.offset;
+  data_in_ += d.length;
   if (!d.desc) {
     std::memcpy(dest, d.bytes.data(), d.length);
     return;
@@ -119,6 +120,7 @@ void Server::receive_blocks(Connection& c, PendingData& d, const proto::DataHead
     if (d.desc) ucp_am_data_release(worker_.get(), d.desc);
     return;
   }
+  data_in_ += d.length;
   if (!d.desc) {
     std::memcpy(dest, d.bytes.data(), d.length);
     catalogue_.release_write(pin, true);
@@ -217,6 +219,7 @@ void Server::send_chunk(Connection& c, DataIo* io, uint64_t offset, uint64_t n, 
     p.memh = memh;
   }
   void* req = ucp_am_send_nbx(c.ep, proto::kAmData, io->header.data(), io->header.size(), pool_.base() + offset, n, &p);
+  data_out_ += n;
   PMCR_FAULT_POINT("server.read.chunk");  // tests: a server stalled or killed mid-read
   if (req == nullptr || UCS_PTR_IS_ERR(req)) {
     unpin();

@@ -162,6 +162,9 @@ proto::StatReply Server::stat() const {
   r.catalogue_slots = s.slots;
   r.catalogue_used = s.slots_used;
   r.pool_path = pool_.path();
+  r.data_in = data_in_;
+  r.data_out = data_out_;
+  r.named_regions = s.named_regions;
   return r;
 }
 

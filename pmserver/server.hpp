@@ -276,6 +276,7 @@ class Server {
   Clock::time_point next_scrub_pass_{};
   Clock::time_point next_housekeeping_{}, next_ping_{};
   bool stopping_ = false;
+  uint64_t data_in_ = 0, data_out_ = 0;  // region bytes received and sent (STAT)
 };
 
 }  // namespace pmcr::server

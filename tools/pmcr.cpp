@@ -137,6 +137,9 @@ void cmd_stat(const std::string& server, bool as_json) {
             {"catalogue_slots", s.catalogue_slots},
             {"catalogue_used", s.catalogue_used},
             {"store_granularity", s.store_granularity},
+            {"named_regions", s.named_regions},
+            {"data_in", s.data_in},
+            {"data_out", s.data_out},
             {"transport", c.transports()}};
   if (as_json) {
     std::cout << j.dump(2) << "\n";
@@ -150,6 +153,9 @@ void cmd_stat(const std::string& server, bool as_json) {
               pmcr::format_size(s.free_bytes).c_str(), pmcr::format_size(s.data_size).c_str());
   std::printf("catalogue    %u regions, %u sealed versions, %u jobs (%u of %u records)\n", s.regions, s.versions,
               s.jobs, s.catalogue_used, s.catalogue_slots);
+  std::printf("regions      %u named regions (region.h)\n", s.named_regions);
+  std::printf("traffic      %s received, %s sent since the server started\n", pmcr::format_size(s.data_in).c_str(),
+              pmcr::format_size(s.data_out).c_str());
   std::printf("connections  %u (this one included)\n", s.connections);
 }
 
