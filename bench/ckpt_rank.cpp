@@ -11,6 +11,11 @@
 //   read:  in a new job: pmcr_restart_test + pmcr_restart of the latest
 //          version; then POSIX cold read of the files (page cache dropped
 //          with posix_fadvise). Both are verified (not timed).
+//   changed P BLOCK: a first checkpoint of the whole buffer, then PMCR_KEEP
+//          checkpoints and R timed ones, each after P percent of the
+//          buffer's BLOCK-byte blocks changed (chosen at random over the
+//          buffer: one word each); POSIX write + fsync of the whole file
+//          each time, as before.
 //
 // Times are from a barrier before the operation to the slowest rank's end.
 #include <fcntl.h>
@@ -116,7 +121,7 @@ int main(int argc, char** argv) {
   int size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  if (argc != 5) die("usage: pmcr-bench-rank write|read MIB REPS POSIX_DIR");
+  if (argc != 5 && argc != 7) die("usage: pmcr-bench-rank write|read MIB REPS POSIX_DIR | changed MIB REPS POSIX_DIR PERCENT BLOCK");
   const char* keep_env = std::getenv("PMCR_KEEP");
   const int warmup = (keep_env ? std::atoi(keep_env) : 2) + 1;
   const std::string mode = argv[1], dir = argv[4];
@@ -128,7 +133,36 @@ int main(int argc, char** argv) {
   check(pmcr_init(MPI_COMM_WORLD, nullptr), "pmcr_init");
   check(pmcr_protect(0, buf, bytes), "pmcr_protect");
   std::vector<double> first, ckpt, copy, posix_write, restart, posix_read;
-  if (mode == "write") {
+  if (mode == "changed") {
+    const double percent = std::atof(argv[5]);
+    const size_t block = static_cast<size_t>(std::atol(argv[6]));
+    const size_t blocks = (bytes + block - 1) / block;
+    const size_t n = std::max<size_t>(1, static_cast<size_t>(static_cast<double>(blocks) * percent / 100.0 + 0.5));
+    fill(buf, bytes, 1000 + g_rank);
+    uint64_t x = 12345 + static_cast<uint64_t>(g_rank);
+    std::vector<size_t> order(blocks);
+    const auto change = [&] {  // N distinct blocks at random, one word each
+      for (size_t i = 0; i < blocks; ++i) order[i] = i;
+      for (size_t i = 0; i < n; ++i) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        std::swap(order[i], order[i + x % (blocks - i)]);
+        uint64_t* word = reinterpret_cast<uint64_t*>(buf + order[i] * block);
+        *word += x | 1;
+      }
+    };
+    check(pmcr_checkpoint(1), "pmcr_checkpoint");
+    for (int v = 2; v <= warmup; ++v) {
+      change();
+      check(pmcr_checkpoint(v), "pmcr_checkpoint");
+    }
+    for (int r = 0; r < reps; ++r) {
+      change();
+      ckpt.push_back(timed([&] { check(pmcr_checkpoint(warmup + r + 1), "pmcr_checkpoint"); }));
+      posix_write.push_back(timed([&] { write_file(file, buf, bytes); }));
+    }
+    first.push_back(0);
+    copy.push_back(0);
+  } else if (mode == "write") {
     fill(buf, bytes, 1000 + g_rank);
     uint8_t* dst = alloc(bytes);
     for (int v = 1; v <= warmup; ++v) first.push_back(timed([&] { check(pmcr_checkpoint(v), "pmcr_checkpoint"); }));
@@ -154,7 +188,7 @@ int main(int argc, char** argv) {
   }
   check(pmcr_finalize(), "pmcr_finalize");
   if (g_rank == 0) {
-    if (mode == "write") {
+    if (mode == "write" || mode == "changed") {
       std::string all;
       for (double t : ckpt) all += (all.empty() ? "" : ", ") + std::to_string(t);
       std::printf(

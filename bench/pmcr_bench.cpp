@@ -33,6 +33,7 @@
 #include "auth.hpp"
 #include "checksum.hpp"
 #include "client.hpp"
+#include "dirty.hpp"
 #include "encryption.hpp"
 #include "error.hpp"
 #include "local_server.hpp"
@@ -448,6 +449,119 @@ void print_ckpt(const json& r) {
   }
 }
 
+// ---- pmcr-bench ckpt --changed ----
+
+// XXH3 over BLOCK-byte blocks of a buffer of BYTES, one core: GB/s.
+double hash_rate(uint64_t bytes, uint64_t block) {
+  std::vector<uint8_t> buf(bytes);
+  for (size_t i = 0; i < buf.size(); ++i) buf[i] = static_cast<uint8_t>(i * 131 + (i >> 12));
+  std::vector<double> t;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = Clock::now();
+    const auto h = pmcr::block_hashes(buf.data(), buf.size(), block);
+    t.push_back(seconds_since(t0));
+    if (h.empty()) return NAN;
+  }
+  return gbs(bytes, median(t));
+}
+
+// Incremental checkpoints: for each block size, one job per percentage of
+// blocks changed between checkpoints, and the same job with PMCR_INCREMENTAL=0
+// (every byte sent: the full checkpoint each is compared with). The bytes
+// sent are the server's count of region bytes received.
+json run_changed(const std::vector<CkptConfig>& configs, const std::vector<std::string>& dirs,
+                 const std::vector<double>& percents, const std::vector<uint64_t>& blocks, int reps,
+                 const std::string& posix_dir, const std::string& pmserver, const Launch& launch, bool quiet) {
+  json rows = json::array();
+  for (const CkptConfig& cfg : configs) {
+    for (const std::string& dir : dirs) {
+      for (uint64_t block : blocks) {
+        const std::string pool = dir + "/pmcr-bench-changed-" + std::to_string(getpid()) + ".pool";
+        ::unlink(pool.c_str());
+        pmcr::tools::LocalServerOptions o;
+        o.pmserver = pmserver;
+        o.pool = pool;
+        o.size = std::to_string(6 * cfg.ranks * cfg.mib + 64) + "M";
+        o.log = "/tmp/pmcr-bench-pmserver.log";
+        o.env = {"UCX_NET_DEVICES=lo"};
+        pmcr::tools::LocalServer server(o);
+        if (!server.start()) throw pmcr::Error(PMCR_E_IO, "pmserver did not start; see " + o.log);
+        pmcr::client::Options co;
+        co.server = server.address();
+        pmcr::client::Client stat_client(co);
+        const std::string mib = std::to_string(cfg.mib), r = std::to_string(reps), bs = std::to_string(block);
+        const uint64_t total = static_cast<uint64_t>(cfg.ranks) * (cfg.mib << 20);
+        const auto job = [&](const std::string& name, double percent, bool incremental, bool track) {
+          if (!quiet)
+            std::fprintf(stderr, "%d ranks x %llu MiB, pool in %s, blocks of %s: %s...\n", cfg.ranks,
+                         static_cast<unsigned long long>(cfg.mib), dir.c_str(), pmcr::format_size(block).c_str(),
+                         name.c_str());
+          const uint64_t before = stat_client.stat().data_in;
+          const json w = run_rank_job(
+              launch, cfg.ranks, {"changed", mib, r, posix_dir, std::to_string(percent), bs},
+              {"PMCR_SERVERS=" + server.address(), "PMCR_JOB=changed-" + name, "PMCR_KEEP=2", "PMCR_TIMEOUT=600",
+               "PMCR_BLOCK_SIZE=" + bs, std::string("PMCR_INCREMENTAL=") + (incremental ? "1" : "0"),
+               std::string("PMCR_TRACK_WRITES=") + (track ? "1" : "0")});
+          const uint64_t after = stat_client.stat().data_in;
+          stat_client.remove("changed-" + name, std::nullopt);  // room for the next job
+          // The first checkpoint sent every byte; the others (PMCR_KEEP warm-up ones and the timed ones) what changed.
+          const double sent = static_cast<double>(after - before - total) / (2 + reps);
+          return json{{"ckpt_ms", w["ckpt_s"].get<double>() * 1e3},
+                      {"posix_write_fsync_ms", w["posix_write_fsync_s"].get<double>() * 1e3},
+                      {"sent_bytes", sent}};
+        };
+        const json full = job("full", 100, false, false);
+        const bool tracked = !pmcr::client::WriteTracker::mechanism().empty();
+        for (double p : percents) {
+          const json j = job(std::to_string(p) + "pct", p, true, false);
+          const json t = tracked ? job(std::to_string(p) + "pct-tracked", p, true, true) : json{{"ckpt_ms", NAN}};
+          rows.push_back({{"ranks", cfg.ranks}, {"mib_per_rank", cfg.mib}, {"pool_dir", dir}, {"block", block},
+                          {"percent", p}, {"ckpt_ms", j["ckpt_ms"]}, {"sent_bytes", j["sent_bytes"]},
+                          {"posix_write_fsync_ms", j["posix_write_fsync_ms"]}, {"full_ckpt_ms", full["ckpt_ms"]},
+                          {"full_sent_bytes", full["sent_bytes"]}, {"bytes", total},
+                          {"tracked_ckpt_ms", t["ckpt_ms"]}});
+        }
+        server.stop();
+        ::unlink(pool.c_str());
+        for (int rank = 0; rank < cfg.ranks; ++rank)
+          ::unlink((posix_dir + "/pmcr-bench-rank" + std::to_string(rank) + "-of-" + std::to_string(cfg.ranks) + ".dat").c_str());
+      }
+    }
+  }
+  json rates = json::array();
+  for (uint64_t block : blocks) rates.push_back({{"block", block}, {"gbs", hash_rate(64u << 20, block)}});
+  return json{{"posix_dir", posix_dir}, {"rows", rows}, {"hash_gbs", rates},
+              {"write_tracking", pmcr::client::WriteTracker::mechanism()}};
+}
+
+void print_changed(const json& r) {
+  std::printf("pmcr-bench ckpt --changed: median ms of pmcr_checkpoint until sealed, after P%% of the blocks changed\n");
+  std::printf("(at random over each rank's buffer); sent = region bytes the server received per checkpoint (all\n");
+  std::printf("ranks); full = the same job with PMCR_INCREMENTAL=0; POSIX = write+fsync of the whole file per rank in %s;\n",
+              r["posix_dir"].get<std::string>().c_str());
+  std::printf("tracked = the same with PMCR_TRACK_WRITES=1 (only blocks written are hashed; %s)\n\n",
+              r["write_tracking"].get<std::string>().empty() ? "not available here"
+                                                             : r["write_tracking"].get<std::string>().c_str());
+  std::printf("%-10s %-9s %7s %8s | %8s %10s %8s | %9s %10s %10s | %8s %10s\n", "job", "pool", "block", "changed", "ckpt",
+              "sent MiB", "full", "ckpt/full", "POSIX w+fs", "ckpt/POSIX", "tracked", "trk/full");
+  for (const auto& row : r["rows"]) {
+    const std::string job = std::to_string(row["ranks"].get<int>()) + "x" +
+                            std::to_string(row["mib_per_rank"].get<uint64_t>()) + "MiB";
+    const double ckpt = row["ckpt_ms"], full = row["full_ckpt_ms"], pw = row["posix_write_fsync_ms"];
+    char pct[16];
+    std::snprintf(pct, sizeof pct, "%g%%", row["percent"].get<double>());
+    const double tracked = row["tracked_ckpt_ms"].is_number() ? row["tracked_ckpt_ms"].get<double>() : NAN;
+    std::printf("%-10s %-9s %7s %8s | %8.1f %10.1f %8.1f | %9s %10.1f %10s | %8.1f %10s\n", job.c_str(),
+                row["pool_dir"].get<std::string>().c_str(), pmcr::format_size(row["block"].get<uint64_t>()).c_str(), pct,
+                ckpt, row["sent_bytes"].get<double>() / 1048576.0, full, ratio(ckpt, full).c_str(), pw,
+                ratio(ckpt, pw).c_str(), tracked, ratio(tracked, full).c_str());
+  }
+  std::printf("\nhash (XXH3-64 per block, one core):");
+  for (const auto& h : r["hash_gbs"])
+    std::printf(" %s blocks %.1f GB/s;", pmcr::format_size(h["block"].get<uint64_t>()).c_str(), h["gbs"].get<double>());
+  std::printf("\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -476,6 +590,15 @@ int main(int argc, char** argv) {
   ckpt->add_option("--mpiexec", launch.mpiexec, "MPI launcher")->capture_default_str();
   ckpt->add_option("--mpiexec-flags", launch.preflags, "launcher flags before -n")->capture_default_str();
   ckpt->add_flag("--json", as_json, "print JSON instead of a table");
+  std::vector<double> changed;
+  std::vector<std::string> block_texts = {"1M"};
+  ckpt->add_option("--changed", changed,
+                   "incremental checkpoints instead: percent of blocks changed between checkpoints, e.g. 1,10,100")
+      ->delimiter(',')
+      ->check(CLI::Range(0.0, 100.0));
+  ckpt->add_option("--block-sizes", block_texts, "with --changed: PMCR_BLOCK_SIZE values to measure")
+      ->delimiter(',')
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (::geteuid() == 0) {  // Open MPI refuses root unless told
     ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
@@ -489,6 +612,14 @@ int main(int argc, char** argv) {
         const auto x = t.find('x');
         if (x == std::string::npos) throw pmcr::Error(PMCR_E_INVAL, "--jobs: '" + t + "' is not RANKSxMIB, e.g. 4x64");
         configs.push_back({std::stoi(t.substr(0, x)), std::stoull(t.substr(x + 1))});
+      }
+      if (!changed.empty()) {
+        std::vector<uint64_t> blocks;
+        for (const auto& b : block_texts) blocks.push_back(pmcr::parse_size(b));
+        const json r = run_changed(configs, dirs, changed, blocks, reps, posix_dir, pmserver, launch, as_json);
+        if (as_json) std::cout << r.dump(2) << "\n";
+        else print_changed(r);
+        return 0;
       }
       const json r = run_ckpt(configs, dirs, reps, posix_dir, pmserver, launch, as_json);
       if (as_json) std::cout << r.dump(2) << "\n";

@@ -37,8 +37,9 @@ constexpr Key kDataKeyFile{"PMCR_DATA_KEY_FILE", "data_key_file"};
 constexpr Key kBlockSize{"PMCR_BLOCK_SIZE", "block_size"};
 constexpr Key kGenerations{"PMCR_GENERATIONS", "generations"};
 constexpr Key kIncremental{"PMCR_INCREMENTAL", "incremental"};
-constexpr Key kKeys[] = {kServers, kJob,     kKeep,        kLogLevel, kTimeout,     kConnectTimeout, kDataPath,   kAuth,
-                         kKeyFile, kMungeSocket, kEncrypt, kDataKeyFile, kBlockSize, kGenerations,   kIncremental};
+constexpr Key kTrackWrites{"PMCR_TRACK_WRITES", "track_writes"};
+constexpr Key kKeys[] = {kServers, kJob,         kKeep,    kLogLevel,    kTimeout,   kConnectTimeout, kDataPath,   kAuth,
+                         kKeyFile, kMungeSocket, kEncrypt, kDataKeyFile, kBlockSize, kGenerations,    kIncremental, kTrackWrites};
 
 // The raw values, as text, with where each came from (for messages).
 struct Raw {
@@ -202,6 +203,12 @@ Config load_config(const char* path, bool need_job) {
   if (auto v = raw.get(kIncremental)) {
     if (v->first != "0" && v->first != "1") bad(v->second, v->first, "expected 1 (send only changed blocks) or 0");
     c.incremental = v->first == "1";
+  }
+  if (auto v = raw.get(kTrackWrites)) {
+    if (v->first != "0" && v->first != "1")
+      bad(v->second, v->first, "expected 1 (hash only the blocks written since the last checkpoint: the CPU must be "
+                               "the buffers' only writer, not an RDMA NIC) or 0");
+    c.track_writes = v->first == "1";
   }
   if (auto v = raw.get(kGenerations)) {
     char* end = nullptr;

@@ -28,6 +28,7 @@ struct Config {
   std::string data_key_file;      // PMCR_DATA_KEY_FILE: its key
   uint64_t block_size = 0;        // PMCR_BLOCK_SIZE: copy-on-write block (0: the default, kDefaultBlockSize for checkpoints)
   bool incremental = true;        // PMCR_INCREMENTAL: checkpoints send only the blocks that changed
+  bool track_writes = false;      // PMCR_TRACK_WRITES: hash only the blocks written since the last checkpoint (dirty.hpp)
   uint32_t generations = 0;       // PMCR_GENERATIONS: generations new named regions keep; 0: the server's
 };
 

@@ -60,6 +60,12 @@ Session::Session(MPI_Comm comm, const char* config_path) : comm_(comm) {
   });
   attempt = comm_.broadcast(attempt);
   client_->join(config_.job, static_cast<uint64_t>(attempt));
+  collectively([&] {
+    if (config_.track_writes && incremental()) {
+      tracker_ = std::make_unique<client::WriteTracker>();
+      log()->debug("PMCR_TRACK_WRITES=1: writes tracked with {}", tracker_->name());
+    }
+  });
   PMCR_FAULT_POINT("init.connected");
   log()->debug("rank {}/{} of job {} connected to {} over {}", comm_.rank(), comm_.size(), config_.job,
                client_->address(), client_->transports());
@@ -80,6 +86,13 @@ void Session::protect(int id, void* ptr, size_t size) {
                                      " first, or protect each byte under one id only");
   }
   buffers_[id] = Buffer{ptr, size};
+  // A buffer's writes count from the next checkpoint on.
+  if (tracker_ && !tracker_->track({ptr, size})) {
+    log()->warn("PMCR_TRACK_WRITES=1: the kernel cannot track writes to buffer id {}; it is hashed whole", id);
+    untracked_.insert(id);
+  } else {
+    untracked_.erase(id);
+  }
 }
 
 void Session::unprotect(int id) {
@@ -103,6 +116,7 @@ void Session::checkpoint(int version) {
   uint64_t regions = 0;
   next_hashes_.clear();
   last_sent_ = 0;
+  track_writes();
   try {
     collectively([&] {
       PMCR_FAULT_POINT("ckpt.begin");
@@ -126,6 +140,7 @@ void Session::checkpoint(int version) {
     log()->debug("job {} version {} sealed: {} regions of {} ranks", config_.job, version, total, comm_.size());
   } catch (const Error&) {
     abandon(version);
+    tracking_ = false;  // the bits were cleared for a checkpoint that is not the base
     throw;
   }
   last_version_ = version;
@@ -239,10 +254,20 @@ void Session::write_buffer(uint64_t version, uint32_t id, const Buffer& b) {
 void Session::write_blocks(uint64_t version, uint32_t id, const Buffer& b) {
   const auto rank = static_cast<uint32_t>(comm_.rank());
   const uint64_t bs = block_size();
-  Hashes now{b.size, bs, block_hashes(b.ptr, b.size, bs)};
-  const uint64_t sum = combine_hashes(now.blocks.data(), now.blocks.size());
   auto old = hashes_.find(static_cast<int>(id));
   const bool have = base_ && old != hashes_.end() && old->second.size == b.size && old->second.block_size == bs;
+  Hashes now{b.size, bs, {}, b.ptr};
+  auto dirty = dirty_.find(static_cast<int>(id));
+  if (have && old->second.ptr == b.ptr && dirty != dirty_.end()) {
+    // Only the blocks whose pages were written are read.
+    now.blocks = old->second.blocks;
+    const auto* p = static_cast<const uint8_t*>(b.ptr);
+    for (uint64_t i = 0; i < now.blocks.size(); ++i)
+      if (dirty->second[i]) now.blocks[i] = checksum(p + i * bs, std::min(bs, b.size - i * bs));
+  } else {
+    now.blocks = block_hashes(b.ptr, b.size, bs);
+  }
+  const uint64_t sum = combine_hashes(now.blocks.data(), now.blocks.size());
   client::WriteTarget t = client_->create(config_.job, version, rank, id, b.size, bs, have ? base_ : std::nullopt);
   PMCR_FAULT_POINT("ckpt.created");
   bool whole = !t.based;
@@ -279,7 +304,7 @@ void Session::read_buffer(uint64_t version, uint32_t id, const Buffer& b) {
     // the next incremental checkpoint (hashed here again only if the block
     // size changed since it was written).
     client::ReadSource src;
-    Hashes h{b.size, block_size(), {}};
+    Hashes h{b.size, block_size(), {}, b.ptr};
     client_->read_region(config_.job, version, rank, id, b.ptr, b.size, &src, &h.blocks);
     if (incremental()) {
       if (src.block_size != h.block_size) h.blocks = block_hashes(b.ptr, b.size, h.block_size);
@@ -307,10 +332,27 @@ void Session::read_buffer(uint64_t version, uint32_t id, const Buffer& b) {
   crypt::decrypt(*key_, {config_.job, version, rank, id}, sealed_.data(), src.size, b.ptr);
 }
 
+// PMCR_TRACK_WRITES=1: which blocks of each buffer were written since the
+// last checkpoint (or restart); the next interval starts now.
+void Session::track_writes() {
+  dirty_.clear();
+  if (!tracker_) return;
+  std::vector<client::WriteTracker::Range> ranges;
+  for (const auto& [id, b] : buffers_) ranges.push_back({b.ptr, b.size});
+  const auto written = tracker_->take(ranges, block_size());
+  size_t k = 0;
+  for (const auto& [id, b] : buffers_) {
+    if (tracking_ && !untracked_.count(id)) dirty_[id] = written[k];
+    ++k;
+  }
+  tracking_ = true;
+}
+
 void Session::restart(int version) {
   collectively([&] { check_version(version, "pmcr_restart"); });
   hashes_.clear();
   base_.reset();
+  tracking_ = false;
   collectively([&] {
     if (comm_.rank() != 0) return;
     for (const auto& v : client_->list_versions(config_.job)) {
@@ -347,6 +389,12 @@ void Session::restart(int version) {
   });
   last_version_ = version;
   base_ = static_cast<uint64_t>(version);
+  // The buffers now hold the version restored: writes from here on are the changes.
+  tracking_ = false;
+  if (tracker_) {
+    track_writes();
+    dirty_.clear();
+  }
   log()->debug("job {}: rank {} restarted from version {}", config_.job, comm_.rank(), version);
 }
 

@@ -14,11 +14,13 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "client.hpp"
 #include "comm.hpp"
 #include "config.hpp"
+#include "dirty.hpp"
 #include "encryption.hpp"
 
 namespace pmcr {
@@ -61,6 +63,7 @@ class Session {
   // incremental) and reads back one buffer.
   void write_buffer(uint64_t version, uint32_t id, const Buffer& b);
   void write_blocks(uint64_t version, uint32_t id, const Buffer& b);
+  void track_writes();
   void read_buffer(uint64_t version, uint32_t id, const Buffer& b);
   // Incremental checkpoints: on unless PMCR_INCREMENTAL=0, encryption or the rma data path.
   bool incremental() const { return config_.incremental && !key_ && !config_.rma; }
@@ -81,9 +84,20 @@ class Session {
   struct Hashes {
     uint64_t size = 0, block_size = 0;
     std::vector<uint64_t> blocks;
+    const void* ptr = nullptr;  // the memory they were taken of (soft-dirty bits are the memory's)
   };
   std::map<int, Hashes> hashes_, next_hashes_;
   std::optional<uint64_t> base_;
+  // PMCR_TRACK_WRITES=1: the kernel's record of the pages written.
+  std::unique_ptr<client::WriteTracker> tracker_;
+  // Its interval started when hashes_ were last right (a sealed
+  // checkpoint, a restart), so a block not written is unchanged since.
+  // False after anything else (a failed checkpoint).
+  bool tracking_ = false;
+  std::set<int> untracked_;  // buffers whose memory the kernel cannot track
+  // Blocks of each buffer written since the base (taken at the start of a
+  // checkpoint).
+  std::map<int, std::vector<bool>> dirty_;
   uint64_t last_sent_ = 0;  // bytes of region data the last checkpoint sent from this rank
 };
 

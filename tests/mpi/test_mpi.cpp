@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "auth.hpp"
+#include "dirty.hpp"
 #include "jobs.hpp"
 #include "pool_damage.hpp"
 
@@ -44,6 +45,11 @@ TEST(Api, FourRanks) { run_api(4, {}, {}); }
 // Incremental checkpoints (the default) off, and on with small blocks.
 TEST(Api, FourRanksNotIncremental) { run_api(4, {}, {"PMCR_INCREMENTAL=0"}); }
 TEST(Api, TwoRanksSmallBlocks) { run_api(2, {}, {"PMCR_BLOCK_SIZE=4K"}); }
+// Only the blocks whose pages were written are hashed.
+TEST(Api, TwoRanksTrackingWrites) {
+  if (client::WriteTracker::mechanism().empty()) GTEST_SKIP() << "this kernel tracks no writes (dirty.hpp)";
+  run_api(2, {}, {"PMCR_TRACK_WRITES=1", "PMCR_BLOCK_SIZE=16K"});
+}
 
 // A relaunch with another block size restarts from a version written in
 // blocks of the old size, checkpoints on in its own, and those restart too.
