@@ -539,7 +539,7 @@ std::optional<uint64_t> Client::latest_sealed(const std::string& job) {
 
 ReadSource Client::open(const std::string& job, uint64_t version, uint32_t rank, uint32_t id) {
   auto r = std::get<proto::OpenReply>(call(proto::Open{job, version, rank, id}));
-  return ReadSource{r.handle, r.size, r.checksum, r.remote_addr, std::move(r.rkey), r.block_size};
+  return ReadSource{r.handle, r.size, r.checksum, r.remote_addr, std::move(r.rkey), r.block_size, std::move(r.hashes)};
 }
 
 // READ: the server sends the region; each chunk is received straight into
@@ -641,6 +641,24 @@ void Client::get(const ReadSource& source, void* buf, std::vector<uint64_t>* has
 }
 
 void Client::close(const ReadSource& source) { call(proto::Close{source.handle}); }
+
+void Client::get_blocks(const ReadSource& source, void* buf, const std::vector<uint64_t>& blocks) {
+  if (!source.block_size) throw Error(PMCR_E_INVAL, "get_blocks of a region not kept in blocks");
+  auto* base = static_cast<uint8_t*>(buf);
+  const uint64_t bs = source.block_size;
+  for (size_t k = 0; k < blocks.size();) {  // runs of adjacent blocks in one receive
+    size_t end = k + 1;
+    while (end < blocks.size() && blocks[end] == blocks[end - 1] + 1) ++end;
+    const uint64_t from = blocks[k] * bs, to = std::min(source.size, (blocks[end - 1] + 1) * bs);
+    receive_data(source.handle, from, base + from, to - from, bs,
+                 [&](uint64_t offset, uint64_t length) { call(proto::Read{source.handle, offset, length}); });
+    k = end;
+  }
+  const auto mine = block_hashes(buf, source.size, bs);
+  if (combine_hashes(mine.data(), mine.size()) != source.checksum)
+    throw Error(PMCR_E_CHECKSUM, "region data read from pmserver " + options_.server +
+                                     " (the blocks fetched and those kept from another version) does not match its checksum");
+}
 
 void Client::read_region(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, void* buf,
                          uint64_t size, ReadSource* source, std::vector<uint64_t>* hashes) {

@@ -69,6 +69,7 @@ struct ReadSource {
   uint64_t remote_addr = 0;
   std::vector<uint8_t> rkey;
   uint64_t block_size = 0;  // kept in blocks: CHECKSUM is over its blocks' hashes
+  std::vector<uint64_t> hashes;  // ... and those hashes
 };
 
 class Client {
@@ -136,6 +137,11 @@ class Client {
   // region kept in blocks, *HASHES (if given) gets its blocks' hashes.
   void get(const ReadSource& source, void* buf, std::vector<uint64_t>* hashes = nullptr);
   void close(const ReadSource& source);
+  // Gets only the bytes of BLOCKS (indices; a region kept in blocks) into
+  // BUF, which must already hold every other block; then verifies the whole
+  // against the region's checksum. (An export of several versions fetches
+  // each block they share once.)
+  void get_blocks(const ReadSource& source, void* buf, const std::vector<uint64_t>& blocks);
   // open + get + verify + close into BUF, which must hold exactly SIZE bytes
   // (throws SIZE otherwise; use open() to learn the size first).
   void read_region(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, void* buf, uint64_t size,

@@ -200,6 +200,7 @@ template <class X> void io(X& x, StatReply& m) {
 template <class X> void io(X& x, CreateReply& m) { x.u64(m.handle); x.u64(m.remote_addr); x.blob(m.rkey, kMaxRkey); x.boolean(m.based); }
 template <class X> void io(X& x, OpenReply& m) {
   x.u64(m.handle); x.u64(m.remote_addr); x.u64(m.size); x.u64(m.checksum); x.blob(m.rkey, kMaxRkey); x.u64(m.block_size);
+  x.list(m.hashes, kMaxEntries, [&x](uint64_t& h) { x.u64(h); });
 }
 template <class X> void io(X& x, VersionEntry& m) {
   x.str(m.job, kMaxJobName); x.u64(m.version); x.boolean(m.sealed); x.u32(m.nranks); x.u32(m.nregions); x.u64(m.bytes);

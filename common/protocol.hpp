@@ -268,6 +268,7 @@ struct OpenReply {
   uint64_t checksum = 0;
   std::vector<uint8_t> rkey;
   uint64_t block_size = 0;  // kept in blocks: the checksum is over its blocks' hashes
+  std::vector<uint64_t> hashes;  // ... and those hashes (when there are at most kMaxEntries)
 };
 struct VersionEntry {
   std::string job;

@@ -260,6 +260,8 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             t.open.handle = v.handle;
             t.open.remote_addr = v.capacity ? addr(v.offset) : 0;
             t.open.block_size = v.block_size;
+            if (v.blocks && v.blocks->blocks.size() <= proto::kMaxEntries)
+              for (const Block& b : v.blocks->blocks) t.open.hashes.push_back(b.hash);
             t.open.size = v.size;
             t.open.checksum = v.checksum;
             t.opened = v;

@@ -186,10 +186,92 @@ void cmd_ls(const std::string& server, const std::string& job, bool as_json) {
   }
 }
 
+// A region exported before in the same pass: a later version's region
+// takes the blocks it shares with it from this file instead of the wire.
+struct Exported {
+  fs::path path;
+  uint64_t size = 0, block_size = 0;
+  std::vector<uint64_t> hashes;
+};
+
+struct VersionExport {
+  json regions = json::array();
+  uint64_t bytes = 0, fetched = 0;
+};
+
+// Writes every region of sealed version VERSION into DIR (DIR/<rank>/<id>
+// and a manifest), each verified against its checksum. With PREVIOUS, the
+// regions of an earlier version exported in this pass: blocks they share
+// (same hash at the same place) are copied from there, not fetched.
+VersionExport export_version(pmcr::client::Client& c, const std::string& job, uint64_t version, const fs::path& dir,
+                             const std::optional<pmcr::crypt::DataKey>& key,
+                             std::map<std::pair<uint32_t, uint32_t>, Exported>& previous) {
+  const auto listing = c.list_regions(job, version);
+  if (!listing.sealed)
+    throw Error(PMCR_E_INCOMPLETE, "version " + std::to_string(version) + " of job '" + job +
+                                       "' is not sealed (open or quarantined); only sealed versions can be exported");
+  VersionExport out;
+  uint32_t nranks = 0;
+  std::map<std::pair<uint32_t, uint32_t>, Exported> mine;
+  for (const auto& r : listing.regions) {
+    const fs::path rank_dir = dir / std::to_string(r.rank);
+    fs::create_directories(rank_dir);
+    const auto src = c.open(job, version, r.rank, r.id);
+    const fs::path path = rank_dir / std::to_string(r.id);
+    uint64_t sum = 0;
+    {
+      MappedFile file(path, src.size, true);
+      auto prev = previous.find({r.rank, r.id});
+      const bool shared = prev != previous.end() && src.block_size && prev->second.block_size == src.block_size &&
+                          prev->second.size == src.size && prev->second.hashes.size() == src.hashes.size() &&
+                          !src.hashes.empty();
+      if (shared) {
+        MappedFile from(prev->second.path, src.size, false);
+        std::vector<uint64_t> fetch;
+        for (uint64_t i = 0; i < src.hashes.size(); ++i) {
+          const uint64_t at = i * src.block_size, n = std::min(src.block_size, src.size - at);
+          if (src.hashes[i] == prev->second.hashes[i])
+            std::memcpy(static_cast<uint8_t*>(file.data()) + at, static_cast<const uint8_t*>(from.data()) + at, n);
+          else
+            fetch.push_back(i), out.fetched += n;
+        }
+        c.get_blocks(src, file.data(), fetch);  // verifies the whole against its checksum
+      } else {
+        c.get(src, file.data());  // verifies the checksum
+        out.fetched += src.size;
+      }
+      if (key) authenticate(*key, job, version, r.rank, r.id, static_cast<const uint8_t*>(file.data()), src.size);
+      file.sync();
+      // The manifest's checksum is of the file (a region kept in blocks has
+      // its checksum over its blocks' hashes instead: verified above).
+      sum = src.block_size ? pmcr::checksum(file.data(), src.size) : src.checksum;
+    }
+    c.close(src);
+    mine[{r.rank, r.id}] = Exported{path, src.size, src.block_size, src.hashes};
+    out.regions.push_back({{"rank", r.rank}, {"id", r.id}, {"size", src.size}, {"xxh3_64", hex64(sum)}});
+    out.bytes += src.size;
+    nranks = std::max(nranks, r.rank + 1);
+  }
+  previous = std::move(mine);
+  json manifest = {{"format", kFormat}, {"job", job},         {"version", version},
+                   {"ranks", nranks},   {"bytes", out.bytes}, {"regions", out.regions}};
+  if (key) manifest["encrypted"] = {{"key_id", key->id_text()}};
+  const std::string text = manifest.dump(2) + "\n";
+  MappedFile m(dir / kManifest, text.size(), true);
+  std::memcpy(m.data(), text.data(), text.size());
+  m.sync();  // durable before the rename makes it visible
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.is_directory()) pmcr::sync_directory(entry.path());
+  pmcr::sync_directory(dir);
+  return out;
+}
+
 // An export is written into a temporary directory beside DIR and renamed
 // to DIR only once every region verified against its checksum: DIR either
-// does not appear, or holds the whole version and its manifest.
-void cmd_export(const std::string& server, const std::string& job, std::optional<uint64_t> version,
+// does not appear, or holds the whole export. One version goes to
+// DIR/<rank>/<id>; several (--versions) to DIR/<version>/<rank>/<id>, in one
+// pass in which each block they share crosses the network once.
+void cmd_export(const std::string& server, const std::string& job, std::vector<uint64_t> versions,
                 const fs::path& dir_arg, bool as_json) {
   const fs::path dir = fs::absolute(dir_arg).lexically_normal();
   std::error_code ec;
@@ -198,48 +280,31 @@ void cmd_export(const std::string& server, const std::string& job, std::optional
                                "(remove it, or choose another)");
   const auto key = data_key();
   auto c = connect(server);
-  if (!version) {
-    version = c.latest_sealed(job);
-    if (!version) throw Error(PMCR_E_NOT_FOUND, "job '" + job + "' has no sealed version on " + c.address());
+  const bool several = versions.size() > 1;
+  if (versions.empty()) {
+    const auto latest = c.latest_sealed(job);
+    if (!latest) throw Error(PMCR_E_NOT_FOUND, "job '" + job + "' has no sealed version on " + c.address());
+    versions.push_back(*latest);
   }
-  const auto listing = c.list_regions(job, *version);
-  if (!listing.sealed)
-    throw Error(PMCR_E_INCOMPLETE, "version " + std::to_string(*version) + " of job '" + job +
-                                       "' is not sealed (open or quarantined); only sealed versions can be exported");
+  std::sort(versions.begin(), versions.end());
+  if (std::adjacent_find(versions.begin(), versions.end()) != versions.end())
+    throw Error(PMCR_E_INVAL, "--versions names a version twice");
   fs::create_directories(dir.parent_path());
   std::string tmpl = (dir.parent_path() / ("." + dir.filename().string() + ".partial-XXXXXX")).string();
   if (!::mkdtemp(tmpl.data())) throw Error(PMCR_E_IO, "cannot create a directory beside " + dir.string() + ": " + std::strerror(errno));
   const fs::path tmp = tmpl;
-  json regions = json::array();
-  uint64_t bytes = 0;
-  uint32_t nranks = 0;
+  json done = json::array();
+  uint64_t bytes = 0, fetched = 0;
   try {
-    for (const auto& r : listing.regions) {
-      const fs::path rank_dir = tmp / std::to_string(r.rank);
-      fs::create_directories(rank_dir);
-      const auto src = c.open(job, *version, r.rank, r.id);
-      {
-        MappedFile out(rank_dir / std::to_string(r.id), src.size, true);
-        c.get(src, out.data());  // verifies the checksum
-        if (key) authenticate(*key, job, *version, r.rank, r.id, static_cast<const uint8_t*>(out.data()), src.size);
-        out.sync();
-      }
-      c.close(src);
-      regions.push_back({{"rank", r.rank}, {"id", r.id}, {"size", src.size}, {"xxh3_64", hex64(src.checksum)}});
-      bytes += src.size;
-      nranks = std::max(nranks, r.rank + 1);
+    std::map<std::pair<uint32_t, uint32_t>, Exported> previous;
+    for (uint64_t v : versions) {
+      const fs::path vdir = several ? tmp / std::to_string(v) : tmp;
+      fs::create_directories(vdir);
+      const VersionExport e = export_version(c, job, v, vdir, key, previous);
+      done.push_back({{"version", v}, {"regions", e.regions.size()}, {"bytes", e.bytes}, {"fetched", e.fetched}});
+      bytes += e.bytes;
+      fetched += e.fetched;
     }
-    json manifest = {{"format", kFormat}, {"job", job},     {"version", *version},
-                     {"ranks", nranks},   {"bytes", bytes}, {"regions", regions}};
-    if (key) manifest["encrypted"] = {{"key_id", key->id_text()}};
-    {
-      const std::string text = manifest.dump(2) + "\n";
-      MappedFile out(tmp / kManifest, text.size(), true);
-      std::memcpy(out.data(), text.data(), text.size());
-      out.sync();  // durable before the rename makes it visible
-    }
-    for (const auto& entry : fs::directory_iterator(tmp))
-      if (entry.is_directory()) pmcr::sync_directory(entry.path());
     pmcr::sync_directory(tmp);
     if (::rename(tmp.c_str(), dir.c_str()) != 0)
       throw Error(PMCR_E_IO, "cannot rename " + tmp.string() + " to " + dir.string() + ": " + std::strerror(errno));
@@ -249,12 +314,20 @@ void cmd_export(const std::string& server, const std::string& job, std::optional
     throw;
   }
   if (as_json) {
-    std::cout << json{{"job", job}, {"version", *version}, {"regions", regions.size()}, {"bytes", bytes},
-                      {"directory", dir.string()}}.dump(2) << "\n";
-  } else {
-    std::printf("exported version %" PRIu64 " of job %s: %zu regions, %s to %s\n", *version, job.c_str(),
-                regions.size(), pmcr::format_size(bytes).c_str(), dir.c_str());
+    json j = {{"job", job}, {"bytes", bytes}, {"fetched", fetched}, {"directory", dir.string()}};
+    if (several) {
+      j["versions"] = done;
+    } else {
+      j["version"] = versions[0];
+      j["regions"] = done[0]["regions"];
+    }
+    std::cout << j.dump(2) << "\n";
+    return;
   }
+  for (const auto& d : done)
+    std::printf("exported version %" PRIu64 " of job %s: %s regions, %s\n", d["version"].get<uint64_t>(), job.c_str(),
+                d["regions"].dump().c_str(), pmcr::format_size(d["bytes"].get<uint64_t>()).c_str());
+  std::printf("to %s (%s fetched from pmserver)\n", dir.c_str(), pmcr::format_size(fetched).c_str());
 }
 
 struct ImportItem {
@@ -382,6 +455,12 @@ int main(int argc, char** argv) {
   auto* exp = app.add_subcommand("export", "write a sealed version to DIR/<rank>/<id> with a manifest");
   exp->add_option("--job", job, "job name")->required();
   auto* exp_version = exp->add_option("--version", version, "version (default: the latest sealed one)");
+  std::vector<uint64_t> versions;
+  auto* exp_versions = exp->add_option("--versions", versions,
+                                       "several versions in one pass, to DIR/<version>/ (blocks they share fetched once)")
+                           ->delimiter(',')
+                           ->allow_extra_args(false);  // one argument, "3,4,5": DIR follows
+  exp_version->excludes(exp_versions);
   exp->add_option("dir", dir, "directory to write")->required();
   add_json(exp);
 
@@ -407,7 +486,8 @@ int main(int argc, char** argv) {
   try {
     if (stat->parsed()) cmd_stat(server, as_json);
     else if (ls->parsed()) cmd_ls(server, job, as_json);
-    else if (exp->parsed()) cmd_export(server, job, exp_version->count() ? std::optional(version) : std::nullopt, dir, as_json);
+    else if (exp->parsed())
+      cmd_export(server, job, exp_version->count() ? std::vector<uint64_t>{version} : versions, dir, as_json);
     else if (imp->parsed()) cmd_import(server, job, version, dir, as_json);
     else if (keygen->parsed()) cmd_keygen(key_file, as_json);
     else if (rm->parsed()) cmd_rm(server, job, rm_version->count() ? std::optional(version) : std::nullopt, as_json);

@@ -32,10 +32,15 @@ std::vector<std::vector<uint8_t>> sample_messages() {
   std::vector<std::vector<uint8_t>> out;
   const std::vector<RequestBody> requests = {
       Hello{"pmcr@node1", 4242, {7, 7, 7}}, Stat{}, Create{"heat2d", 7, 3, 1, 1 << 20, 1764093540123456789ull},
+      Create{"heat2d", 8, 3, 1, 1 << 20, 1764093540123456789ull, 1 << 16, true, 7},
       Commit{0x100000002ull, 1 << 20, 0xabcdef}, Seal{"heat2d", 7, 4, 8, 1764093540123456789ull}, ListVersions{""},
       ListRegions{"heat2d", 7}, Open{"heat2d", 7, 3, 1}, Close{0x100000002ull}, Delete{"heat2d", 0, true},
       Read{0x100000002ull, 0, 1 << 20}, Begin{"heat2d"}, Abort{"heat2d", 7}, Verify{"heat2d", 7},
-      Auth{AuthMethod::Key, std::vector<uint8_t>(32, 0x5a)}, Auth{AuthMethod::Munge, {'M', 'U', 'N', 'G', 'E', ':'}}};
+      Auth{AuthMethod::Key, std::vector<uint8_t>(32, 0x5a)}, Auth{AuthMethod::Munge, {'M', 'U', 'N', 'G', 'E', ':'}},
+      RegionCreate{"heat2d", "state/grid", 1 << 20, 2}, RegionOpen{"heat2d", "state/grid"},
+      RegionClear{0x8000000000000001ull}, RegionCommit{0x8000000000000001ull, 12345},
+      RegionStat{0x8000000000000002ull}, RegionRead{0x8000000000000002ull, 3, 4096, 1 << 20},
+      RegionChanged{0x8000000000000002ull, 2, 3}, RegionRemove{"heat2d", "state/grid"}};
   uint64_t tag = 1;
   for (const auto& b : requests) out.push_back(encode(Request{tag++, b}));
   HelloReply hello;
@@ -52,8 +57,10 @@ std::vector<std::vector<uint8_t>> sample_messages() {
   const std::vector<std::pair<Type, ReplyBody>> replies = {
       {Type::Hello, hello},
       {Type::Stat, stat},
-      {Type::Create, CreateReply{5, 0x7f0000001000ull, {1, 2, 3, 4}}},
-      {Type::Open, OpenReply{5, 0x7f0000001000ull, 4096, 99, {9, 8, 7}}},
+      {Type::Create, CreateReply{5, 0x7f0000001000ull, {1, 2, 3, 4}, true}},
+      {Type::Open, OpenReply{5, 0x7f0000001000ull, 4096, 99, {9, 8, 7}, 1 << 20, {1, 2, 3}}},
+      {Type::RegionCreate, RegionReply{0x8000000000000001ull, 3, 12345, 1 << 20, 2}},
+      {Type::RegionChanged, RangesReply{{{0, 4096}, {1 << 20, 1 << 20}}}},
       {Type::ListVersions, ListVersionsReply{{{"heat2d", 7, true, 4, 8, 1 << 26, false, ""},
                                                {"other", 1, false, 1, 1, 0, false, ""},
                                                {"bad", 2, false, 2, 2, 8192, true, "region rank 1 id 0 fails its checksum"}}}},

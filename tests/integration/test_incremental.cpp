@@ -7,8 +7,10 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 
@@ -171,6 +173,48 @@ TEST_F(Incremental, WhatDoesNotAddUpIsRefused) {
   t = c.create("inc", 5, 0, 0, kSize - 1, kBlock, uint64_t{3});
   EXPECT_FALSE(t.based);
   EXPECT_EQ(pmcr::test::code_of([&] { c.create("inc", 6, 0, 0, kSize, 3000, uint64_t{3}); }), PMCR_E_INVAL);
+}
+
+// pmcr export --versions: several versions of an incremental job in one
+// pass, each block they share fetched once; each exported version is whole
+// (and imports again).
+TEST_F(Incremental, ExportOfSeveralVersionsFetchesSharedBlocksOnce) {
+  std::map<uint64_t, std::vector<uint8_t>> at;
+  {
+    auto c = server.connect();
+    c.begin("inc");
+    std::vector<uint8_t> data(kSize);
+    std::vector<uint64_t> all(kBlocks);
+    for (uint64_t i = 0; i < kBlocks; ++i) all[i] = i;
+    write(c, 1, std::nullopt, all, data);
+    at[1] = data;
+    write(c, 2, uint64_t{1}, {2, 9}, data);
+    at[2] = data;
+    write(c, 3, uint64_t{2}, {kBlocks - 1}, data);  // the short last block
+    at[3] = data;
+  }
+  const std::string dir = pool.str() + ".export";
+  std::string out, err;
+  ASSERT_EQ(pmcr::test::run_cli({"export", "--server", server.address(), "--job", "inc", "--versions", "3,1,2", dir,
+                                 "--json"},
+                                &out, &err),
+            0)
+      << err;
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["fetched"].get<uint64_t>(), kSize + 2 * kBlock + (kSize - (kBlocks - 1) * kBlock)) << out;
+  EXPECT_EQ(j["bytes"].get<uint64_t>(), 3 * kSize);
+  for (const auto& [v, bytes] : at) {
+    std::ifstream in(dir + "/" + std::to_string(v) + "/0/0", std::ios::binary);
+    const std::vector<uint8_t> got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(got, bytes) << "version " << v;
+  }
+  ASSERT_EQ(pmcr::test::run_cli({"import", "--server", server.address(), "--job", "inc", "--version", "9", dir + "/2"},
+                                &out, &err),
+            0)
+      << err;
+  auto c = server.connect();
+  EXPECT_EQ(read(c, 9), at[2]);
+  std::filesystem::remove_all(dir);
 }
 
 // A damaged block of a version is caught when the version is read (OPEN

@@ -67,7 +67,7 @@ TEST(Protocol, RepliesRoundTrip) {
   EXPECT_FALSE(got.versions[1].sealed);
   EXPECT_TRUE(got.versions[1].quarantined);
   EXPECT_EQ(got.versions[1].reason, "damaged");
-  auto o = round_trip(Reply{Type::Open, 6, 0, "", OpenReply{1, 2, 3, 4, std::vector<uint8_t>(300, 0xaa)}});
+  auto o = round_trip(Reply{Type::Open, 6, 0, "", OpenReply{1, 2, 3, 4, std::vector<uint8_t>(300, 0xaa), 0, {}}});
   EXPECT_EQ(std::get<OpenReply>(o.body).rkey.size(), 300u);
   // An error reply carries the status and message, and no payload.
   auto e = round_trip(Reply{Type::Open, 7, -4, "no such region", Empty{}});
