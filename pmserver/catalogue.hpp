@@ -378,6 +378,7 @@ class Catalogue {
     GenerationRef held[2];  // readers: the latest generation told, and the one before
   };
   NamedHandle& named_handle(uint64_t handle, Owner owner);
+  std::shared_ptr<Named> find_named(const std::string& job, const std::string& name) const;  // NOT_FOUND
   NamedInfo info_of(const Named& n, uint64_t handle) const;
   GenerationRef readable(const NamedHandle& h, uint64_t generation) const;
   void unhold(GenerationRef& g);

@@ -136,13 +136,17 @@ NamedInfo Catalogue::region_create(const std::string& job, const std::string& na
   return info_of(*n, handle);
 }
 
-NamedInfo Catalogue::region_open(const std::string& job, const std::string& name, Owner owner) {
+std::shared_ptr<Catalogue::Named> Catalogue::find_named(const std::string& job, const std::string& name) const {
   check_job_name(job);
   check_region_name(name);
   auto j = named_.find(job);
   if (j == named_.end() || !j->second.count(name))
     throw Error(PMCR_E_NOT_FOUND, describe(job, name) + " does not exist in this pool");
-  const std::shared_ptr<Named> n = j->second.at(name);
+  return j->second.at(name);
+}
+
+NamedInfo Catalogue::region_open(const std::string& job, const std::string& name, Owner owner) {
+  const std::shared_ptr<Named> n = find_named(job, name);
   if (!n->damaged.empty())
     throw Error(PMCR_E_CORRUPT, describe(job, name) + " is damaged (" + n->damaged + ") and never served");
   const uint64_t handle = kNamedHandleBit | next_named_handle_++;
@@ -309,12 +313,8 @@ void Catalogue::drop_generation(Named& n, uint64_t number) {
 }
 
 void Catalogue::region_remove(const std::string& job, const std::string& name) {
-  check_job_name(job);
-  check_region_name(name);
+  const std::shared_ptr<Named> n = find_named(job, name);
   auto j = named_.find(job);
-  if (j == named_.end() || !j->second.count(name))
-    throw Error(PMCR_E_NOT_FOUND, describe(job, name) + " does not exist in this pool");
-  const std::shared_ptr<Named> n = j->second.at(name);
   abandon(*n);
   // Oldest first: a crash part-way leaves the newest generations, never an
   // older one posing as the latest.

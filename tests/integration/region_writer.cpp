@@ -14,8 +14,15 @@
 
 namespace {
 
+pmcr_client* g_client = nullptr;
+pmcr_region* g_region = nullptr;
+
+// Reports the failure, and lets go of the region and the connection (a
+// program that exits on an error cleans up too).
 int fail(const char* what, int rc) {
   std::fprintf(stderr, "region_writer: %s: %s: %s\n", what, pmcr_strerror(rc), pmcr_last_error());
+  pmcr_region_close(g_region);
+  pmcr_disconnect(g_client);
   return 1;
 }
 
@@ -27,8 +34,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   const uint64_t block = std::strtoull(argv[4], nullptr, 10), count = std::strtoull(argv[5], nullptr, 10);
-  pmcr_client* c = nullptr;
-  pmcr_region* r = nullptr;
+  pmcr_client*& c = g_client;
+  pmcr_region*& r = g_region;
   if (int rc = pmcr_connect(argv[1], &c)) return fail("connect", rc);
   // A writer killed just before still holds the region until its server
   // notices the connection is gone.
@@ -57,11 +64,11 @@ int main(int argc, char** argv) {
     if (committed != g + 1) {
       std::fprintf(stderr, "region_writer: committed generation %llu, expected %llu\n",
                    static_cast<unsigned long long>(committed), static_cast<unsigned long long>(g + 1));
-      return 1;
+      return fail("commit", PMCR_E_STATE);
     }
     g = committed;
     const std::string line = std::to_string(g) + "\n";
-    if (write(STDOUT_FILENO, line.data(), line.size()) < 0) return 1;
+    if (write(STDOUT_FILENO, line.data(), line.size()) < 0) return fail("write to stdout", PMCR_E_IO);
   }
   pmcr_region_close(r);
   pmcr_disconnect(c);

@@ -7,7 +7,12 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <cstring>
+#include <fstream>
+#include <iostream>
 #include <random>
 #include <utility>
 
@@ -116,6 +121,52 @@ size_t open_fds(pid_t pid) {
     ::closedir(d);
   }
   return n;
+}
+
+std::map<std::string, int> read_fault_trace(const std::string& path) {
+  std::map<std::string, int> counts;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) counts[line]++;
+  return counts;
+}
+
+int sweep_fault_points(const std::string& pool, const std::map<std::string, int>& points,
+                       const std::function<bool(const std::string&)>& pick,
+                       const std::function<void(ServerProcess&)>& workload,
+                       const std::function<void(ServerProcess&)>& verify) {
+  int runs = 0;
+  for (const auto& [point, count] : points) {
+    if (!pick(point)) continue;
+    for (int n = 1; n <= count; ++n) {
+      const std::string where = point + ":" + std::to_string(n);
+      SCOPED_TRACE(where);
+      ::unlink(pool.c_str());
+      ServerProcess s({pool, "32M", 0, {"PMCR_FAULT=" + where}, {"--no-prefault"}});
+      if (s.start()) workload(s);
+      int status = 0;
+      if (!s.wait_exit(10s, &status)) {
+        ADD_FAILURE() << "the server survived its fault point\n" << s.log();
+        return runs;
+      }
+      if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL) {
+        ADD_FAILURE() << "status " << status << "\n" << s.log();
+        return runs;
+      }
+      s.env().clear();
+      if (!s.start()) {
+        ADD_FAILURE() << "restart after a crash at " << where << " failed:\n" << s.log();
+        return runs;
+      }
+      verify(s);
+      if (::testing::Test::HasFailure()) {
+        std::cerr << s.log();
+        return runs;
+      }
+      runs++;
+    }
+  }
+  return runs;
 }
 
 std::vector<uint8_t> pattern(size_t n, uint64_t seed) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,18 @@ int run_cli(const std::vector<std::string>& args, std::string* out, std::string*
 pmcr::tools::RunResult run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env);
 
 std::vector<uint8_t> pattern(size_t n, uint64_t seed);
+
+// Crash sweeps. The fault points a traced run passed (PMCR_FAULT_TRACE=PATH),
+// with how often each.
+std::map<std::string, int> read_fault_trace(const std::string& path);
+// For every hit of every point in POINTS that PICK accepts: a pmserver on a
+// new POOL (32M) armed to be SIGKILLed there runs WORKLOAD, is restarted on
+// the same pool and checked by VERIFY. Stops at the first failure (with the
+// server's log). Returns the runs.
+int sweep_fault_points(const std::string& pool, const std::map<std::string, int>& points,
+                       const std::function<bool(const std::string&)>& pick,
+                       const std::function<void(ServerProcess&)>& workload,
+                       const std::function<void(ServerProcess&)>& verify);
 
 // The run of CHARS right after the first PREFIX in TEXT ("" if none):
 // token_after(out, "pmserver (pid ") is the pid pmcr-run printed.

@@ -107,14 +107,6 @@ void verify(ServerProcess& s, const Observed& o, const std::string& where) {
   EXPECT_EQ(st.used_bytes, visible.size() * bytes) << "leaked extents";
 }
 
-std::map<std::string, int> read_trace(const std::string& path) {
-  std::map<std::string, int> counts;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) counts[line]++;
-  return counts;
-}
 
 }  // namespace
 
@@ -127,7 +119,7 @@ TEST(Crash, KillAtEveryFaultPointOfTheWorkload) {
     Observed o;
     workload(s, o);
     ASSERT_EQ(o.seal_acked.size(), 3u) << "the workload must run through without faults\n" << s.log();
-    points = read_trace(trace.str());  // the workload's points, not verify's
+    points = pmcr::test::read_fault_trace(trace.str());  // the workload's points, not verify's
     verify(s, o, "no fault");
     EXPECT_EQ(s.stop(), 0);
   }
@@ -135,34 +127,22 @@ TEST(Crash, KillAtEveryFaultPointOfTheWorkload) {
   for (const char* p : {"pool.format", "create.body", "create.state", "commit.data", "commit.body", "commit.state",
                         "seal.body", "seal.state", "delete.mark", "delete.region", "delete.done", "reclaim.region"})
     EXPECT_TRUE(points.count(p)) << "the workload never passes fault point " << p;
-  int runs = 0;
-  for (const auto& [point, count] : points) {
-    for (int n = 1; n <= count; ++n) {
-      const std::string where = point + ":" + std::to_string(n);
-      SCOPED_TRACE(where);
-      ::unlink(pool.str().c_str());
-      ServerProcess s({pool.str(), "32M", 0, {"PMCR_FAULT=" + where}, {"--no-prefault"}});
-      Observed o;
-      if (s.start()) workload(s, o);
-      int status = 0;
-      ASSERT_TRUE(s.wait_exit(10s, &status)) << "the server survived its fault point\n" << s.log();
-      ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status << "\n" << s.log();
-      s.env().clear();
-      ASSERT_TRUE(s.start()) << "restart after a crash at " << where << " failed:\n" << s.log();
-      verify(s, o, where);
-      // The pool stays fully usable after recovery.
-      Observed more;
-      auto c = s.connect(10s);
-      c.begin(kJob);
-      write_version(c, 10, more);
-      EXPECT_EQ(s.stop(), 0);
-      if (HasFailure()) {
-        std::cerr << s.log();
-        return;
-      }
-      runs++;
-    }
-  }
+  Observed o;
+  const int runs = pmcr::test::sweep_fault_points(
+      pool.str(), points, [](const std::string&) { return true; },
+      [&](ServerProcess& s) {
+        o = Observed{};
+        workload(s, o);
+      },
+      [&](ServerProcess& s) {
+        verify(s, o, "after the crash");
+        // The pool stays fully usable after recovery.
+        Observed more;
+        auto c = s.connect(10s);
+        c.begin(kJob);
+        write_version(c, 10, more);
+        EXPECT_EQ(s.stop(), 0);
+      });
   std::cerr << "crash sweep: " << points.size() << " fault points, " << runs << " kill/restart runs\n";
 }
 

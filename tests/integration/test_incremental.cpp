@@ -53,6 +53,15 @@ class Incremental : public ::testing::Test {
     c.commit(t, region_checksum(data));
     c.seal("inc", v, 1, 1);
   }
+  // Version 1, every block sent; returns its bytes.
+  std::vector<uint8_t> write_first(pmcr::client::Client& c) {
+    c.begin("inc");
+    std::vector<uint8_t> data(kSize);
+    std::vector<uint64_t> all(kBlocks);
+    for (uint64_t i = 0; i < kBlocks; ++i) all[i] = i;
+    write(c, 1, std::nullopt, all, data);
+    return data;
+  }
   std::vector<uint8_t> read(pmcr::client::Client& c, uint64_t v) {
     std::vector<uint8_t> out(kSize);
     c.read_region("inc", v, 0, 0, out.data(), out.size());
@@ -64,13 +73,11 @@ class Incremental : public ::testing::Test {
 
 TEST_F(Incremental, OnlyChangedBlocksAreSentAndRetentionFreesExactlyTheUnusedOnes) {
   auto c = server.connect();
-  c.begin("inc");
-  std::vector<uint8_t> data(kSize);
+  std::vector<uint8_t> data = write_first(c);
+  std::map<uint64_t, std::vector<uint8_t>> kept{{1, data}};
+  // Which write made each block of each kept version (version 1 made block i as "i").
   std::vector<uint64_t> all(kBlocks);
   for (uint64_t i = 0; i < kBlocks; ++i) all[i] = i;
-  write(c, 1, std::nullopt, all, data);
-  std::map<uint64_t, std::vector<uint8_t>> kept{{1, data}};
-  // Which write made each block of each kept version.
   std::map<uint64_t, std::vector<uint64_t>> made{{1, all}};
   std::mt19937 rng(3);
   for (uint64_t v = 2; v <= 12; ++v) {
@@ -113,11 +120,7 @@ TEST_F(Incremental, OnlyChangedBlocksAreSentAndRetentionFreesExactlyTheUnusedOne
 // the writer starts from stay until its commit.
 TEST_F(Incremental, BaseDeletedMidCheckpointKeepsItsBlocks) {
   auto c = server.connect();
-  c.begin("inc");
-  std::vector<uint8_t> data(kSize);
-  std::vector<uint64_t> all(kBlocks);
-  for (uint64_t i = 0; i < kBlocks; ++i) all[i] = i;
-  write(c, 1, std::nullopt, all, data);
+  std::vector<uint8_t> data = write_first(c);
   const auto t = c.create("inc", 2, 0, 0, kSize, kBlock, uint64_t{1});
   ASSERT_TRUE(t.based);
   server.connect().remove("inc", uint64_t{1});
@@ -137,11 +140,7 @@ TEST_F(Incremental, BaseDeletedMidCheckpointKeepsItsBlocks) {
 // the declared size, a base of another size.
 TEST_F(Incremental, WhatDoesNotAddUpIsRefused) {
   auto c = server.connect();
-  c.begin("inc");
-  std::vector<uint8_t> data(kSize);
-  std::vector<uint64_t> all(kBlocks);
-  for (uint64_t i = 0; i < kBlocks; ++i) all[i] = i;
-  write(c, 1, std::nullopt, all, data);
+  std::vector<uint8_t> data = write_first(c);
   // The checksum covers blocks the writer did not send.
   auto changed = data;
   changed[5] ^= 1;
@@ -182,11 +181,7 @@ TEST_F(Incremental, ExportOfSeveralVersionsFetchesSharedBlocksOnce) {
   std::map<uint64_t, std::vector<uint8_t>> at;
   {
     auto c = server.connect();
-    c.begin("inc");
-    std::vector<uint8_t> data(kSize);
-    std::vector<uint64_t> all(kBlocks);
-    for (uint64_t i = 0; i < kBlocks; ++i) all[i] = i;
-    write(c, 1, std::nullopt, all, data);
+    std::vector<uint8_t> data = write_first(c);
     at[1] = data;
     write(c, 2, uint64_t{1}, {2, 9}, data);
     at[2] = data;
@@ -221,14 +216,11 @@ TEST_F(Incremental, ExportOfSeveralVersionsFetchesSharedBlocksOnce) {
 // verifies every block) and the version is quarantined; the version it
 // shares no damaged block with is still served.
 TEST_F(Incremental, DamagedBlockQuarantinesTheVersion) {
-  std::vector<uint8_t> data(kSize);
+  std::vector<uint8_t> data;
   std::vector<uint8_t> v1;
   {
     auto c = server.connect();
-    c.begin("inc");
-    std::vector<uint64_t> all(kBlocks);
-    for (uint64_t i = 0; i < kBlocks; ++i) all[i] = i;
-    write(c, 1, std::nullopt, all, data);
+    data = write_first(c);
     v1 = data;
     write(c, 2, uint64_t{1}, {7}, data);
   }
@@ -316,14 +308,6 @@ void verify_incremental(const ServerProcess& s, const Log& log, const std::map<u
   EXPECT_EQ(c.stat().used_bytes, blocks.size() * kBlock + visible.size() * kMap) << "leaked or lost blocks";
 }
 
-std::map<std::string, int> trace_of(const std::string& path) {
-  std::map<std::string, int> counts;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) counts[line]++;
-  return counts;
-}
-
 }  // namespace
 
 TEST(IncrementalCrash, KillAtEveryFaultPointOfIncrementalCheckpoints) {
@@ -336,35 +320,22 @@ TEST(IncrementalCrash, KillAtEveryFaultPointOfIncrementalCheckpoints) {
     std::map<uint64_t, std::vector<uint8_t>> data;
     incremental_workload(s, log, data);
     ASSERT_EQ(log.sealed.size(), 4u) << s.log();
-    points = trace_of(trace.str());
+    points = pmcr::test::read_fault_trace(trace.str());
     verify_incremental(s, log, data);
   }
   if (points.empty()) GTEST_SKIP() << "built without PMCR_FAULT_INJECTION: no fault points to sweep";
   for (const char* p : {"create.state", "region.write", "commit.data", "commit.body", "commit.state", "seal.state",
                         "delete.mark", "delete.region", "region.block.free"})
     EXPECT_TRUE(points.count(p)) << "the workload never passes fault point " << p;
-  int runs = 0;
-  for (const auto& [point, count] : points) {
-    for (int n = 1; n <= count; ++n) {
-      const std::string where = point + ":" + std::to_string(n);
-      SCOPED_TRACE(where);
-      ::unlink(pool.str().c_str());
-      ServerProcess s({pool.str(), "32M", 0, {"PMCR_FAULT=" + where}, {"--no-prefault"}});
-      Log log;
-      std::map<uint64_t, std::vector<uint8_t>> data;
-      if (s.start()) incremental_workload(s, log, data);
-      int status = 0;
-      ASSERT_TRUE(s.wait_exit(10s, &status)) << "the server survived its fault point\n" << s.log();
-      ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status << "\n" << s.log();
-      s.env().clear();
-      ASSERT_TRUE(s.start()) << s.log();
-      verify_incremental(s, log, data);
-      if (HasFailure()) {
-        std::cerr << s.log();
-        return;
-      }
-      runs++;
-    }
-  }
+  Log log;
+  std::map<uint64_t, std::vector<uint8_t>> data;
+  const int runs = pmcr::test::sweep_fault_points(
+      pool.str(), points, [](const std::string&) { return true; },
+      [&](ServerProcess& s) {
+        log = Log{};
+        data.clear();
+        incremental_workload(s, log, data);
+      },
+      [&](ServerProcess& s) { verify_incremental(s, log, data); });
   std::cerr << "incremental crash sweep: " << runs << " kill/restart runs\n";
 }

@@ -591,17 +591,10 @@ void verify_regions(const ServerProcess& s, const RegionLog& log) {
   EXPECT_EQ(st.catalogue_used, 0u) << "leaked records";
 }
 
-std::map<std::string, int> trace_counts(const std::string& path) {
-  std::map<std::string, int> counts;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) counts[line]++;
-  return counts;
-}
-
 TEST(RegionCrash, KillAtEveryFaultPointOfRegionWork) {
   TempPath pool("region-crash"), trace("region-trace");
   std::map<std::string, int> points;
+  RegionLog last_log;
   {
     ServerProcess s({pool.str(), "32M", 0, {"PMCR_FAULT_TRACE=" + trace.str()}, {"--no-prefault"}});
     ASSERT_TRUE(s.start());
@@ -609,36 +602,22 @@ TEST(RegionCrash, KillAtEveryFaultPointOfRegionWork) {
     region_workload(s, log);
     ASSERT_EQ(log.acked, 5u) << s.log();
     ASSERT_TRUE(log.removed_acked);
-    points = trace_counts(trace.str());
+    points = pmcr::test::read_fault_trace(trace.str());
     verify_regions(s, log);
   }
   if (points.empty()) GTEST_SKIP() << "built without PMCR_FAULT_INJECTION: no fault points to sweep";
   for (const char* p : {"region.write", "region.clear", "region.commit.data", "region.commit.map",
                         "region.commit.state", "region.drop", "region.block.free", "region.remove"})
     EXPECT_TRUE(points.count(p)) << "the workload never passes fault point " << p;
-  int runs = 0;
-  for (const auto& [point, count] : points) {
-    if (point.rfind("region.", 0) != 0 && point.rfind("server.data", 0) != 0) continue;
-    for (int n = 1; n <= count; ++n) {
-      const std::string where = point + ":" + std::to_string(n);
-      SCOPED_TRACE(where);
-      ::unlink(pool.str().c_str());
-      ServerProcess s({pool.str(), "32M", 0, {"PMCR_FAULT=" + where}, {"--no-prefault"}});
-      RegionLog log;
-      if (s.start()) region_workload(s, log);
-      int status = 0;
-      ASSERT_TRUE(s.wait_exit(10s, &status)) << "the server survived its fault point\n" << s.log();
-      ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status << "\n" << s.log();
-      s.env().clear();
-      ASSERT_TRUE(s.start()) << s.log();
-      verify_regions(s, log);
-      if (HasFailure()) {
-        std::cerr << s.log();
-        return;
-      }
-      runs++;
-    }
-  }
+  const int runs = pmcr::test::sweep_fault_points(
+      pool.str(), points,
+      [](const std::string& p) { return p.rfind("region.", 0) == 0 || p.rfind("server.data", 0) == 0; },
+      [&](ServerProcess& s) {
+        RegionLog log;
+        region_workload(s, log);
+        last_log = log;
+      },
+      [&](ServerProcess& s) { verify_regions(s, last_log); });
   std::cerr << "region crash sweep: " << runs << " kill/restart runs\n";
 }
 

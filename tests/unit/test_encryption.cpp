@@ -1,4 +1,4 @@
-// Client-side encryption of region data (plugin/encryption.hpp).
+// Client-side encryption of region data (client/encryption.hpp).
 #include <gtest/gtest.h>
 
 #include <random>
