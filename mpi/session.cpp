@@ -115,7 +115,6 @@ void Session::checkpoint(int version) {
   const auto rank = static_cast<uint32_t>(comm_.rank());
   uint64_t regions = 0;
   next_hashes_.clear();
-  last_sent_ = 0;
   track_writes();
   try {
     collectively([&] {
@@ -236,14 +235,12 @@ void Session::write_buffer(uint64_t version, uint32_t id, const Buffer& b) {
   if (incremental()) return write_blocks(version, id, b);
   if (!key_) {
     client_->write_region(config_.job, version, rank, id, b.ptr, b.size);
-    last_sent_ += b.size;
     return;
   }
   const uint64_t size = crypt::encrypted_size(b.size);
   if (sealed_.size() < size) sealed_.resize(size);
   crypt::encrypt(*key_, {config_.job, version, rank, id}, b.ptr, b.size, sealed_.data());
   client_->write_region(config_.job, version, rank, id, sealed_.data(), size);
-  last_sent_ += size;
 }
 
 // An incremental checkpoint of one buffer: its blocks hashed here, only
@@ -267,7 +264,7 @@ void Session::write_blocks(uint64_t version, uint32_t id, const Buffer& b) {
   } else {
     now.blocks = block_hashes(b.ptr, b.size, bs);
   }
-  const uint64_t sum = combine_hashes(now.blocks.data(), now.blocks.size());
+  uint64_t sum = combine_hashes(now.blocks.data(), now.blocks.size());
   client::WriteTarget t = client_->create(config_.job, version, rank, id, b.size, bs, have ? base_ : std::nullopt);
   PMCR_FAULT_POINT("ckpt.created");
   bool whole = !t.based;
@@ -276,21 +273,21 @@ void Session::write_blocks(uint64_t version, uint32_t id, const Buffer& b) {
     for (uint64_t i = 0; i < now.blocks.size(); ++i)
       if (now.blocks[i] != old->second.blocks[i]) changed.push_back(i);
     client_->put_blocks(t, b.ptr, changed);
-    for (uint64_t i : changed) last_sent_ += std::min(bs, b.size - i * bs);
     PMCR_FAULT_POINT("ckpt.blocks");
     try {
       client_->commit(t, sum);
     } catch (const Error& e) {
       if (e.code() != PMCR_E_CHECKSUM) throw;
-      log()->warn("job {} version {}: buffer id {}: the server's copy of version {} is not what this rank sent ({}); "
+      log()->warn("job {} version {}: buffer id {}: the server's copy of version {} is not what this rank holds ({}); "
                   "sending the buffer whole", config_.job, version, id, *base_, e.what());
       t = client_->create(config_.job, version, rank, id, b.size, bs, std::nullopt);
+      now.blocks = block_hashes(b.ptr, b.size, bs);  // every byte read again: trust nothing remembered
+      sum = combine_hashes(now.blocks.data(), now.blocks.size());
       whole = true;
     }
   }
   if (whole) {
     client_->put(t, b.ptr);
-    last_sent_ += b.size;
     PMCR_FAULT_POINT("ckpt.blocks");
     client_->commit(t, sum);
   }
@@ -334,18 +331,28 @@ void Session::read_buffer(uint64_t version, uint32_t id, const Buffer& b) {
 
 // PMCR_TRACK_WRITES=1: which blocks of each buffer were written since the
 // last checkpoint (or restart); the next interval starts now.
-void Session::track_writes() {
+// It is only a saving: a failure here (on one rank, outside any
+// collective) turns it off for the rest of the job, and every block is
+// hashed.
+void Session::track_writes() noexcept {
   dirty_.clear();
   if (!tracker_) return;
-  std::vector<client::WriteTracker::Range> ranges;
-  for (const auto& [id, b] : buffers_) ranges.push_back({b.ptr, b.size});
-  const auto written = tracker_->take(ranges, block_size());
-  size_t k = 0;
-  for (const auto& [id, b] : buffers_) {
-    if (tracking_ && !untracked_.count(id)) dirty_[id] = written[k];
-    ++k;
+  try {
+    std::vector<client::WriteTracker::Range> ranges;
+    for (const auto& [id, b] : buffers_) ranges.push_back({b.ptr, b.size});
+    const auto written = tracker_->take(ranges, block_size());
+    size_t k = 0;
+    for (const auto& [id, b] : buffers_) {
+      if (tracking_ && !untracked_.count(id)) dirty_[id] = written[k];
+      ++k;
+    }
+    tracking_ = true;
+  } catch (const std::exception& e) {
+    log()->warn("PMCR_TRACK_WRITES=1: {}; every block is hashed from now on", e.what());
+    dirty_.clear();
+    tracker_.reset();
+    tracking_ = false;
   }
-  tracking_ = true;
 }
 
 void Session::restart(int version) {

@@ -42,8 +42,6 @@ class Session {
   void finalize();            // collective
 
   const Config& config() const { return config_; }
-  // Bytes of region data the last checkpoint sent from this rank.
-  uint64_t last_sent() const { return last_sent_; }
 
  private:
   struct Buffer {
@@ -63,7 +61,7 @@ class Session {
   // incremental) and reads back one buffer.
   void write_buffer(uint64_t version, uint32_t id, const Buffer& b);
   void write_blocks(uint64_t version, uint32_t id, const Buffer& b);
-  void track_writes();
+  void track_writes() noexcept;
   void read_buffer(uint64_t version, uint32_t id, const Buffer& b);
   // Incremental checkpoints: on unless PMCR_INCREMENTAL=0, encryption or the rma data path.
   bool incremental() const { return config_.incremental && !key_ && !config_.rma; }
@@ -98,7 +96,6 @@ class Session {
   // Blocks of each buffer written since the base (taken at the start of a
   // checkpoint).
   std::map<int, std::vector<bool>> dirty_;
-  uint64_t last_sent_ = 0;  // bytes of region data the last checkpoint sent from this rank
 };
 
 }  // namespace pmcr
