@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <set>
 
 #include "checksum.hpp"
@@ -20,6 +21,11 @@ namespace {
 
 constexpr int kSpins = 64;  // progress calls before sleeping on the event fd
 
+std::mutex& lifecycle_mutex() {
+  static std::mutex m;
+  return m;
+}
+
 struct RecvDone {
   bool done = false;
   ucs_status_t status = UCS_OK;
@@ -32,6 +38,17 @@ void on_recv_done(void*, ucs_status_t status, size_t, void* user_data) {
 }
 
 }  // namespace
+
+Client::Lifecycle::Lifecycle() { lock(); }
+Client::Lifecycle::~Lifecycle() { unlock(); }
+void Client::Lifecycle::lock() {
+  if (!held) lifecycle_mutex().lock();
+  held = true;
+}
+void Client::Lifecycle::unlock() {
+  if (held) lifecycle_mutex().unlock();
+  held = false;
+}
 
 template <class R>
 R Client::handshake(proto::RequestBody body, const char* what) {
@@ -90,9 +107,11 @@ Client::Client(Options options) : options_(std::move(options)), context_("pmcr")
                 "any client read and write the whole pool, so the server refuses them. Use the am data path (the "
                 "default: unset PMCR_DATA_PATH)");
   log()->debug("connected to pmserver {} at {} over {}", hello_.server_version, options_.server, transports());
+  lifecycle_.unlock();
 }
 
 Client::~Client() {
+  lifecycle_.lock();  // until the worker and the context are gone (lifecycle_ goes last)
   if (ep_) {
     ucp_request_param_t p{};
     p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;

@@ -249,6 +249,19 @@ class Client {
   void close_now();
   void check_alive() const;
 
+  // UCX 1.13 mishandles an asynchronous event of a connection closed in
+  // one worker when another worker of the process is given the same file
+  // descriptor meanwhile (openucx/ucx#9942, fixed in 1.17): it aborts. The
+  // clients of one process (threads of a tool or a test) therefore create
+  // and tear down their UCX objects one at a time. Declared first: held
+  // while the members below are built, and again while they are destroyed.
+  struct Lifecycle {
+    Lifecycle();
+    ~Lifecycle();
+    void lock();
+    void unlock();
+    bool held = false;
+  } lifecycle_;
   Options options_;
   ucx::Context context_;
   ucx::Worker worker_;
