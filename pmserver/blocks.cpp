@@ -269,7 +269,7 @@ GenerationRef Catalogue::read_map(uint32_t slot, std::string* why, std::string* 
   }
   const auto* head = reinterpret_cast<const MapHeader*>(pool_.base() + r.offset);
   const uint64_t bs = head->block_size;
-  if (head->magic != kMapMagic || bs < kMinBlockSize || bs > kMaxBlockSize || (bs & (bs - 1)) ||
+  if (head->magic != kMapMagic || !valid_block_size(bs) ||
       head->blocks != blocks_for(head->size, bs) || head->size != r.size || head->generation != r.version ||
       head->keep > kMaxKeep || head->name_length > kRegionNameMax ||
       !in_data(r.offset, extent_size(map_bytes(head->blocks))) ||

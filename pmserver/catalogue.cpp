@@ -284,7 +284,7 @@ RegionView Catalogue::create_region(const RegionKey& key, uint64_t size, Owner o
   check_job_name(key.job);
   check_attempt(key.job, attempt);
   if (based) *based = false;
-  if (block_size && (block_size < kMinBlockSize || block_size > kMaxBlockSize || (block_size & (block_size - 1))))
+  if (block_size && !valid_block_size(block_size))
     throw Error(PMCR_E_INVAL, "block size " + std::to_string(block_size) +
                                   " is not a power of two from 4 KiB to 64 MiB (PMCR_BLOCK_SIZE)");
   if (size > alloc_.capacity())

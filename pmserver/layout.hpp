@@ -104,6 +104,10 @@ struct MapEntry {
 static_assert(sizeof(MapEntry) == 24, "MapEntry layout changed");
 constexpr uint64_t kMinBlockSize = 4096;
 constexpr uint64_t kMaxBlockSize = 64ull << 20;
+// A block size pmserver accepts: a power of two from 4 KiB to 64 MiB.
+constexpr bool valid_block_size(uint64_t bs) {
+  return bs >= kMinBlockSize && bs <= kMaxBlockSize && (bs & (bs - 1)) == 0;
+}
 constexpr uint32_t kMaxKeep = 64;
 
 struct Record {

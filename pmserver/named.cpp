@@ -49,7 +49,7 @@ std::string describe(const std::string& job, const std::string& name) { return "
 }  // namespace
 
 void Catalogue::set_region_defaults(uint64_t block_size, uint32_t keep) {
-  if (block_size < kMinBlockSize || block_size > kMaxBlockSize || (block_size & (block_size - 1)))
+  if (!valid_block_size(block_size))
     throw Error(PMCR_E_INVAL, "block size " + std::to_string(block_size) + " must be a power of two from 4 KiB to 64 MiB");
   if (keep < 1 || keep > kMaxKeep)
     throw Error(PMCR_E_INVAL, "generations kept must be 1 to " + std::to_string(kMaxKeep));
@@ -90,7 +90,7 @@ NamedInfo Catalogue::region_create(const std::string& job, const std::string& na
   check_region_name(name);
   if (block_size == 0) block_size = default_block_size_;
   if (keep == 0) keep = default_keep_;
-  if (block_size < kMinBlockSize || block_size > kMaxBlockSize || (block_size & (block_size - 1)))
+  if (!valid_block_size(block_size))
     throw Error(PMCR_E_INVAL, "block size " + std::to_string(block_size) +
                                   " is not a power of two from 4 KiB to 64 MiB (PMCR_BLOCK_SIZE)");
   if (keep > kMaxKeep)

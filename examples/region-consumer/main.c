@@ -21,6 +21,22 @@
     }                                                                                \
   } while (0)
 
+/* The follower: reads into COPY whatever of the latest generation changed
+ * since the generation *HELD, which it then holds; adds the bytes to *FETCHED. */
+static int follow(pmcr_region *r, unsigned char *copy, uint64_t *held, uint64_t *fetched) {
+  pmcr_range ranges[64];
+  uint64_t g, size;
+  size_t n = 64;
+  CHECK(pmcr_region_stat(r, &g, &size));
+  CHECK(pmcr_region_changed(r, *held, g, ranges, &n));
+  for (size_t k = 0; k < n; k++) {
+    CHECK(pmcr_region_read(r, g, ranges[k].offset, copy + ranges[k].offset, ranges[k].length));
+    *fetched += ranges[k].length;
+  }
+  *held = g;
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s HOST:PORT [GENERATIONS]\n", argv[0]);
@@ -34,20 +50,11 @@ int main(int argc, char **argv) {
   CHECK(pmcr_region_create(c, "example", "state", &w));
   CHECK(pmcr_region_clear(w));
   CHECK(pmcr_region_write(w, 0, state, SIZE));
-  uint64_t g, held = 0, size, fetched = 0;
+  uint64_t g, held = 0, fetched = 0;
   CHECK(pmcr_region_commit(w, &g));
   CHECK(pmcr_region_open(c, "example", "state", &r));
-  pmcr_range ranges[64];
   for (int i = 0; i < generations; i++) {
-    /* The follower: whatever changed since the generation it holds. */
-    CHECK(pmcr_region_stat(r, &g, &size));
-    size_t n = 64;
-    CHECK(pmcr_region_changed(r, held, g, ranges, &n));
-    for (size_t k = 0; k < n; k++) {
-      CHECK(pmcr_region_read(r, g, ranges[k].offset, copy + ranges[k].offset, ranges[k].length));
-      fetched += ranges[k].length;
-    }
-    held = g;
+    if (follow(r, copy, &held, &fetched)) return 1;
     /* The writer: a few bytes in a few places, then the next generation. */
     for (int k = 0; k < 3; k++) {
       const uint64_t at = (uint64_t)rand() % (SIZE - 16);
@@ -56,13 +63,8 @@ int main(int argc, char **argv) {
     }
     CHECK(pmcr_region_commit(w, &g));
   }
-  CHECK(pmcr_region_stat(r, &g, &size));
-  size_t n = 64;
-  CHECK(pmcr_region_changed(r, held, g, ranges, &n));
-  for (size_t k = 0; k < n; k++) {
-    CHECK(pmcr_region_read(r, g, ranges[k].offset, copy + ranges[k].offset, ranges[k].length));
-    fetched += ranges[k].length;
-  }
+  if (follow(r, copy, &held, &fetched)) return 1;
+  g = held;
   const int same = memcmp(state, copy, SIZE) == 0;
   printf("generation %llu: the follower's copy is %s; it fetched %llu bytes for %d generations of %u bytes\n",
          (unsigned long long)g, same ? "identical" : "DIFFERENT", (unsigned long long)fetched, generations + 1, SIZE);
