@@ -68,6 +68,7 @@ Client::Client(Options options) : options_(std::move(options)), context_("pmcr")
   ucx::set_am_handler(worker_.get(), proto::kAmReply, &Client::on_reply, this);
   ucx::set_am_handler(worker_.get(), proto::kAmData, &Client::on_data, this);
   ucx::set_am_handler(worker_.get(), proto::kAmProgress, &Client::on_progress, this);
+  ucx::set_am_handler(worker_.get(), proto::kAmEvent, &Client::on_event, this);
 
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -202,6 +203,23 @@ void Client::on_data_done(void*, ucs_status_t status, size_t length, void* user_
 // The server is still working on a request of ours (a verification).
 ucs_status_t Client::on_progress(void* arg, const void*, size_t, void*, size_t, const ucp_am_recv_param_t*) {
   static_cast<Client*>(arg)->touch();
+  return UCS_OK;
+}
+
+// News of a watched job. Events are small (eager); a malformed one, or
+// one beyond what a caller that never takes them should hold, is dropped.
+ucs_status_t Client::on_event(void* arg, const void*, size_t, void* data, size_t length,
+                              const ucp_am_recv_param_t* param) {
+  auto* self = static_cast<Client*>(arg);
+  constexpr size_t kMaxQueued = 4096;
+  proto::Event ev;
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) || proto::decode(data, length, &ev) != proto::DecodeStatus::Ok) {
+    log()->warn("dropped a malformed event from pmserver {}", self->options_.server);
+    return UCS_OK;
+  }
+  if (self->events_.size() >= kMaxQueued) self->events_.pop_front();
+  self->events_.push_back(std::move(ev));
+  self->touch();
   return UCS_OK;
 }
 
@@ -379,8 +397,8 @@ void Client::raw_data(const std::vector<uint8_t>& header, const std::vector<uint
 
 proto::StatReply Client::stat() { return std::get<proto::StatReply>(call(proto::Stat{})); }
 
-uint64_t Client::begin(const std::string& job) {
-  const uint64_t attempt = std::get<proto::BeginReply>(call(proto::Begin{job})).attempt;
+uint64_t Client::begin(const std::string& job, uint64_t instance, bool takeover) {
+  const uint64_t attempt = std::get<proto::BeginReply>(call(proto::Begin{job, instance, takeover})).attempt;
   attempts_[job] = attempt;
   return attempt;
 }
@@ -541,6 +559,39 @@ void Client::seal(const std::string& job, uint64_t version, uint32_t nranks, uin
   call(proto::Seal{job, version, nranks, nregions, attempt_for(job)});
 }
 
+void Client::hold_lease(const std::string& job, uint32_t rank, uint32_t nranks, uint32_t lease_ms) {
+  call(proto::Join{job, attempt_for(job), rank, nranks, lease_ms});
+}
+
+void Client::renew_lease(const std::string& job) { call(proto::Renew{job, attempt_for(job)}); }
+
+void Client::leave_lease(const std::string& job) { call(proto::Leave{job, attempt_for(job)}); }
+
+proto::WatchReply Client::watch(const std::string& job, uint64_t instance) {
+  return std::get<proto::WatchReply>(call(proto::Watch{job, instance}));
+}
+
+proto::FailReply Client::fail(const std::string& job, uint64_t instance, const std::string& reason) {
+  return std::get<proto::FailReply>(call(proto::Fail{job, instance, reason}));
+}
+
+std::optional<proto::Event> Client::next_event(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (!events_.empty()) {
+      proto::Event ev = std::move(events_.front());
+      events_.pop_front();
+      return ev;
+    }
+    check_alive();
+    if (ep_status_ != UCS_OK)
+      fail_connection(PMCR_E_SERVER_LOST, std::string("the connection to pmserver ") + options_.server +
+                                              " was lost: " + ucs_status_string(ep_status_));
+    if (Clock::now() >= deadline) return std::nullopt;
+    progress_or_sleep();
+  }
+}
+
 std::vector<proto::VersionEntry> Client::list_versions(const std::string& job) {
   return std::get<proto::ListVersionsReply>(call(proto::ListVersions{job})).versions;
 }
@@ -661,10 +712,17 @@ void Client::get(const ReadSource& source, void* buf, std::vector<uint64_t>* has
 
 void Client::close(const ReadSource& source) { call(proto::Close{source.handle}); }
 
-void Client::get_blocks(const ReadSource& source, void* buf, const std::vector<uint64_t>& blocks) {
+void Client::get_blocks(const ReadSource& source, void* buf, const std::vector<uint64_t>& blocks, bool trust_kept) {
   if (!source.block_size) throw Error(PMCR_E_INVAL, "get_blocks of a region not kept in blocks");
   auto* base = static_cast<uint8_t*>(buf);
   const uint64_t bs = source.block_size;
+  const uint64_t nblocks = (source.size + bs - 1) / bs;
+  if (trust_kept) {
+    if (source.hashes.size() != nblocks)
+      throw Error(PMCR_E_INVAL, "get_blocks trusting the kept blocks needs every block's hash from OPEN");
+    if (combine_hashes(source.hashes.data(), source.hashes.size()) != source.checksum)
+      throw Error(PMCR_E_CHECKSUM, "the block hashes pmserver " + options_.server + " sent do not match the region's checksum");
+  }
   for (size_t k = 0; k < blocks.size();) {  // runs of adjacent blocks in one receive
     size_t end = k + 1;
     while (end < blocks.size() && blocks[end] == blocks[end - 1] + 1) ++end;
@@ -672,6 +730,13 @@ void Client::get_blocks(const ReadSource& source, void* buf, const std::vector<u
     receive_data(source.handle, from, base + from, to - from, bs,
                  [&](uint64_t offset, uint64_t length) { call(proto::Read{source.handle, offset, length}); });
     k = end;
+  }
+  if (trust_kept) {
+    for (uint64_t i : blocks)
+      if (checksum(base + i * bs, std::min(bs, source.size - i * bs)) != source.hashes[i])
+        throw Error(PMCR_E_CHECKSUM, "block " + std::to_string(i) + " of a region read from pmserver " + options_.server +
+                                         " does not match its hash");
+    return;
   }
   const auto mine = block_hashes(buf, source.size, bs);
   if (combine_hashes(mine.data(), mine.size()) != source.checksum)
@@ -702,7 +767,10 @@ void Client::read_region(const std::string& job, uint64_t version, uint32_t rank
 }
 
 proto::DeleteReply Client::remove(const std::string& job, std::optional<uint64_t> version) {
-  return std::get<proto::DeleteReply>(call(proto::Delete{job, version.value_or(0), !version.has_value()}));
+  // A connection writing the job deletes only while its attempt is the live one.
+  const auto a = attempts_.find(job);
+  return std::get<proto::DeleteReply>(call(
+      proto::Delete{job, version.value_or(0), !version.has_value(), a == attempts_.end() ? 0 : a->second}));
 }
 
 // ------------------------------------------------------------ named regions

@@ -95,8 +95,10 @@ class Client {
 
   // Starts a new attempt of JOB on the server (superseding every earlier
   // one: their unsealed regions are dropped and they can write nothing
-  // more) and uses it for this connection's writes of JOB.
-  uint64_t begin(const std::string& job);
+  // more) and uses it for this connection's writes of JOB. INSTANCE names
+  // the launch (pmcr-run's token; 0: none); TAKEOVER: a standby takes the
+  // job over, fencing every earlier attempt (FENCED).
+  uint64_t begin(const std::string& job, uint64_t instance = 0, bool takeover = false);
   // Uses ATTEMPT (begun by another connection, e.g. rank 0's) for this
   // connection's writes of JOB.
   void join(const std::string& job, uint64_t attempt);
@@ -126,6 +128,22 @@ class Client {
                     uint64_t size);
   void seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions);
 
+  // ---- liveness (a standby follows the job) ----
+  // Holds the lease of RANK of the job's attempt (begun or joined on this
+  // connection), to be renewed within LEASE_MS; renews it; gives it up.
+  void hold_lease(const std::string& job, uint32_t rank, uint32_t nranks, uint32_t lease_ms);
+  void renew_lease(const std::string& job);
+  void leave_lease(const std::string& job);
+  // Has the server push JOB's events to this connection from now on;
+  // returns the job's state (INSTANCE: a launch the caller follows).
+  proto::WatchReply watch(const std::string& job, uint64_t instance);
+  // The next event of a watched job, waiting up to TIMEOUT (sleeping on the
+  // worker's event fd: no busy wait). Nothing if none came. Throws
+  // SERVER_LOST if the connection is lost meanwhile.
+  std::optional<proto::Event> next_event(std::chrono::milliseconds timeout);
+  // Declares the launch INSTANCE of JOB failed (its launcher exited).
+  proto::FailReply fail(const std::string& job, uint64_t instance, const std::string& reason);
+
   std::vector<proto::VersionEntry> list_versions(const std::string& job = "");
   proto::ListRegionsReply list_regions(const std::string& job, uint64_t version);
   // The highest sealed (and not quarantined) version of JOB, if any.
@@ -141,7 +159,11 @@ class Client {
   // BUF, which must already hold every other block; then verifies the whole
   // against the region's checksum. (An export of several versions fetches
   // each block they share once.)
-  void get_blocks(const ReadSource& source, void* buf, const std::vector<uint64_t>& blocks);
+  // With TRUST_KEPT, the other blocks are known to hold what SOURCE's
+  // hashes say (a standby's buffer, verified when it was fetched): only the
+  // blocks fetched are hashed, against SOURCE's hashes, and those hashes
+  // against its checksum.
+  void get_blocks(const ReadSource& source, void* buf, const std::vector<uint64_t>& blocks, bool trust_kept = false);
   // open + get + verify + close into BUF, which must hold exactly SIZE bytes
   // (throws SIZE otherwise; use open() to learn the size first).
   void read_region(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, void* buf, uint64_t size,
@@ -194,6 +216,8 @@ class Client {
   static void on_data_done(void* request, ucs_status_t status, size_t length, void* user_data);
   static ucs_status_t on_progress(void* arg, const void* header, size_t header_length, void* data, size_t length,
                                   const ucp_am_recv_param_t* param);
+  static ucs_status_t on_event(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                               const ucp_am_recv_param_t* param);
 
   proto::ReplyBody call(proto::RequestBody body);
   // One request of the handshake (HELLO, AUTH), within PMCR_CONNECT_TIMEOUT:
@@ -272,6 +296,7 @@ class Client {
   std::map<uint64_t, std::vector<uint8_t>> replies_;  // by tag
   std::deque<PendingRndv> rndv_;
   std::map<std::string, uint64_t> attempts_;  // job -> attempt this connection writes under
+  std::deque<proto::Event> events_;  // of watched jobs, not yet taken
   Clock::time_point last_activity_{}, last_tick_{};
   Clock::duration stopped_{};  // this process stopped during the current operation
   // The READ in progress: region data arriving into the caller's buffer.

@@ -38,8 +38,14 @@ constexpr Key kBlockSize{"PMCR_BLOCK_SIZE", "block_size"};
 constexpr Key kGenerations{"PMCR_GENERATIONS", "generations"};
 constexpr Key kIncremental{"PMCR_INCREMENTAL", "incremental"};
 constexpr Key kTrackWrites{"PMCR_TRACK_WRITES", "track_writes"};
-constexpr Key kKeys[] = {kServers, kJob,         kKeep,    kLogLevel,    kTimeout,   kConnectTimeout, kDataPath,   kAuth,
-                         kKeyFile, kMungeSocket, kEncrypt, kDataKeyFile, kBlockSize, kGenerations,    kIncremental, kTrackWrites};
+constexpr Key kRole{"PMCR_ROLE", "role"};
+constexpr Key kLease{"PMCR_LEASE", "lease"};
+constexpr Key kInstance{"PMCR_INSTANCE", "instance"};
+constexpr Key kPrimaryInstance{"PMCR_PRIMARY_INSTANCE", "primary_instance"};
+constexpr Key kKeys[] = {kServers,     kJob,         kKeep,        kLogLevel,  kTimeout, kConnectTimeout,
+                         kDataPath,    kAuth,        kKeyFile,     kMungeSocket, kEncrypt, kDataKeyFile,
+                         kBlockSize,   kGenerations, kIncremental, kTrackWrites, kRole,    kLease,
+                         kInstance,    kPrimaryInstance};
 
 // The raw values, as text, with where each came from (for messages).
 struct Raw {
@@ -140,6 +146,15 @@ std::chrono::milliseconds seconds(const std::pair<std::string, std::string>& v) 
   return std::chrono::milliseconds(static_cast<long long>(std::ceil(s * 1000)));
 }
 
+// A launch token: 1 to 16 hex digits, not 0.
+uint64_t instance_token(const std::pair<std::string, std::string>& v) {
+  char* end = nullptr;
+  const unsigned long long n = std::strtoull(v.first.c_str(), &end, 16);
+  if (v.first.empty() || v.first.size() > 16 || *end != '\0' || n == 0 || v.first[0] == '-' || v.first[0] == '+')
+    bad(v.second, v.first, "expected a launch token of 1 to 16 hex digits, not 0 (pmcr-run sets it)");
+  return n;
+}
+
 std::vector<std::string> split_servers(const std::pair<std::string, std::string>& v) {
   std::vector<std::string> out;
   std::stringstream ss(v.first);
@@ -231,6 +246,19 @@ Config load_config(const char* path, bool need_job) {
       bad(v->second, v->first, "expected trace, debug, info, warn, error, critical or off");
     c.log_level = v->first;
   }
+  if (auto v = raw.get(kRole)) {
+    if (v->first == "none") c.role = Config::Role::None;
+    else if (v->first == "primary") c.role = Config::Role::Primary;
+    else if (v->first == "standby") c.role = Config::Role::Standby;
+    else bad(v->second, v->first, "expected primary, standby or none (pmcr-run --standby sets it)");
+  }
+  if (auto v = raw.get(kLease)) {
+    c.lease = seconds(*v);
+    if (c.lease.count() < 100 || c.lease.count() > 3600 * 1000)
+      bad(v->second, v->first, "expected a lease of 0.1 to 3600 seconds");
+  }
+  if (auto v = raw.get(kInstance)) c.instance = instance_token(*v);
+  if (auto v = raw.get(kPrimaryInstance)) c.primary_instance = instance_token(*v);
   if (auto v = raw.get(kTimeout)) c.timeout = seconds(*v);
   if (auto v = raw.get(kConnectTimeout)) c.connect_timeout = seconds(*v);
   if (auto v = raw.get(kDataPath)) {

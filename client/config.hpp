@@ -30,6 +30,15 @@ struct Config {
   bool incremental = true;        // PMCR_INCREMENTAL: checkpoints send only the blocks that changed
   bool track_writes = false;      // PMCR_TRACK_WRITES: hash only the blocks written since the last checkpoint (dirty.hpp)
   uint32_t generations = 0;       // PMCR_GENERATIONS: generations new named regions keep; 0: the server's
+  // The standby (README, "Hot standby"). PMCR_ROLE: none (a job on its
+  // own), primary (its ranks hold leases a standby can follow) or standby
+  // (pmcr_restart_test follows the primary's checkpoints and returns only
+  // when it takes over).
+  enum class Role { None, Primary, Standby };
+  Role role = Role::None;
+  std::chrono::milliseconds lease{3000};  // PMCR_LEASE: a silent primary rank is failed after this long
+  uint64_t instance = 0;          // PMCR_INSTANCE: this launch's token (pmcr-run's; 0: one is made)
+  uint64_t primary_instance = 0;  // PMCR_PRIMARY_INSTANCE: the launch a standby follows (0: the job's current)
 };
 
 // Reads the environment, then PATH (may be null or empty: environment only).

@@ -29,6 +29,7 @@ const char* error_name(int code) noexcept {
     case PMCR_E_CORRUPT: return "pool or checkpoint damaged";
     case PMCR_E_NRANKS: return "checkpoint written by another number of ranks";
     case PMCR_E_SUPERSEDED: return "superseded by a later run of the same job";
+    case PMCR_E_FENCED: return "fenced off: a standby took the job over";
     case PMCR_E_IO: return "I/O error";
     case PMCR_E_PMEM: return "persistent memory error";
     case PMCR_E_MPI: return "MPI error";

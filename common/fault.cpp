@@ -17,30 +17,38 @@ struct Armed {
   std::mutex mu;
   std::string name;
   long nth = 0;
-  enum Action { Kill, Stop, Fail } action = Kill;
+  enum Action { Kill, Stop, Pause, Fail } action = Kill;
   std::atomic<long> hits{0};
   int trace_fd = -1;
   std::string once;  // PMCR_FAULT_ONCE
 };
 
+// "name:N[:action]" into A.
+void parse(Armed& a, const std::string& s) {
+  const auto c1 = s.find(':');
+  a.name = s.substr(0, c1);
+  a.nth = 1;
+  a.action = Armed::Kill;
+  if (c1 != std::string::npos) {
+    const auto c2 = s.find(':', c1 + 1);
+    a.nth = std::atol(s.substr(c1 + 1, c2 == std::string::npos ? std::string::npos : c2 - c1 - 1).c_str());
+    if (c2 != std::string::npos) {
+      const std::string act = s.substr(c2 + 1);
+      a.action = act == "fail" ? Armed::Fail : act == "stop" ? Armed::Stop : act == "pause" ? Armed::Pause : Armed::Kill;
+    }
+  }
+  if (a.nth <= 0) a.nth = 1;
+}
+
+void trace(const Armed& a, const std::string& line) {
+  if (a.trace_fd >= 0) (void)!::write(a.trace_fd, line.data(), line.size());
+}
+
 Armed& armed() {
   static Armed a;
   static std::once_flag once;
   std::call_once(once, [] {
-    if (const char* spec = std::getenv("PMCR_FAULT")) {
-      std::string s(spec);
-      const auto c1 = s.find(':');
-      a.name = s.substr(0, c1);
-      if (c1 != std::string::npos) {
-        const auto c2 = s.find(':', c1 + 1);
-        a.nth = std::atol(s.substr(c1 + 1, c2 == std::string::npos ? std::string::npos : c2 - c1 - 1).c_str());
-        if (c2 != std::string::npos) {
-          const std::string act = s.substr(c2 + 1);
-          a.action = act == "fail" ? Armed::Fail : act == "stop" ? Armed::Stop : Armed::Kill;
-        }
-      }
-      if (a.nth <= 0) a.nth = 1;
-    }
+    if (const char* spec = std::getenv("PMCR_FAULT")) parse(a, spec);
     if (const char* path = std::getenv("PMCR_FAULT_ONCE")) a.once = path;
     if (const char* path = std::getenv("PMCR_FAULT_TRACE"))
       a.trace_fd = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -52,10 +60,7 @@ Armed& armed() {
 
 bool hit(const char* name) noexcept {
   Armed& a = armed();
-  if (a.trace_fd >= 0) {
-    std::string line = std::string(name) + "\n";
-    (void)!::write(a.trace_fd, line.data(), line.size());
-  }
+  trace(a, std::string(name) + "\n");
   std::lock_guard<std::mutex> lock(a.mu);
   if (a.name.empty() || a.name != name) return false;
   if (a.hits.fetch_add(1) + 1 != a.nth) return false;
@@ -66,8 +71,14 @@ bool hit(const char* name) noexcept {
   }
   if (a.action == Armed::Kill) ::kill(::getpid(), SIGKILL);
   if (a.action == Armed::Stop) {
+    trace(a, "stopped " + std::to_string(::getpid()) + " " + name + "\n");
     ::kill(::getpid(), SIGSTOP);
     return false;  // resumed: carry on as if nothing happened
+  }
+  if (a.action == Armed::Pause) {
+    trace(a, "paused " + std::to_string(::getpid()) + " " + name + "\n");
+    ::usleep(2000 * 1000);
+    return false;
   }
   return true;
 }
@@ -82,6 +93,18 @@ void arm(const char* name, long nth, bool kill) noexcept {
   a.name = name ? name : "";
   a.nth = nth > 0 ? nth : 1;
   a.action = kill ? Armed::Kill : Armed::Fail;
+  a.hits = 0;
+}
+
+void arm_spec(const char* spec) noexcept {
+  Armed& a = armed();
+  std::lock_guard<std::mutex> lock(a.mu);
+  try {
+    parse(a, spec ? spec : "");
+  } catch (...) {
+    a.name.clear();
+  }
+  a.once.clear();
   a.hits = 0;
 }
 

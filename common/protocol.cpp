@@ -36,6 +36,8 @@ class Writer {
   }
   void state(RegionState& s) { out_.push_back(static_cast<uint8_t>(s)); }
   void method(AuthMethod& m) { out_.push_back(static_cast<uint8_t>(m)); }
+  void life(Life& l) { out_.push_back(static_cast<uint8_t>(l)); }
+  void kind(EventKind& k) { out_.push_back(static_cast<uint8_t>(k)); }
   template <class T, class F>
   void list(std::vector<T>& v, uint32_t, F&& each) {
     uint32_t n = static_cast<uint32_t>(v.size());
@@ -110,6 +112,19 @@ class Reader {
     if (b > static_cast<uint8_t>(AuthMethod::Munge)) return fail(DecodeStatus::BadValue);
     m = static_cast<AuthMethod>(b);
   }
+  void life(Life& l) {
+    uint8_t b = 0;
+    u8(b);
+    if (b > static_cast<uint8_t>(Life::Failed)) return fail(DecodeStatus::BadValue);
+    l = static_cast<Life>(b);
+  }
+  void kind(EventKind& k) {
+    uint8_t b = 0;
+    u8(b);
+    if (b < static_cast<uint8_t>(EventKind::Begun) || b > static_cast<uint8_t>(EventKind::Ended))
+      return fail(DecodeStatus::BadValue);
+    k = static_cast<EventKind>(b);
+  }
   template <class T, class F>
   void list(std::vector<T>& v, uint32_t max, F&& each) {
     uint32_t n = 0;
@@ -169,8 +184,8 @@ template <class X> void io(X& x, ListRegions& m) { x.str(m.job, kMaxJobName); x.
 template <class X> void io(X& x, Open& m) { x.str(m.job, kMaxJobName); x.u64(m.version); x.u32(m.rank); x.u32(m.id); }
 template <class X> void io(X& x, Close& m) { x.u64(m.handle); }
 template <class X> void io(X& x, Read& m) { x.u64(m.handle); x.u64(m.offset); x.u64(m.length); }
-template <class X> void io(X& x, Delete& m) { x.str(m.job, kMaxJobName); x.u64(m.version); x.boolean(m.all_versions); }
-template <class X> void io(X& x, Begin& m) { x.str(m.job, kMaxJobName); }
+template <class X> void io(X& x, Delete& m) { x.str(m.job, kMaxJobName); x.u64(m.version); x.boolean(m.all_versions); x.u64(m.attempt); }
+template <class X> void io(X& x, Begin& m) { x.str(m.job, kMaxJobName); x.u64(m.instance); x.boolean(m.takeover); }
 template <class X> void io(X& x, Abort& m) { x.str(m.job, kMaxJobName); x.u64(m.version); }
 template <class X> void io(X& x, Verify& m) { x.str(m.job, kMaxJobName); x.u64(m.version); }
 template <class X> void io(X& x, Auth& m) { x.method(m.method); x.blob(m.credential, kMaxCredential); }
@@ -182,6 +197,11 @@ template <class X> void io(X& x, RegionStat& m) { x.u64(m.handle); }
 template <class X> void io(X& x, RegionRead& m) { x.u64(m.handle); x.u64(m.generation); x.u64(m.offset); x.u64(m.length); }
 template <class X> void io(X& x, RegionChanged& m) { x.u64(m.handle); x.u64(m.since); x.u64(m.generation); }
 template <class X> void io(X& x, RegionRemove& m) { x.str(m.job, kMaxJobName); x.str(m.name, kMaxRegionName); }
+template <class X> void io(X& x, Join& m) { x.str(m.job, kMaxJobName); x.u64(m.attempt); x.u32(m.rank); x.u32(m.nranks); x.u32(m.lease_ms); }
+template <class X> void io(X& x, Renew& m) { x.str(m.job, kMaxJobName); x.u64(m.attempt); }
+template <class X> void io(X& x, Leave& m) { x.str(m.job, kMaxJobName); x.u64(m.attempt); }
+template <class X> void io(X& x, Watch& m) { x.str(m.job, kMaxJobName); x.u64(m.instance); }
+template <class X> void io(X& x, Fail& m) { x.str(m.job, kMaxJobName); x.u64(m.instance); x.str(m.reason, kMaxText); }
 
 template <class X> void io(X&, Empty&) {}
 template <class X> void io(X& x, HelloReply& m) {
@@ -220,6 +240,15 @@ template <class X> void io(X& x, RegionReply& m) {
 }
 template <class X> void io(X& x, Range& m) { x.u64(m.offset); x.u64(m.length); }
 template <class X> void io(X& x, RangesReply& m) { x.list(m.ranges, kMaxEntries, [&x](Range& e) { io(x, e); }); }
+template <class X> void io(X& x, WatchReply& m) {
+  x.u64(m.attempt); x.u64(m.instance); x.life(m.life); x.str(m.reason, kMaxText); x.boolean(m.instance_failed);
+  x.boolean(m.has_sealed); x.u64(m.sealed);
+}
+template <class X> void io(X& x, FailReply& m) { x.boolean(m.failed); x.u64(m.attempt); }
+template <class X> void io(X& x, Event& m) {
+  x.kind(m.kind); x.str(m.job, kMaxJobName); x.u64(m.attempt); x.u64(m.instance); x.boolean(m.takeover);
+  x.u64(m.version); x.u32(m.nranks); x.str(m.reason, kMaxText);
+}
 
 // The reply payload type for each request type.
 ReplyBody empty_reply_for(Type t) {
@@ -239,6 +268,11 @@ ReplyBody empty_reply_for(Type t) {
     case Type::RegionCommit:
     case Type::RegionStat: return RegionReply{};
     case Type::RegionChanged: return RangesReply{};
+    case Type::Watch: return WatchReply{};
+    case Type::Fail: return FailReply{};
+    case Type::Join:
+    case Type::Renew:
+    case Type::Leave:
     case Type::RegionClear:
     case Type::RegionRead:
     case Type::RegionRemove:
@@ -278,6 +312,11 @@ RequestBody empty_request_for(Type t) {
     case Type::RegionRead: return RegionRead{};
     case Type::RegionChanged: return RegionChanged{};
     case Type::RegionRemove: return RegionRemove{};
+    case Type::Join: return Join{};
+    case Type::Renew: return Renew{};
+    case Type::Leave: return Leave{};
+    case Type::Watch: return Watch{};
+    case Type::Fail: return Fail{};
   }
   return Stat{};
 }
@@ -330,8 +369,33 @@ const char* type_name(Type t) noexcept {
     case Type::RegionRead: return "REGION_READ";
     case Type::RegionChanged: return "REGION_CHANGED";
     case Type::RegionRemove: return "REGION_REMOVE";
+    case Type::Join: return "JOIN";
+    case Type::Renew: return "RENEW";
+    case Type::Leave: return "LEAVE";
+    case Type::Watch: return "WATCH";
+    case Type::Fail: return "FAIL";
   }
   return "UNKNOWN";
+}
+
+const char* life_name(Life l) noexcept {
+  switch (l) {
+    case Life::None: return "none";
+    case Life::Running: return "running";
+    case Life::Ended: return "ended";
+    case Life::Failed: return "failed";
+  }
+  return "unknown";
+}
+
+const char* event_name(EventKind k) noexcept {
+  switch (k) {
+    case EventKind::Begun: return "begun";
+    case EventKind::Sealed: return "sealed";
+    case EventKind::Failed: return "failed";
+    case EventKind::Ended: return "ended";
+  }
+  return "unknown";
 }
 
 const char* auth_method_name(AuthMethod m) noexcept {
@@ -397,6 +461,31 @@ DecodeStatus decode(const void* data, size_t size, DataHeader* out) noexcept {
   if (version != kVersion) return DecodeStatus::BadVersion;
   if (reserved != 0) return DecodeStatus::BadValue;
   *out = h;
+  return DecodeStatus::Ok;
+}
+
+std::vector<uint8_t> encode(const Event& ev) {
+  std::vector<uint8_t> out;
+  out.reserve(96);
+  write_header(out, kEventType, 0);
+  Writer w(out);
+  io(w, const_cast<Event&>(ev));
+  patch_length(out);
+  return out;
+}
+
+DecodeStatus decode(const void* data, size_t size, Event* out) {
+  Header h;
+  DecodeStatus s = check_frame(data, size, &h);
+  if (s != DecodeStatus::Ok) return s;
+  if (h.type != kEventType || h.tag != 0) return DecodeStatus::BadType;
+  if (h.length > kMaxRequest) return DecodeStatus::FieldTooLong;
+  Event ev;
+  Reader r(static_cast<const uint8_t*>(data) + kHeaderSize, h.length);
+  io(r, ev);
+  if (!r.ok()) return r.status();
+  if (r.left() != 0) return DecodeStatus::TrailingBytes;
+  *out = std::move(ev);
   return DecodeStatus::Ok;
 }
 

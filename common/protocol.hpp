@@ -25,7 +25,8 @@
 namespace pmcr::proto {
 
 constexpr uint32_t kMagic = 0x52434d50;  // bytes 'P' 'M' 'C' 'R'
-constexpr uint16_t kVersion = 4;  // 2: BEGIN/ABORT/VERIFY, attempts, quarantine; 3: AUTH, nonces; 4: named regions
+constexpr uint16_t kVersion = 5;  // 2: BEGIN/ABORT/VERIFY, attempts, quarantine; 3: AUTH, nonces; 4: named regions;
+                                  // 5: standby (JOIN/RENEW/LEAVE/WATCH/FAIL, events, fencing)
 constexpr size_t kHeaderSize = 24;
 constexpr uint16_t kReplyBit = 0x8000;
 
@@ -47,6 +48,9 @@ constexpr unsigned kAmData = 19;  // region bytes (DataHeader + payload): writes
 // being worked on (a verification). Payload: nothing; the client counts it
 // as progress, so a long verification does not look like a stalled server.
 constexpr unsigned kAmProgress = 20;
+// News of a job a connection WATCHes (an Event frame, tag 0): pushed by the
+// server, never asked for.
+constexpr unsigned kAmEvent = 21;
 
 enum class Type : uint16_t {
   Hello = 1,
@@ -75,8 +79,14 @@ enum class Type : uint16_t {
   RegionRead = 21,     // bytes of a kept generation, as kAmData messages (region offsets)
   RegionChanged = 22,  // the byte ranges that differ between two generations
   RegionRemove = 23,   // removes a region and all its generations
+  // A job's liveness, for a standby that follows it (the standby issue).
+  Join = 24,   // this connection holds a lease for one rank of the job's current attempt
+  Renew = 25,  // ... and renews it
+  Leave = 26,  // ... and gives it up: the rank finished (pmcr_finalize)
+  Watch = 27,  // pushes the job's events (kAmEvent) to this connection from now on
+  Fail = 28,   // declares a launch of the job failed (its launcher exited): pmcr-run
 };
-constexpr uint16_t kLastType = static_cast<uint16_t>(Type::RegionRemove);
+constexpr uint16_t kLastType = static_cast<uint16_t>(Type::Fail);
 
 // How a client proves who it is (pmserver --auth). The server names the
 // method it requires in its HELLO reply.
@@ -146,6 +156,7 @@ struct Delete {
   std::string job;
   uint64_t version = 0;
   bool all_versions = false;
+  uint64_t attempt = 0;  // a job's own retention: refused unless it is the current attempt (0: a tool, not fenced)
 };
 
 struct Read {
@@ -156,6 +167,12 @@ struct Read {
 
 struct Begin {
   std::string job;
+  // Which launch of the job begins (pmcr-run gives each one a token; 0:
+  // none), so that a standby and pmcr-run can tell launches apart.
+  uint64_t instance = 0;
+  // A standby taking over: the attempt it replaces is fenced (its writes,
+  // seals and deletes get PMCR_E_FENCED from now on).
+  bool takeover = false;
 };
 struct Abort {
   std::string job;
@@ -206,10 +223,40 @@ struct RegionRemove {
   std::string name;
 };
 
+// Leases: while a rank of the current attempt holds one, renewing it
+// within LEASE_MS, the attempt is alive. It fails when a holder's
+// connection is lost, or a holder is silent longer than its lease.
+constexpr uint32_t kMinLeaseMs = 100;
+constexpr uint32_t kMaxLeaseMs = 3600 * 1000;
+struct Join {
+  std::string job;
+  uint64_t attempt = 0;
+  uint32_t rank = 0;
+  uint32_t nranks = 0;
+  uint32_t lease_ms = 0;
+};
+struct Renew {
+  std::string job;
+  uint64_t attempt = 0;
+};
+struct Leave {
+  std::string job;
+  uint64_t attempt = 0;
+};
+struct Watch {
+  std::string job;
+  uint64_t instance = 0;  // the launch the watcher follows: the reply says if it was declared failed
+};
+struct Fail {
+  std::string job;
+  uint64_t instance = 0;
+  std::string reason;
+};
+
 // In the order of Type (the variant index is the type - 1).
 using RequestBody = std::variant<Hello, Stat, Create, Commit, Seal, ListVersions, ListRegions, Open, Close, Delete, Read,
                                  Begin, Abort, Verify, Auth, RegionCreate, RegionOpen, RegionClear, RegionCommit,
-                                 RegionStat, RegionRead, RegionChanged, RegionRemove>;
+                                 RegionStat, RegionRead, RegionChanged, RegionRemove, Join, Renew, Leave, Watch, Fail>;
 
 struct Request {
   uint64_t tag = 0;
@@ -323,8 +370,52 @@ struct RangesReply {
   std::vector<Range> ranges;
 };
 
+// The state of a job's current attempt as the server sees it.
+enum class Life : uint8_t {
+  None = 0,     // no attempt began since the server started
+  Running = 1,  // begun, and no lease holder lost
+  Ended = 2,    // every lease holder left (pmcr_finalize): the launch may still have failed after
+  Failed = 3,   // a holder's connection was lost or its lease ran out, or its launcher said so (FAIL)
+};
+const char* life_name(Life l) noexcept;
+struct WatchReply {
+  uint64_t attempt = 0;   // the job's current attempt (0: none)
+  uint64_t instance = 0;  // ... the launch that began it
+  Life life = Life::None;
+  std::string reason;     // Failed: why
+  bool instance_failed = false;  // Watch::instance was declared failed (FAIL), maybe before it began
+  bool has_sealed = false;
+  uint64_t sealed = 0;  // the job's newest sealed, intact version
+};
+struct FailReply {
+  bool failed = false;  // the attempt of that launch is now failed (false: it was not the current one)
+  uint64_t attempt = 0;
+};
+
 using ReplyBody = std::variant<Empty, HelloReply, StatReply, CreateReply, OpenReply, ListVersionsReply, ListRegionsReply,
-                               DeleteReply, BeginReply, AbortReply, AuthReply, RegionReply, RangesReply>;
+                               DeleteReply, BeginReply, AbortReply, AuthReply, RegionReply, RangesReply, WatchReply,
+                               FailReply>;
+
+// ---- events (kAmEvent) ----
+// Frame: the 24-byte header with type kEventType and tag 0, then the body.
+constexpr uint16_t kEventType = 0x4000;
+enum class EventKind : uint8_t {
+  Begun = 1,   // an attempt began (INSTANCE; TAKEOVER if a standby's)
+  Sealed = 2,  // VERSION was sealed (NRANKS ranks)
+  Failed = 3,  // the attempt of INSTANCE failed (ATTEMPT 0: it never began), REASON says how
+  Ended = 4,   // every lease holder of ATTEMPT left
+};
+struct Event {
+  EventKind kind = EventKind::Begun;
+  std::string job;
+  uint64_t attempt = 0;
+  uint64_t instance = 0;
+  bool takeover = false;
+  uint64_t version = 0;
+  uint32_t nranks = 0;
+  std::string reason;
+};
+const char* event_name(EventKind k) noexcept;
 
 struct Reply {
   Type type = Type::Hello;  // the request type this answers
@@ -373,6 +464,8 @@ struct DataHeader {
 std::array<uint8_t, kDataHeaderSize> encode(const DataHeader& h);
 DecodeStatus decode(const void* data, size_t size, DataHeader* out) noexcept;
 
+std::vector<uint8_t> encode(const Event& ev);
+DecodeStatus decode(const void* data, size_t size, Event* out);
 std::vector<uint8_t> encode(const Request& req);
 std::vector<uint8_t> encode(const Reply& rep);
 DecodeStatus decode(const void* data, size_t size, Request* out);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 
@@ -59,6 +60,19 @@ std::optional<Reported> last(const std::string& path) {
   return found;
 }
 
+void takeover(const Takeover& t) noexcept {
+  append(1, "takeover " + std::to_string(t.version) + " " + std::to_string(t.ms) + " " + std::to_string(t.bytes));
+}
+
+std::optional<Takeover> takeover_of(const std::string& path) {
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    Takeover t;
+    if (std::sscanf(line.c_str(), "1 takeover %lld %lld %llu", &t.version, &t.ms, &t.bytes) == 3) return t;
+  }
+  return std::nullopt;
+}
+
 bool transient(int code) noexcept {
   switch (code) {
     case PMCR_E_INVAL:
@@ -75,6 +89,7 @@ bool transient(int code) noexcept {
     case PMCR_E_PROTOCOL:
     case PMCR_E_NRANKS:
     case PMCR_E_SUPERSEDED:
+    case PMCR_E_FENCED:
     case PMCR_E_INTERNAL:
       return false;
     default:

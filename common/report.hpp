@@ -26,6 +26,18 @@ struct Reported {
 // The last outcome recorded in PATH if it is a failure.
 std::optional<Reported> last(const std::string& path);
 
+// A standby's takeover (README, "Hot standby"): rank 0 of the standby that
+// became the primary records it as the line "1 takeover V MS BYTES" (lines
+// with a positive code are news, not outcomes).
+struct Takeover {
+  long long version = 0;
+  long long ms = 0;        // from the failure reaching the standby to the restart done
+  unsigned long long bytes = 0;  // read from the server after the failure, by all ranks
+};
+void takeover(const Takeover& t) noexcept;
+// The takeover recorded in PATH, if any.
+std::optional<Takeover> takeover_of(const std::string& path);
+
 // False for failures that a relaunch cannot cure, because nothing will
 // change by itself: a full pool or quota, a bad configuration or program,
 // a checkpoint of another size, a job taken over by another run. True for

@@ -2,14 +2,15 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <random>
 #include <string>
 #include <vector>
 
-#include "capture.hpp"
 #include "checksum.hpp"
 #include "error.hpp"
 #include "fault.hpp"
 #include "log.hpp"
+#include "report.hpp"
 
 namespace pmcr {
 namespace {
@@ -21,16 +22,14 @@ constexpr uint32_t kRankMarkerId = 0xffffffffu;
 
 }  // namespace
 
-template <class F>
-void Session::collectively(F&& f) {
-  std::string message;
-  const int code = capture(f, &message);
-  comm_.agree(code, message);
-}
-
 Session::Session(MPI_Comm comm, const char* config_path) : comm_(comm) {
 #ifdef PMCR_FAULT_INJECTION
   // Tests: PMCR_FAULT_RANK=R arms PMCR_FAULT on rank R only.
+  // PMCR_STANDBY_FAULT arms a standby's own fault instead (pmcr-run gives
+  // both launches the same environment).
+  if (const char* f = std::getenv("PMCR_STANDBY_FAULT"); f && *f && std::getenv("PMCR_ROLE") &&
+                                                         std::string(std::getenv("PMCR_ROLE")) == "standby")
+    fault::arm_spec(f);
   if (const char* r = std::getenv("PMCR_FAULT_RANK"); r && std::atoi(r) != comm_.rank()) fault::arm("", 0, false);
 #endif
   collectively([&] {
@@ -41,25 +40,29 @@ Session::Session(MPI_Comm comm, const char* config_path) : comm_(comm) {
       log()->warn("PMCR_SERVERS lists {} servers; this version uses only the first, {}", config_.servers.size(),
                   config_.servers.front());
   });
-  collectively([&] {
-    client::Options o;
-    o.server = config_.servers.front();
-    o.name = config_.job + "/rank" + std::to_string(comm_.rank());
-    o.timeout = config_.timeout;
-    o.connect_timeout = config_.connect_timeout;
-    o.data_path = config_.rma ? client::DataPath::Rma : client::DataPath::Am;
-    o.credential = config_.credential;
-    client_ = std::make_unique<client::Client>(o);
-  });
+  collectively([&] { client_ = std::make_unique<client::Client>(client_options()); });
+  // This launch's token: pmcr-run's, or one of its own.
+  int64_t token = 0;
+  if (comm_.rank() == 0) {
+    token = static_cast<int64_t>(config_.instance);
+    std::random_device random;
+    while (token == 0) token = static_cast<int64_t>((static_cast<uint64_t>(random()) << 32) | random());
+  }
+  instance_ = static_cast<uint64_t>(comm_.broadcast(token));
+  standby_ = config_.role == Config::Role::Standby;
   // One attempt for the whole job: it supersedes earlier runs of the job
   // (a relaunch, a stale rank of one), whose unsealed regions the server
-  // drops and whose writes it refuses from now on.
-  int64_t attempt = 0;
-  collectively([&] {
-    if (comm_.rank() == 0) attempt = static_cast<int64_t>(client_->begin(config_.job));
-  });
-  attempt = comm_.broadcast(attempt);
-  client_->join(config_.job, static_cast<uint64_t>(attempt));
+  // drops and whose writes it refuses from now on. A standby begins its
+  // attempt only when it takes over.
+  if (!standby_) {
+    int64_t attempt = 0;
+    collectively([&] {
+      if (comm_.rank() == 0) attempt = static_cast<int64_t>(client_->begin(config_.job, instance_));
+    });
+    attempt_ = static_cast<uint64_t>(comm_.broadcast(attempt));
+    client_->join(config_.job, attempt_);
+    if (config_.role == Config::Role::Primary) start_lease();
+  }
   collectively([&] {
     if (config_.track_writes && incremental()) {
       tracker_ = std::make_unique<client::WriteTracker>();
@@ -72,6 +75,18 @@ Session::Session(MPI_Comm comm, const char* config_path) : comm_(comm) {
 }
 
 Session::~Session() = default;
+
+client::Options Session::client_options() const {
+  client::Options o;
+  o.server = config_.servers.front();
+  o.name = config_.job + "/rank" + std::to_string(comm_.rank());
+  o.timeout = config_.timeout;
+  o.connect_timeout = config_.connect_timeout;
+  o.data_path = config_.rma ? client::DataPath::Rma : client::DataPath::Am;
+  o.credential = config_.credential;
+  return o;
+}
+
 
 void Session::protect(int id, void* ptr, size_t size) {
   if (id < 0) throw Error(PMCR_E_INVAL, "id " + std::to_string(id) + " is negative: ids are ints >= 0");
@@ -107,6 +122,9 @@ void Session::check_version(int version, const char* what) {
 
 void Session::checkpoint(int version) {
   collectively([&] {
+    if (standby_)
+      throw Error(PMCR_E_STATE, "pmcr_checkpoint in a standby (PMCR_ROLE=standby) before it took the job over: call "
+                                "pmcr_restart_test first, which returns when the standby becomes the primary");
     check_version(version, "pmcr_checkpoint");
     if (version <= last_version_)
       throw Error(PMCR_E_INVAL, "pmcr_checkpoint: version " + std::to_string(version) + " is not greater than " +
@@ -181,6 +199,10 @@ void Session::apply_retention() {
 }
 
 int Session::restart_test(std::string* notice) {
+  if (standby_) {
+    collectively([&] { follow(); });
+    return take_over(notice);
+  }
   int64_t found = -1;
   std::string note;
   collectively([&] {
@@ -377,8 +399,10 @@ void Session::restart(int version) {
   collectively([&] {
     const auto rank = static_cast<uint32_t>(comm_.rank());
     for (const auto& [id, b] : buffers_) {
+      if (holds(id, b, version)) continue;  // a standby's buffer: fetched while it followed
       try {
         read_buffer(static_cast<uint64_t>(version), static_cast<uint32_t>(id), b);
+        bytes_read_ += b.size;
         PMCR_FAULT_POINT("restart.read");
       } catch (const Error& e) {
         if (e.code() == PMCR_E_NOT_FOUND)
@@ -403,6 +427,7 @@ void Session::restart(int version) {
     dirty_.clear();
   }
   log()->debug("job {}: rank {} restarted from version {}", config_.job, comm_.rank(), version);
+  if (failure_seen_) report_takeover(version);
 }
 
 void Session::finalize() {
@@ -414,6 +439,10 @@ void Session::finalize() {
     code = e.code();
     message = e.what();
   }
+  // This rank finished: its lease is given up, not lost (a standby does
+  // not take over a job that ended; pmcr-run stops it).
+  if (lease_ && !code) lease_->leave();
+  lease_.reset();
   client_.reset();
   buffers_.clear();
   if (code) throw Error(code, message);

@@ -9,6 +9,7 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -17,11 +18,13 @@
 #include <set>
 #include <vector>
 
+#include "capture.hpp"
 #include "client.hpp"
 #include "comm.hpp"
 #include "config.hpp"
 #include "dirty.hpp"
 #include "encryption.hpp"
+#include "lease.hpp"
 
 namespace pmcr {
 
@@ -35,7 +38,9 @@ class Session {
   void checkpoint(int version);  // collective
   // Collective; -1 if none. Every candidate is verified by the server
   // first: a damaged one is skipped (and quarantined), and *NOTICE then says
-  // so on every rank.
+  // so on every rank. In a standby (PMCR_ROLE=standby) it first follows the
+  // primary's checkpoints into the protected buffers and returns only when
+  // the standby has taken the job over (README, "Hot standby").
   int restart_test(std::string* notice);
   size_t recover_size(int version, int id);
   void restart(int version);  // collective
@@ -54,6 +59,23 @@ class Session {
   void collectively(F&& f);
   void check_version(int version, const char* what);
   void apply_retention();
+  client::Options client_options() const;
+  // The standby: follows the primary (this rank alone, no MPI: it sleeps
+  // between the server's events) until it fails, then takes the job over
+  // with every rank. Returns the version the buffers hold, or -1.
+  void follow();
+  int take_over(std::string* notice);
+  // Makes every protected buffer hold VERSION, fetching only the blocks
+  // that differ from what it holds. STRICT: any failure throws; otherwise
+  // a version that cannot be applied (deleted meanwhile, damaged) is
+  // skipped, and the next one is applied instead.
+  void apply(uint64_t version, bool strict);
+  void start_lease();
+  // True if buffer ID (B) holds VERSION already, as a standby fetched it;
+  // then the base of the next incremental checkpoint is set from it.
+  bool holds(int id, const Buffer& b, int version);
+  // Rank 0 records the takeover for pmcr-run (collective).
+  void report_takeover(int version);
   // Frees this rank's unsealed regions of VERSION after a failed checkpoint
   // (best effort), so a program that goes on does not keep losing space.
   void abandon(int version) noexcept;
@@ -86,6 +108,25 @@ class Session {
   };
   std::map<int, Hashes> hashes_, next_hashes_;
   std::optional<uint64_t> base_;
+  // The standby: what each protected buffer holds, as fetched and verified
+  // (version -1: nothing known).
+  struct Held {
+    int64_t version = -1;
+    const void* ptr = nullptr;
+    size_t size = 0;
+    uint64_t block_size = 0;
+    std::vector<uint64_t> hashes;
+  };
+  std::map<int, Held> held_;
+  bool standby_ = false;  // PMCR_ROLE=standby and not taken over yet
+  uint64_t instance_ = 0;  // this launch's token
+  uint64_t attempt_ = 0;   // the attempt this job writes under (0: none yet, a standby)
+  std::unique_ptr<client::LeaseHolder> lease_;
+  uint64_t bytes_read_ = 0;  // region bytes this rank fetched (the standby's accounting)
+  // Set on rank 0 when the failure it takes over from reached it: the
+  // takeover is reported at the end of the restart that follows.
+  std::optional<std::chrono::steady_clock::time_point> failure_seen_;
+  uint64_t bytes_at_failure_ = 0;
   // PMCR_TRACK_WRITES=1: the kernel's record of the pages written.
   std::unique_ptr<client::WriteTracker> tracker_;
   // Its interval started when hashes_ were last right (a sealed
@@ -97,5 +138,12 @@ class Session {
   // checkpoint).
   std::map<int, std::vector<bool>> dirty_;
 };
+
+template <class F>
+void Session::collectively(F&& f) {
+  std::string message;
+  const int code = capture(f, &message);
+  comm_.agree(code, message);
+}
 
 }  // namespace pmcr

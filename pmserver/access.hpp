@@ -44,7 +44,9 @@ inline constexpr Rule kRules[] = {
     {proto::Type::RegionOpen, Need::Read},    {proto::Type::RegionClear, Need::Handle},
     {proto::Type::RegionCommit, Need::Handle}, {proto::Type::RegionStat, Need::Handle},
     {proto::Type::RegionRead, Need::Handle},  {proto::Type::RegionChanged, Need::Handle},
-    {proto::Type::RegionRemove, Need::Own},
+    {proto::Type::RegionRemove, Need::Own},   {proto::Type::Join, Need::Own},
+    {proto::Type::Renew, Need::Own},          {proto::Type::Leave, Need::Own},
+    {proto::Type::Watch, Need::Own},          {proto::Type::Fail, Need::Own},
 };
 
 const Rule& rule_for(proto::Type type);

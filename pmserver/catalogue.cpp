@@ -188,7 +188,7 @@ uint64_t Catalogue::manifest_digest(const Version& v) const {
 
 // ---------------------------------------------------------------- writers
 
-uint64_t Catalogue::begin_attempt(const std::string& job, uint32_t* dropped) {
+uint64_t Catalogue::begin_attempt(const std::string& job, uint32_t* dropped, bool takeover) {
   check_job_name(job);
   // Each job's current attempt is remembered for the server's life (it
   // fences stale writers even while the job holds nothing): bounded.
@@ -202,6 +202,7 @@ uint64_t Catalogue::begin_attempt(const std::string& job, uint32_t* dropped) {
                        std::chrono::system_clock::now().time_since_epoch()).count();
   last_attempt_ = std::max(last_attempt_ + 1, static_cast<uint64_t>(std::max<int64_t>(now, 0)));
   attempts_[job] = last_attempt_;
+  if (takeover) takeovers_[job] = last_attempt_;
   // Every unsealed region of the job belongs to an earlier attempt, which
   // can never seal it now.
   const uint32_t n = release_unsealed(job);
@@ -273,6 +274,11 @@ void Catalogue::check_attempt(const std::string& job, uint64_t attempt) const {
     throw Error(PMCR_E_STATE, "job '" + job + "' has no attempt " + std::to_string(attempt) +
                                   " on this pmserver (it restarted since the job began, or the attempt was never "
                                   "begun): begin a new attempt");
+  if (auto t = takeovers_.find(job); t != takeovers_.end() && attempt < t->second)
+    throw Error(PMCR_E_FENCED, "job '" + job + "': this writer's attempt " + std::to_string(attempt) +
+                                   " was fenced off when a standby took the job over (attempt " +
+                                   std::to_string(t->second) + "): this run of the job may write, seal or delete "
+                                   "nothing more");
   throw Error(PMCR_E_SUPERSEDED, "job '" + job + "': this writer's attempt " + std::to_string(attempt) +
                                      " was superseded by attempt " + std::to_string(current) +
                                      " (a later run of the same job: a relaunch, or two runs sharing one job name); "

@@ -175,10 +175,15 @@ class Catalogue {
   // Starts a new attempt of JOB and returns its number (larger than every
   // earlier one, in this server's life and, with a sane clock, across
   // restarts). Earlier attempts' unsealed regions are freed; *DROPPED says
-  // how many. Throws INVAL (name).
-  uint64_t begin_attempt(const std::string& job, uint32_t* dropped = nullptr);
+  // how many. TAKEOVER: a standby takes the job over, and writers of the
+  // earlier attempts are told they were fenced (FENCED), not superseded.
+  // Throws INVAL (name).
+  uint64_t begin_attempt(const std::string& job, uint32_t* dropped = nullptr, bool takeover = false);
   // The job's current attempt, 0 if none began since the server started.
   uint64_t current_attempt(const std::string& job) const;
+  // Throws unless ATTEMPT is JOB's current attempt: STATE (no such
+  // attempt), FENCED (a standby took over since), SUPERSEDED (a later run).
+  void check_attempt(const std::string& job, uint64_t attempt) const;
 
   // The uid JOB belongs to (kUnknownOwner: its owner record is missing or
   // damaged), or nothing if the name is free.
@@ -355,7 +360,6 @@ class Catalogue {
   Version* find_version(const std::string& job, uint64_t version);
   const Version* find_version(const std::string& job, uint64_t version) const;
   void prune(const std::string& job, uint64_t version);
-  void check_attempt(const std::string& job, uint64_t attempt) const;
   // Frees every unsealed region of JOB (its writers are superseded).
   uint32_t release_unsealed(const std::string& job);
   uint32_t release_owned(Owner owner, const std::string* job, uint64_t version);
@@ -425,6 +429,7 @@ class Catalogue {
   std::unordered_map<Owner, std::set<uint32_t>> owned_;  // unsealed slots by owner
   std::map<uint32_t, std::pair<uint64_t, uint64_t>> kept_extents_;  // damaged region record -> its extent, reserved
   std::unordered_map<std::string, uint64_t> attempts_;  // job -> current attempt
+  std::unordered_map<std::string, uint64_t> takeovers_;  // job -> its latest attempt begun by a standby's takeover
   struct JobOwner {
     uint32_t uid = kUnknownOwner;
     uint32_t gid = 0;

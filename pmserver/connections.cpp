@@ -107,6 +107,7 @@ void Server::accept(ucp_conn_request_h request) {
 void Server::disconnect(Connection& c, const char* why, bool flush) {
   // Its unsealed regions go now; receives into them still in flight hold
   // pins, so their memory is reused only once those have ended.
+  forget_liveness(c);  // a rank's lease lost with its connection fails its attempt
   const uint32_t reclaimed = catalogue_.release_owner(c.id);
   catalogue_.release_named(c.id);
   for (uint64_t handle : c.grants->read_handles()) {

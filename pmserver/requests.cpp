@@ -152,11 +152,10 @@ void Server::handle(Incoming& in) {
 // region was replaced, reclaimed, or dropped because a later attempt of
 // its job superseded this writer. Say which.
 void Server::throw_unknown_handle(const Connection& c, uint64_t) const {
-  for (const auto& [job, attempt] : c.attempts)
-    if (catalogue_.current_attempt(job) != attempt)
-      throw Error(PMCR_E_SUPERSEDED, "job '" + job + "': this writer's attempt " + std::to_string(attempt) +
-                                         " was superseded by attempt " + std::to_string(catalogue_.current_attempt(job)) +
-                                         " (a later run of the same job); its unsealed regions were dropped");
+  for (const auto& [job, attempt] : c.attempts) {
+    if (catalogue_.current_attempt(job) != attempt) catalogue_.check_attempt(job, attempt);  // FENCED, SUPERSEDED
+    check_alive(job, attempt);
+  }
   throw Error(PMCR_E_NOT_FOUND, "unknown region handle (the region was replaced, deleted or reclaimed)");
 }
 
@@ -175,13 +174,16 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
           [&](proto::Begin& m) -> std::optional<proto::ReplyBody> {
             take(c.begins, "BEGINs");  // a job begins once per run: never many on one connection
             uint32_t dropped = 0;
-            const uint64_t attempt = catalogue_.begin_attempt(m.job, &dropped);
-            spdlog::info("job '{}': attempt {} begun by connection {} ({}){}", m.job, attempt, c.id, c.client,
+            const uint64_t attempt = catalogue_.begin_attempt(m.job, &dropped, m.takeover);
+            spdlog::info("job '{}': attempt {} begun by connection {} ({}){}{}", m.job, attempt, c.id, c.client,
+                         m.takeover ? ", a standby taking over: earlier attempts are fenced" : "",
                          dropped ? "; " + std::to_string(dropped) + " unsealed regions of earlier attempts dropped" : "");
+            began(m.job, attempt, m.instance, m.takeover);
             return proto::BeginReply{attempt};
           },
           [&](proto::Create& m) -> std::optional<proto::ReplyBody> {
             // (A region larger than the whole pool is the catalogue's NOSPACE.)
+            check_alive(m.job, m.attempt);
             if (m.size <= catalogue_.data_size()) check_create(options_.quotas, catalogue_.usage(c.id), m.size);
             bool based = false;
             const RegionView v = catalogue_.create_region({m.job, m.version, m.rank, m.id}, m.size, c.id, m.attempt,
@@ -212,9 +214,12 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             return proto::Empty{};
           },
           [&](proto::Seal& m) -> std::optional<proto::ReplyBody> {
+            catalogue_.check_attempt(m.job, m.attempt);  // even for a version already sealed
+            check_alive(m.job, m.attempt);
             catalogue_.seal(m.job, m.version, m.nranks, m.nregions, m.attempt);
             spdlog::info("sealed version {} of job '{}' ({} ranks, {} regions)", m.version, m.job, m.nranks,
                          m.nregions);
+            sealed(m.job, m.version, m.nranks);
             return proto::Empty{};
           },
           [&](proto::Abort& m) -> std::optional<proto::ReplyBody> {
@@ -324,10 +329,28 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             return proto::Empty{};
           },
           [&](proto::Delete& m) -> std::optional<proto::ReplyBody> {
+            if (m.attempt) {  // a job's own retention: only while it is the job's live attempt
+              catalogue_.check_attempt(m.job, m.attempt);
+              check_alive(m.job, m.attempt);
+            }
             auto [versions, regions] =
                 catalogue_.delete_versions(m.job, m.all_versions ? std::nullopt : std::optional<uint64_t>(m.version));
             return proto::DeleteReply{versions, regions};
           },
+          [&](proto::Join& m) -> std::optional<proto::ReplyBody> {
+            join(c, m);
+            return proto::Empty{};
+          },
+          [&](proto::Renew& m) -> std::optional<proto::ReplyBody> {
+            renew(c, m);
+            return proto::Empty{};
+          },
+          [&](proto::Leave& m) -> std::optional<proto::ReplyBody> {
+            leave(c, m);
+            return proto::Empty{};
+          },
+          [&](proto::Watch& m) -> std::optional<proto::ReplyBody> { return watch(c, m); },
+          [&](proto::Fail& m) -> std::optional<proto::ReplyBody> { return fail(m); },
       },
       body);
 }
@@ -403,13 +426,15 @@ void Server::on_reply_sent(void* request, ucs_status_t status, void* user_data) 
 // Replies a client does not take pile up in UCX's send queue, in this
 // process's memory: a connection with too many is closed (a client of
 // libpmcr has one request outstanding at a time).
-void Server::send(Connection& c, const proto::Reply& reply) {
-  auto* s = new SentReply{this, c.id, proto::encode(reply)};
+void Server::send(Connection& c, const proto::Reply& reply) { send_message(c, proto::kAmReply, proto::encode(reply)); }
+
+void Server::send_message(Connection& c, unsigned am_id, std::vector<uint8_t> bytes) {
+  auto* s = new SentReply{this, c.id, std::move(bytes)};
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   p.cb.send = &Server::on_reply_sent;
   p.user_data = s;
-  void* req = ucp_am_send_nbx(c.ep, proto::kAmReply, nullptr, 0, s->bytes.data(), s->bytes.size(), &p);
+  void* req = ucp_am_send_nbx(c.ep, am_id, nullptr, 0, s->bytes.data(), s->bytes.size(), &p);
   if (req == nullptr) {
     delete s;
   } else if (UCS_PTR_IS_ERR(req)) {

@@ -261,6 +261,7 @@ void Server::housekeeping(int signal_fd) {
   }
   reap_closing(false);
   expire_handshakes();
+  check_leases();
   schedule_scrub();
   if (now >= next_ping_) {
     next_ping_ = now + std::chrono::seconds(1);

@@ -15,6 +15,7 @@
 //   grants.cpp       each connection's handles, rights and remote keys
 //   data_path.cpp    region bytes in (writes) and out (READ), registration
 //   scrub.cpp        verification of stored data: on OPEN, VERIFY, scrub
+//   liveness.cpp     leases, watchers and events: what a standby follows
 #pragma once
 
 #include <array>
@@ -103,6 +104,8 @@ class Server {
     uint32_t checks = 0, deferred_commits = 0, sends = 0, begins = 0;
     std::unique_ptr<Grants> grants;  // the handles it was given, and their rights
     std::map<std::string, uint64_t> attempts;   // job -> the attempt it wrote under
+    std::set<std::string> leases;    // jobs it holds a lease of (JOIN)
+    std::set<std::string> watching;  // jobs it WATCHes
   };
   struct Registration {  // of an extent, for receives into it (am data path)
     ucp_mem_h memh = nullptr;
@@ -137,10 +140,27 @@ class Server {
     GenerationRef generation;  // named regions: the generation a send is from
     WorkingRef working;        // named regions: the writer a receive lands for
   };
-  struct SentReply {
+  struct SentReply {  // a reply or an event
     Server* server;
     Owner conn;
     std::vector<uint8_t> bytes;
+  };
+  // A job's current attempt, as a standby sees it (liveness.cpp): alive
+  // while every rank that JOINed holds its lease. In memory only: after a
+  // restart of the server every job begins again.
+  struct Lease {
+    uint32_t rank = 0;
+    std::chrono::milliseconds length{0};
+    Clock::time_point deadline{};
+  };
+  struct JobLife {
+    uint64_t attempt = 0;
+    uint64_t instance = 0;
+    proto::Life life = proto::Life::None;
+    std::string reason;
+    std::map<Owner, Lease> leases;  // by connection
+    std::set<Owner> watchers;
+    std::deque<uint64_t> failed_instances;  // launches declared failed (FAIL), newest last, a few
   };
   struct DeferredCommit {  // a COMMIT waiting for its region's data
     uint64_t handle;
@@ -209,6 +229,28 @@ class Server {
   proto::HelloReply hello(Connection& c, const proto::Hello& m);
   proto::AuthReply authenticate(Connection& c, const proto::Auth& m);
   [[noreturn]] void throw_unknown_handle(const Connection& c, uint64_t handle) const;
+  // Sends BYTES as active message AM_ID (a reply, an event), counted
+  // against the connection's max_unanswered.
+  void send_message(Connection& c, unsigned am_id, std::vector<uint8_t> bytes);
+
+  // ---- liveness (liveness.cpp) ----
+  // Refuses writes (CREATE, SEAL, DELETE) of an attempt declared failed:
+  // FENCED, like those of an attempt a standby replaced.
+  void check_alive(const std::string& job, uint64_t attempt) const;
+  JobLife& life_of(const std::string& job);
+  void began(const std::string& job, uint64_t attempt, uint64_t instance, bool takeover);
+  void sealed(const std::string& job, uint64_t version, uint32_t nranks);
+  void join(Connection& c, const proto::Join& m);
+  void renew(Connection& c, const proto::Renew& m);
+  void leave(Connection& c, const proto::Leave& m);
+  proto::WatchReply watch(Connection& c, const proto::Watch& m);
+  proto::FailReply fail(const proto::Fail& m);
+  void fail_attempt(const std::string& job, JobLife& l, const std::string& reason);
+  void notify(const std::string& job, JobLife& l, const proto::Event& ev);
+  // A connection is going: a lease it held fails its attempt.
+  void forget_liveness(Connection& c);
+  void check_leases();
+  void drop_life_if_idle(const std::string& job);
 
   // ---- data path (data_path.cpp) ----
   void receive(PendingData& d);
@@ -277,6 +319,7 @@ class Server {
   Clock::time_point next_housekeeping_{}, next_ping_{};
   bool stopping_ = false;
   uint64_t data_in_ = 0, data_out_ = 0;  // region bytes received and sent (STAT)
+  std::map<std::string, JobLife> lives_;
 };
 
 }  // namespace pmcr::server

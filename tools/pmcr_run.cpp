@@ -22,13 +22,28 @@
 // first server address (port 0: any free port), restarts it if it dies
 // between attempts, and stops it by its pid at the end. Children (the
 // launch command, pmserver) get SIGTERM if pmcr-run dies, however it dies.
+//
+// --standby runs the command twice: the primary (PMCR_ROLE=primary) and a
+// standby job (PMCR_ROLE=standby; --standby-command gives its own launch
+// command) that follows the primary's checkpoints and takes over when it
+// fails (README, "Hot standby"). Each launch gets a token (PMCR_INSTANCE;
+// the standby also the primary's, PMCR_PRIMARY_INSTANCE). When the primary's
+// command exits non-zero, pmcr-run tells the server (FAIL) in case it has
+// not noticed, and waits for the standby's takeover; the standby's rank 0
+// records it in its report file, and pmcr-run prints one line per takeover,
+// stops what is left of the old primary (it is fenced) and starts a new
+// standby behind the new primary. A standby that dies is replaced; if both
+// die, both are relaunched from the server. When the primary ends well, the
+// standby is stopped.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <wordexp.h>
 #include <xxhash.h>
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -37,7 +52,10 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,11 +75,13 @@ namespace {
 using namespace pmcr;
 
 volatile sig_atomic_t g_child = 0;
+volatile sig_atomic_t g_standby = 0;
 volatile sig_atomic_t g_signal = 0;
 
 void forward(int sig) {
   g_signal = sig;
   if (g_child > 0) ::kill(g_child, sig);
+  if (g_standby > 0) ::kill(g_standby, sig);
 }
 
 void say(const std::string& line) { std::cerr << "pmcr-run: " << line << std::endl; }
@@ -154,6 +174,108 @@ std::string tail(const std::string& text, int n) {
   return pos == std::string::npos ? text : text.substr(pos + 1);
 }
 
+// A file in /tmp for one launch's report (PMCR_RUN_REPORT), removed at
+// the end.
+class ReportFile {
+ public:
+  ReportFile() {
+    char path[] = "/tmp/pmcr-run-report-XXXXXX";
+    const int fd = ::mkstemp(path);
+    if (fd < 0) throw Error(PMCR_E_IO, std::string("cannot create a report file in /tmp: ") + std::strerror(errno));
+    ::close(fd);
+    path_ = path;
+  }
+  ~ReportFile() { ::unlink(path_.c_str()); }
+  ReportFile(const ReportFile&) = delete;
+  ReportFile& operator=(const ReportFile&) = delete;
+  const std::string& path() const { return path_; }
+  void clear() const { (void)!::truncate(path_.c_str(), 0); }
+
+ private:
+  std::string path_;
+};
+
+// COMMAND with Open MPI's -x for every PMCR_* and UCX_* variable of this
+// process and for NAMES (set for one launch only), so remote ranks see
+// them. Other launchers forward the environment by themselves.
+std::vector<std::string> with_forwarding(const std::vector<std::string>& command, const std::vector<std::string>& names,
+                                         Launcher launcher) {
+  std::vector<std::string> cmd = command;
+  if (launcher != Launcher::OpenMpi) return cmd;
+  std::vector<std::string> x;
+  std::vector<std::string> all = names;
+  for (char** e = environ; *e; ++e) {
+    const std::string name(*e, std::strcspn(*e, "="));
+    if (name.rfind("PMCR_", 0) == 0 || name.rfind("UCX_", 0) == 0) all.push_back(name);
+  }
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  for (const auto& name : all) {
+    x.push_back("-x");
+    x.push_back(name);
+  }
+  cmd.insert(cmd.begin() + 1, x.begin(), x.end());
+  return cmd;
+}
+
+// A launch command given as one string (--standby-command), split as the
+// shell would split it (quotes, escapes), without running anything.
+std::vector<std::string> split_command(const std::string& text) {
+  wordexp_t w{};
+  const int rc = ::wordexp(text.c_str(), &w, WRDE_NOCMD | WRDE_UNDEF);
+  if (rc != 0) {
+    if (rc == WRDE_NOSPACE) ::wordfree(&w);
+    throw Error(PMCR_E_INVAL, "--standby-command '" + text + "' cannot be split into words (" +
+                                  (rc == WRDE_CMDSUB  ? "command substitution is not allowed"
+                                   : rc == WRDE_BADVAL ? "it names an unset variable"
+                                                       : "unbalanced quotes or a special character") + ")");
+  }
+  std::vector<std::string> out(w.we_wordv, w.we_wordv + w.we_wordc);
+  ::wordfree(&w);
+  if (out.empty()) throw Error(PMCR_E_INVAL, "--standby-command is empty");
+  return out;
+}
+
+// A fresh launch token (PMCR_INSTANCE), as hex.
+std::string new_instance() {
+  static std::random_device random;
+  uint64_t t = 0;
+  while (t == 0) t = (static_cast<uint64_t>(random()) << 32) | random();
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(t));
+  return hex;
+}
+
+// Tells the server that launch INSTANCE of JOB failed (its launch command
+// exited): the standby takes over even if no rank's lease showed it. Best
+// effort: the server may have seen it first, or be gone.
+void declare_failed(const std::string& server, const std::string& job, const std::string& instance, int code) {
+  try {
+    client::Options o;
+    o.server = server;
+    o.name = "pmcr-run";
+    o.connect_timeout = std::chrono::seconds(3);
+    o.timeout = std::chrono::seconds(5);
+    o.credential = client::Credential::from_environment();
+    client::Client c(o);
+    c.fail(job, std::stoull(instance, nullptr, 16), "its launch command exited with code " + std::to_string(code));
+  } catch (const std::exception& e) {
+    say(std::string("could not tell pmserver that the primary failed (") + e.what() + "); the standby sees it by itself");
+  }
+}
+
+// Stops a launch command: SIGTERM, and SIGKILL if it has not exited after
+// GRACE. Returns its exit code. (A launcher already taking its job down
+// after a rank died is given a moment first: Open MPI's mpirun can crash
+// when a SIGTERM interrupts its own abort.)
+int stop_child(pid_t pid, std::chrono::milliseconds grace, std::chrono::milliseconds first = std::chrono::milliseconds(0)) {
+  int status = 0;
+  if (first.count() > 0 && tools::wait_for(pid, first, &status, false)) return tools::exit_code(status);
+  ::kill(pid, SIGTERM);
+  tools::wait_for(pid, grace, &status, true);
+  return tools::exit_code(status);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -177,8 +299,21 @@ int main(int argc, char** argv) {
   app.add_option("--server-wait", server_wait, "seconds to wait for the server to answer before a relaunch")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 86400.0));
+  bool standby = false;
+  std::string standby_command;
+  double takeover_timeout = 60.0;
+  app.add_flag("--standby", standby, "run a standby job beside it that follows its checkpoints and takes over when it fails");
+  app.add_option("--standby-command", standby_command,
+                 "the standby's launch command, as one string, when it must differ from the primary's (other hosts, "
+                 "another Slurm step)")
+      ->needs("--standby");
+  app.add_option("--takeover-timeout", takeover_timeout,
+                 "seconds the standby may take to take over after the primary failed before both are relaunched")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
   app.add_option("command", command, "the launch command, after --, e.g. -- mpirun -np 4 ./app")->required();
-  app.footer("Example: pmcr-run --local-pool /dev/shm/pmcr.pool -- mpirun -np 4 ./heat2d");
+  app.footer("Example: pmcr-run --local-pool /dev/shm/pmcr.pool -- mpirun -np 4 ./heat2d\n"
+             "         pmcr-run --standby --local-pool /dev/shm/pmcr.pool -- mpirun -np 4 ./heat2d");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -256,86 +391,210 @@ int main(int argc, char** argv) {
       servers = first + (comma == std::string::npos ? "" : servers.substr(comma));
     }
 
-    std::vector<std::string> cmd = command;
-    if (detect_launcher(command) == Launcher::OpenMpi) {
-      std::vector<std::string> x = {"-x", "PMCR_JOB", "-x", "PMCR_SERVERS", "-x", report::kVariable};
-      for (char** e = environ; *e; ++e) {
-        const std::string name(*e, std::strcspn(*e, "="));
-        if ((name.rfind("PMCR_", 0) == 0 || name.rfind("UCX_", 0) == 0) && name != "PMCR_JOB" &&
-            name != "PMCR_SERVERS" && name != report::kVariable) {
-          x.push_back("-x");
-          x.push_back(name);
-        }
-      }
-      cmd.insert(cmd.begin() + 1, x.begin(), x.end());
-    }
-    char report_path[] = "/tmp/pmcr-run-report-XXXXXX";
-    const int report_fd = ::mkstemp(report_path);
-    if (report_fd < 0) throw Error(PMCR_E_IO, std::string("cannot create a report file in /tmp: ") + std::strerror(errno));
-    ::close(report_fd);
-    struct Unlink {
-      const char* path;
-      ~Unlink() { ::unlink(path); }
-    } unlink_report{report_path};
     ::setenv("PMCR_JOB", job.c_str(), 1);
     ::setenv("PMCR_SERVERS", servers.c_str(), 1);
-    ::setenv(report::kVariable, report_path, 1);
+    // What every launch is told (Open MPI's mpirun forwards only what it is told to).
+    const std::vector<std::string> names = {"PMCR_JOB", "PMCR_SERVERS", report::kVariable};
+    auto primary_names = names, standby_names = names;
+    primary_names.insert(primary_names.end(), {"PMCR_ROLE", "PMCR_INSTANCE"});
+    standby_names.insert(standby_names.end(), {"PMCR_ROLE", "PMCR_INSTANCE", "PMCR_PRIMARY_INSTANCE"});
+    const std::vector<std::string> cmd =
+        with_forwarding(command, standby ? primary_names : names, detect_launcher(command));
+    const std::vector<std::string> standby_base = standby_command.empty() ? command : split_command(standby_command);
+    const std::vector<std::string> standby_cmd =
+        standby ? with_forwarding(standby_base, standby_names, detect_launcher(standby_base)) : std::vector<std::string>{};
 
-    int code = 1;
+    // Before a relaunch: back off, restart the local server if it died, and
+    // go on only once the server answers again. False: give up.
     double wait = delay;
-    for (unsigned attempt = 1; attempt <= max_restarts + 1 && !g_signal; ++attempt) {
-      if (attempt > 1) {
-        // Back off, then relaunch only once the server answers again.
-        say("relaunching in " + std::to_string(static_cast<int>(wait * 1000)) + " ms");
-        std::this_thread::sleep_for(std::chrono::duration<double>(wait));
-        wait = std::min(wait * 2, max_delay);
-        if (server) {
-          int st = 0;
-          if (server->wait_exit(std::chrono::milliseconds(0), &st)) {
-            say("pmserver exited (status " + std::to_string(tools::exit_code(st)) + "); starting it again");
-            if (!start_server("start again")) return code;
-          }
+    const auto ready_to_relaunch = [&]() {
+      say("relaunching in " + std::to_string(static_cast<int>(wait * 1000)) + " ms");
+      std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+      wait = std::min(wait * 2, max_delay);
+      if (server) {
+        int st = 0;
+        if (server->wait_exit(std::chrono::milliseconds(0), &st)) {
+          say("pmserver exited (status " + std::to_string(tools::exit_code(st)) + "); starting it again");
+          if (!start_server("start again")) return false;
         }
-        const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(server_wait);
-        auto next_note = std::chrono::steady_clock::now();
-        while (!g_signal && !answers(first)) {
-          if (std::chrono::steady_clock::now() >= until) {
-            say("pmserver at " + first + " did not answer for " + std::to_string(static_cast<int>(server_wait)) +
-                " s (--server-wait); not relaunching. Is it stopped, overloaded or cut off?");
-            if (server) server->stop();
-            return code;
-          }
-          if (std::chrono::steady_clock::now() >= next_note) {
-            say("waiting for pmserver at " + first + " to answer before relaunching");
-            next_note = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-          }
-          std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+      const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(server_wait);
+      auto next_note = std::chrono::steady_clock::now();
+      while (!g_signal && !answers(first)) {
+        if (std::chrono::steady_clock::now() >= until) {
+          say("pmserver at " + first + " did not answer for " + std::to_string(static_cast<int>(server_wait)) +
+              " s (--server-wait); not relaunching. Is it stopped, overloaded or cut off?");
+          return false;
         }
-        if (g_signal) break;
+        if (std::chrono::steady_clock::now() >= next_note) {
+          say("waiting for pmserver at " + first + " to answer before relaunching");
+          next_note = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
       }
-      say("attempt " + std::to_string(attempt) + " of " + std::to_string(max_restarts + 1) + ": job " + job + " " +
-          restart_point(first, job));
-      ::truncate(report_path, 0);
-      tools::SpawnOptions so;
-      so.out = so.err = "";
-      so.parent_death_signal = SIGTERM;
-      const pid_t pid = tools::spawn(cmd, so);
-      g_child = pid;
-      int status = 0;
-      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
-      g_child = 0;
-      code = tools::exit_code(status);
-      if (code == 0) break;
-      const auto why = report::last(report_path);
+      return !g_signal;
+    };
+    // Whether a failed launch should be relaunched, saying why not.
+    const auto worth_relaunching = [&](unsigned attempt, int code, const std::string& report) {
+      const auto why = report::last(report);
       if (why && !report::transient(why->code)) {
         say("attempt " + std::to_string(attempt) + " failed with exit code " + std::to_string(code) + " after " +
             error_name(why->code) + " (" + why->text + "); not relaunching: this will not go away by itself");
-        break;
+        return false;
       }
       say("attempt " + std::to_string(attempt) + " failed with exit code " + std::to_string(code) +
           (why ? std::string(" (last pmcr error: ") + error_name(why->code) + ")" : "") +
           (g_signal ? " (interrupted: not relaunching)" : attempt <= max_restarts ? "" : "; no restarts left"));
+      return !g_signal && attempt <= max_restarts;
+    };
+
+    int code = 1;
+    if (!standby) {
+      ReportFile report;
+      ::setenv(report::kVariable, report.path().c_str(), 1);
+      for (unsigned attempt = 1; attempt <= max_restarts + 1 && !g_signal; ++attempt) {
+        if (attempt > 1 && !ready_to_relaunch()) break;
+        say("attempt " + std::to_string(attempt) + " of " + std::to_string(max_restarts + 1) + ": job " + job + " " +
+            restart_point(first, job));
+        report.clear();
+        tools::SpawnOptions so;
+        so.out = so.err = "";
+        so.parent_death_signal = SIGTERM;
+        const pid_t pid = tools::spawn(cmd, so);
+        g_child = pid;
+        int status = 0;
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        g_child = 0;
+        code = tools::exit_code(status);
+        if (code == 0 || !worth_relaunching(attempt, code, report.path())) break;
+      }
+      if (server) server->stop();
+      return code;
+    }
+
+    // ---- with a standby ----
+    struct Launch {
+      pid_t pid = 0;
+      std::string instance;
+      std::unique_ptr<ReportFile> report;
+    };
+    const auto launch = [&](const std::vector<std::string>& argv, bool as_standby, const std::string& follows) {
+      Launch l;
+      l.instance = new_instance();
+      l.report = std::make_unique<ReportFile>();
+      tools::SpawnOptions so;
+      so.out = so.err = "";
+      so.parent_death_signal = SIGTERM;
+      so.env = {std::string("PMCR_ROLE=") + (as_standby ? "standby" : "primary"), "PMCR_INSTANCE=" + l.instance,
+                std::string(report::kVariable) + "=" + l.report->path()};
+      if (as_standby) so.env.push_back("PMCR_PRIMARY_INSTANCE=" + follows);
+      l.pid = tools::spawn(argv, so);
+      return l;
+    };
+    std::map<pid_t, int> ended;  // exit codes of the launches reaped
+    const auto reap = [&](pid_t pid) {
+      int status = 0;
+      if (pid > 0 && !ended.count(pid) && ::waitpid(pid, &status, WNOHANG) == pid) ended[pid] = tools::exit_code(status);
+    };
+    unsigned attempt = 1, standbys = 0;
+    Launch primary, backup;
+    const auto start_standby = [&]() {
+      if (standbys > max_restarts) {
+        say("no standby started: " + std::to_string(standbys) + " were (--max-restarts " + std::to_string(max_restarts) +
+            "); the job runs without one");
+        return;
+      }
+      ++standbys;
+      backup = launch(standby_cmd, true, primary.instance);
+      g_standby = backup.pid;
+      say("standby (launch " + backup.instance + ") follows the primary (launch " + primary.instance + ")");
+    };
+    const auto start_both = [&]() {
+      say("attempt " + std::to_string(attempt) + " of " + std::to_string(max_restarts + 1) + ": job " + job + " " +
+          restart_point(first, job) + ", with a standby");
+      primary = launch(cmd, false, "");
+      g_child = primary.pid;
+      standbys = 0;
+      start_standby();
+    };
+    start_both();
+    // The primary failed: the standby's takeover is due by then (max: not awaited).
+    constexpr auto kNotAwaited = std::chrono::steady_clock::time_point::max();
+    auto awaiting = kNotAwaited;
+    const auto takeover_limit = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(takeover_timeout));
+    while (true) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      if (g_signal) {
+        if (primary.pid) code = stop_child(primary.pid, std::chrono::seconds(10));
+        if (backup.pid) stop_child(backup.pid, std::chrono::seconds(10));
+        break;
+      }
+      reap(primary.pid);
+      reap(backup.pid);
+      // The standby took over: it is the primary now, and a new standby
+      // follows it. (Its rank 0 records the takeover before it goes on.)
+      if (backup.pid) {
+        if (const auto t = report::takeover_of(backup.report->path())) {
+          say("standby took over at version " + std::to_string(t->version) + ", " + std::to_string(t->ms) +
+              " ms after the failure was detected, " + std::to_string(t->bytes) + " bytes read after it");
+          if (primary.pid && !ended.count(primary.pid)) {
+            say("stopping the old primary (pid " + std::to_string(primary.pid) + "): it is fenced off");
+            stop_child(primary.pid, std::chrono::seconds(10), std::chrono::seconds(3));
+          }
+          primary = std::move(backup);
+          backup = Launch{};
+          g_child = primary.pid;
+          g_standby = 0;
+          awaiting = kNotAwaited;
+          start_standby();
+          continue;
+        }
+      }
+      if (primary.pid && ended.count(primary.pid)) {
+        code = ended[primary.pid];
+        primary.pid = 0;
+        g_child = 0;
+        if (code == 0) {  // done: the standby is not needed any more
+          if (backup.pid) stop_child(backup.pid, std::chrono::seconds(10));
+          break;
+        }
+        const auto why = report::last(primary.report->path());
+        if (why && why->code == PMCR_E_FENCED) {
+          if (backup.pid) awaiting = std::chrono::steady_clock::now() + takeover_limit;  // its takeover line follows
+        } else if (why && !report::transient(why->code)) {
+          worth_relaunching(attempt, code, primary.report->path());
+          if (backup.pid) stop_child(backup.pid, std::chrono::seconds(10));
+          break;
+        } else if (backup.pid) {
+          say("the primary failed with exit code " + std::to_string(code) +
+              (why ? " (last pmcr error: " + std::string(error_name(why->code)) + ")" : "") + "; the standby takes over");
+          declare_failed(first, job, primary.instance, code);
+          awaiting = std::chrono::steady_clock::now() + takeover_limit;
+        }
+      }
+      if (backup.pid && ended.count(backup.pid)) {
+        const int c = ended[backup.pid];
+        backup.pid = 0;
+        g_standby = 0;
+        say("the standby exited with code " + std::to_string(c) + (primary.pid ? "" : " before it took over"));
+        if (primary.pid) start_standby();
+      }
+      if (awaiting != kNotAwaited && backup.pid && std::chrono::steady_clock::now() >= awaiting) {
+        say("the standby did not take over within " + std::to_string(static_cast<int>(takeover_timeout)) +
+            " s (--takeover-timeout); stopping it");
+        stop_child(backup.pid, std::chrono::seconds(10));
+        backup.pid = 0;
+        g_standby = 0;
+      }
+      // Both gone: both are relaunched from the server, as without a standby.
+      if (!primary.pid && !backup.pid) {
+        if (!worth_relaunching(attempt, code, primary.report->path()) || !ready_to_relaunch()) break;
+        ++attempt;
+        awaiting = kNotAwaited;
+        start_both();
+      }
     }
     if (server) server->stop();
     return code;

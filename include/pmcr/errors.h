@@ -52,6 +52,7 @@
 #define PMCR_E_CORRUPT -62    /* the pool or a checkpoint is damaged */
 #define PMCR_E_NRANKS -63     /* the version was written by another number of ranks */
 #define PMCR_E_SUPERSEDED -64 /* a later run (attempt) of the same job took over: this one may not write */
+#define PMCR_E_FENCED -65     /* a standby took this job over: this (old primary) run may write nothing more */
 
 /* system */
 #define PMCR_E_IO -80       /* a file or device operation failed */

@@ -17,6 +17,12 @@ std::string check_protocol(const uint8_t* data, size_t size) {
     if (again.size() != size || !std::equal(again.begin(), again.end(), data))
       return "reply decodes but does not re-encode to the same bytes";
   }
+  proto::Event ev;
+  if (proto::decode(data, size, &ev) == proto::DecodeStatus::Ok) {
+    const auto again = proto::encode(ev);
+    if (again.size() != size || !std::equal(again.begin(), again.end(), data))
+      return "event decodes but does not re-encode to the same bytes";
+  }
   proto::DataHeader dh;
   if (proto::decode(data, size, &dh) == proto::DecodeStatus::Ok) {
     const auto again = proto::encode(dh);
@@ -40,7 +46,11 @@ std::vector<std::vector<uint8_t>> sample_messages() {
       RegionCreate{"heat2d", "state/grid", 1 << 20, 2}, RegionOpen{"heat2d", "state/grid"},
       RegionClear{0x8000000000000001ull}, RegionCommit{0x8000000000000001ull, 12345},
       RegionStat{0x8000000000000002ull}, RegionRead{0x8000000000000002ull, 3, 4096, 1 << 20},
-      RegionChanged{0x8000000000000002ull, 2, 3}, RegionRemove{"heat2d", "state/grid"}};
+      RegionChanged{0x8000000000000002ull, 2, 3}, RegionRemove{"heat2d", "state/grid"},
+      Begin{"heat2d", 0x5eed5eed5eed5eedull, true}, Delete{"heat2d", 7, false, 1764093540123456789ull},
+      Join{"heat2d", 1764093540123456789ull, 3, 4, 3000}, Renew{"heat2d", 1764093540123456789ull},
+      Leave{"heat2d", 1764093540123456789ull}, Watch{"heat2d", 0x5eed5eed5eed5eedull},
+      Fail{"heat2d", 0x5eed5eed5eed5eedull, "mpirun exited with code 137"}};
   uint64_t tag = 1;
   for (const auto& b : requests) out.push_back(encode(Request{tag++, b}));
   HelloReply hello;
@@ -70,10 +80,17 @@ std::vector<std::vector<uint8_t>> sample_messages() {
       {Type::Abort, AbortReply{3}},
       {Type::Auth, AuthReply{1000, 1000, false, "user alice (uid 1000)", std::vector<uint8_t>(32, 1)}},
       {Type::Verify, Empty{}},
+      {Type::Watch, WatchReply{1764093540123456789ull, 0x5eedull, Life::Failed, "rank 2's connection was lost", true,
+                               true, 700}},
+      {Type::Fail, FailReply{true, 1764093540123456789ull}},
+      {Type::Join, Empty{}},
       {Type::Commit, Empty{}},
   };
   for (const auto& [type, body] : replies) out.push_back(encode(Reply{type, tag++, 0, "", body}));
   out.push_back(encode(Reply{Type::Create, tag++, -20, "no space in the pool", Empty{}}));
+  out.push_back(encode(Event{EventKind::Sealed, "heat2d", 1764093540123456789ull, 0x5eedull, false, 700, 4, ""}));
+  out.push_back(encode(Event{EventKind::Failed, "heat2d", 0, 0x5eedull, false, 0, 0, "mpirun exited with code 137"}));
+  out.push_back(encode(Event{EventKind::Begun, "heat2d", 1764093540123456790ull, 0xfeedull, true, 0, 0, ""}));
   const auto dh = encode(DataHeader{0x100000002ull, 8u << 20});
   out.emplace_back(dh.begin(), dh.end());
   return out;

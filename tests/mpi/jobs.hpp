@@ -2,6 +2,7 @@
 // variables, heat2d runs and their reference checksum, pmcr-run.
 #pragma once
 
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <chrono>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "process.hpp"
@@ -118,6 +120,102 @@ inline JobRun pmcr_run(const std::vector<std::string>& env, unsigned max_restart
   const auto cmd = mpiexec(kRanks, heat2d());
   argv.insert(argv.end(), cmd.begin(), cmd.end());
   return run(argv, env, 240s);
+}
+
+// A pmcr-run (or other) command running in the background, its output in a
+// file of the test's.
+class Background {
+ public:
+  Background(const std::vector<std::string>& argv, const std::vector<std::string>& env) : out_("out") {
+    pid_ = tools::spawn(argv, tools::SpawnOptions{env, out_.str(), out_.str()});
+  }
+  ~Background() {
+    if (pid_ > 0) tools::wait_for(pid_, 1ms, nullptr, true);
+  }
+  std::string output() const { return tools::read_file(out_.str()); }
+  // Waits until the output holds TEXT; returns the number right after it
+  // (or TEXT itself if none follows), "" at LIMIT.
+  std::string wait_for(const std::string& text, std::chrono::seconds limit) const {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+      const std::string out = output();
+      if (out.find(text) != std::string::npos) {
+        const std::string n = token_after(out, text);
+        return n.empty() ? text : n;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return "";
+  }
+  // Exit code, or -1 if it did not end within LIMIT (then it is killed).
+  int finish(std::chrono::seconds limit) {
+    int status = 0;
+    const bool ok = tools::wait_for(pid_, limit, &status, true);
+    pid_ = -1;
+    return ok ? tools::exit_code(status) : -1;
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  TempPath out_;
+  pid_t pid_ = -1;
+};
+
+// pmcr-run --local-pool POOL of heat2d HEAT (EXTRA: more pmcr-run options).
+inline std::vector<std::string> local_run(const std::string& pool, const std::string& job,
+                                          const std::vector<std::string>& heat, const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> argv = {PMCR_RUN, "--local-pool", pool, "--local-size", "256M", "--servers", "127.0.0.1:0",
+                                   "--job", job, "--max-restarts", "3", "--delay", "0.1"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.push_back("--");
+  std::vector<std::string> program = {PMCR_HEAT2D};
+  program.insert(program.end(), heat.begin(), heat.end());
+  const auto cmd = mpiexec(kRanks, program);
+  argv.insert(argv.end(), cmd.begin(), cmd.end());
+  return argv;
+}
+
+// The heat2d processes of JOB that are in state STATE ('T': stopped; 0: any)
+// (with ROLE: of that PMCR_ROLE only).
+inline std::vector<pid_t> heat2d_ranks(const std::string& job, char state, const std::string& role = "") {
+  std::vector<pid_t> out;
+  DIR* d = ::opendir("/proc");
+  if (!d) return out;
+  while (const dirent* e = ::readdir(d)) {
+    const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (pid <= 0) continue;
+    const std::string stat = tools::read_file("/proc/" + std::to_string(pid) + "/stat");
+    const auto open = stat.find('('), close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || stat.substr(open + 1, close - open - 1) != "heat2d")
+      continue;
+    if (state && (close + 2 >= stat.size() || stat[close + 2] != state)) continue;
+    std::string env = tools::read_file("/proc/" + std::to_string(pid) + "/environ");
+    for (char& c : env)
+      if (c == '\0') c = '\n';
+    env = "\n" + env;
+    if (env.find("\nPMCR_JOB=" + job + "\n") != std::string::npos &&
+        (role.empty() || env.find("\nPMCR_ROLE=" + role + "\n") != std::string::npos))
+      out.push_back(pid);
+  }
+  ::closedir(d);
+  return out;
+}
+
+// CPU time process PID used so far, all its threads, in seconds (from
+// schedstat: nanoseconds, not clock ticks).
+inline double process_cpu_seconds(pid_t pid) {
+  double s = 0;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return 0;
+  while (const dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream in(dir + "/" + e->d_name + "/schedstat");
+    long long ns = 0;
+    if (in >> ns) s += static_cast<double>(ns) / 1e9;
+  }
+  ::closedir(d);
+  return s;
 }
 
 }  // namespace pmcr::test

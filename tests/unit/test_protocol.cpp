@@ -33,7 +33,7 @@ Reply round_trip(const Reply& in) {
 TEST(Protocol, HeaderIsExplicitLittleEndian) {
   const auto bytes = encode(Request{0x0102030405060708ull, Stat{}});
   ASSERT_EQ(bytes.size(), kHeaderSize);
-  const std::vector<uint8_t> expect = {'P', 'M', 'C', 'R', 4, 0, 2, 0, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0};
+  const std::vector<uint8_t> expect = {'P', 'M', 'C', 'R', 5, 0, 2, 0, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0};
   EXPECT_EQ(bytes, expect);
 }
 
@@ -76,6 +76,31 @@ TEST(Protocol, RepliesRoundTrip) {
   EXPECT_TRUE(std::holds_alternative<Empty>(e.body));
 }
 
+TEST(Protocol, EventsRoundTripAndAreNeverRequestsOrReplies) {
+  const Event ev{EventKind::Failed, "heat2d", 42, 0x5eed, false, 0, 0, "rank 2 did not renew its lease"};
+  const auto bytes = encode(ev);
+  Event got;
+  ASSERT_EQ(decode(bytes.data(), bytes.size(), &got), DecodeStatus::Ok);
+  EXPECT_EQ(got.kind, EventKind::Failed);
+  EXPECT_EQ(got.job, "heat2d");
+  EXPECT_EQ(got.attempt, 42u);
+  EXPECT_EQ(got.instance, 0x5eedu);
+  EXPECT_EQ(got.reason, "rank 2 did not renew its lease");
+  Request req;
+  Reply rep;
+  EXPECT_EQ(decode(bytes.data(), bytes.size(), &req), DecodeStatus::BadType);
+  EXPECT_EQ(decode(bytes.data(), bytes.size(), &rep), DecodeStatus::BadType);
+  // A kind beyond the known ones, and a reply dressed as an event.
+  auto bad = bytes;
+  bad[kHeaderSize] = 9;
+  EXPECT_EQ(decode(bad.data(), bad.size(), &got), DecodeStatus::BadValue);
+  const auto reply = encode(Reply{Type::Watch, 0, 0, "", WatchReply{}});
+  EXPECT_EQ(decode(reply.data(), reply.size(), &got), DecodeStatus::BadType);
+  auto life = encode(Reply{Type::Watch, 3, 0, "", WatchReply{1, 2, Life::Ended, "", false, false, 0}});
+  life[kHeaderSize + 4 + 4 + 16] = 4;  // status, message length, attempt, instance: then the life
+  EXPECT_EQ(decode(life.data(), life.size(), &rep), DecodeStatus::BadValue);
+}
+
 TEST(Protocol, EveryTruncationIsRejected) {
   for (const auto& bytes : pmcr::fuzz::sample_messages()) {
     for (size_t n = 0; n < bytes.size(); ++n) {
@@ -83,6 +108,8 @@ TEST(Protocol, EveryTruncationIsRejected) {
       Reply rep;
       EXPECT_NE(decode(bytes.data(), n, &req), DecodeStatus::Ok) << "prefix " << n;
       EXPECT_NE(decode(bytes.data(), n, &rep), DecodeStatus::Ok) << "prefix " << n;
+      Event ev;
+      EXPECT_NE(decode(bytes.data(), n, &ev), DecodeStatus::Ok) << "prefix " << n;
     }
   }
 }
@@ -130,7 +157,7 @@ TEST(Protocol, RejectsOversizedAndLyingFields) {
   EXPECT_NE(decode(rep_bytes.data(), rep_bytes.size(), &rep), DecodeStatus::Ok);
   // A bool that is neither 0 nor 1.
   bytes = encode(Request{1, Delete{"j", 1, false}});
-  bytes.back() = 7;
+  bytes[bytes.size() - 9] = 7;  // all_versions, before the attempt
   EXPECT_EQ(decode(bytes.data(), bytes.size(), &req), DecodeStatus::BadValue);
   // An oversized request body.
   std::vector<uint8_t> big = encode(Request{1, Stat{}});
