@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -562,6 +563,147 @@ void print_changed(const json& r) {
   std::printf("\n");
 }
 
+// ---- pmcr-bench failover ----
+
+struct FailoverConfig {
+  int ranks = 4;
+  uint64_t mib = 64;
+  int steps = 34, every = 10, step_ms = 50, die_after = 3, die_delay_ms = 250;
+  double change = 100;
+  std::string pool_dir = "/dev/shm", posix_dir = "/tmp";
+};
+
+// The pmcr-run of this build (beside pmcr-bench, or in the build tree).
+std::string find_pmcr_run() {
+  const std::string dir = pmcr::tools::self_dir();
+  for (const std::string& c : {dir + "/pmcr-run", dir + "/../tools/pmcr-run"})
+    if (::access(c.c_str(), X_OK) == 0) return c;
+  return "pmcr-run";
+}
+
+// The first number in TEXT after PREFIX (NAN if none).
+double number_after(const std::string& text, const std::string& prefix) {
+  const auto at = text.find(prefix);
+  return at == std::string::npos ? NAN : std::strtod(text.c_str() + at + prefix.size(), nullptr);
+}
+
+// One failure and recovery of the application, by MODE: "standby" (pmcr-run
+// --standby: the standby takes over), "relaunch" (pmcr-run relaunches the job,
+// which restarts from pmserver) or "posix" (pmcr-run relaunches the job,
+// which restarts from its POSIX files). Returns ms from the kill to the
+// first completed step after the recovery, the bytes read after the kill,
+// and the steps lost.
+json failover_once(const std::string& mode, const FailoverConfig& cfg, const std::string& server,
+                   pmcr::client::Client& stat, const Launch& launch, int rep) {
+  const std::string tag = "/tmp/pmcr-bench-failover-" + std::to_string(getpid()) + "-" + mode + "-" + std::to_string(rep);
+  const std::string kill_file = tag + ".killed", mark_file = tag + ".resumed", job = "failover-" + mode;
+  ::unlink(kill_file.c_str());
+  ::unlink(mark_file.c_str());
+  std::vector<std::string> argv = {find_pmcr_run(), "--servers", server, "--job", job, "--delay", "0",
+                                   "--max-restarts", "1"};
+  if (mode == "standby") argv.push_back("--standby");
+  argv.insert(argv.end(), {"--", launch.mpiexec});
+  std::istringstream pre(launch.preflags);
+  for (std::string w; pre >> w;) argv.push_back(w);
+  argv.insert(argv.end(), {"-n", std::to_string(cfg.ranks), pmcr::tools::self_dir() + "/pmcr-bench-failover",
+                           mode == "posix" ? "posix" : "pmcr", std::to_string(cfg.mib), std::to_string(cfg.steps),
+                           std::to_string(cfg.every), std::to_string(cfg.step_ms), std::to_string(cfg.die_after),
+                           std::to_string(cfg.die_delay_ms), std::to_string(cfg.change), cfg.posix_dir, kill_file,
+                           mark_file});
+  const uint64_t out_before = stat.stat().data_out;
+  const auto r = pmcr::tools::run(argv, {"PMCR_KEEP=2", "PMCR_TIMEOUT=600"}, std::chrono::minutes(10), true);
+  const uint64_t out_after = stat.stat().data_out;
+  long long kill_step = -1, kill_ns = 0, resumed = -1, mark_ns = 0;
+  if (FILE* f = std::fopen(kill_file.c_str(), "r")) {
+    if (std::fscanf(f, "%lld %lld", &kill_step, &kill_ns) != 2) kill_step = -1;
+    std::fclose(f);
+  }
+  if (FILE* f = std::fopen(mark_file.c_str(), "r")) {
+    if (std::fscanf(f, "%lld %lld", &resumed, &mark_ns) != 2) resumed = -1;
+    std::fclose(f);
+  }
+  ::unlink(kill_file.c_str());
+  ::unlink(mark_file.c_str());
+  for (int rank = 0; rank < cfg.ranks; ++rank)
+    for (int parity : {0, 1})
+      ::unlink((cfg.posix_dir + "/pmcr-bench-failover-rank" + std::to_string(rank) + "." + std::to_string(parity) + ".dat")
+                   .c_str());
+  ::unlink((cfg.posix_dir + "/pmcr-bench-failover-latest").c_str());
+  try {
+    stat.remove(job, std::nullopt);
+  } catch (const pmcr::Error&) {  // a posix run leaves nothing
+  }
+  if (r.code != 0 || kill_step < 0 || resumed < 0)
+    throw pmcr::Error(PMCR_E_IO, "failover run (" + mode + ") failed: exit " + std::to_string(r.code) +
+                                     (kill_step < 0 ? ", no rank was killed" : "") +
+                                     (resumed < 0 ? ", the job never resumed" : "") + ":\n" + r.out);
+  double bytes = mode == "posix" ? static_cast<double>(cfg.ranks) * static_cast<double>(cfg.mib << 20)
+                                 : static_cast<double>(out_after - out_before);
+  if (mode == "standby") {
+    bytes = number_after(r.out, "ms after the failure was detected, ");
+    if (r.out.find("standby took over") == std::string::npos)
+      throw pmcr::Error(PMCR_E_IO, "the standby did not take over:\n" + r.out);
+  }
+  return json{{"ms", static_cast<double>(mark_ns - kill_ns) / 1e6}, {"bytes", bytes}, {"lost_steps", kill_step - resumed}};
+}
+
+json run_failover(const FailoverConfig& cfg, int reps, const std::string& pmserver, const Launch& launch, bool quiet) {
+  const std::string pool = cfg.pool_dir + "/pmcr-bench-failover-" + std::to_string(getpid()) + ".pool";
+  ::unlink(pool.c_str());
+  pmcr::tools::LocalServerOptions o;
+  o.pmserver = pmserver;
+  o.pool = pool;
+  o.size = std::to_string(8 * cfg.ranks * cfg.mib + 64) + "M";
+  o.log = "/tmp/pmcr-bench-pmserver.log";
+  o.env = {"UCX_NET_DEVICES=lo"};
+  pmcr::tools::LocalServer server(o);
+  if (!server.start()) throw pmcr::Error(PMCR_E_IO, "pmserver did not start; see " + o.log);
+  pmcr::client::Options co;
+  co.server = server.address();
+  pmcr::client::Client stat(co);
+  const std::vector<std::string> modes = {"standby", "relaunch", "posix"};
+  std::map<std::string, std::vector<double>> ms, bytes, lost;
+  for (int rep = 0; rep < reps; ++rep)  // interleaved: drift hits every mode alike
+    for (const auto& mode : modes) {
+      if (!quiet) std::fprintf(stderr, "failover %s, run %d of %d...\n", mode.c_str(), rep + 1, reps);
+      const json j = failover_once(mode, cfg, server.address(), stat, launch, rep);
+      ms[mode].push_back(j["ms"].get<double>());
+      bytes[mode].push_back(j["bytes"].get<double>());
+      lost[mode].push_back(j["lost_steps"].get<double>());
+    }
+  server.stop();
+  ::unlink(pool.c_str());
+  json rows = json::array();
+  for (const auto& mode : modes)
+    rows.push_back({{"mode", mode}, {"ms", median(ms[mode])}, {"each_ms", ms[mode]}, {"bytes", median(bytes[mode])},
+                    {"lost_steps", median(lost[mode])}});
+  return json{{"ranks", cfg.ranks}, {"mib_per_rank", cfg.mib}, {"every", cfg.every}, {"step_ms", cfg.step_ms},
+              {"die_delay_ms", cfg.die_delay_ms}, {"change", cfg.change}, {"reps", reps}, {"pool_dir", cfg.pool_dir},
+              {"posix_dir", cfg.posix_dir}, {"rows", rows}};
+}
+
+void print_failover(const json& r) {
+  std::printf("pmcr-bench failover: %d ranks x %llu MiB; a step is %d ms of sleep, then %g%% of the 1 MiB blocks\n",
+              r["ranks"].get<int>(), static_cast<unsigned long long>(r["mib_per_rank"].get<uint64_t>()),
+              r["step_ms"].get<int>(), r["change"].get<double>());
+  std::printf("changed; a checkpoint every %d steps; rank 1 SIGKILLed %d ms after the 3rd checkpoint. Time from the\n",
+              r["every"].get<int>(), r["die_delay_ms"].get<int>());
+  std::printf("kill to the first step completed after recovery, median of %d (pool in %s, POSIX files in %s)\n\n",
+              r["reps"].get<int>(), r["pool_dir"].get<std::string>().c_str(), r["posix_dir"].get<std::string>().c_str());
+  std::printf("%-44s %10s %14s %11s %10s\n", "recovery", "ms", "MiB read after", "steps lost", "vs standby");
+  const double standby = r["rows"][0]["ms"].get<double>();
+  const std::map<std::string, std::string> names = {
+      {"standby", "(a) standby takes over (pmcr-run --standby)"},
+      {"relaunch", "(b) relaunch, restart from pmserver"},
+      {"posix", "(c) relaunch, restart from POSIX files"}};
+  for (const auto& row : r["rows"]) {
+    const double ms = row["ms"];
+    std::printf("%-44s %10.1f %14.1f %11g %10s\n", names.at(row["mode"].get<std::string>()).c_str(), ms,
+                row["bytes"].get<double>() / 1048576.0, row["lost_steps"].get<double>(), ratio(ms, standby).c_str());
+  }
+  std::printf("\ngoal: (c) at least 13x and (b) at least 5x the standby's time, at most one checkpoint interval lost\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -599,13 +741,38 @@ int main(int argc, char** argv) {
   ckpt->add_option("--block-sizes", block_texts, "with --changed: PMCR_BLOCK_SIZE values to measure")
       ->delimiter(',')
       ->capture_default_str();
+  auto* failover = app.add_subcommand("failover", "a rank killed: standby takeover vs relaunch from pmserver vs from POSIX files");
+  FailoverConfig fo;
+  int failover_reps = 5;
+  failover->add_option("--ranks", fo.ranks, "ranks of the job")->capture_default_str()->check(CLI::Range(2, 256));
+  failover->add_option("--mib", fo.mib, "MiB per rank")->capture_default_str()->check(CLI::Range(1, 65536));
+  failover->add_option("--reps", failover_reps, "runs of each recovery (medians)")->capture_default_str()->check(CLI::Range(1, 100));
+  failover->add_option("--every", fo.every, "steps between checkpoints")->capture_default_str()->check(CLI::Range(1, 1000));
+  failover->add_option("--step-ms", fo.step_ms, "ms of computation per step")->capture_default_str()->check(CLI::Range(0, 60000));
+  failover->add_option("--kill-delay-ms", fo.die_delay_ms, "ms after the 3rd checkpoint that rank 1 is killed")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 600000));
+  failover->add_option("--change", fo.change, "percent of the blocks each step changes")->capture_default_str()->check(CLI::Range(0.0, 100.0));
+  failover->add_option("--pool-dir", fo.pool_dir, "directory for the pool file")->capture_default_str();
+  failover->add_option("--posix-dir", fo.posix_dir, "directory for the POSIX baseline's files")->capture_default_str();
+  failover->add_option("--pmserver", pmserver, "pmserver binary")->capture_default_str();
+  failover->add_option("--mpiexec", launch.mpiexec, "MPI launcher")->capture_default_str();
+  failover->add_option("--mpiexec-flags", launch.preflags, "launcher flags before -n")->capture_default_str();
+  failover->add_flag("--json", as_json, "print JSON instead of a table");
   CLI11_PARSE(app, argc, argv);
+  fo.steps = fo.every * fo.die_after + 4;  // a few steps after the recovery, then done
   if (::geteuid() == 0) {  // Open MPI refuses root unless told
     ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
     ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
   }
   ::setenv("UCX_NET_DEVICES", "lo", 0);  // loopback only, for the client in this process too
   try {
+    if (*failover) {
+      const json r = run_failover(fo, failover_reps, pmserver, launch, as_json);
+      if (as_json) std::cout << r.dump(2) << "\n";
+      else print_failover(r);
+      return 0;
+    }
     if (*ckpt) {
       std::vector<CkptConfig> configs;
       for (const auto& t : config_texts) {

@@ -7,15 +7,19 @@
 
 namespace pmcr::client {
 
-LeaseHolder::LeaseHolder(Options options, const std::string& job, uint64_t attempt, uint32_t rank, uint32_t nranks,
-                         std::chrono::milliseconds lease)
-    : job_(job), period_(std::max<std::chrono::milliseconds>(lease / 4, std::chrono::milliseconds(25))) {
+LeaseHolder::LeaseHolder(Options options, std::chrono::milliseconds lease)
+    : lease_(lease), period_(std::max<std::chrono::milliseconds>(lease / 4, std::chrono::milliseconds(25))) {
   options.name += "/lease";
   // Each renewal must get through well within the lease.
   options.timeout = std::min<std::chrono::milliseconds>(options.timeout, std::max(lease, std::chrono::milliseconds(1000)));
   client_ = std::make_unique<Client>(options);
+}
+
+void LeaseHolder::hold(const std::string& job, uint64_t attempt, uint32_t rank, uint32_t nranks) {
+  if (thread_.joinable()) throw Error(PMCR_E_STATE, "this lease holder holds a lease already");
+  job_ = job;
   client_->join(job, attempt);
-  client_->hold_lease(job, rank, nranks, static_cast<uint32_t>(lease.count()));
+  client_->hold_lease(job, rank, nranks, static_cast<uint32_t>(lease_.count()));
   thread_ = std::thread([this] { run(); });
 }
 
@@ -53,7 +57,8 @@ bool LeaseHolder::leave() noexcept {
     stop_ = true;
   }
   wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (!thread_.joinable()) return false;  // it never held one
+  thread_.join();
   if (!error().empty()) return false;
   try {
     client_->leave_lease(job_);

@@ -25,10 +25,13 @@ namespace pmcr::client {
 
 class LeaseHolder {
  public:
-  // Connects with OPTIONS and takes the lease of RANK (of NRANKS) on
-  // ATTEMPT of JOB. Throws like Client (FENCED if the attempt was fenced).
-  LeaseHolder(Options options, const std::string& job, uint64_t attempt, uint32_t rank, uint32_t nranks,
-              std::chrono::milliseconds lease);
+  // Connects with OPTIONS, for leases of length LEASE (a standby connects
+  // while it follows, so that taking the job over costs one round trip).
+  // Throws like Client.
+  LeaseHolder(Options options, std::chrono::milliseconds lease);
+  // Takes the lease of RANK (of NRANKS) on ATTEMPT of JOB and starts
+  // renewing it. Throws like Client (FENCED if the attempt was fenced).
+  void hold(const std::string& job, uint64_t attempt, uint32_t rank, uint32_t nranks);
   // Stops renewing. Without leave(), the server sees the lease's connection
   // close and fails the attempt: a rank that ends without pmcr_finalize
   // failed.
@@ -47,7 +50,7 @@ class LeaseHolder {
 
   std::unique_ptr<Client> client_;
   std::string job_;
-  std::chrono::milliseconds period_;
+  std::chrono::milliseconds lease_, period_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool stop_ = false;

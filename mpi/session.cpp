@@ -62,6 +62,9 @@ Session::Session(MPI_Comm comm, const char* config_path) : comm_(comm) {
     attempt_ = static_cast<uint64_t>(comm_.broadcast(attempt));
     client_->join(config_.job, attempt_);
     if (config_.role == Config::Role::Primary) start_lease();
+  } else {
+    // Connected now, so that taking the job over costs one round trip.
+    collectively([&] { lease_ = std::make_unique<client::LeaseHolder>(client_options(), config_.lease); });
   }
   collectively([&] {
     if (config_.track_writes && incremental()) {

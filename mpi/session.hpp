@@ -70,6 +70,8 @@ class Session {
   // a version that cannot be applied (deleted meanwhile, damaged) is
   // skipped, and the next one is applied instead.
   void apply(uint64_t version, bool strict);
+  // Every rank holds a lease on the attempt, from a thread of its own: a
+  // standby takes over when one lapses or its connection is lost.
   void start_lease();
   // True if buffer ID (B) holds VERSION already, as a standby fetched it;
   // then the base of the next incremental checkpoint is set from it.

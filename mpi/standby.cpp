@@ -41,9 +41,8 @@ std::string token_text(uint64_t t) {
 
 void Session::start_lease() {
   collectively([&] {
-    lease_ = std::make_unique<client::LeaseHolder>(client_options(), config_.job, attempt_,
-                                                    static_cast<uint32_t>(comm_.rank()),
-                                                    static_cast<uint32_t>(comm_.size()), config_.lease);
+    if (!lease_) lease_ = std::make_unique<client::LeaseHolder>(client_options(), config_.lease);
+    lease_->hold(config_.job, attempt_, static_cast<uint32_t>(comm_.rank()), static_cast<uint32_t>(comm_.size()));
   });
 }
 
@@ -107,7 +106,9 @@ int Session::take_over(std::string* notice) {
   attempt_ = static_cast<uint64_t>(comm_.broadcast(attempt));
   client_->join(config_.job, attempt_);
   standby_ = false;
+  if (comm_.rank() == 0) log()->debug("standby of job {}: attempt {} begun, the old primary fenced", config_.job, attempt_);
   if (config_.role != Config::Role::None) start_lease();  // the next standby follows this job
+  if (comm_.rank() == 0) log()->debug("standby of job {}: leases held", config_.job);
   int64_t found = -1;
   collectively([&] {
     if (comm_.rank() != 0) return;

@@ -140,6 +140,7 @@ void Server::join(Connection& c, const proto::Join& m) {
   }
   const std::chrono::milliseconds length{m.lease_ms};
   l.leases[c.id] = Lease{m.rank, length, Clock::now() + length};
+  next_lease_ = std::min(next_lease_, Clock::now() + length);
   c.leases.insert(m.job);
   spdlog::debug("job '{}': connection {} holds the lease of rank {}/{} ({} ms)", m.job, c.id, m.rank, m.nranks,
                 m.lease_ms);
@@ -246,10 +247,14 @@ void Server::forget_liveness(Connection& c) {
 
 void Server::check_leases() {
   const auto now = Clock::now();
+  next_lease_ = Clock::time_point::max();
   for (auto& [job, l] : lives_) {
     if (l.life != proto::Life::Running) continue;
     for (const auto& [id, lease] : l.leases) {
-      if (now <= lease.deadline) continue;
+      if (now <= lease.deadline) {
+        next_lease_ = std::min(next_lease_, lease.deadline);
+        continue;
+      }
       const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(now - lease.deadline);
       fail_attempt(job, l, "rank " + std::to_string(lease.rank) + " did not renew its lease of " +
                                ms_text(lease.length) + " (PMCR_LEASE) for " + ms_text(lease.length + late) +

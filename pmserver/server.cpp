@@ -244,9 +244,14 @@ void Server::run(int signal_fd) {
     if (st != UCS_OK) ucx::throw_status("arming the UCX worker", st);
     epoll_event evs[4];
     // Sleep until UCX, the verifier or a signal wakes us; wake up once a
-    // second for UCX's keepalive and the handshake timer, and often while
-    // endpoints are closing.
-    epoll_wait(epfd, evs, 4, closing_.empty() ? 1000 : 10);
+    // second for UCX's keepalive and the handshake timer, often while
+    // endpoints are closing, and when a lease may lapse.
+    int timeout = closing_.empty() ? 1000 : 10;
+    if (next_lease_ != Clock::time_point::max()) {  // a lease may lapse before then: be awake to see it
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(next_lease_ - Clock::now()).count() + 1;
+      timeout = static_cast<int>(std::clamp<long long>(ms, 1, timeout));
+    }
+    epoll_wait(epfd, evs, 4, timeout);
   }
 }
 

@@ -320,6 +320,7 @@ class Server {
   bool stopping_ = false;
   uint64_t data_in_ = 0, data_out_ = 0;  // region bytes received and sent (STAT)
   std::map<std::string, JobLife> lives_;
+  Clock::time_point next_lease_ = Clock::time_point::max();  // the earliest lease deadline: the loop wakes for it
 };
 
 }  // namespace pmcr::server

@@ -537,8 +537,11 @@ int main(int argc, char** argv) {
       // follows it. (Its rank 0 records the takeover before it goes on.)
       if (backup.pid) {
         if (const auto t = report::takeover_of(backup.report->path())) {
-          say("standby took over at version " + std::to_string(t->version) + ", " + std::to_string(t->ms) +
-              " ms after the failure was detected, " + std::to_string(t->bytes) + " bytes read after it");
+          say("standby took over " +
+              (t->version >= 0 ? "at version " + std::to_string(t->version)
+                               : std::string("with no version sealed yet (it starts fresh)")) +
+              ", " + std::to_string(t->ms) + " ms after the failure was detected, " + std::to_string(t->bytes) +
+              " bytes read after it");
           if (primary.pid && !ended.count(primary.pid)) {
             say("stopping the old primary (pid " + std::to_string(primary.pid) + "): it is fenced off");
             stop_child(primary.pid, std::chrono::seconds(10), std::chrono::seconds(3));

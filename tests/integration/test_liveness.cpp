@@ -130,8 +130,10 @@ TEST_F(LivenessTest, RenewedLeasesKeepTheAttemptAlive) {
   auto watcher = server_.connect();
   watcher.watch("kept", kPrimary);
   std::vector<std::unique_ptr<LeaseHolder>> ranks;
-  for (uint32_t r = 0; r < 3; ++r)
-    ranks.push_back(std::make_unique<LeaseHolder>(server_.client_options(), "kept", attempt, r, 3, 200ms));
+  for (uint32_t r = 0; r < 3; ++r) {
+    ranks.push_back(std::make_unique<LeaseHolder>(server_.client_options(), 200ms));
+    ranks.back()->hold("kept", attempt, r, 3);
+  }
   auto ev = watcher.next_event(1500ms);  // more than seven leases
   EXPECT_FALSE(ev) << pmcr::proto::event_name(ev->kind) << ": " << ev->reason;
   checkpoint(primary, "kept", 1);
@@ -159,8 +161,10 @@ TEST_F(LivenessTest, LostConnectionFailsTheAttemptAtOnce) {
   const uint64_t attempt = primary.begin("lost", kPrimary);
   auto watcher = server_.connect();
   watcher.watch("lost", kPrimary);
-  LeaseHolder survivor(server_.client_options(), "lost", attempt, 0, 2, 60s);
-  auto dying = std::make_unique<LeaseHolder>(server_.client_options(), "lost", attempt, 1, 2, 60s);
+  LeaseHolder survivor(server_.client_options(), 60s);
+  survivor.hold("lost", attempt, 0, 2);
+  auto dying = std::make_unique<LeaseHolder>(server_.client_options(), 60s);
+  dying->hold("lost", attempt, 1, 2);
   const auto t0 = std::chrono::steady_clock::now();
   dying.reset();  // closes without LEAVE
   auto failed = wait_for(watcher, EventKind::Failed, 5s);
@@ -178,7 +182,8 @@ TEST_F(LivenessTest, TakeoverFencesTheOldPrimary) {
   auto zombie = server_.connect();
   const uint64_t old_attempt = zombie.begin("fence", kPrimary);
   checkpoint(zombie, "fence", 1);
-  LeaseHolder lease(server_.client_options(), "fence", old_attempt, 0, 1, 60s);
+  LeaseHolder lease(server_.client_options(), 60s);
+  lease.hold("fence", old_attempt, 0, 1);
   const auto pending = zombie.create("fence", 2, 0, 0, 4096);
   auto watcher = server_.connect();
   watcher.watch("fence", kPrimary);

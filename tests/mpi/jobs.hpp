@@ -126,7 +126,8 @@ inline JobRun pmcr_run(const std::vector<std::string>& env, unsigned max_restart
 // file of the test's.
 class Background {
  public:
-  Background(const std::vector<std::string>& argv, const std::vector<std::string>& env) : out_("out") {
+  Background(const std::vector<std::string>& argv, const std::vector<std::string>& env, const std::string& tag = "out")
+      : out_(tag) {
     pid_ = tools::spawn(argv, tools::SpawnOptions{env, out_.str(), out_.str()});
   }
   ~Background() {

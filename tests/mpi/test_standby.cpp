@@ -78,8 +78,9 @@ TEST(Standby, PrimaryRankKilledRightAfterASeal) {
 // Rank 0 of the primary dies in the middle of sending a checkpoint.
 TEST(Standby, PrimaryRankZeroKilledMidTransfer) {
   TempPath once("once");
-  standby_run({"PMCR_FAULT=client.send.chunk:7:kill", "PMCR_FAULT_RANK=0", "PMCR_FAULT_ONCE=" + once.str(),
-               "PMCR_BLOCK_SIZE=4K"});
+  standby_run({"PMCR_FAULT=client.send.chunk:100:kill", "PMCR_FAULT_RANK=0", "PMCR_FAULT_ONCE=" + once.str(),
+               "PMCR_BLOCK_SIZE=4K"},
+              {50, 100, 150});
 }
 
 // The standby's rank 2 pauses for 2 s between the two buffers of the 3rd
@@ -169,8 +170,8 @@ TEST(Standby, ZombiePrimaryIsFencedOff) {
                                          "PMCR_FAULT_RANK=1", "PMCR_FAULT_TRACE=" + trace.str()});
   auto standby_env = common;
   standby_env.insert(standby_env.end(), {"PMCR_ROLE=standby", "PMCR_INSTANCE=b2", "PMCR_PRIMARY_INSTANCE=a1"});
-  Background primary(mpiexec(kRanks, program), primary_env);
-  Background standby(mpiexec(kRanks, program), standby_env);
+  Background primary(mpiexec(kRanks, program), primary_env, "primary");
+  Background standby(mpiexec(kRanks, program), standby_env, "standby");
   EXPECT_EQ(standby.finish(180s), 0) << standby.output();
   EXPECT_EQ(final_checksum(standby.output()), expected) << standby.output();
   EXPECT_NE(standby.output().find("heat2d: restarted from version 150"), std::string::npos) << standby.output();
@@ -205,8 +206,8 @@ TEST(Standby, FollowingAnIdlePrimaryCostsAlmostNoCpu) {
   auto primary_env = common, standby_env = common;
   primary_env.insert(primary_env.end(), {"PMCR_ROLE=primary", "PMCR_INSTANCE=c3"});
   standby_env.insert(standby_env.end(), {"PMCR_ROLE=standby", "PMCR_PRIMARY_INSTANCE=c3"});
-  Background primary(mpiexec(kRanks, heat), primary_env);
-  Background standby(mpiexec(kRanks, heat), standby_env);
+  Background primary(mpiexec(kRanks, heat), primary_env, "primary");
+  Background standby(mpiexec(kRanks, heat), standby_env, "standby");
   // Until the standby's ranks are up and following.
   const auto until = std::chrono::steady_clock::now() + 60s;
   while (server.log().find("watches it") == std::string::npos && std::chrono::steady_clock::now() < until)
