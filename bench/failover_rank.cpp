@@ -3,9 +3,11 @@
 // of its 1 MiB blocks changed, one word each) and checkpoints every EVERY
 // steps, either with pmcr or to POSIX files (one per rank and checkpoint,
 // two kept, written to a temporary name, fsynced and renamed; then a
-// "latest" file naming the step, the same way). After its DIE-th checkpoint, rank 1 waits DIE_DELAY_MS and
-// SIGKILLs itself, once (the first process to create the kill file), writing
-// the time first. A run that restarted from a checkpoint writes, when its
+// "latest" file naming the step, the same way). Rank 1 goes on computing
+// after its DIE-th checkpoint; at the first step that ends DIE_DELAY_MS or
+// more after it, it SIGKILLs itself, once (the first process to create the
+// kill file), writing its step and the time first: what it computed since
+// the checkpoint is lost. A run that restarted from a checkpoint writes, when its
 // first step after the restart is done on every rank, the version it resumed
 // from and the time into the mark file. Times are CLOCK_MONOTONIC, which
 // every process of the machine shares.
@@ -97,6 +99,7 @@ int main(int argc, char** argv) {
   uint64_t x = 777 + static_cast<uint64_t>(g_rank) * 1000003 + static_cast<uint64_t>(step);
   std::vector<size_t> order(blocks);
   int checkpoints = 0;
+  long long die_ns = -1;  // rank 1: when to die
   while (step < steps) {
     std::this_thread::sleep_for(std::chrono::milliseconds(step_ms));
     for (size_t i = 0; i < blocks; ++i) order[i] = i;
@@ -106,6 +109,16 @@ int main(int argc, char** argv) {
       reinterpret_cast<uint64_t*>(buf + 8 + order[i] * block)[0] += x | 1;
     }
     ++step;
+    if (die_ns >= 0 && now_ns() >= die_ns) {
+      const int fd = ::open(kill_file.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+      if (fd >= 0) {
+        const std::string text = std::to_string(step) + " " + std::to_string(now_ns()) + "\n";
+        (void)!::write(fd, text.data(), text.size());
+        ::close(fd);
+        ::kill(::getpid(), SIGKILL);
+      }
+      die_ns = -1;
+    }
     if (mark) {  // the first step after the restart is done on every rank
       MPI_Barrier(MPI_COMM_WORLD);
       if (g_rank == 0) write_small(mark_file, std::to_string(version) + " " + std::to_string(now_ns()) + "\n");
@@ -122,16 +135,8 @@ int main(int argc, char** argv) {
     } else {
       check(pmcr_checkpoint(step), "pmcr_checkpoint");
     }
-    if (++checkpoints == die_at && g_rank == 1 && ::access(kill_file.c_str(), F_OK) != 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(die_delay_ms));
-      const int fd = ::open(kill_file.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
-      if (fd >= 0) {
-        const std::string text = std::to_string(step) + " " + std::to_string(now_ns()) + "\n";
-        (void)!::write(fd, text.data(), text.size());
-        ::close(fd);
-        ::kill(::getpid(), SIGKILL);
-      }
-    }
+    if (++checkpoints == die_at && g_rank == 1 && ::access(kill_file.c_str(), F_OK) != 0)
+      die_ns = now_ns() + static_cast<long long>(die_delay_ms) * 1000000LL;
   }
   if (!posix) check(pmcr_finalize(), "pmcr_finalize");
   ::munmap(buf, bytes + 8);

@@ -686,9 +686,9 @@ void print_failover(const json& r) {
   std::printf("pmcr-bench failover: %d ranks x %llu MiB; a step is %d ms of sleep, then %g%% of the 1 MiB blocks\n",
               r["ranks"].get<int>(), static_cast<unsigned long long>(r["mib_per_rank"].get<uint64_t>()),
               r["step_ms"].get<int>(), r["change"].get<double>());
-  std::printf("changed; a checkpoint every %d steps; rank 1 SIGKILLed %d ms after the 3rd checkpoint. Time from the\n",
+  std::printf("changed; a checkpoint every %d steps; rank 1 SIGKILLed at its first step %d ms after the 3rd\ncheckpoint. Time from the ",
               r["every"].get<int>(), r["die_delay_ms"].get<int>());
-  std::printf("kill to the first step completed after recovery, median of %d (pool in %s, POSIX files in %s)\n\n",
+  std::printf("kill to the first step completed after recovery, median of %d (pool in %s, POSIX\nfiles in %s); steps lost: the killed rank's step at the kill minus the step resumed from\n\n",
               r["reps"].get<int>(), r["pool_dir"].get<std::string>().c_str(), r["posix_dir"].get<std::string>().c_str());
   std::printf("%-44s %10s %14s %11s %10s\n", "recovery", "ms", "MiB read after", "steps lost", "vs standby");
   const double standby = r["rows"][0]["ms"].get<double>();
@@ -749,7 +749,7 @@ int main(int argc, char** argv) {
   failover->add_option("--reps", failover_reps, "runs of each recovery (medians)")->capture_default_str()->check(CLI::Range(1, 100));
   failover->add_option("--every", fo.every, "steps between checkpoints")->capture_default_str()->check(CLI::Range(1, 1000));
   failover->add_option("--step-ms", fo.step_ms, "ms of computation per step")->capture_default_str()->check(CLI::Range(0, 60000));
-  failover->add_option("--kill-delay-ms", fo.die_delay_ms, "ms after the 3rd checkpoint that rank 1 is killed")
+  failover->add_option("--kill-delay-ms", fo.die_delay_ms, "rank 1 is killed at its first step this long after the 3rd checkpoint")
       ->capture_default_str()
       ->check(CLI::Range(0, 600000));
   failover->add_option("--change", fo.change, "percent of the blocks each step changes")->capture_default_str()->check(CLI::Range(0.0, 100.0));
@@ -760,7 +760,8 @@ int main(int argc, char** argv) {
   failover->add_option("--mpiexec-flags", launch.preflags, "launcher flags before -n")->capture_default_str();
   failover->add_flag("--json", as_json, "print JSON instead of a table");
   CLI11_PARSE(app, argc, argv);
-  fo.steps = fo.every * fo.die_after + 4;  // a few steps after the recovery, then done
+  // The kill, then a few steps after the recovery, then done.
+  fo.steps = fo.every * fo.die_after + fo.die_delay_ms / std::max(fo.step_ms, 1) + 4;
   if (::geteuid() == 0) {  // Open MPI refuses root unless told
     ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
     ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);

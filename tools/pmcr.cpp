@@ -425,6 +425,39 @@ void cmd_rm(const std::string& server, const std::string& job, std::optional<uin
   }
 }
 
+// Where JOB stands (its current attempt and whether it runs), then its
+// events as they come: attempts begun, versions sealed, attempts failed or
+// ended (what a standby follows). Stops after COUNT events (0: never) or
+// SECONDS without one (0: never).
+void cmd_watch(const std::string& server, const std::string& job, unsigned count, double seconds, bool as_json) {
+  auto c = connect(server);
+  const auto w = c.watch(job, 0);
+  const auto line = [&](const json& j, const std::string& text) {
+    if (as_json) std::cout << j.dump() << std::endl;
+    else std::cout << text << std::endl;
+  };
+  line(json{{"job", job}, {"attempt", w.attempt}, {"instance", w.instance}, {"life", pmcr::proto::life_name(w.life)},
+            {"reason", w.reason}, {"sealed", w.has_sealed ? json(w.sealed) : json(nullptr)}},
+       "job " + job + ": " + (w.attempt ? "attempt " + std::to_string(w.attempt) + " " + pmcr::proto::life_name(w.life) +
+                                              (w.reason.empty() ? "" : " (" + w.reason + ")")
+                                        : std::string("no attempt since the server started")) +
+           (w.has_sealed ? ", newest sealed version " + std::to_string(w.sealed) : ", no sealed version"));
+  const auto limit = seconds > 0 ? std::chrono::milliseconds(static_cast<long long>(seconds * 1000))
+                                 : std::chrono::milliseconds(std::chrono::hours(24 * 365));
+  for (unsigned n = 0; count == 0 || n < count; ++n) {
+    const auto ev = c.next_event(limit);
+    if (!ev) break;
+    std::string text = std::string(pmcr::proto::event_name(ev->kind)) + ": attempt " + std::to_string(ev->attempt);
+    if (ev->kind == pmcr::proto::EventKind::Sealed) text = "sealed: version " + std::to_string(ev->version) + " (" +
+                                                           std::to_string(ev->nranks) + " ranks)";
+    if (ev->kind == pmcr::proto::EventKind::Begun && ev->takeover) text += " (a standby took over)";
+    if (!ev->reason.empty()) text += ": " + ev->reason;
+    line(json{{"event", pmcr::proto::event_name(ev->kind)}, {"attempt", ev->attempt}, {"instance", ev->instance},
+              {"takeover", ev->takeover}, {"version", ev->version}, {"ranks", ev->nranks}, {"reason", ev->reason}},
+         text);
+  }
+}
+
 void cmd_keygen(const std::string& file, bool as_json) {
   pmcr::auth::write_key_file(file, pmcr::auth::Key::generate());
   if (as_json) std::cout << json{{"key_file", file}, {"mode", "0600"}}.dump(2) << "\n";
@@ -475,12 +508,22 @@ int main(int argc, char** argv) {
   auto* rm_version = rm->add_option("--version", version, "version (default: all versions of the job)");
   add_json(rm);
 
+  unsigned count = 0;
+  double seconds = 0;
+  auto* watch = app.add_subcommand("watch", "show where a job stands, then its attempts, seals and failures as they happen");
+  watch->add_option("--job", job, "job name")->required();
+  watch->add_option("--count", count, "stop after this many events (0: never)")->capture_default_str();
+  watch->add_option("--timeout", seconds, "stop after this many seconds without an event (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e7));
+  add_json(watch);
+
   std::string key_file;
   auto* keygen = app.add_subcommand("keygen", "write a new random key to FILE (mode 0600; never over an existing file)");
   keygen->add_option("file", key_file, "file to create")->required();
   add_json(keygen);
 
-  for (auto* sub : {stat, ls, exp, imp, rm}) sub->add_option("--server", server, "pmserver HOST:PORT");
+  for (auto* sub : {stat, ls, exp, imp, rm, watch}) sub->add_option("--server", server, "pmserver HOST:PORT");
 
   CLI11_PARSE(app, argc, argv);
   try {
@@ -490,6 +533,7 @@ int main(int argc, char** argv) {
       cmd_export(server, job, exp_version->count() ? std::vector<uint64_t>{version} : versions, dir, as_json);
     else if (imp->parsed()) cmd_import(server, job, version, dir, as_json);
     else if (keygen->parsed()) cmd_keygen(key_file, as_json);
+    else if (watch->parsed()) cmd_watch(server, job, count, seconds, as_json);
     else if (rm->parsed()) cmd_rm(server, job, rm_version->count() ? std::optional(version) : std::nullopt, as_json);
   } catch (const Error& e) {
     std::fprintf(stderr, "pmcr: %s (%s)\n", e.what(), pmcr::error_name(e.code()));

@@ -324,6 +324,7 @@ int main(int argc, char** argv) {
     if (job.empty()) job = std::getenv("PMCR_JOB") ? std::getenv("PMCR_JOB") : "";
     if (job.empty()) job = default_job(command);
     check_job_name(job);
+    const std::vector<std::string> standby_base = standby_command.empty() ? command : split_command(standby_command);
     if (!local_pool.empty()) parse_size(local_size);
     // PMCR_ENCRYPT=1 without a data key: one per job, kept in the user's
     // home (mode 0600, in a 0700 directory), never sent anywhere. Without
@@ -400,7 +401,6 @@ int main(int argc, char** argv) {
     standby_names.insert(standby_names.end(), {"PMCR_ROLE", "PMCR_INSTANCE", "PMCR_PRIMARY_INSTANCE"});
     const std::vector<std::string> cmd =
         with_forwarding(command, standby ? primary_names : names, detect_launcher(command));
-    const std::vector<std::string> standby_base = standby_command.empty() ? command : split_command(standby_command);
     const std::vector<std::string> standby_cmd =
         standby ? with_forwarding(standby_base, standby_names, detect_launcher(standby_base)) : std::vector<std::string>{};
 

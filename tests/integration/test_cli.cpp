@@ -5,8 +5,10 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "checksum.hpp"
+#include "process.hpp"
 #include "server_process.hpp"
 
 namespace fs = std::filesystem;
@@ -157,4 +159,34 @@ TEST_F(CliTest, ServerComesFromPmcrServersWhenNotGiven) {
   EXPECT_EQ(run_cli({"stat", "--json"}, &out, &err), 0) << err;
   ::unsetenv("PMCR_SERVERS");
   EXPECT_EQ(json::parse(out)["server"], server_.address());
+}
+
+// `pmcr watch` shows where a job stands, then its events as they happen,
+// and stops after --count of them.
+TEST_F(CliTest, WatchShowsAttemptsAndSealsAsTheyHappen) {
+  auto c = server_.connect();
+  c.begin("watched", 0xabc);
+  const auto bytes = pattern(5000, 1);
+  c.write_region("watched", 1, 0, 0, bytes.data(), bytes.size());
+  c.seal("watched", 1, 1, 1);
+  pmcr::test::TempPath out("watch-out");
+  const pid_t pid = pmcr::tools::spawn({PMCR_CLI_PATH, "watch", "--job", "watched", "--count", "2", "--timeout", "20",
+                                        "--server", server_.address()},
+                                       pmcr::tools::SpawnOptions{{}, out.str(), out.str()});
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (pmcr::tools::read_file(out.str()).find("newest sealed version 1") == std::string::npos &&
+         std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  c.write_region("watched", 2, 0, 0, bytes.data(), bytes.size());
+  c.seal("watched", 2, 1, 1);
+  c.fail("watched", 0xabc, "mpirun exited with code 137");
+  int status = 0;
+  ASSERT_TRUE(pmcr::tools::wait_for(pid, std::chrono::seconds(30), &status, true));
+  EXPECT_EQ(pmcr::tools::exit_code(status), 0);
+  const std::string text = pmcr::tools::read_file(out.str());
+  EXPECT_NE(text.find("job watched: attempt "), std::string::npos) << text;
+  EXPECT_NE(text.find(" running, newest sealed version 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("sealed: version 2 (1 ranks)"), std::string::npos) << text;
+  EXPECT_NE(text.find("failed: attempt "), std::string::npos) << text;
+  EXPECT_NE(text.find("mpirun exited with code 137"), std::string::npos) << text;
 }

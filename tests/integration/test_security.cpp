@@ -444,7 +444,8 @@ TEST_F(MungeServer, AnotherUserCannotTouchAJob) {
            {"export", "--job", kJob, (bob_out / "x").string()},
            {"rm", "--job", kJob},
            {"rm", "--job", kJob, "--version", "1"},
-           {"import", "--job", kJob, "--version", "2", in.string()}}) {
+           {"import", "--job", kJob, "--version", "2", in.string()},
+           {"watch", "--job", kJob, "--count", "1", "--timeout", "1"}}) {
     r = as(&bob, args);
     EXPECT_NE(r.code, 0) << ::testing::PrintToString(args) << " succeeded for bob";
     EXPECT_NE(r.err.find("belongs to another owner"), std::string::npos) << ::testing::PrintToString(args) << ": " << r.err;

@@ -97,6 +97,29 @@ TEST(Standby, PrimaryKilledWhileTheStandbyAppliesAVersion) {
       << "the standby never paused mid-apply";
 }
 
+// --standby-command gives the standby its own launch command (here: the
+// same, with a log level of its own that shows it was used).
+TEST(Standby, StandbyCommandLaunchesTheStandby) {
+  const std::string expected = reference_checksum();
+  TempPath pool("standby"), once("once");
+  std::vector<std::string> program = {PMCR_HEAT2D};
+  const auto heat = slow_heat();
+  program.insert(program.end(), heat.begin(), heat.end());
+  std::string command = "env PMCR_LOG_LEVEL=info";
+  for (const auto& a : mpiexec(kRanks, program)) command += " '" + a + "'";
+  const JobRun r = run(local_run(pool.str(), job_name(), heat, {"--standby", "--standby-command", command}),
+                       {"PMCR_FAULT=ckpt.begin:3:kill", "PMCR_FAULT_RANK=2", "PMCR_FAULT_ONCE=" + once.str()}, 240s);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("info pmcr"), std::string::npos) << "the standby did not run the --standby-command\n" << r.out;
+  EXPECT_NE(r.out.find("pmcr-run: standby took over at version 100"), std::string::npos) << r.out;
+  EXPECT_EQ(final_checksum(r.out), expected) << r.out;
+  // A command that cannot be split is refused before anything runs.
+  const JobRun bad = run(local_run(pool.str(), job_name(), heat, {"--standby", "--standby-command", "mpirun 'unbalanced"}),
+                         {}, 60s);
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.out.find("cannot be split into words"), std::string::npos) << bad.out;
+}
+
 // The standby dies (at its 2nd version applied): the primary goes on, and
 // pmcr-run starts another standby.
 TEST(Standby, StandbyKilledThePrimaryGoesOn) {
