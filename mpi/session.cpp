@@ -90,7 +90,6 @@ client::Options Session::client_options() const {
   return o;
 }
 
-
 void Session::protect(int id, void* ptr, size_t size) {
   if (id < 0) throw Error(PMCR_E_INVAL, "id " + std::to_string(id) + " is negative: ids are ints >= 0");
   if (!ptr && size > 0) throw Error(PMCR_E_INVAL, "id " + std::to_string(id) + ": ptr is NULL but size is " + std::to_string(size));

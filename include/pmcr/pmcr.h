@@ -139,6 +139,11 @@ PMCR_EXPORT int pmcr_unprotect(int id);
  *                      on the server (pmserver --quota-*)
  *   PMCR_E_SUPERSEDED  a later run of this job began on the server: this
  *                      one may not write any more (see pmcr_init)
+ *   PMCR_E_FENCED      this run was declared failed (a rank's lease lapsed
+ *                      or its connection was lost) and a standby took the
+ *                      job over: it may write nothing more; end it
+ *   PMCR_E_STATE       called in a standby (PMCR_ROLE=standby) before
+ *                      pmcr_restart_test returned
  *   PMCR_E_SERVER_LOST, PMCR_E_TIMEDOUT, PMCR_E_TRANSPORT
  *                      the server failed or was lost during the checkpoint;
  *                      relaunch (pmcr-run does) once it is back
@@ -158,8 +163,18 @@ PMCR_EXPORT int pmcr_checkpoint(int version);
  * call still returns 0 and pmcr_last_error() says which version was
  * damaged and which one is offered instead.
  *
+ * In a standby job (PMCR_ROLE=standby, as pmcr-run --standby starts it) it
+ * blocks while the standby follows the primary job's checkpoints into the
+ * protected buffers, sleeping between them, and returns only when the
+ * primary has failed and this job has taken it over (it is the primary
+ * now), with the version its buffers already hold: pmcr_restart then reads
+ * only what it does not hold yet (usually nothing). Protect every buffer,
+ * with its final size, before calling it.
+ *
  * Returns 0, or on every rank PMCR_E_NOT_INIT, PMCR_E_INVAL (version NULL),
- * PMCR_E_SERVER_LOST, PMCR_E_TIMEDOUT, PMCR_E_MPI.
+ * PMCR_E_SERVER_LOST, PMCR_E_TIMEDOUT, PMCR_E_MPI; in a standby also
+ * PMCR_E_SUPERSEDED (another launch began the job: there is nothing to
+ * take over).
  */
 PMCR_EXPORT int pmcr_restart_test(int *version);
 
