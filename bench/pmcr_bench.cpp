@@ -26,6 +26,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -168,6 +169,23 @@ std::string ratio(double a, double b) {
   return s;
 }
 
+// A pmserver of this benchmark on a new pool file (any old one removed) of
+// MIB MiB, on the loopback device, logging to /tmp/pmcr-bench-pmserver.log.
+std::unique_ptr<pmcr::tools::LocalServer> bench_server(const std::string& pmserver, const std::string& pool, uint64_t mib,
+                                                       std::vector<std::string> args = {}) {
+  ::unlink(pool.c_str());
+  pmcr::tools::LocalServerOptions o;
+  o.pmserver = pmserver;
+  o.pool = pool;
+  o.size = std::to_string(mib) + "M";
+  o.log = "/tmp/pmcr-bench-pmserver.log";
+  o.env = {"UCX_NET_DEVICES=lo"};
+  o.args = std::move(args);
+  auto server = std::make_unique<pmcr::tools::LocalServer>(o);
+  if (!server->start()) throw pmcr::Error(PMCR_E_IO, "pmserver did not start; see " + o.log);
+  return server;
+}
+
 // Registration cost: ucp_mem_map + ucp_rkey_pack of a mapped file range,
 // once per region (what pmserver does) against once for a whole pool.
 json registration_costs(const std::string& dir, const std::vector<uint64_t>& sizes) {
@@ -219,16 +237,9 @@ json run_transfer(const std::vector<uint64_t>& sizes, const std::vector<std::str
   }
   for (const std::string& dir : dirs) {
     const std::string pool = dir + "/pmcr-bench-" + std::to_string(getpid()) + ".pool";
-    ::unlink(pool.c_str());
-    pmcr::tools::LocalServerOptions o;
-    o.pmserver = pmserver;
-    o.pool = pool;
-    o.size = std::to_string((sizes.back() + (256u << 20)) >> 20) + "M";
-    o.log = "/tmp/pmcr-bench-pmserver.log";
-    o.env = {"UCX_NET_DEVICES=lo"};
-    o.args = {"--quota-bytes", "100%"};  // one client writes regions of up to most of the pool
-    pmcr::tools::LocalServer server(o);
-    if (!server.start()) throw pmcr::Error(PMCR_E_IO, "pmserver did not start; see " + o.log);
+    // One client writes regions of up to most of the pool.
+    const auto server_ = bench_server(pmserver, pool, (sizes.back() + (256u << 20)) >> 20, {"--quota-bytes", "100%"});
+    auto& server = *server_;
     pmcr::client::Options co;
     co.server = server.address();
     co.name = "pmcr-bench";
@@ -363,17 +374,10 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
       if (!quiet) std::fprintf(stderr, "%d ranks x %llu MiB, pool in %s...\n", cfg.ranks,
                                static_cast<unsigned long long>(cfg.mib), dir.c_str());
       const std::string pool = dir + "/pmcr-bench-ckpt-" + std::to_string(getpid()) + ".pool";
-      ::unlink(pool.c_str());
-      pmcr::tools::LocalServerOptions o;
-      o.pmserver = pmserver;
-      o.pool = pool;
       // PMCR_KEEP=2 sealed versions plus the one being written, of the
       // plain and of the encrypted job, and room.
-      o.size = std::to_string(8 * cfg.ranks * cfg.mib + 64) + "M";
-      o.log = "/tmp/pmcr-bench-pmserver.log";
-      o.env = {"UCX_NET_DEVICES=lo"};
-      pmcr::tools::LocalServer server(o);
-      if (!server.start()) throw pmcr::Error(PMCR_E_IO, "pmserver did not start; see " + o.log);
+      const auto server_ = bench_server(pmserver, pool, 8 * cfg.ranks * cfg.mib + 64);
+      auto& server = *server_;
       const std::vector<std::string> env = {"PMCR_SERVERS=" + server.address(),
                                             "PMCR_JOB=bench-" + std::to_string(cfg.ranks) + "x" + std::to_string(cfg.mib),
                                             "PMCR_KEEP=2", "PMCR_TIMEOUT=600"};
@@ -478,15 +482,8 @@ json run_changed(const std::vector<CkptConfig>& configs, const std::vector<std::
     for (const std::string& dir : dirs) {
       for (uint64_t block : blocks) {
         const std::string pool = dir + "/pmcr-bench-changed-" + std::to_string(getpid()) + ".pool";
-        ::unlink(pool.c_str());
-        pmcr::tools::LocalServerOptions o;
-        o.pmserver = pmserver;
-        o.pool = pool;
-        o.size = std::to_string(6 * cfg.ranks * cfg.mib + 64) + "M";
-        o.log = "/tmp/pmcr-bench-pmserver.log";
-        o.env = {"UCX_NET_DEVICES=lo"};
-        pmcr::tools::LocalServer server(o);
-        if (!server.start()) throw pmcr::Error(PMCR_E_IO, "pmserver did not start; see " + o.log);
+        const auto server_ = bench_server(pmserver, pool, 6 * cfg.ranks * cfg.mib + 64);
+        auto& server = *server_;
         pmcr::client::Options co;
         co.server = server.address();
         pmcr::client::Client stat_client(co);
@@ -649,15 +646,8 @@ json failover_once(const std::string& mode, const FailoverConfig& cfg, const std
 
 json run_failover(const FailoverConfig& cfg, int reps, const std::string& pmserver, const Launch& launch, bool quiet) {
   const std::string pool = cfg.pool_dir + "/pmcr-bench-failover-" + std::to_string(getpid()) + ".pool";
-  ::unlink(pool.c_str());
-  pmcr::tools::LocalServerOptions o;
-  o.pmserver = pmserver;
-  o.pool = pool;
-  o.size = std::to_string(8 * cfg.ranks * cfg.mib + 64) + "M";
-  o.log = "/tmp/pmcr-bench-pmserver.log";
-  o.env = {"UCX_NET_DEVICES=lo"};
-  pmcr::tools::LocalServer server(o);
-  if (!server.start()) throw pmcr::Error(PMCR_E_IO, "pmserver did not start; see " + o.log);
+  const auto server_ = bench_server(pmserver, pool, 8 * cfg.ranks * cfg.mib + 64);
+  auto& server = *server_;
   pmcr::client::Options co;
   co.server = server.address();
   pmcr::client::Client stat(co);

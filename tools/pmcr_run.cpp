@@ -125,16 +125,21 @@ std::string default_job(const std::vector<std::string>& command) {
   return clean.substr(0, 40) + "-" + std::string(hex, 8);
 }
 
+// pmcr-run's own connection to SERVER: short time-outs, the job's credential.
+client::Options own_options(const std::string& server, std::chrono::seconds timeout) {
+  client::Options o;
+  o.server = server;
+  o.name = "pmcr-run";
+  o.connect_timeout = std::chrono::seconds(3);
+  o.timeout = timeout;
+  o.credential = client::Credential::from_environment();
+  return o;
+}
+
 // "restarts from version N", "starts fresh", or why it cannot tell.
 std::string restart_point(const std::string& server, const std::string& job) {
   try {
-    client::Options o;
-    o.server = server;
-    o.name = "pmcr-run";
-    o.connect_timeout = std::chrono::seconds(3);
-    o.timeout = std::chrono::seconds(10);
-    o.credential = client::Credential::from_environment();
-    client::Client c(o);
+    client::Client c(own_options(server, std::chrono::seconds(10)));
     if (auto v = c.latest_sealed(job)) return "restarts from version " + std::to_string(*v);
     return "starts fresh (no sealed version)";
   } catch (const Error& e) {
@@ -152,13 +157,7 @@ bool make_key_if_absent(const std::string& file) {
 // Whether the pmserver at SERVER answers a STAT within a few seconds.
 bool answers(const std::string& server) {
   try {
-    client::Options o;
-    o.server = server;
-    o.name = "pmcr-run";
-    o.connect_timeout = std::chrono::seconds(3);
-    o.timeout = std::chrono::seconds(3);
-    o.credential = client::Credential::from_environment();
-    client::Client c(o);
+    client::Client c(own_options(server, std::chrono::seconds(3)));
     c.stat();
     return true;
   } catch (const Error&) {
@@ -251,13 +250,7 @@ std::string new_instance() {
 // effort: the server may have seen it first, or be gone.
 void declare_failed(const std::string& server, const std::string& job, const std::string& instance, int code) {
   try {
-    client::Options o;
-    o.server = server;
-    o.name = "pmcr-run";
-    o.connect_timeout = std::chrono::seconds(3);
-    o.timeout = std::chrono::seconds(5);
-    o.credential = client::Credential::from_environment();
-    client::Client c(o);
+    client::Client c(own_options(server, std::chrono::seconds(5)));
     c.fail(job, std::stoull(instance, nullptr, 16), "its launch command exited with code " + std::to_string(code));
   } catch (const std::exception& e) {
     say(std::string("could not tell pmserver that the primary failed (") + e.what() + "); the standby sees it by itself");

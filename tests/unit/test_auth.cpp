@@ -90,7 +90,10 @@ TEST(Access, OwnersAdminsAndStrangers) {
     for (const proto::RequestBody& body :
          std::vector<proto::RequestBody>{proto::Begin{"j"}, proto::Create{"j", 1, 0, 0, 1, 1}, proto::Seal{"j", 1, 1, 1, 1},
                                          proto::ListRegions{"j", 1}, proto::Open{"j", 1, 0, 0}, proto::Delete{"j", 1, false},
-                                         proto::Abort{"j", 1}, proto::Verify{"j", 1}, proto::ListVersions{"j"}}) {
+                                         proto::Abort{"j", 1}, proto::Verify{"j", 1}, proto::ListVersions{"j"},
+                                         // the standby's: watching, leases, failing and taking over the job
+                                         proto::Watch{"j", 0}, proto::Join{"j", 1, 0, 1, 1000}, proto::Renew{"j", 1},
+                                         proto::Leave{"j", 1}, proto::Fail{"j", 7, ""}, proto::Begin{"j", 7, true}}) {
       EXPECT_EQ(code_of([&] { server::authorize(&bob, body, cat); }), PMCR_E_PERM) << body.index();
       EXPECT_EQ(code_of([&] { server::authorize(&alice, body, cat); }), 0) << body.index();
       EXPECT_EQ(code_of([&] { server::authorize(&root, body, cat); }), 0) << body.index();
