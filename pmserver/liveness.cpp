@@ -150,11 +150,13 @@ void Server::renew(Connection& c, const proto::Renew& m) {
   catalogue_.check_attempt(m.job, m.attempt);
   check_alive(m.job, m.attempt);
   auto it = lives_.find(m.job);
-  auto lease = it == lives_.end() ? decltype(it->second.leases)::iterator{} : it->second.leases.find(c.id);
-  if (it == lives_.end() || it->second.attempt != m.attempt || lease == it->second.leases.end())
+  Lease* lease = nullptr;
+  if (it != lives_.end() && it->second.attempt == m.attempt)
+    if (auto l = it->second.leases.find(c.id); l != it->second.leases.end()) lease = &l->second;
+  if (!lease)
     throw Error(PMCR_E_NOT_FOUND, "this connection holds no lease of job '" + m.job + "' attempt " +
                                       std::to_string(m.attempt) + ": JOIN first");
-  lease->second.deadline = Clock::now() + lease->second.length;
+  lease->deadline = Clock::now() + lease->length;
 }
 
 void Server::leave(Connection& c, const proto::Leave& m) {
