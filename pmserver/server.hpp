@@ -250,7 +250,6 @@ class Server {
   // A connection is going: a lease it held fails its attempt.
   void forget_liveness(Connection& c);
   void check_leases();
-  void drop_life_if_idle(const std::string& job);
 
   // ---- data path (data_path.cpp) ----
   void receive(PendingData& d);

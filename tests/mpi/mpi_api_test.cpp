@@ -283,6 +283,28 @@ TEST_F(Api, ConfigurationFileIsCheckedAndWins) {
   for (const auto& p : {bad_key, bad_keep, bad_path, unreachable}) std::remove(p.c_str());
 }
 
+// The standby's settings are checked like the others, and a standby writes
+// nothing before it has taken the job over.
+TEST_F(Api, StandbySettingsAreCheckedAndAStandbyDoesNotCheckpoint) {
+  const std::string role = config_file("role.toml", "role = \"backup\"\n");
+  EXPECT_EQ(pmcr_init(MPI_COMM_WORLD, role.c_str()), PMCR_E_CONFIG);
+  EXPECT_NE(std::string(pmcr_last_error()).find("primary, standby or none"), std::string::npos) << pmcr_last_error();
+  const std::string lease = config_file("lease.toml", "lease = 0.05\n");
+  EXPECT_EQ(pmcr_init(MPI_COMM_WORLD, lease.c_str()), PMCR_E_CONFIG);
+  EXPECT_NE(std::string(pmcr_last_error()).find("0.1 to 3600 seconds"), std::string::npos) << pmcr_last_error();
+  const std::string token = config_file("token.toml", "primary_instance = \"xyz\"\n");
+  EXPECT_EQ(pmcr_init(MPI_COMM_WORLD, token.c_str()), PMCR_E_CONFIG);
+  EXPECT_NE(std::string(pmcr_last_error()).find("hex digits"), std::string::npos) << pmcr_last_error();
+  const std::string standby = config_file("standby.toml", "role = \"standby\"\n");
+  ASSERT_EQ(pmcr_init(MPI_COMM_WORLD, standby.c_str()), 0) << pmcr_last_error();
+  int x = 1;
+  ASSERT_EQ(pmcr_protect(0, &x, sizeof x), 0);
+  EXPECT_EQ(pmcr_checkpoint(1), PMCR_E_STATE);
+  EXPECT_NE(std::string(pmcr_last_error()).find("pmcr_restart_test first"), std::string::npos) << pmcr_last_error();
+  EXPECT_EQ(pmcr_finalize(), 0) << pmcr_last_error();
+  for (const auto& p : {role, lease, token, standby}) std::remove(p.c_str());
+}
+
 // Run by test_mpi.cpp in two jobs, with the server stopped and version 2
 // damaged in between (both use the job PMCR_JOB.fallback).
 TEST_F(Api, DISABLED_FallbackWrite) {
