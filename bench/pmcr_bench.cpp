@@ -331,6 +331,100 @@ void print_transfer(const json& r) {
     for (const auto& n : r["notes"]) std::printf("note: %s\n", n.get<std::string>().c_str());
 }
 
+// ---- the transport's own limit ----
+
+// Writes or reads exactly N bytes on FD (blocking); false on EOF or error.
+bool move_all(int fd, uint8_t* p, uint64_t n, bool send) {
+  while (n > 0) {
+    const size_t piece = static_cast<size_t>(std::min<uint64_t>(n, 4u << 20));
+    const ssize_t k = send ? ::send(fd, p, piece, MSG_NOSIGNAL) : ::recv(fd, p, piece, 0);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return false;
+    p += k;
+    n -= static_cast<uint64_t>(k);
+  }
+  return true;
+}
+
+// What the network itself allows a checkpoint (TO_SERVER) or a restart:
+// RANKS fresh processes, each with BYTES in memory touched beforehand, move
+// them over one TCP stream each (the loopback device, as pmcr's tests and
+// benchmarks use) to or from one process holding RANKS x BYTES of memory
+// touched beforehand (pmcr's pool is memory too). Milliseconds from "go"
+// to the last byte landed, median of REPS. No checksum, no persistence, no
+// protocol: the floor under any checkpoint/restart over this transport.
+double socket_limit_ms(int ranks, uint64_t bytes, bool to_server, int reps) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (listener < 0 || ::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len) != 0 || ::listen(listener, ranks) != 0)
+    throw pmcr::Error(PMCR_E_IO, std::string("socket baseline: cannot listen on 127.0.0.1: ") + std::strerror(errno));
+  Buffer server(static_cast<uint64_t>(ranks) * bytes);
+  fill(server, 7);
+  // Not the children's: else each page written here after a fork is copied first.
+  ::madvise(server.data, server.size, MADV_DONTFORK);
+  std::vector<double> times;
+  for (int rep = 0; rep < reps; ++rep) {
+    std::vector<pid_t> children;
+    for (int r = 0; r < ranks; ++r) {
+      const pid_t pid = ::fork();
+      if (pid < 0) throw pmcr::Error(PMCR_E_IO, std::string("socket baseline: fork: ") + std::strerror(errno));
+      if (pid == 0) {  // a fresh rank: its memory, one stream
+        bool ok = false;
+        try {
+          Buffer mine(bytes);
+          fill(mine, 100 + static_cast<uint64_t>(r));
+          const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+          uint8_t go = 0;
+          ok = fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && move_all(fd, &go, 1, true) &&
+               move_all(fd, &go, 1, false) && move_all(fd, mine.data, bytes, to_server) &&
+               (to_server || move_all(fd, &go, 1, true));
+        } catch (...) {  // never back into the parent's code
+        }
+        ::_exit(ok ? 0 : 1);
+      }
+      children.push_back(pid);
+    }
+    std::vector<int> fds;
+    bool ok = true;
+    for (int r = 0; r < ranks && ok; ++r) {
+      const int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+      uint8_t ready = 0;
+      ok = fd >= 0 && move_all(fd, &ready, 1, false);
+      if (fd >= 0) fds.push_back(fd);
+    }
+    // Every stream at once, as the ranks of a job: one thread per stream.
+    const auto t0 = Clock::now();
+    std::vector<std::thread> streams;
+    std::vector<char> done(fds.size(), 0);
+    for (size_t i = 0; i < fds.size() && ok; ++i)
+      streams.emplace_back([&, i] {
+        uint8_t go = 1;
+        done[i] = move_all(fds[i], &go, 1, true) && move_all(fds[i], server.data + i * bytes, bytes, !to_server) &&
+                  (to_server || move_all(fds[i], &go, 1, false));
+      });
+    for (auto& t : streams) t.join();
+    const double elapsed = seconds_since(t0);
+    for (int fd : fds) ::close(fd);
+    for (pid_t pid : children) {
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    for (char d : done) ok = ok && d;
+    if (!ok) {
+      ::close(listener);
+      throw pmcr::Error(PMCR_E_IO, "socket baseline: a stream failed");
+    }
+    times.push_back(elapsed);
+  }
+  ::close(listener);
+  return median(times) * 1e3;
+}
+
 // ---- pmcr-bench ckpt ----
 
 struct CkptConfig {
@@ -370,6 +464,9 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
     ~Unlink() { ::unlink(path.c_str()); }
   } unlink_key{data_key};
   for (const CkptConfig& cfg : configs) {
+    // Fresh processes for every measurement, as every restart is a new job.
+    const double sock_ckpt = socket_limit_ms(cfg.ranks, cfg.mib << 20, true, reps);
+    const double sock_restart = socket_limit_ms(cfg.ranks, cfg.mib << 20, false, reps);
     for (const std::string& dir : dirs) {
       if (!quiet) std::fprintf(stderr, "%d ranks x %llu MiB, pool in %s...\n", cfg.ranks,
                                static_cast<unsigned long long>(cfg.mib), dir.c_str());
@@ -380,7 +477,10 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
       auto& server = *server_;
       const std::vector<std::string> env = {"PMCR_SERVERS=" + server.address(),
                                             "PMCR_JOB=bench-" + std::to_string(cfg.ranks) + "x" + std::to_string(cfg.mib),
-                                            "PMCR_KEEP=2", "PMCR_TIMEOUT=600"};
+                                            "PMCR_KEEP=2", "PMCR_TIMEOUT=600",
+                                            // Full checkpoints: the job rewrites the same bytes, which
+                                            // an incremental one would not send (--changed measures those).
+                                            "PMCR_INCREMENTAL=0"};
       const std::string mib = std::to_string(cfg.mib), r = std::to_string(reps);
       const json w = run_rank_job(launch, cfg.ranks, {"write", mib, r, posix_dir}, env);
       std::vector<double> restart, cold;
@@ -413,7 +513,9 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
                       {"restart_ms", median(restart) * 1e3},
                       {"posix_cold_read_ms", median(cold) * 1e3},
                       {"ckpt_encrypted_ms", we["ckpt_s"].get<double>() * 1e3},
-                      {"restart_encrypted_ms", median(restart_enc) * 1e3}});
+                      {"restart_encrypted_ms", median(restart_enc) * 1e3},
+                      {"socket_ckpt_ms", sock_ckpt},
+                      {"socket_restart_ms", sock_restart}});
     }
   }
   return json{{"posix_dir", posix_dir}, {"rows", rows}};
@@ -438,6 +540,18 @@ void print_ckpt(const json& r) {
                 row["pool_dir"].get<std::string>().c_str(), ckpt, row["ckpt_first_ms"].get<double>(), cpy, pw,
                 ratio(ckpt, pw).c_str(),
                 ratio(ckpt, cpy).c_str(), rst, pr, ratio(rst, pr).c_str(), bytes / (ckpt / 1e3) / 1e9);
+  }
+  std::printf("\nthe transport's own limit: the same bytes over one TCP stream per rank (loopback), fresh rank\n"
+              "processes, memory to memory, no checksum or persistence; goal: checkpoint and restart within 1.2x\n");
+  std::printf("%-10s %-9s | %8s %9s %10s | %8s %9s %10s\n", "job", "pool", "ckpt", "sockets", "ckpt/sock", "restart",
+              "sockets", "rst/sock");
+  for (const auto& row : r["rows"]) {
+    const double ckpt = row["ckpt_ms"], rst = row["restart_ms"], sc = row["socket_ckpt_ms"], sr = row["socket_restart_ms"];
+    const std::string job = std::to_string(row["ranks"].get<int>()) + "x" +
+                            std::to_string(row["mib_per_rank"].get<uint64_t>()) + "MiB";
+    std::printf("%-10s %-9s | %8.1f %9.1f %10s | %8.1f %9.1f %10s\n", job.c_str(),
+                row["pool_dir"].get<std::string>().c_str(), ckpt, sc, ratio(ckpt, sc).c_str(), rst, sr,
+                ratio(rst, sr).c_str());
   }
   std::printf("\nencrypted on the client (PMCR_ENCRYPT=1, %s), the same jobs in the same run:\n",
               pmcr::crypt::cipher_name(pmcr::crypt::DataKey(pmcr::auth::Key::generate()).cipher()));
