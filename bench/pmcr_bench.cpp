@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -39,6 +40,7 @@
 #include "encryption.hpp"
 #include "error.hpp"
 #include "local_server.hpp"
+#include "netns.hpp"
 #include "process.hpp"
 #include "text.hpp"
 #include "ucx.hpp"
@@ -171,8 +173,12 @@ std::string ratio(double a, double b) {
 
 // A pmserver of this benchmark on a new pool file (any old one removed) of
 // MIB MiB, on the loopback device, logging to /tmp/pmcr-bench-pmserver.log.
+// With NS, the server runs inside that network namespace, on its address,
+// and authenticates its clients with KEY_FILE (it is not loopback).
 std::unique_ptr<pmcr::tools::LocalServer> bench_server(const std::string& pmserver, const std::string& pool, uint64_t mib,
-                                                       std::vector<std::string> args = {}) {
+                                                       std::vector<std::string> args = {},
+                                                       const pmcr::tools::NetNs* ns = nullptr,
+                                                       const std::string& key_file = "") {
   ::unlink(pool.c_str());
   pmcr::tools::LocalServerOptions o;
   o.pmserver = pmserver;
@@ -181,6 +187,12 @@ std::unique_ptr<pmcr::tools::LocalServer> bench_server(const std::string& pmserv
   o.log = "/tmp/pmcr-bench-pmserver.log";
   o.env = {"UCX_NET_DEVICES=lo"};
   o.args = std::move(args);
+  if (ns) {
+    o.wrapper = ns->exec();
+    o.listen = ns->ns_addr() + ":0";
+    o.env = {"UCX_NET_DEVICES=" + ns->ns_if()};
+    o.args.insert(o.args.end(), {"--auth", "key", "--key-file", key_file});
+  }
   auto server = std::make_unique<pmcr::tools::LocalServer>(o);
   if (!server->start()) throw pmcr::Error(PMCR_E_IO, "pmserver did not start; see " + o.log);
   return server;
@@ -353,11 +365,29 @@ bool move_all(int fd, uint8_t* p, uint64_t n, bool send) {
 // touched beforehand (pmcr's pool is memory too). Milliseconds from "go"
 // to the last byte landed, median of REPS. No checksum, no persistence, no
 // protocol: the floor under any checkpoint/restart over this transport.
-double socket_limit_ms(int ranks, uint64_t bytes, bool to_server, int reps) {
+// With NS, the receiving end listens inside the namespace (this process
+// enters it for that moment) and the ranks connect across the veth pair.
+double socket_limit_ms(int ranks, uint64_t bytes, bool to_server, int reps, const pmcr::tools::NetNs* ns = nullptr) {
+  int home = -1;
+  if (ns) {
+    home = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    const int there = ::open(("/var/run/netns/" + ns->name()).c_str(), O_RDONLY | O_CLOEXEC);
+    if (home < 0 || there < 0 || ::setns(there, CLONE_NEWNET) != 0)
+      throw pmcr::Error(PMCR_E_IO, "socket baseline: cannot enter network namespace " + ns->name() + ": " +
+                                       std::strerror(errno));
+    ::close(there);
+  }
   const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (ns) {
+    if (::setns(home, CLONE_NEWNET) != 0)
+      throw pmcr::Error(PMCR_E_IO, std::string("socket baseline: cannot return to this network namespace: ") +
+                                       std::strerror(errno));
+    ::close(home);
+  }
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (ns) ::inet_pton(AF_INET, ns->ns_addr().c_str(), &a.sin_addr);
   socklen_t len = sizeof a;
   if (listener < 0 || ::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
       ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len) != 0 || ::listen(listener, ranks) != 0)
@@ -453,72 +483,101 @@ json run_rank_job(const Launch& l, int ranks, const std::vector<std::string>& ar
   return json::parse(last);
 }
 
-json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::string>& dirs, int reps,
-              const std::string& posix_dir, const std::string& pmserver, const Launch& launch, bool quiet) {
+json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::string>& dirs,
+              const std::vector<std::string>& setups, int reps, const std::string& posix_dir,
+              const std::string& pmserver, const Launch& launch, bool quiet) {
   json rows = json::array();
   const std::string data_key = "/tmp/pmcr-bench-" + std::to_string(getpid()) + ".datakey";
-  ::unlink(data_key.c_str());
-  pmcr::auth::write_key_file(data_key, pmcr::auth::Key::generate());
+  const std::string server_key = "/tmp/pmcr-bench-" + std::to_string(getpid()) + ".serverkey";
+  for (const auto& k : {data_key, server_key}) {
+    ::unlink(k.c_str());
+    pmcr::auth::write_key_file(k, pmcr::auth::Key::generate());
+  }
   struct Unlink {
-    std::string path;
-    ~Unlink() { ::unlink(path.c_str()); }
-  } unlink_key{data_key};
-  for (const CkptConfig& cfg : configs) {
-    // Fresh processes for every measurement, as every restart is a new job.
-    const double sock_ckpt = socket_limit_ms(cfg.ranks, cfg.mib << 20, true, reps);
-    const double sock_restart = socket_limit_ms(cfg.ranks, cfg.mib << 20, false, reps);
-    for (const std::string& dir : dirs) {
-      if (!quiet) std::fprintf(stderr, "%d ranks x %llu MiB, pool in %s...\n", cfg.ranks,
-                               static_cast<unsigned long long>(cfg.mib), dir.c_str());
-      const std::string pool = dir + "/pmcr-bench-ckpt-" + std::to_string(getpid()) + ".pool";
-      // PMCR_KEEP=2 sealed versions plus the one being written, of the
-      // plain and of the encrypted job, and room.
-      const auto server_ = bench_server(pmserver, pool, 8 * cfg.ranks * cfg.mib + 64);
-      auto& server = *server_;
-      const std::vector<std::string> env = {"PMCR_SERVERS=" + server.address(),
-                                            "PMCR_JOB=bench-" + std::to_string(cfg.ranks) + "x" + std::to_string(cfg.mib),
-                                            "PMCR_KEEP=2", "PMCR_TIMEOUT=600",
-                                            // Full checkpoints: the job rewrites the same bytes, which
-                                            // an incremental one would not send (--changed measures those).
-                                            "PMCR_INCREMENTAL=0"};
-      const std::string mib = std::to_string(cfg.mib), r = std::to_string(reps);
-      const json w = run_rank_job(launch, cfg.ranks, {"write", mib, r, posix_dir}, env);
-      std::vector<double> restart, cold;
-      for (int i = 0; i < reps; ++i) {  // every restart is a new job
-        const json rd = run_rank_job(launch, cfg.ranks, {"read", mib, "1", posix_dir}, env);
-        restart.push_back(rd["restart_s"].get<double>());
-        cold.push_back(rd["posix_cold_read_s"].get<double>());
+    std::vector<std::string> paths;
+    ~Unlink() {
+      for (const auto& p : paths) ::unlink(p.c_str());
+    }
+  } unlink_keys{{data_key, server_key}};
+  for (const std::string& setup : setups) {
+    // "veth": the server in a network namespace of its own, the ranks across a veth pair.
+    std::unique_ptr<pmcr::tools::NetNs> ns;
+    if (setup == "veth") {
+      if (const std::string why = pmcr::tools::NetNs::unavailable(); !why.empty())
+        throw pmcr::Error(PMCR_E_CONFIG, "--setups veth: " + why);
+      ns = std::make_unique<pmcr::tools::NetNs>();
+    } else if (setup != "loopback") {
+      throw pmcr::Error(PMCR_E_INVAL, "--setups: '" + setup + "' is neither loopback nor veth");
+    }
+    for (const CkptConfig& cfg : configs) {
+      // Fresh processes for every measurement, as every restart is a new job.
+      const double sock_ckpt = socket_limit_ms(cfg.ranks, cfg.mib << 20, true, reps, ns.get());
+      const double sock_restart = socket_limit_ms(cfg.ranks, cfg.mib << 20, false, reps, ns.get());
+      for (const std::string& dir : dirs) {
+        if (!quiet)
+          std::fprintf(stderr, "%d ranks x %llu MiB, pool in %s, %s...\n", cfg.ranks,
+                       static_cast<unsigned long long>(cfg.mib), dir.c_str(), setup.c_str());
+        const std::string pool = dir + "/pmcr-bench-ckpt-" + std::to_string(getpid()) + ".pool";
+        // PMCR_KEEP=2 sealed versions plus the one being written, of the
+        // plain and of the encrypted job, and room.
+        const auto server_ = bench_server(pmserver, pool, 8 * cfg.ranks * cfg.mib + 64, {}, ns.get(), server_key);
+        auto& server = *server_;
+        std::vector<std::string> env = {"PMCR_SERVERS=" + server.address(),
+                                        "PMCR_JOB=bench-" + std::to_string(cfg.ranks) + "x" + std::to_string(cfg.mib),
+                                        "PMCR_KEEP=2", "PMCR_TIMEOUT=600",
+                                        // Full checkpoints: the job rewrites the same bytes, which
+                                        // an incremental one would not send (--changed measures those).
+                                        "PMCR_INCREMENTAL=0"};
+        if (ns)
+          env.insert(env.end(), {"UCX_NET_DEVICES=" + ns->host_if(), "PMCR_AUTH=key", "PMCR_KEY_FILE=" + server_key});
+        const std::string mib = std::to_string(cfg.mib), r = std::to_string(reps);
+        const json w = run_rank_job(launch, cfg.ranks, {"write", mib, r, posix_dir}, env);
+        std::vector<double> restart, cold;
+        for (int i = 0; i < reps; ++i) {  // every restart is a new job
+          const json rd = run_rank_job(launch, cfg.ranks, {"read", mib, "1", posix_dir}, env);
+          restart.push_back(rd["restart_s"].get<double>());
+          cold.push_back(rd["posix_cold_read_s"].get<double>());
+        }
+        // The same job encrypted on the client (PMCR_ENCRYPT=1), same server, same run.
+        std::vector<std::string> enc_env = env;
+        enc_env[1] += "-encrypted";
+        enc_env.insert(enc_env.end(), {"PMCR_ENCRYPT=1", "PMCR_DATA_KEY_FILE=" + data_key});
+        const json we = run_rank_job(launch, cfg.ranks, {"write", mib, r, posix_dir}, enc_env);
+        std::vector<double> restart_enc;
+        for (int i = 0; i < reps; ++i)
+          restart_enc.push_back(
+              run_rank_job(launch, cfg.ranks, {"read", mib, "1", posix_dir}, enc_env)["restart_s"].get<double>());
+        server.stop();
+        ::unlink(pool.c_str());
+        for (int rank = 0; rank < cfg.ranks; ++rank)
+          ::unlink((posix_dir + "/pmcr-bench-rank" + std::to_string(rank) + "-of-" + std::to_string(cfg.ranks) + ".dat")
+                       .c_str());
+        rows.push_back({{"ranks", cfg.ranks},
+                        {"mib_per_rank", cfg.mib},
+                        {"pool_dir", dir},
+                        {"reps", reps},
+                        {"ckpt_ms", w["ckpt_s"].get<double>() * 1e3},
+                        {"ckpt_each_s", w["ckpt_each_s"]},
+                        {"ckpt_first_ms", w["ckpt_first_s"].get<double>() * 1e3},
+                        {"memcpy_ms", w["memcpy_s"].get<double>() * 1e3},
+                        {"posix_write_fsync_ms", w["posix_write_fsync_s"].get<double>() * 1e3},
+                        {"restart_ms", median(restart) * 1e3},
+                        {"posix_cold_read_ms", median(cold) * 1e3},
+                        {"ckpt_encrypted_ms", we["ckpt_s"].get<double>() * 1e3},
+                        {"restart_encrypted_ms", median(restart_enc) * 1e3},
+                        {"socket_ckpt_ms", sock_ckpt},
+                        {"socket_restart_ms", sock_restart},
+                        {"setup", setup}});
       }
-      // The same job encrypted on the client (PMCR_ENCRYPT=1), same server, same run.
-      std::vector<std::string> enc_env = env;
-      enc_env[1] += "-encrypted";
-      enc_env.insert(enc_env.end(), {"PMCR_ENCRYPT=1", "PMCR_DATA_KEY_FILE=" + data_key});
-      const json we = run_rank_job(launch, cfg.ranks, {"write", mib, r, posix_dir}, enc_env);
-      std::vector<double> restart_enc;
-      for (int i = 0; i < reps; ++i)
-        restart_enc.push_back(run_rank_job(launch, cfg.ranks, {"read", mib, "1", posix_dir}, enc_env)["restart_s"].get<double>());
-      server.stop();
-      ::unlink(pool.c_str());
-      for (int rank = 0; rank < cfg.ranks; ++rank)
-        ::unlink((posix_dir + "/pmcr-bench-rank" + std::to_string(rank) + "-of-" + std::to_string(cfg.ranks) + ".dat").c_str());
-      rows.push_back({{"ranks", cfg.ranks},
-                      {"mib_per_rank", cfg.mib},
-                      {"pool_dir", dir},
-                      {"reps", reps},
-                      {"ckpt_ms", w["ckpt_s"].get<double>() * 1e3},
-                      {"ckpt_each_s", w["ckpt_each_s"]},
-                      {"ckpt_first_ms", w["ckpt_first_s"].get<double>() * 1e3},
-                      {"memcpy_ms", w["memcpy_s"].get<double>() * 1e3},
-                      {"posix_write_fsync_ms", w["posix_write_fsync_s"].get<double>() * 1e3},
-                      {"restart_ms", median(restart) * 1e3},
-                      {"posix_cold_read_ms", median(cold) * 1e3},
-                      {"ckpt_encrypted_ms", we["ckpt_s"].get<double>() * 1e3},
-                      {"restart_encrypted_ms", median(restart_enc) * 1e3},
-                      {"socket_ckpt_ms", sock_ckpt},
-                      {"socket_restart_ms", sock_restart}});
     }
   }
   return json{{"posix_dir", posix_dir}, {"rows", rows}};
+}
+
+// "4x64MiB", and "/veth" for the two-host setup.
+std::string job_label(const json& row) {
+  return std::to_string(row["ranks"].get<int>()) + "x" + std::to_string(row["mib_per_rank"].get<uint64_t>()) + "MiB" +
+         (row.value("setup", "loopback") == "veth" ? "/veth" : "");
 }
 
 void print_ckpt(const json& r) {
@@ -528,41 +587,39 @@ void print_ckpt(const json& r) {
               r["posix_dir"].get<std::string>().c_str());
   std::printf("ckpt = steady state (after PMCR_KEEP + 1 checkpoints); first = the job's first checkpoint, into\n");
   std::printf("pool memory never written before\n\n");
-  std::printf("%-10s %-9s | %8s %8s %8s %11s %10s %10s | %8s %10s %10s | %11s\n", "job", "pool", "ckpt", "first",
+  std::printf("%-14s %-9s | %8s %8s %8s %11s %10s %10s | %8s %10s %10s | %11s\n", "job", "pool", "ckpt", "first",
               "memcpy", "POSIX w+fs", "ckpt/POSIX", "ckpt/memcpy", "restart", "POSIX cold", "rst/POSIX", "ckpt GB/s");
   for (const auto& row : r["rows"]) {
     const double ckpt = row["ckpt_ms"], cpy = row["memcpy_ms"], pw = row["posix_write_fsync_ms"],
                  rst = row["restart_ms"], pr = row["posix_cold_read_ms"];
     const double bytes = row["ranks"].get<double>() * row["mib_per_rank"].get<double>() * 1048576.0;
-    const std::string job = std::to_string(row["ranks"].get<int>()) + "x" +
-                            std::to_string(row["mib_per_rank"].get<uint64_t>()) + "MiB";
-    std::printf("%-10s %-9s | %8.1f %8.1f %8.1f %11.1f %10s %10s | %8.1f %10.1f %10s | %11.2f\n", job.c_str(),
+    const std::string job = job_label(row);
+    std::printf("%-14s %-9s | %8.1f %8.1f %8.1f %11.1f %10s %10s | %8.1f %10.1f %10s | %11.2f\n", job.c_str(),
                 row["pool_dir"].get<std::string>().c_str(), ckpt, row["ckpt_first_ms"].get<double>(), cpy, pw,
                 ratio(ckpt, pw).c_str(),
                 ratio(ckpt, cpy).c_str(), rst, pr, ratio(rst, pr).c_str(), bytes / (ckpt / 1e3) / 1e9);
   }
-  std::printf("\nthe transport's own limit: the same bytes over one TCP stream per rank (loopback), fresh rank\n"
-              "processes, memory to memory, no checksum or persistence; goal: checkpoint and restart within 1.2x\n");
-  std::printf("%-10s %-9s | %8s %9s %10s | %8s %9s %10s\n", "job", "pool", "ckpt", "sockets", "ckpt/sock", "restart",
+  std::printf("\nthe transport's own limit: the same bytes over one TCP stream per rank (loopback, or across the\n"
+              "veth pair), fresh rank processes, memory to memory, no checksum or persistence; goal: checkpoint and\n"
+              "restart within 1.2x\n");
+  std::printf("%-14s %-9s | %8s %9s %10s | %8s %9s %10s\n", "job", "pool", "ckpt", "sockets", "ckpt/sock", "restart",
               "sockets", "rst/sock");
   for (const auto& row : r["rows"]) {
     const double ckpt = row["ckpt_ms"], rst = row["restart_ms"], sc = row["socket_ckpt_ms"], sr = row["socket_restart_ms"];
-    const std::string job = std::to_string(row["ranks"].get<int>()) + "x" +
-                            std::to_string(row["mib_per_rank"].get<uint64_t>()) + "MiB";
-    std::printf("%-10s %-9s | %8.1f %9.1f %10s | %8.1f %9.1f %10s\n", job.c_str(),
+    const std::string job = job_label(row);
+    std::printf("%-14s %-9s | %8.1f %9.1f %10s | %8.1f %9.1f %10s\n", job.c_str(),
                 row["pool_dir"].get<std::string>().c_str(), ckpt, sc, ratio(ckpt, sc).c_str(), rst, sr,
                 ratio(rst, sr).c_str());
   }
   std::printf("\nencrypted on the client (PMCR_ENCRYPT=1, %s), the same jobs in the same run:\n",
               pmcr::crypt::cipher_name(pmcr::crypt::DataKey(pmcr::auth::Key::generate()).cipher()));
-  std::printf("%-10s %-9s | %8s %8s %10s %10s | %8s %8s %10s %10s\n", "job", "pool", "ckpt", "ckpt enc", "enc/plain",
+  std::printf("%-14s %-9s | %8s %8s %10s %10s | %8s %8s %10s %10s\n", "job", "pool", "ckpt", "ckpt enc", "enc/plain",
               "enc/POSIX", "restart", "rst enc", "enc/plain", "enc/POSIX");
   for (const auto& row : r["rows"]) {
     const double ckpt = row["ckpt_ms"], enc = row["ckpt_encrypted_ms"], pw = row["posix_write_fsync_ms"],
                  rst = row["restart_ms"], rst_enc = row["restart_encrypted_ms"], pr = row["posix_cold_read_ms"];
-    const std::string job = std::to_string(row["ranks"].get<int>()) + "x" +
-                            std::to_string(row["mib_per_rank"].get<uint64_t>()) + "MiB";
-    std::printf("%-10s %-9s | %8.1f %8.1f %10s %10s | %8.1f %8.1f %10s %10s\n", job.c_str(),
+    const std::string job = job_label(row);
+    std::printf("%-14s %-9s | %8.1f %8.1f %10s %10s | %8.1f %8.1f %10s %10s\n", job.c_str(),
                 row["pool_dir"].get<std::string>().c_str(), ckpt, enc, ratio(enc, ckpt).c_str(), ratio(enc, pw).c_str(),
                 rst, rst_enc, ratio(rst_enc, rst).c_str(), ratio(rst_enc, pr).c_str());
   }
@@ -832,6 +889,12 @@ int main(int argc, char** argv) {
   ckpt->add_option("--reps", reps, "checkpoints, and restart jobs, per measurement")->capture_default_str()->check(CLI::Range(1, 1000));
   ckpt->add_option("--pool-dirs", dirs, "directories for the pool file")->delimiter(',')->capture_default_str();
   ckpt->add_option("--posix-dir", posix_dir, "directory for the POSIX baseline's files")->capture_default_str();
+  std::vector<std::string> setups = {"loopback"};
+  ckpt->add_option("--setups", setups,
+                   "loopback (server and ranks on 127.0.0.1) and/or veth (the server in a network namespace of its "
+                   "own, the ranks across a veth pair: two hosts on one machine; root)")
+      ->delimiter(',')
+      ->capture_default_str();
   ckpt->add_option("--pmserver", pmserver, "pmserver binary")->capture_default_str();
   ckpt->add_option("--mpiexec", launch.mpiexec, "MPI launcher")->capture_default_str();
   ckpt->add_option("--mpiexec-flags", launch.preflags, "launcher flags before -n")->capture_default_str();
@@ -893,7 +956,7 @@ int main(int argc, char** argv) {
         else print_changed(r);
         return 0;
       }
-      const json r = run_ckpt(configs, dirs, reps, posix_dir, pmserver, launch, as_json);
+      const json r = run_ckpt(configs, dirs, setups, reps, posix_dir, pmserver, launch, as_json);
       if (as_json) std::cout << r.dump(2) << "\n";
       else print_ckpt(r);
       return 0;

@@ -17,7 +17,7 @@
 
 using namespace std::chrono_literals;
 using pmcr::Error;
-using pmcr::test::NetNs;
+using pmcr::tools::NetNs;
 using pmcr::test::pattern;
 using pmcr::test::ServerProcess;
 using pmcr::test::TempPath;

@@ -4,17 +4,17 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <sstream>
 #include <stdexcept>
 
 #include "process.hpp"
-#include "server_process.hpp"
 
-namespace pmcr::test {
+namespace pmcr::tools {
 namespace {
 
 std::string sh(const std::vector<std::string>& argv) {
-  const auto r = tools::run(argv, {}, std::chrono::seconds(20), true);
+  const auto r = run(argv, {}, std::chrono::seconds(20), true);
   if (r.code != 0) throw std::runtime_error("'" + argv[0] + " " + (argv.size() > 1 ? argv[1] : "") + "...' failed: " + r.out);
   return r.out;
 }
@@ -36,7 +36,7 @@ NetNs::NetNs() {
   const int n = counter++;
   const int pid = static_cast<int>(::getpid());
   const std::string tag = std::to_string(pid % 100000) + "x" + std::to_string(n);
-  name_ = "pmcr-test-" + tag;
+  name_ = "pmcr-ns-" + tag;
   host_if_ = "pmh" + tag;  // interface names: at most 15 bytes
   ns_if_ = "pmn" + tag;
   // A /30 of 10.200.0.0/16 from the pid and counter: tests of other
@@ -55,15 +55,15 @@ NetNs::NetNs() {
     sh({"ip", "netns", "exec", name_, "ip", "link", "set", ns_if_, "up"});
     sh({"ip", "netns", "exec", name_, "ip", "link", "set", "lo", "up"});
   } catch (...) {
-    tools::run({"ip", "link", "del", host_if_}, {}, std::chrono::seconds(20), true);
-    tools::run({"ip", "netns", "del", name_}, {}, std::chrono::seconds(20), true);
+    run({"ip", "link", "del", host_if_}, {}, std::chrono::seconds(20), true);
+    run({"ip", "netns", "del", name_}, {}, std::chrono::seconds(20), true);
     throw;
   }
 }
 
 NetNs::~NetNs() {
-  tools::run({"ip", "link", "del", host_if_}, {}, std::chrono::seconds(20), true);
-  tools::run({"ip", "netns", "del", name_}, {}, std::chrono::seconds(20), true);
+  run({"ip", "link", "del", host_if_}, {}, std::chrono::seconds(20), true);
+  run({"ip", "netns", "del", name_}, {}, std::chrono::seconds(20), true);
 }
 
 void NetNs::shape(const std::string& qdisc) {
@@ -73,7 +73,7 @@ void NetNs::shape(const std::string& qdisc) {
     const std::string dev = inside ? ns_if_ : host_if_;
     if (qdisc.empty()) {
       argv.insert(argv.end(), {"tc", "qdisc", "del", "dev", dev, "root"});
-      tools::run(argv, {}, std::chrono::seconds(20), true);
+      run(argv, {}, std::chrono::seconds(20), true);
       continue;
     }
     argv.insert(argv.end(), {"tc", "qdisc", "replace", "dev", dev, "root"});
@@ -85,10 +85,10 @@ void NetNs::shape(const std::string& qdisc) {
 
 long NetNs::dropped() const {
   const std::string out = sh({"tc", "-s", "qdisc", "show", "dev", host_if_});
-  const std::string n = token_after(out, "dropped ");
-  return n.empty() ? -1 : std::stol(n);
+  const auto at = out.find("dropped ");
+  return at == std::string::npos ? -1 : std::atol(out.c_str() + at + 8);
 }
 
 void NetNs::link(bool up) { sh({"ip", "link", "set", host_if_, up ? "up" : "down"}); }
 
-}  // namespace pmcr::test
+}  // namespace pmcr::tools

@@ -1,13 +1,14 @@
-// NetNs: a network namespace of the test's own with a veth pair to it, a
+// NetNs: a network namespace of the caller's own with a veth pair to it, a
 // second "host" on this machine: traffic to its address crosses a real
-// link the test can slow down, make lossy or cut (tc, ip link), and
-// nothing outside the test is touched. Needs root and iproute2.
+// link (its own network stack, a real device) that a test can slow down,
+// make lossy or cut (tc, ip link), and nothing else is touched. Used by the
+// tests and by pmcr-bench. Needs root and iproute2; removed at destruction.
 #pragma once
 
 #include <string>
 #include <vector>
 
-namespace pmcr::test {
+namespace pmcr::tools {
 
 class NetNs {
  public:
@@ -22,6 +23,7 @@ class NetNs {
   const std::string& ns_if() const { return ns_if_; }      // the end inside the namespace
   const std::string& host_addr() const { return host_addr_; }
   const std::string& ns_addr() const { return ns_addr_; }
+  const std::string& name() const { return name_; }
   // The argv prefix that runs a command inside the namespace.
   std::vector<std::string> exec() const { return {"ip", "netns", "exec", name_}; }
   // Sets a root qdisc (tc syntax after "root") on both ends, or removes it ("").
@@ -35,4 +37,4 @@ class NetNs {
   std::string name_, host_if_, ns_if_, host_addr_, ns_addr_;
 };
 
-}  // namespace pmcr::test
+}  // namespace pmcr::tools
