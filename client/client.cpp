@@ -421,8 +421,11 @@ void Client::verify(const std::string& job, uint64_t version) { call(proto::Veri
 
 WriteTarget Client::create(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, uint64_t size,
                            uint64_t block_size, std::optional<uint64_t> base_version) {
+  const bool expected = expect_.job == job && expect_.version == version;
   auto r = std::get<proto::CreateReply>(call(proto::Create{job, version, rank, id, size, attempt_for(job), block_size,
-                                                           base_version.has_value(), base_version.value_or(0)}));
+                                                           base_version.has_value(), base_version.value_or(0),
+                                                           expected ? expect_.nranks : 0u,
+                                                           expected ? expect_.nregions : 0u}));
   return WriteTarget{r.handle, size, r.remote_addr, std::move(r.rkey), block_size, r.based};
 }
 
@@ -557,6 +560,10 @@ void Client::write_region(const std::string& job, uint64_t version, uint32_t ran
 
 void Client::seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions) {
   call(proto::Seal{job, version, nranks, nregions, attempt_for(job)});
+}
+
+void Client::expect(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions) {
+  expect_ = Expectation{job, version, nranks, nregions};
 }
 
 void Client::hold_lease(const std::string& job, uint32_t rank, uint32_t nranks, uint32_t lease_ms) {

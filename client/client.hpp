@@ -127,6 +127,10 @@ class Client {
   void write_region(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, const void* buf,
                     uint64_t size);
   void seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions);
+  // From now on, this connection's CREATEs of VERSION of JOB tell the server
+  // that the version holds NREGIONS regions of NRANKS ranks, and the server
+  // seals it itself when the last of them commits (no SEAL needed).
+  void expect(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions);
 
   // ---- liveness (a standby follows the job) ----
   // Holds the lease of RANK of the job's attempt (begun or joined on this
@@ -296,6 +300,11 @@ class Client {
   std::map<uint64_t, std::vector<uint8_t>> replies_;  // by tag
   std::deque<PendingRndv> rndv_;
   std::map<std::string, uint64_t> attempts_;  // job -> attempt this connection writes under
+  struct Expectation {
+    std::string job;
+    uint64_t version = 0;
+    uint32_t nranks = 0, nregions = 0;
+  } expect_;  // expect()'s, for the CREATEs of that version
   std::deque<proto::Event> events_;  // of watched jobs, not yet taken
   Clock::time_point last_activity_{}, last_tick_{};
   Clock::duration stopped_{};  // this process stopped during the current operation

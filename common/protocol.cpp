@@ -175,7 +175,7 @@ template <class X> void io(X& x, Hello& m) { x.str(m.client, kMaxText); x.u32(m.
 template <class X> void io(X&, Stat&) {}
 template <class X> void io(X& x, Create& m) {
   x.str(m.job, kMaxJobName); x.u64(m.version); x.u32(m.rank); x.u32(m.id); x.u64(m.size); x.u64(m.attempt);
-  x.u64(m.block_size); x.boolean(m.has_base); x.u64(m.base_version);
+  x.u64(m.block_size); x.boolean(m.has_base); x.u64(m.base_version); x.u32(m.expect_nranks); x.u32(m.expect_nregions);
 }
 template <class X> void io(X& x, Commit& m) { x.u64(m.handle); x.u64(m.size); x.u64(m.checksum); }
 template <class X> void io(X& x, Seal& m) { x.str(m.job, kMaxJobName); x.u64(m.version); x.u32(m.nranks); x.u32(m.nregions); x.u64(m.attempt); }

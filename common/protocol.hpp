@@ -123,6 +123,12 @@ struct Create {
   // changed).
   bool has_base = false;
   uint64_t base_version = 0;
+  // The version's whole size, when the server is to seal it by itself: at
+  // the commit that makes EXPECT_NREGIONS regions of EXPECT_NRANKS ranks
+  // committed (0: the writer seals it, SEAL). Every CREATE of the version
+  // must say the same.
+  uint32_t expect_nranks = 0;
+  uint32_t expect_nregions = 0;
 };
 struct Commit {
   uint64_t handle = 0;

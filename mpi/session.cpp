@@ -133,29 +133,23 @@ void Session::checkpoint(int version) {
                                     std::to_string(last_version_) + ", the last version checkpointed or restarted: versions must grow");
   });
   const auto rank = static_cast<uint32_t>(comm_.rank());
-  uint64_t regions = 0;
   next_hashes_.clear();
   track_writes();
+  // The server seals the version itself when the last of all the ranks'
+  // regions commits: every CREATE says how many there are in all.
+  const uint64_t total = comm_.sum(buffers_.empty() ? 1 : buffers_.size());
   try {
     collectively([&] {
-      PMCR_FAULT_POINT("ckpt.begin");
-      for (const auto& [id, b] : buffers_) {
-        write_buffer(static_cast<uint64_t>(version), static_cast<uint32_t>(id), b);
-        ++regions;
-      }
-      if (buffers_.empty()) {
+      if (total > UINT32_MAX) throw Error(PMCR_E_INVAL, "more than 2^32 buffers in one checkpoint");
+      client_->expect(config_.job, static_cast<uint64_t>(version), static_cast<uint32_t>(comm_.size()),
+                      static_cast<uint32_t>(total));
+      if (PMCR_FAULT_POINT("ckpt.begin")) throw Error(PMCR_E_IO, "fault injected at ckpt.begin");
+      for (const auto& [id, b] : buffers_) write_buffer(static_cast<uint64_t>(version), static_cast<uint32_t>(id), b);
+      if (buffers_.empty())
         client_->write_region(config_.job, static_cast<uint64_t>(version), rank, kRankMarkerId, nullptr, 0);
-        ++regions;
-      }
       if (PMCR_FAULT_POINT("ckpt.committed")) throw Error(PMCR_E_IO, "fault injected at ckpt.committed");
     });
-    const uint64_t total = comm_.sum(regions);
-    collectively([&] {
-      if (comm_.rank() != 0) return;
-      if (total > UINT32_MAX) throw Error(PMCR_E_INVAL, "more than 2^32 buffers in one checkpoint");
-      client_->seal(config_.job, static_cast<uint64_t>(version), static_cast<uint32_t>(comm_.size()),
-                    static_cast<uint32_t>(total));
-    });
+    // Every rank's regions committed: the last commit sealed the version.
     log()->debug("job {} version {} sealed: {} regions of {} ranks", config_.job, version, total, comm_.size());
   } catch (const Error&) {
     abandon(version);

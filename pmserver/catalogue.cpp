@@ -512,6 +512,11 @@ void Catalogue::seal(const std::string& job, uint64_t version, uint32_t nranks, 
   CRASH_POINT("seal.state");
 }
 
+size_t Catalogue::region_count(const std::string& job, uint64_t version) const {
+  const Version* v = find_version(job, version);
+  return v ? v->regions.size() : 0;
+}
+
 // ---------------------------------------------------------------- readers
 
 RegionView Catalogue::open_region(const RegionKey& key) {

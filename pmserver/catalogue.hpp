@@ -233,6 +233,9 @@ class Catalogue {
   // version sealed under the same name after a delete has another id. 0 if
   // it is not sealed.
   uint64_t version_id(const std::string& job, uint64_t version) const;
+  // How many regions (created or committed) the unsealed or sealed version
+  // has: 0 if none.
+  size_t region_count(const std::string& job, uint64_t version) const;
   // Marks sealed version ID damaged, durably: it is never served again,
   // and stays (listed, with REASON) until deleted, or until the job's
   // current attempt writes a new checkpoint of that version number. No-op

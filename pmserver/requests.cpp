@@ -148,6 +148,45 @@ void Server::handle(Incoming& in) {
   else if (c.refused_auth) disconnect(c, "authentication failed", true);
 }
 
+void Server::expect(const proto::Create& m) {
+  constexpr size_t kMaxExpected = 1u << 16;
+  if (m.expect_nranks == 0 || m.expect_nregions < m.expect_nranks || m.rank >= m.expect_nranks)
+    throw Error(PMCR_E_INVAL, "CREATE of rank " + std::to_string(m.rank) + " expects its version to hold " +
+                                  std::to_string(m.expect_nregions) + " regions of " + std::to_string(m.expect_nranks) +
+                                  " ranks: it needs at least one rank, one region per rank, and a rank below the count");
+  const auto key = std::make_pair(m.job, m.version);
+  auto it = expected_.find(key);
+  if (it != expected_.end() && it->second.attempt == m.attempt) {
+    if (it->second.nranks != m.expect_nranks || it->second.nregions != m.expect_nregions)
+      throw Error(PMCR_E_INVAL, "version " + std::to_string(m.version) + " of job '" + m.job + "': this CREATE expects " +
+                                    std::to_string(m.expect_nregions) + " regions of " + std::to_string(m.expect_nranks) +
+                                    " ranks, an earlier one " + std::to_string(it->second.nregions) + " of " +
+                                    std::to_string(it->second.nranks) + ": the ranks disagree on the checkpoint");
+    return;
+  }
+  if (it == expected_.end() && expected_.size() >= kMaxExpected)
+    throw Error(PMCR_E_BUSY, "pmserver waits for " + std::to_string(expected_.size()) +
+                                 " versions to complete already; seal some (or let their jobs end) first");
+  expected_[key] = Expected{m.expect_nranks, m.expect_nregions, m.attempt};
+}
+
+void Server::seal_if_complete(const std::string& job, uint64_t version) {
+  auto it = expected_.find({job, version});
+  if (it == expected_.end() || catalogue_.region_count(job, version) < it->second.nregions) return;
+  const Expected e = it->second;
+  check_alive(job, e.attempt);  // an attempt declared failed seals nothing
+  try {
+    catalogue_.seal(job, version, e.nranks, e.nregions, e.attempt);
+  } catch (const Error& err) {
+    if (err.code() == PMCR_E_INCOMPLETE) return;  // regions created but not all committed yet
+    throw;
+  }
+  expected_.erase(it);
+  spdlog::info("sealed version {} of job '{}' at its last commit ({} ranks, {} regions)", version, job, e.nranks,
+               e.nregions);
+  sealed(job, version, e.nranks);
+}
+
 // A handle this connection names but the catalogue does not know: its
 // region was replaced, reclaimed, or dropped because a later attempt of
 // its job superseded this writer. Say which.
@@ -179,11 +218,15 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
                          m.takeover ? ", a standby taking over: earlier attempts are fenced" : "",
                          dropped ? "; " + std::to_string(dropped) + " unsealed regions of earlier attempts dropped" : "");
             began(m.job, attempt, m.instance, m.takeover);
+            // What earlier attempts expected of their versions is void.
+            for (auto it = expected_.lower_bound({m.job, 0}); it != expected_.end() && it->first.first == m.job;)
+              it = expected_.erase(it);
             return proto::BeginReply{attempt};
           },
           [&](proto::Create& m) -> std::optional<proto::ReplyBody> {
             // (A region larger than the whole pool is the catalogue's NOSPACE.)
             check_alive(m.job, m.attempt);
+            if (m.expect_nregions || m.expect_nranks) expect(m);
             if (m.size <= catalogue_.data_size()) check_create(options_.quotas, catalogue_.usage(c.id), m.size);
             bool based = false;
             const RegionView v = catalogue_.create_region({m.job, m.version, m.rank, m.id}, m.size, c.id, m.attempt,
@@ -191,6 +234,7 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
                                                           m.has_base ? std::optional<uint64_t>(m.base_version) : std::nullopt,
                                                           &based);
             c.attempts[m.job] = m.attempt;
+            if (m.expect_nregions) c.sealing[v.handle] = {m.job, m.version};
             if (v.capacity) registration(v.offset, v.capacity);
             proto::CreateReply r;
             r.handle = v.handle;
@@ -211,6 +255,13 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
               throw;
             }
             c.grants->revoke(m.handle);  // committed: written no more
+            // The version's last region: the server seals it now, before
+            // this reply (a seal that fails fails this COMMIT).
+            if (auto it = c.sealing.find(m.handle); it != c.sealing.end()) {
+              const auto [job, version] = it->second;
+              c.sealing.erase(it);
+              seal_if_complete(job, version);
+            }
             return proto::Empty{};
           },
           [&](proto::Seal& m) -> std::optional<proto::ReplyBody> {

@@ -104,6 +104,8 @@ class Server {
     uint32_t checks = 0, deferred_commits = 0, sends = 0, begins = 0;
     std::unique_ptr<Grants> grants;  // the handles it was given, and their rights
     std::map<std::string, uint64_t> attempts;   // job -> the attempt it wrote under
+    // Regions it is writing of versions the server seals by itself: handle -> (job, version).
+    std::map<uint64_t, std::pair<std::string, uint64_t>> sealing;
     std::set<std::string> leases;    // jobs it holds a lease of (JOIN)
     std::set<std::string> watching;  // jobs it WATCHes
   };
@@ -233,6 +235,12 @@ class Server {
   // against the connection's max_unanswered.
   void send_message(Connection& c, unsigned am_id, std::vector<uint8_t> bytes);
 
+  // A CREATE's expectation of its version's size (it must agree with the
+  // other CREATEs of the version), and the seal it allows once the last
+  // region commits (no-op until then). Both throw like SEAL.
+  void expect(const proto::Create& m);
+  void seal_if_complete(const std::string& job, uint64_t version);
+
   // ---- liveness (liveness.cpp) ----
   // Refuses writes (CREATE, SEAL, DELETE) of an attempt declared failed:
   // FENCED, like those of an attempt a standby replaced.
@@ -319,6 +327,13 @@ class Server {
   bool stopping_ = false;
   uint64_t data_in_ = 0, data_out_ = 0;  // region bytes received and sent (STAT)
   std::map<std::string, JobLife> lives_;
+  // Versions the server seals by itself once their last region commits
+  // (CREATE with expect_*): what they must hold, and under which attempt.
+  struct Expected {
+    uint32_t nranks = 0, nregions = 0;
+    uint64_t attempt = 0;
+  };
+  std::map<std::pair<std::string, uint64_t>, Expected> expected_;
   Clock::time_point next_lease_ = Clock::time_point::max();  // the earliest lease deadline: the loop wakes for it
 };
 

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <fstream>
 #include <future>
+#include <optional>
 #include <thread>
 
 #include "checksum.hpp"
@@ -430,4 +431,56 @@ TEST_F(ServerTest, LaterAttemptSupersedesAConnectedEarlierOne) {
   EXPECT_EQ(code_of([&] { stale.seal("relaunch", 6, 1, 1); }), PMCR_E_SUPERSEDED);
   // Other jobs are not touched, and the stale connection can still read.
   EXPECT_EQ(read_back(stale, "relaunch", 5, 0, 0), new_bytes);
+}
+
+// A version whose CREATEs say how many regions of how many ranks it holds
+// is sealed by the server itself at the commit of its last region: no SEAL,
+// no extra round trip. Until then it is not sealed; CREATEs that disagree on
+// the size are refused; a version the server was not told about waits for
+// its SEAL as before.
+TEST_F(ServerTest, LastCommitSealsTheVersion) {
+  auto a = server_.connect(), b = server_.connect();
+  const uint64_t attempt = a.begin("auto");
+  b.join("auto", attempt);
+  auto watcher = server_.connect();
+  watcher.watch("auto", 0);
+  a.expect("auto", 1, 2, 3);
+  b.expect("auto", 1, 2, 3);
+  const auto x = pattern(100000, 1), y = pattern(5000, 2), z = pattern(70000, 3);
+  a.write_region("auto", 1, 0, 0, x.data(), x.size());
+  a.write_region("auto", 1, 0, 1, y.data(), y.size());
+  const auto sealed = [&] {
+    for (const auto& v : a.list_versions("auto"))
+      if (v.version == 1) return v.sealed;
+    return false;
+  };
+  EXPECT_FALSE(sealed()) << "2 of 3 regions committed";
+  // A CREATE that disagrees on the version's size is refused.
+  auto liar = server_.connect();
+  liar.join("auto", attempt);
+  liar.expect("auto", 1, 2, 4);
+  EXPECT_EQ(code_of([&] { liar.create("auto", 1, 1, 9, 10); }), PMCR_E_INVAL);
+  liar.expect("auto", 1, 2, 1);  // fewer regions than ranks
+  EXPECT_EQ(code_of([&] { liar.create("auto", 1, 1, 9, 10); }), PMCR_E_INVAL);
+  liar.expect("auto", 1, 2, 3);
+  EXPECT_EQ(code_of([&] { liar.create("auto", 1, 5, 9, 10); }), PMCR_E_INVAL) << "a rank beyond the count";
+  b.write_region("auto", 1, 1, 0, z.data(), z.size());
+  EXPECT_TRUE(sealed()) << "the last commit must have sealed it";
+  std::optional<pmcr::proto::Event> ev;
+  for (auto t0 = std::chrono::steady_clock::now(); std::chrono::steady_clock::now() - t0 < 5s;)
+    if ((ev = watcher.next_event(100ms)) && ev->kind == pmcr::proto::EventKind::Sealed) break;
+  ASSERT_TRUE(ev && ev->kind == pmcr::proto::EventKind::Sealed) << "watchers are told of a seal at a commit too";
+  EXPECT_EQ(ev->version, 1u);
+  EXPECT_EQ(read_back(a, "auto", 1, 1, 0), z);
+  // An explicit SEAL of the same counts is a retry, and is fine.
+  a.seal("auto", 1, 2, 3);
+  // Without an expectation, nothing seals by itself.
+  a.write_region("auto", 2, 0, 0, x.data(), x.size());
+  b.write_region("auto", 2, 1, 0, z.data(), z.size());
+  for (const auto& v : a.list_versions("auto")) {
+    if (v.version == 2) {
+      EXPECT_FALSE(v.sealed);
+    }
+  }
+  a.seal("auto", 2, 2, 2);
 }
