@@ -226,7 +226,10 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
           [&](proto::Create& m) -> std::optional<proto::ReplyBody> {
             // (A region larger than the whole pool is the catalogue's NOSPACE.)
             check_alive(m.job, m.attempt);
-            if (m.expect_nregions || m.expect_nranks) expect(m);
+            if (m.expect_nregions || m.expect_nranks) {
+              catalogue_.check_attempt(m.job, m.attempt);  // a stale writer sets no expectation
+              expect(m);
+            }
             if (m.size <= catalogue_.data_size()) check_create(options_.quotas, catalogue_.usage(c.id), m.size);
             bool based = false;
             const RegionView v = catalogue_.create_region({m.job, m.version, m.rank, m.id}, m.size, c.id, m.attempt,
@@ -271,6 +274,7 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             spdlog::info("sealed version {} of job '{}' ({} ranks, {} regions)", m.version, m.job, m.nranks,
                          m.nregions);
             sealed(m.job, m.version, m.nranks);
+            expected_.erase({m.job, m.version});
             return proto::Empty{};
           },
           [&](proto::Abort& m) -> std::optional<proto::ReplyBody> {

@@ -464,6 +464,11 @@ TEST_F(ServerTest, LastCommitSealsTheVersion) {
   EXPECT_EQ(code_of([&] { liar.create("auto", 1, 1, 9, 10); }), PMCR_E_INVAL);
   liar.expect("auto", 1, 2, 3);
   EXPECT_EQ(code_of([&] { liar.create("auto", 1, 5, 9, 10); }), PMCR_E_INVAL) << "a rank beyond the count";
+  // Nor may a writer of an earlier attempt set the version's size.
+  auto stale = server_.connect();
+  stale.join("auto", attempt - 1);
+  stale.expect("auto", 1, 1, 1);
+  EXPECT_NE(code_of([&] { stale.create("auto", 1, 0, 7, 10); }), 0);
   b.write_region("auto", 1, 1, 0, z.data(), z.size());
   EXPECT_TRUE(sealed()) << "the last commit must have sealed it";
   std::optional<pmcr::proto::Event> ev;
