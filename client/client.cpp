@@ -425,7 +425,8 @@ WriteTarget Client::create(const std::string& job, uint64_t version, uint32_t ra
   auto r = std::get<proto::CreateReply>(call(proto::Create{job, version, rank, id, size, attempt_for(job), block_size,
                                                            base_version.has_value(), base_version.value_or(0),
                                                            expected ? expect_.nranks : 0u,
-                                                           expected ? expect_.nregions : 0u}));
+                                                           expected ? expect_.nregions : 0u,
+                                                           expected ? expect_.part_ranks : 0u}));
   return WriteTarget{r.handle, size, r.remote_addr, std::move(r.rkey), block_size, r.based};
 }
 
@@ -562,8 +563,9 @@ void Client::seal(const std::string& job, uint64_t version, uint32_t nranks, uin
   call(proto::Seal{job, version, nranks, nregions, attempt_for(job)});
 }
 
-void Client::expect(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions) {
-  expect_ = Expectation{job, version, nranks, nregions};
+void Client::expect(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions,
+                    uint32_t part_ranks) {
+  expect_ = Expectation{job, version, nranks, nregions, part_ranks};
 }
 
 void Client::hold_lease(const std::string& job, uint32_t rank, uint32_t nranks, uint32_t lease_ms) {

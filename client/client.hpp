@@ -129,8 +129,10 @@ class Client {
   void seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions);
   // From now on, this connection's CREATEs of VERSION of JOB tell the server
   // that the version holds NREGIONS regions of NRANKS ranks, and the server
-  // seals it itself when the last of them commits (no SEAL needed).
-  void expect(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions);
+  // seals it itself when the last of them commits (no SEAL needed). With
+  // PART_RANKS, the server holds a part of the version: NREGIONS regions of
+  // PART_RANKS of the NRANKS ranks.
+  void expect(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions, uint32_t part_ranks = 0);
 
   // ---- liveness (a standby follows the job) ----
   // Holds the lease of RANK of the job's attempt (begun or joined on this
@@ -303,7 +305,7 @@ class Client {
   struct Expectation {
     std::string job;
     uint64_t version = 0;
-    uint32_t nranks = 0, nregions = 0;
+    uint32_t nranks = 0, nregions = 0, part_ranks = 0;
   } expect_;  // expect()'s, for the CREATEs of that version
   std::deque<proto::Event> events_;  // of watched jobs, not yet taken
   Clock::time_point last_activity_{}, last_tick_{};

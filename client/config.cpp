@@ -4,6 +4,7 @@
 #include <spdlog/common.h>
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -42,10 +43,12 @@ constexpr Key kRole{"PMCR_ROLE", "role"};
 constexpr Key kLease{"PMCR_LEASE", "lease"};
 constexpr Key kInstance{"PMCR_INSTANCE", "instance"};
 constexpr Key kPrimaryInstance{"PMCR_PRIMARY_INSTANCE", "primary_instance"};
+constexpr Key kReplicas{"PMCR_REPLICAS", "replicas"};
+constexpr Key kServerRetry{"PMCR_SERVER_RETRY", "server_retry"};
 constexpr Key kKeys[] = {kServers,     kJob,         kKeep,        kLogLevel,  kTimeout, kConnectTimeout,
                          kDataPath,    kAuth,        kKeyFile,     kMungeSocket, kEncrypt, kDataKeyFile,
                          kBlockSize,   kGenerations, kIncremental, kTrackWrites, kRole,    kLease,
-                         kInstance,    kPrimaryInstance};
+                         kInstance,    kPrimaryInstance, kReplicas, kServerRetry};
 
 // The raw values, as text, with where each came from (for messages).
 struct Raw {
@@ -169,6 +172,8 @@ std::vector<std::string> split_servers(const std::pair<std::string, std::string>
     } catch (const Error& e) {
       bad(v.second, v.first, e.what());
     }
+    if (std::find(out.begin(), out.end() - 1, out.back()) != out.end() - 1)
+      bad(v.second, v.first, "lists " + out.back() + " twice: name each server once");
   }
   if (out.empty()) bad(v.second, v.first, "expected HOST:PORT[,HOST:PORT...]");
   return out;
@@ -257,7 +262,21 @@ Config load_config(const char* path, bool need_job) {
     if (c.lease.count() < 100 || c.lease.count() > 3600 * 1000)
       bad(v->second, v->first, "expected a lease of 0.1 to 3600 seconds");
   }
-  if (auto v = raw.get(kInstance)) c.instance = instance_token(*v);
+  if (auto v = raw.get(kReplicas)) {
+    char* end = nullptr;
+    const long n = std::strtol(v->first.c_str(), &end, 10);
+    if (end == v->first.c_str() || *end != '\0' || n < 1 || n > static_cast<long>(c.servers.size()))
+      bad(v->second, v->first,
+          "expected a number of copies from 1 to " + std::to_string(c.servers.size()) +
+              ", the number of servers in PMCR_SERVERS (each copy of a rank's data is on a different server)");
+    c.replicas = static_cast<unsigned>(n);
+  }
+  if (auto v = raw.get(kServerRetry)) c.server_retry = seconds(*v);
+  if (c.servers.size() > 1 && c.role != Config::Role::None)
+    throw Error(PMCR_E_CONFIG, "PMCR_ROLE=" + std::string(c.role == Config::Role::Primary ? "primary" : "standby") +
+                                   " needs a single server in PMCR_SERVERS (it lists " +
+                                   std::to_string(c.servers.size()) +
+                                   "): a standby follows its primary through one pmserver in this version");
   if (auto v = raw.get(kPrimaryInstance)) c.primary_instance = instance_token(*v);
   if (auto v = raw.get(kTimeout)) c.timeout = seconds(*v);
   if (auto v = raw.get(kConnectTimeout)) c.connect_timeout = seconds(*v);

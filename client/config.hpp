@@ -16,7 +16,10 @@ namespace pmcr {
 constexpr uint64_t kDefaultBlockSize = 1ull << 20;
 
 struct Config {
-  std::vector<std::string> servers;  // HOST:PORT, checked
+  std::vector<std::string> servers;  // HOST:PORT, checked, each once (placement: README, "Several servers")
+  unsigned replicas = 1;             // PMCR_REPLICAS: copies of each rank's data, on as many servers
+  // PMCR_SERVER_RETRY: how often a checkpoint tries a server it lost again.
+  std::chrono::milliseconds server_retry{10000};
   std::string job;                   // checked job name
   unsigned keep = 2;                 // sealed versions kept per job, >= 1
   std::string log_level;             // "" = leave as PMCR_LOG_LEVEL set it

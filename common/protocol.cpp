@@ -176,6 +176,7 @@ template <class X> void io(X&, Stat&) {}
 template <class X> void io(X& x, Create& m) {
   x.str(m.job, kMaxJobName); x.u64(m.version); x.u32(m.rank); x.u32(m.id); x.u64(m.size); x.u64(m.attempt);
   x.u64(m.block_size); x.boolean(m.has_base); x.u64(m.base_version); x.u32(m.expect_nranks); x.u32(m.expect_nregions);
+  x.u32(m.expect_part_ranks);
 }
 template <class X> void io(X& x, Commit& m) { x.u64(m.handle); x.u64(m.size); x.u64(m.checksum); }
 template <class X> void io(X& x, Seal& m) { x.str(m.job, kMaxJobName); x.u64(m.version); x.u32(m.nranks); x.u32(m.nregions); x.u64(m.attempt); }
@@ -224,7 +225,7 @@ template <class X> void io(X& x, OpenReply& m) {
 }
 template <class X> void io(X& x, VersionEntry& m) {
   x.str(m.job, kMaxJobName); x.u64(m.version); x.boolean(m.sealed); x.u32(m.nranks); x.u32(m.nregions); x.u64(m.bytes);
-  x.boolean(m.quarantined); x.str(m.reason, kMaxText);
+  x.boolean(m.quarantined); x.str(m.reason, kMaxText); x.u32(m.part_ranks);
 }
 template <class X> void io(X& x, ListVersionsReply& m) { x.list(m.versions, kMaxEntries, [&x](VersionEntry& e) { io(x, e); }); }
 template <class X> void io(X& x, RegionEntry& m) { x.u32(m.rank); x.u32(m.id); x.u64(m.size); x.u64(m.checksum); x.state(m.state); }

@@ -25,8 +25,9 @@
 namespace pmcr::proto {
 
 constexpr uint32_t kMagic = 0x52434d50;  // bytes 'P' 'M' 'C' 'R'
-constexpr uint16_t kVersion = 5;  // 2: BEGIN/ABORT/VERIFY, attempts, quarantine; 3: AUTH, nonces; 4: named regions;
-                                  // 5: standby (JOIN/RENEW/LEAVE/WATCH/FAIL, events, fencing)
+constexpr uint16_t kVersion = 6;  // 2: BEGIN/ABORT/VERIFY, attempts, quarantine; 3: AUTH, nonces; 4: named regions;
+                                  // 5: standby (JOIN/RENEW/LEAVE/WATCH/FAIL, events, fencing);
+                                  // 6: parts of a version (several servers), sealed by the server itself
 constexpr size_t kHeaderSize = 24;
 constexpr uint16_t kReplyBit = 0x8000;
 
@@ -129,6 +130,11 @@ struct Create {
   // must say the same.
   uint32_t expect_nranks = 0;
   uint32_t expect_nregions = 0;
+  // The version is spread over several servers (README, "Several
+  // servers"): this server holds a part of it, the EXPECT_NREGIONS regions
+  // of EXPECT_PART_RANKS of the EXPECT_NRANKS ranks, and seals that part.
+  // 0: it holds every rank's regions.
+  uint32_t expect_part_ranks = 0;
 };
 struct Commit {
   uint64_t handle = 0;
@@ -327,11 +333,12 @@ struct VersionEntry {
   std::string job;
   uint64_t version = 0;
   bool sealed = false;  // sealed and intact: readable
-  uint32_t nranks = 0;   // sealed: as sealed; open: distinct ranks so far
+  uint32_t nranks = 0;   // sealed: as sealed (the whole job's); open: distinct ranks so far
   uint32_t nregions = 0;
   uint64_t bytes = 0;
   bool quarantined = false;  // found damaged: never served; `reason` says why
   std::string reason;
+  uint32_t part_ranks = 0;  // the ranks whose regions this server holds (nranks: all of them)
 };
 struct ListVersionsReply {
   std::vector<VersionEntry> versions;

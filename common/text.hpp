@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace pmcr {
 
@@ -13,6 +14,9 @@ uint64_t parse_size(const std::string& text);
 
 // "1.5 GiB" style text for logs and tables.
 std::string format_size(uint64_t bytes);
+
+// ITEMS with SEPARATOR between them.
+std::string join(const std::vector<std::string>& items, const std::string& separator = "; ");
 
 struct HostPort {
   std::string host;

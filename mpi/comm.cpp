@@ -69,6 +69,23 @@ uint64_t Comm::sum(uint64_t value) {
   return out;
 }
 
+std::vector<uint64_t> Comm::gather(uint64_t value) {
+  std::vector<uint64_t> out(static_cast<size_t>(size_));
+  check(MPI_Allgather(&value, 1, MPI_UINT64_T, out.data(), 1, MPI_UINT64_T, comm_), "MPI_Allgather");
+  return out;
+}
+
+std::vector<int64_t> Comm::min(const std::vector<int64_t>& values) {
+  std::vector<int64_t> out(values.size());
+  check(MPI_Allreduce(values.data(), out.data(), static_cast<int>(values.size()), MPI_INT64_T, MPI_MIN, comm_),
+        "MPI_Allreduce");
+  return out;
+}
+
+void Comm::broadcast(std::vector<int64_t>& values) {
+  check(MPI_Bcast(values.data(), static_cast<int>(values.size()), MPI_INT64_T, 0, comm_), "MPI_Bcast");
+}
+
 int64_t Comm::broadcast(int64_t value) {
   check(MPI_Bcast(&value, 1, MPI_INT64_T, 0, comm_), "MPI_Bcast");
   return value;

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace pmcr {
 
@@ -32,6 +33,12 @@ class Comm {
   // True if every rank passed the same VALUE.
   bool same(int64_t value);
   uint64_t sum(uint64_t value);
+  // Every rank's VALUE, by rank.
+  std::vector<uint64_t> gather(uint64_t value);
+  // The element-wise minimum of every rank's VALUES (all the same length).
+  std::vector<int64_t> min(const std::vector<int64_t>& values);
+  // Rank 0's VALUES on every rank (the same length everywhere).
+  void broadcast(std::vector<int64_t>& values);
   // Rank 0's VALUE on every rank.
   int64_t broadcast(int64_t value);
   // ROOT's TEXT on every rank.

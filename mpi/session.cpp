@@ -10,17 +10,11 @@
 #include "error.hpp"
 #include "fault.hpp"
 #include "log.hpp"
+#include "placement.hpp"
 #include "report.hpp"
+#include "text.hpp"
 
 namespace pmcr {
-namespace {
-
-// A rank with nothing protected still writes one empty region, under an id
-// no program can use (ids are ints >= 0), so the server sees that the rank
-// took part when the version is sealed.
-constexpr uint32_t kRankMarkerId = 0xffffffffu;
-
-}  // namespace
 
 Session::Session(MPI_Comm comm, const char* config_path) : comm_(comm) {
 #ifdef PMCR_FAULT_INJECTION
@@ -36,11 +30,9 @@ Session::Session(MPI_Comm comm, const char* config_path) : comm_(comm) {
     config_ = load_config(config_path);
     if (!config_.log_level.empty()) set_log_level(config_.log_level);
     if (config_.encrypt) key_ = crypt::DataKey::load(config_.data_key_file);
-    if (config_.servers.size() > 1 && comm_.rank() == 0)
-      log()->warn("PMCR_SERVERS lists {} servers; this version uses only the first, {}", config_.servers.size(),
-                  config_.servers.front());
+    for (const auto& address : placement::order(config_.servers)) servers_.push_back(Server{address, nullptr, 0, 0});
+    mine_ = placement::replicas(static_cast<uint32_t>(comm_.rank()), servers_.size(), config_.replicas);
   });
-  collectively([&] { client_ = std::make_unique<client::Client>(client_options()); });
   // This launch's token: pmcr-run's, or one of its own.
   int64_t token = 0;
   if (comm_.rank() == 0) {
@@ -55,16 +47,15 @@ Session::Session(MPI_Comm comm, const char* config_path) : comm_(comm) {
   // drops and whose writes it refuses from now on. A standby begins its
   // attempt only when it takes over.
   if (!standby_) {
-    int64_t attempt = 0;
-    collectively([&] {
-      if (comm_.rank() == 0) attempt = static_cast<int64_t>(client_->begin(config_.job, instance_));
-    });
-    attempt_ = static_cast<uint64_t>(comm_.broadcast(attempt));
-    client_->join(config_.job, attempt_);
+    begin_attempts();
+    attempt_ = servers_[0].attempt;
     if (config_.role == Config::Role::Primary) start_lease();
   } else {
     // Connected now, so that taking the job over costs one round trip.
-    collectively([&] { lease_ = std::make_unique<client::LeaseHolder>(client_options(), config_.lease); });
+    collectively([&] {
+      home();
+      lease_ = std::make_unique<client::LeaseHolder>(client_options(), config_.lease);
+    });
   }
   collectively([&] {
     if (config_.track_writes && incremental()) {
@@ -73,15 +64,16 @@ Session::Session(MPI_Comm comm, const char* config_path) : comm_(comm) {
     }
   });
   PMCR_FAULT_POINT("init.connected");
-  log()->debug("rank {}/{} of job {} connected to {} over {}", comm_.rank(), comm_.size(), config_.job,
-               client_->address(), client_->transports());
+  if (Server& s = servers_[mine_.front()]; s.client)
+    log()->debug("rank {}/{} of job {} connected to {} over {}", comm_.rank(), comm_.size(), config_.job, s.address,
+                 s.client->transports());
 }
 
 Session::~Session() = default;
 
-client::Options Session::client_options() const {
+client::Options Session::client_options(size_t server) const {
   client::Options o;
-  o.server = config_.servers.front();
+  o.server = servers_.at(server).address;
   o.name = config_.job + "/rank" + std::to_string(comm_.rank());
   o.timeout = config_.timeout;
   o.connect_timeout = config_.connect_timeout;
@@ -132,24 +124,26 @@ void Session::checkpoint(int version) {
       throw Error(PMCR_E_INVAL, "pmcr_checkpoint: version " + std::to_string(version) + " is not greater than " +
                                     std::to_string(last_version_) + ", the last version checkpointed or restarted: versions must grow");
   });
-  const auto rank = static_cast<uint32_t>(comm_.rank());
   next_hashes_.clear();
   track_writes();
-  // The server seals the version itself when the last of all the ranks'
-  // regions commits: every CREATE says how many there are in all.
-  const uint64_t total = comm_.sum(buffers_.empty() ? 1 : buffers_.size());
+  // Each server seals its part of the version itself when the last of its
+  // regions commits: every CREATE says how many there are (the ranks'
+  // counts, from one gather).
+  const std::vector<uint64_t> regions = comm_.gather(buffers_.empty() ? 1 : buffers_.size());
+  uint64_t total = 0;
+  for (uint64_t r : regions) total += r;
   try {
+    retry_lost();
     collectively([&] {
       if (total > UINT32_MAX) throw Error(PMCR_E_INVAL, "more than 2^32 buffers in one checkpoint");
-      client_->expect(config_.job, static_cast<uint64_t>(version), static_cast<uint32_t>(comm_.size()),
-                      static_cast<uint32_t>(total));
       if (PMCR_FAULT_POINT("ckpt.begin")) throw Error(PMCR_E_IO, "fault injected at ckpt.begin");
-      for (const auto& [id, b] : buffers_) write_buffer(static_cast<uint64_t>(version), static_cast<uint32_t>(id), b);
-      if (buffers_.empty())
-        client_->write_region(config_.job, static_cast<uint64_t>(version), rank, kRankMarkerId, nullptr, 0);
+      hash_buffers();
+    });
+    write_copies(static_cast<uint64_t>(version), regions);
+    collectively([&] {
       if (PMCR_FAULT_POINT("ckpt.committed")) throw Error(PMCR_E_IO, "fault injected at ckpt.committed");
     });
-    // Every rank's regions committed: the last commit sealed the version.
+    // Every rank's regions committed: the last commits sealed the version.
     log()->debug("job {} version {} sealed: {} regions of {} ranks", config_.job, version, total, comm_.size());
   } catch (const Error&) {
     abandon(version);
@@ -162,35 +156,26 @@ void Session::checkpoint(int version) {
   next_hashes_.clear();
   base_ = static_cast<uint64_t>(version);
   PMCR_FAULT_POINT("ckpt.sealed");
-  if (comm_.rank() == 0) apply_retention();
-}
-
-void Session::abandon(int version) noexcept {
-  try {
-    const uint32_t n = client_->abort(config_.job, static_cast<uint64_t>(version));
-    if (n) log()->debug("job {}: freed this rank's {} unsealed regions of failed version {}", config_.job, n, version);
-  } catch (const std::exception& e) {
-    // The connection is gone (the server frees the regions itself then) or
-    // the server does not answer.
-    log()->debug("job {}: could not free the unsealed regions of failed version {}: {}", config_.job, version, e.what());
+  if (comm_.rank() == 0) {
+    complete_.insert(static_cast<uint64_t>(version));
+    apply_retention();
   }
 }
 
-// Deletes this job's sealed versions beyond the newest KEEP. The checkpoint
-// is already sealed: a failure here is logged, not returned, and the next
-// checkpoint tries again.
-void Session::apply_retention() {
-  try {
-    std::vector<uint64_t> sealed;
-    for (const auto& v : client_->list_versions(config_.job))
-      if (v.sealed && v.job == config_.job) sealed.push_back(v.version);
-    std::sort(sealed.rbegin(), sealed.rend());
-    for (size_t i = config_.keep; i < sealed.size(); ++i) {
-      client_->remove(config_.job, sealed[i]);
-      log()->debug("job {}: deleted version {} (PMCR_KEEP={})", config_.job, sealed[i], config_.keep);
+void Session::abandon(int version) noexcept {
+  for (size_t i : mine_) {
+    if (!servers_[i].client) continue;
+    try {
+      const uint32_t n = servers_[i].client->abort(config_.job, static_cast<uint64_t>(version));
+      if (n)
+        log()->debug("job {}: freed this rank's {} unsealed regions of failed version {} on {}", config_.job, n,
+                     version, servers_[i].address);
+    } catch (const std::exception& e) {
+      // The connection is gone (the server frees the regions itself then) or
+      // the server does not answer.
+      log()->debug("job {}: could not free the unsealed regions of failed version {} on {}: {}", config_.job, version,
+                   servers_[i].address, e.what());
     }
-  } catch (const Error& e) {
-    log()->warn("job {}: could not delete old versions (PMCR_KEEP={}): {}", config_.job, config_.keep, e.what());
   }
 }
 
@@ -201,25 +186,51 @@ int Session::restart_test(std::string* notice) {
   }
   int64_t found = -1;
   std::string note;
+  std::vector<std::vector<size_t>> holders;
   collectively([&] {
     if (comm_.rank() != 0) return;
+    client::Survey listing = list_all();
     std::vector<uint64_t> candidates;
-    for (const auto& v : client_->list_versions(config_.job))
-      if (v.sealed && v.job == config_.job && v.nranks == static_cast<uint32_t>(comm_.size()) && v.version <= INT32_MAX)
-        candidates.push_back(v.version);
-    std::sort(candidates.rbegin(), candidates.rend());
-    // The newest intact one: the server checks every region of a candidate
-    // against its checksum, and quarantines it if one fails.
+    for (uint64_t v : listing.sealed(static_cast<uint32_t>(comm_.size())))
+      if (v <= INT32_MAX) candidates.push_back(v);
+    // The newest intact and complete one: each server checks every region
+    // of its part against its checksum, and quarantines the part if one
+    // fails; every rank's regions must be in a good part on a server that
+    // answers.
+    std::vector<std::string> unreachable;
     for (uint64_t v : candidates) {
-      try {
-        client_->verify(config_.job, v);
-      } catch (const Error& e) {
-        if (e.code() != PMCR_E_CORRUPT && e.code() != PMCR_E_NOT_FOUND) throw;
-        note += (note.empty() ? "" : "; ") + std::string(e.what());
+      holders = locate(v, listing);
+      std::set<size_t> used;
+      for (const auto& h : holders) used.insert(h.begin(), h.end());
+      for (size_t i : used) {
+        try {
+          connect(i).verify(config_.job, v);
+        } catch (const Error& e) {
+          if (e.code() != PMCR_E_CORRUPT && e.code() != PMCR_E_NOT_FOUND && !(servers_.size() > 1 && server_lost(e.code())))
+            throw;
+          note += (note.empty() ? "" : "; ") + std::string(e.what()) +
+                  (servers_.size() > 1 ? " (on " + servers_[i].address + ")" : "");
+          for (auto& h : holders) h.erase(std::remove(h.begin(), h.end(), i), h.end());
+          listing.versions[i].erase(v);
+        }
+      }
+      size_t missing = 0;
+      for (const auto& h : holders) missing += h.empty();
+      if (missing) {
+        unreachable.push_back("version " + std::to_string(v) + " (" + std::to_string(missing) + " ranks' data)");
         continue;
       }
       found = static_cast<int64_t>(v);
       break;
+    }
+    if (!unreachable.empty()) {
+      const std::string lost = listing.lost_text();
+      const std::string what = join(unreachable) + " of job " + config_.job +
+                               " cannot be restarted from the servers that answer" +
+                               (lost.empty() ? "" : "; lost: " + lost);
+      if (found < 0 && !lost.empty())
+        throw Error(PMCR_E_SERVER_LOST, what + ": bring the lost servers back (with their pools) and try again");
+      note += (note.empty() ? "" : "; ") + what;
     }
     if (!note.empty()) {
       note = "job " + config_.job + ": " + note + "; " +
@@ -228,6 +239,7 @@ int Session::restart_test(std::string* notice) {
     }
   });
   found = comm_.broadcast(found);
+  if (found >= 0) share_holders(static_cast<uint64_t>(found), &holders);
   const std::string text = comm_.broadcast(note);
   if (notice) *notice = text;
   return static_cast<int>(found);
@@ -235,10 +247,20 @@ int Session::restart_test(std::string* notice) {
 
 size_t Session::recover_size(int version, int id) {
   if (version < 0 || id < 0) throw Error(PMCR_E_INVAL, "version and id must be >= 0");
-  const client::ReadSource src =
-      client_->open(config_.job, static_cast<uint64_t>(version), static_cast<uint32_t>(comm_.rank()), static_cast<uint32_t>(id));
-  client_->close(src);
-  return stored_plain_size(src.size, static_cast<uint64_t>(version), static_cast<uint32_t>(id));
+  // Where restart_test found this rank's regions, else its own servers.
+  std::vector<size_t> from = located_version_ == static_cast<uint64_t>(version) ? read_order_ : mine_;
+  for (size_t k = 0;; ++k) {
+    try {
+      client::Client& c = connect(from.at(k));
+      const client::ReadSource src =
+          c.open(config_.job, static_cast<uint64_t>(version), static_cast<uint32_t>(comm_.rank()), static_cast<uint32_t>(id));
+      c.close(src);
+      return stored_plain_size(src.size, static_cast<uint64_t>(version), static_cast<uint32_t>(id));
+    } catch (const Error& e) {
+      if (k + 1 >= from.size() || (!server_lost(e.code()) && e.code() != PMCR_E_NOT_FOUND)) throw;
+      drop(from[k]);
+    }
+  }
 }
 
 uint64_t Session::stored_plain_size(uint64_t stored, uint64_t version, uint32_t id) const {
@@ -248,71 +270,91 @@ uint64_t Session::stored_plain_size(uint64_t stored, uint64_t version, uint32_t 
                                   " is not an encrypted region (PMCR_ENCRYPT=1, but it was written without encryption)");
 }
 
-void Session::write_buffer(uint64_t version, uint32_t id, const Buffer& b) {
+void Session::write_buffer(client::Client& c, uint64_t version, uint32_t id, const Buffer& b,
+                           std::vector<uint8_t>& scratch) {
   const auto rank = static_cast<uint32_t>(comm_.rank());
-  if (incremental()) return write_blocks(version, id, b);
+  if (incremental()) return write_blocks(c, version, id, b);
   if (!key_) {
-    client_->write_region(config_.job, version, rank, id, b.ptr, b.size);
+    c.write_region(config_.job, version, rank, id, b.ptr, b.size);
     return;
   }
   const uint64_t size = crypt::encrypted_size(b.size);
-  if (sealed_.size() < size) sealed_.resize(size);
-  crypt::encrypt(*key_, {config_.job, version, rank, id}, b.ptr, b.size, sealed_.data());
-  client_->write_region(config_.job, version, rank, id, sealed_.data(), size);
+  if (scratch.size() < size) scratch.resize(size);
+  crypt::encrypt(*key_, {config_.job, version, rank, id}, b.ptr, b.size, scratch.data());
+  c.write_region(config_.job, version, rank, id, scratch.data(), size);
 }
 
-// An incremental checkpoint of one buffer: its blocks hashed here, only
-// those whose hash differs from the base version's sent; the server keeps
+// Incremental checkpoints: each buffer's blocks hashed once (only those
+// whose pages were written, with PMCR_TRACK_WRITES), for every copy.
+void Session::hash_buffers() {
+  if (!incremental()) return;
+  const uint64_t bs = block_size();
+  for (const auto& [id, b] : buffers_) {
+    auto old = hashes_.find(id);
+    const bool have = base_ && old != hashes_.end() && old->second.size == b.size && old->second.block_size == bs;
+    Hashes now{b.size, bs, {}, b.ptr};
+    auto dirty = dirty_.find(id);
+    if (have && old->second.ptr == b.ptr && dirty != dirty_.end()) {
+      // Only the blocks whose pages were written are read.
+      now.blocks = old->second.blocks;
+      const auto* p = static_cast<const uint8_t*>(b.ptr);
+      for (uint64_t i = 0; i < now.blocks.size(); ++i)
+        if (dirty->second[i]) now.blocks[i] = checksum(p + i * bs, std::min(bs, b.size - i * bs));
+    } else {
+      now.blocks = block_hashes(b.ptr, b.size, bs);
+    }
+    next_hashes_[id] = std::move(now);
+  }
+}
+
+// An incremental checkpoint of one buffer to one server: only the blocks
+// whose hash differs from the base version's are sent; the server keeps
 // the others (shared with the base) and checks the whole against the
 // checksum over every block's hash. If the server's base turns out not to
-// be what this rank believes, the buffer is sent whole.
-void Session::write_blocks(uint64_t version, uint32_t id, const Buffer& b) {
+// be what this rank believes (or it has none: a server that missed the
+// base), the buffer is sent whole.
+void Session::write_blocks(client::Client& c, uint64_t version, uint32_t id, const Buffer& b) {
   const auto rank = static_cast<uint32_t>(comm_.rank());
   const uint64_t bs = block_size();
   auto old = hashes_.find(static_cast<int>(id));
   const bool have = base_ && old != hashes_.end() && old->second.size == b.size && old->second.block_size == bs;
-  Hashes now{b.size, bs, {}, b.ptr};
-  auto dirty = dirty_.find(static_cast<int>(id));
-  if (have && old->second.ptr == b.ptr && dirty != dirty_.end()) {
-    // Only the blocks whose pages were written are read.
-    now.blocks = old->second.blocks;
-    const auto* p = static_cast<const uint8_t*>(b.ptr);
-    for (uint64_t i = 0; i < now.blocks.size(); ++i)
-      if (dirty->second[i]) now.blocks[i] = checksum(p + i * bs, std::min(bs, b.size - i * bs));
-  } else {
-    now.blocks = block_hashes(b.ptr, b.size, bs);
+  std::vector<uint64_t> blocks;
+  {
+    std::lock_guard<std::mutex> lock(hashes_mutex_);
+    blocks = next_hashes_.at(static_cast<int>(id)).blocks;
   }
-  uint64_t sum = combine_hashes(now.blocks.data(), now.blocks.size());
-  client::WriteTarget t = client_->create(config_.job, version, rank, id, b.size, bs, have ? base_ : std::nullopt);
+  uint64_t sum = combine_hashes(blocks.data(), blocks.size());
+  client::WriteTarget t = c.create(config_.job, version, rank, id, b.size, bs, have ? base_ : std::nullopt);
   PMCR_FAULT_POINT("ckpt.created");
   bool whole = !t.based;
   if (t.based) {
     std::vector<uint64_t> changed;
-    for (uint64_t i = 0; i < now.blocks.size(); ++i)
-      if (now.blocks[i] != old->second.blocks[i]) changed.push_back(i);
-    client_->put_blocks(t, b.ptr, changed);
+    for (uint64_t i = 0; i < blocks.size(); ++i)
+      if (blocks[i] != old->second.blocks[i]) changed.push_back(i);
+    c.put_blocks(t, b.ptr, changed);
     PMCR_FAULT_POINT("ckpt.blocks");
     try {
-      client_->commit(t, sum);
+      c.commit(t, sum);
     } catch (const Error& e) {
       if (e.code() != PMCR_E_CHECKSUM) throw;
       log()->warn("job {} version {}: buffer id {}: the server's copy of version {} is not what this rank holds ({}); "
                   "sending the buffer whole", config_.job, version, id, *base_, e.what());
-      t = client_->create(config_.job, version, rank, id, b.size, bs, std::nullopt);
-      now.blocks = block_hashes(b.ptr, b.size, bs);  // every byte read again: trust nothing remembered
-      sum = combine_hashes(now.blocks.data(), now.blocks.size());
+      t = c.create(config_.job, version, rank, id, b.size, bs, std::nullopt);
+      blocks = block_hashes(b.ptr, b.size, bs);  // every byte read again: trust nothing remembered
+      sum = combine_hashes(blocks.data(), blocks.size());
+      std::lock_guard<std::mutex> lock(hashes_mutex_);
+      next_hashes_[static_cast<int>(id)].blocks = blocks;
       whole = true;
     }
   }
   if (whole) {
-    client_->put(t, b.ptr);
+    c.put(t, b.ptr);
     PMCR_FAULT_POINT("ckpt.blocks");
-    client_->commit(t, sum);
+    c.commit(t, sum);
   }
-  next_hashes_[static_cast<int>(id)] = std::move(now);
 }
 
-void Session::read_buffer(uint64_t version, uint32_t id, const Buffer& b) {
+void Session::read_buffer(client::Client& c, uint64_t version, uint32_t id, const Buffer& b) {
   const auto rank = static_cast<uint32_t>(comm_.rank());
   if (!key_) {
     // The server's data, verified: with its blocks' hashes, the base of
@@ -320,14 +362,14 @@ void Session::read_buffer(uint64_t version, uint32_t id, const Buffer& b) {
     // size changed since it was written).
     client::ReadSource src;
     Hashes h{b.size, block_size(), {}, b.ptr};
-    client_->read_region(config_.job, version, rank, id, b.ptr, b.size, &src, &h.blocks);
+    c.read_region(config_.job, version, rank, id, b.ptr, b.size, &src, &h.blocks);
     if (incremental()) {
       if (src.block_size != h.block_size) h.blocks = block_hashes(b.ptr, b.size, h.block_size);
       hashes_[static_cast<int>(id)] = std::move(h);
     }
     return;
   }
-  const client::ReadSource src = client_->open(config_.job, version, rank, id);
+  const client::ReadSource src = c.open(config_.job, version, rank, id);
   struct Close {
     client::Client& c;
     const client::ReadSource& s;
@@ -337,14 +379,15 @@ void Session::read_buffer(uint64_t version, uint32_t id, const Buffer& b) {
       } catch (const std::exception&) {  // the restart's own error matters more
       }
     }
-  } close{*client_, src};
+  } close{c, src};
   const uint64_t plain = stored_plain_size(src.size, version, id);
   if (plain != b.size)
     throw Error(PMCR_E_SIZE, "the buffer holds " + std::to_string(b.size) + " bytes, the stored one " +
                                  std::to_string(plain));
-  if (sealed_.size() < src.size) sealed_.resize(src.size);
-  client_->get(src, sealed_.data());  // checksum verified
-  crypt::decrypt(*key_, {config_.job, version, rank, id}, sealed_.data(), src.size, b.ptr);
+  if (sealed_.empty()) sealed_.resize(1);
+  if (sealed_[0].size() < src.size) sealed_[0].resize(src.size);
+  c.get(src, sealed_[0].data());  // checksum verified
+  crypt::decrypt(*key_, {config_.job, version, rank, id}, sealed_[0].data(), src.size, b.ptr);
 }
 
 // PMCR_TRACK_WRITES=1: which blocks of each buffer were written since the
@@ -378,26 +421,48 @@ void Session::restart(int version) {
   hashes_.clear();
   base_.reset();
   tracking_ = false;
-  collectively([&] {
-    if (comm_.rank() != 0) return;
-    for (const auto& v : client_->list_versions(config_.job)) {
-      if (v.job != config_.job || v.version != static_cast<uint64_t>(version) || !v.sealed) continue;
-      if (v.nranks != static_cast<uint32_t>(comm_.size()))
-        throw Error(PMCR_E_NRANKS, "pmcr_restart: version " + std::to_string(version) + " of job " + config_.job +
-                                       " was written by " + std::to_string(v.nranks) + " ranks, this job has " +
-                                       std::to_string(comm_.size()) + ": relaunch with " + std::to_string(v.nranks) +
-                                       " ranks, or use pmcr_restart_test to find a version of this size");
-      return;
-    }
-    throw Error(PMCR_E_NOT_FOUND, "pmcr_restart: job " + config_.job + " has no sealed version " + std::to_string(version) +
-                                      " on " + client_->address() + " (pmcr_restart_test finds the latest)");
-  });
+  // Where each rank's regions are: as restart_test found them, or found now.
+  std::vector<std::vector<size_t>> holders;
+  const bool located = comm_.same(located_version_ == static_cast<uint64_t>(version) ? 1 : 0);
+  if (!located) {
+    collectively([&] {
+      if (comm_.rank() != 0) return;
+      const client::Survey listing = list_all();
+      const std::string where = servers_.size() == 1 ? " on " + servers_[0].address : " on the servers that answer";
+      bool sealed = false;
+      for (const auto& on : listing.versions) {
+        auto v = on.find(static_cast<uint64_t>(version));
+        if (v == on.end() || !v->second.sealed) continue;
+        if (v->second.nranks != static_cast<uint32_t>(comm_.size()))
+          throw Error(PMCR_E_NRANKS, "pmcr_restart: version " + std::to_string(version) + " of job " + config_.job +
+                                         " was written by " + std::to_string(v->second.nranks) + " ranks, this job has " +
+                                         std::to_string(comm_.size()) + ": relaunch with " +
+                                         std::to_string(v->second.nranks) +
+                                         " ranks, or use pmcr_restart_test to find a version of this size");
+        sealed = true;
+      }
+      if (!sealed)
+        throw Error(PMCR_E_NOT_FOUND, "pmcr_restart: job " + config_.job + " has no sealed version " +
+                                          std::to_string(version) + where + " (pmcr_restart_test finds the latest)" +
+                                          (listing.lost_text().empty() ? "" : "; lost: " + listing.lost_text()));
+      holders = locate(static_cast<uint64_t>(version), listing);
+      std::vector<std::string> missing;
+      for (size_t r = 0; r < holders.size(); ++r)
+        if (holders[r].empty()) missing.push_back(std::to_string(r));
+      if (!missing.empty())
+        throw Error(PMCR_E_SERVER_LOST, "pmcr_restart: version " + std::to_string(version) + " of job " + config_.job +
+                                            ": no server that answers holds the data of rank" +
+                                            (missing.size() > 1 ? "s " : " ") + join(missing, ", ") +
+                                            (listing.lost_text().empty() ? "" : "; lost: " + listing.lost_text()));
+    });
+    share_holders(static_cast<uint64_t>(version), &holders);
+  }
   collectively([&] {
     const auto rank = static_cast<uint32_t>(comm_.rank());
     for (const auto& [id, b] : buffers_) {
       if (holds(id, b, version)) continue;  // a standby's buffer: fetched while it followed
       try {
-        read_buffer(static_cast<uint64_t>(version), static_cast<uint32_t>(id), b);
+        read_copy(static_cast<uint64_t>(version), static_cast<uint32_t>(id), b);
         bytes_read_ += b.size;
         PMCR_FAULT_POINT("restart.read");
       } catch (const Error& e) {
@@ -416,6 +481,8 @@ void Session::restart(int version) {
   });
   last_version_ = version;
   base_ = static_cast<uint64_t>(version);
+  if (comm_.rank() == 0) complete_.insert(static_cast<uint64_t>(version));
+  located_version_ = UINT64_MAX;
   // The buffers now hold the version restored: writes from here on are the changes.
   tracking_ = false;
   if (tracker_) {
@@ -439,7 +506,7 @@ void Session::finalize() {
   // not take over a job that ended; pmcr-run stops it).
   if (lease_ && !code) lease_->leave();
   lease_.reset();
-  client_.reset();
+  servers_.clear();
   buffers_.clear();
   if (code) throw Error(code, message);
 }

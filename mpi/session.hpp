@@ -14,8 +14,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "capture.hpp"
@@ -25,8 +27,11 @@
 #include "dirty.hpp"
 #include "encryption.hpp"
 #include "lease.hpp"
+#include "survey.hpp"
 
 namespace pmcr {
+
+using client::server_lost;
 
 class Session {
  public:
@@ -54,12 +59,55 @@ class Session {
     size_t size;
   };
 
+  // ---- several servers (spread.cpp; README, "Several servers") ----
+  struct Server {
+    std::string address;
+    std::unique_ptr<client::Client> client;  // this rank's connection, made on first use
+    uint64_t attempt = 0;  // the job's attempt there, as rank 0 began it; 0: lost to the job
+    uint64_t joined = 0;   // the attempt this rank's connection writes under
+  };
+  // The connection to server I (made and joined to the job's attempt on
+  // first use). Throws what connecting throws.
+  client::Client& connect(size_t i);
+  // The only server of a standby and its primary (the role needs one).
+  client::Client& home() { return connect(0); }
+  // Forgets this rank's connection to server I after it failed.
+  void drop(size_t i) noexcept;
+  // Rank 0 begins the job's attempt on every server; every rank connects to
+  // its own servers. With several servers, those that do not answer are
+  // lost to the job (if others answer) until a checkpoint finds them back.
+  void begin_attempts();  // collective
+  // Rank 0 tries the lost servers again (every PMCR_SERVER_RETRY).
+  void retry_lost();  // collective
+  // Writes this rank's buffers to each of its servers (in parallel), with
+  // each server told its part of the version (REGIONS: every rank's count);
+  // throws unless the version is complete: every rank's regions in at least
+  // one sealed part. A server that fails is lost to the job.
+  void write_copies(uint64_t version, const std::vector<uint64_t>& regions);  // collective
+  void write_to(client::Client& c, uint64_t version, std::vector<uint8_t>& scratch);
+  // Rank 0: every server's versions of the job (survey.hpp), and for each
+  // rank the servers that hold its regions of VERSION in a sealed part.
+  client::Survey list_all();
+  std::vector<std::vector<size_t>> locate(uint64_t version, const client::Survey& listing);
+  // Rank 0's holders of VERSION, on every rank.
+  void share_holders(uint64_t version, std::vector<std::vector<size_t>>* holders);
+  // Reads buffer ID from the server chosen for this rank, or another that holds it.
+  void read_copy(uint64_t version, uint32_t id, const Buffer& b);
+  std::vector<Server> servers_;  // in placement order
+  std::vector<size_t> mine_;     // the servers of this rank's copies, the first copy first
+  std::chrono::steady_clock::time_point next_retry_{};
+  // Where each rank's regions of one version are (restart_test found them).
+  uint64_t located_version_ = UINT64_MAX;
+  std::vector<std::vector<size_t>> located_;
+  std::vector<size_t> read_order_;  // this rank's holders, the one to read from first
+  std::set<uint64_t> complete_;  // versions this job checkpointed or restarted (rank 0): retention keeps them first
+
   // Runs F on this rank, then agrees on the outcome with every rank.
   template <class F>
   void collectively(F&& f);
   void check_version(int version, const char* what);
   void apply_retention();
-  client::Options client_options() const;
+  client::Options client_options(size_t server = 0) const;
   // The standby: follows the primary (this rank alone, no MPI: it sleeps
   // between the server's events) until it fails, then takes the job over
   // with every rank. Returns the version the buffers hold, or -1.
@@ -83,10 +131,13 @@ class Session {
   void abandon(int version) noexcept;
   // Writes (encrypted, with PMCR_ENCRYPT; only its changed blocks, when
   // incremental) and reads back one buffer.
-  void write_buffer(uint64_t version, uint32_t id, const Buffer& b);
-  void write_blocks(uint64_t version, uint32_t id, const Buffer& b);
+  // The hashes of every buffer's blocks for the checkpoint in progress
+  // (next_hashes_), before any copy is written.
+  void hash_buffers();
+  void write_buffer(client::Client& c, uint64_t version, uint32_t id, const Buffer& b, std::vector<uint8_t>& scratch);
+  void write_blocks(client::Client& c, uint64_t version, uint32_t id, const Buffer& b);
   void track_writes() noexcept;
-  void read_buffer(uint64_t version, uint32_t id, const Buffer& b);
+  void read_buffer(client::Client& c, uint64_t version, uint32_t id, const Buffer& b);
   // Incremental checkpoints: on unless PMCR_INCREMENTAL=0, encryption or the rma data path.
   bool incremental() const { return config_.incremental && !key_ && !config_.rma; }
   uint64_t block_size() const { return config_.block_size ? config_.block_size : kDefaultBlockSize; }
@@ -95,11 +146,11 @@ class Session {
 
   Comm comm_;
   Config config_;
-  std::unique_ptr<client::Client> client_;
   std::map<int, Buffer> buffers_;
   int64_t last_version_ = -1;  // last version checkpointed or restarted
   std::optional<crypt::DataKey> key_;  // PMCR_ENCRYPT=1
-  std::vector<uint8_t> sealed_;  // encrypted bytes of one buffer, reused from checkpoint to checkpoint
+  std::vector<std::vector<uint8_t>> sealed_;  // encrypted bytes of one buffer per copy, reused from checkpoint to checkpoint
+  std::mutex hashes_mutex_;  // next_hashes_, when copies are written in parallel
   // Incremental checkpoints: the block hashes of each buffer as the job's
   // last sealed version holds it (base_), from what this rank sent (and the
   // server verified) or restored; those of the checkpoint in progress.

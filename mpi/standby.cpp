@@ -27,8 +27,7 @@ namespace {
 // one version (deleted by the primary's retention meanwhile, damaged) just
 // skips it.
 bool connection_failure(int code) {
-  return code == PMCR_E_SERVER_LOST || code == PMCR_E_TIMEDOUT || code == PMCR_E_UNREACHABLE ||
-         code == PMCR_E_TRANSPORT || code == PMCR_E_AUTH || code == PMCR_E_PROTOCOL;
+  return server_lost(code) || code == PMCR_E_AUTH || code == PMCR_E_PROTOCOL;
 }
 
 std::string token_text(uint64_t t) {
@@ -48,7 +47,7 @@ void Session::start_lease() {
 
 void Session::follow() {
   uint64_t primary = config_.primary_instance;
-  const proto::WatchReply w = client_->watch(config_.job, primary);
+  const proto::WatchReply w = home().watch(config_.job, primary);
   if (!primary && w.life == proto::Life::Running) primary = w.instance;
   // Without a launch to follow, any failure of the job's attempt counts.
   bool failed = w.instance_failed || (w.life == proto::Life::Failed && (!primary || w.instance == primary));
@@ -58,10 +57,10 @@ void Session::follow() {
                 proto::life_name(w.life), failed ? ": it failed already, taking over" : "");
   if (!failed && w.has_sealed) apply(w.sealed, false);
   while (!failed) {
-    std::optional<proto::Event> ev = client_->next_event(std::chrono::seconds(1));
+    std::optional<proto::Event> ev = home().next_event(std::chrono::seconds(1));
     std::optional<uint64_t> newest;
     // Everything queued at once: only the newest sealed version is applied.
-    for (; ev; ev = client_->next_event(std::chrono::milliseconds(0))) {
+    for (; ev; ev = home().next_event(std::chrono::milliseconds(0))) {
       if (ev->job != config_.job) continue;
       switch (ev->kind) {
         case proto::EventKind::Sealed:
@@ -101,10 +100,12 @@ int Session::take_over(std::string* notice) {
   // nothing, so the version chosen below stays as it is.
   int64_t attempt = 0;
   collectively([&] {
-    if (comm_.rank() == 0) attempt = static_cast<int64_t>(client_->begin(config_.job, instance_, true));
+    if (comm_.rank() == 0) attempt = static_cast<int64_t>(home().begin(config_.job, instance_, true));
   });
   attempt_ = static_cast<uint64_t>(comm_.broadcast(attempt));
-  client_->join(config_.job, attempt_);
+  servers_[0].attempt = attempt_;
+  if (comm_.rank() == 0) servers_[0].joined = attempt_;
+  home();  // joins the attempt
   standby_ = false;
   if (comm_.rank() == 0) log()->debug("standby of job {}: attempt {} begun, the old primary fenced", config_.job, attempt_);
   if (config_.role != Config::Role::None) start_lease();  // the next standby follows this job
@@ -112,7 +113,7 @@ int Session::take_over(std::string* notice) {
   int64_t found = -1;
   collectively([&] {
     if (comm_.rank() != 0) return;
-    for (const auto& v : client_->list_versions(config_.job))
+    for (const auto& v : home().list_versions(config_.job))
       if (v.sealed && v.job == config_.job && v.nranks == static_cast<uint32_t>(comm_.size()) &&
           v.version <= INT32_MAX && static_cast<int64_t>(v.version) > found)
         found = static_cast<int64_t>(v.version);
@@ -149,17 +150,17 @@ void Session::apply(uint64_t version, bool strict) {
     h = Held{};  // until this version is in, whole
     try {
       if (key_) {
-        read_buffer(version, static_cast<uint32_t>(id), b);
+        read_buffer(home(), version, static_cast<uint32_t>(id), b);
         bytes_read_ += b.size;
         h = Held{static_cast<int64_t>(version), b.ptr, b.size, 0, {}};
         continue;
       }
-      const client::ReadSource src = client_->open(config_.job, version, rank, static_cast<uint32_t>(id));
+      const client::ReadSource src = home().open(config_.job, version, rank, static_cast<uint32_t>(id));
       std::vector<uint64_t> hashes;
       try {
         if (src.size != b.size) {
           // Another size: pmcr_restart reads it (or says to resize the buffer first).
-          client_->close(src);
+          home().close(src);
           continue;
         }
         if (had && src.block_size && src.block_size == was.block_size && !src.hashes.empty() &&
@@ -167,21 +168,21 @@ void Session::apply(uint64_t version, bool strict) {
           std::vector<uint64_t> changed;
           for (uint64_t i = 0; i < src.hashes.size(); ++i)
             if (src.hashes[i] != was.hashes[i]) changed.push_back(i);
-          client_->get_blocks(src, b.ptr, changed, true);
+          home().get_blocks(src, b.ptr, changed, true);
           for (uint64_t i : changed) bytes_read_ += std::min<uint64_t>(src.block_size, b.size - i * src.block_size);
           hashes = src.hashes;
         } else {
-          client_->get(src, b.ptr, &hashes);
+          home().get(src, b.ptr, &hashes);
           bytes_read_ += b.size;
         }
       } catch (...) {
         try {
-          client_->close(src);
+          home().close(src);
         } catch (const Error&) {  // the first failure matters
         }
         throw;
       }
-      client_->close(src);
+      home().close(src);
       h = Held{static_cast<int64_t>(version), b.ptr, b.size, src.block_size, std::move(hashes)};
     } catch (const Error& e) {
       if (strict || connection_failure(e.code())) throw;

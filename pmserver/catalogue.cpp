@@ -464,22 +464,27 @@ void Catalogue::commit_region(uint64_t handle, uint64_t size, uint64_t checksum_
   CRASH_POINT("commit.state");
 }
 
-void Catalogue::seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions, uint64_t attempt) {
+void Catalogue::seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions, uint64_t attempt,
+                     uint32_t part_ranks) {
   check_job_name(job);
+  if (part_ranks == nranks) part_ranks = 0;  // the whole version
   Version* v = find_version(job, version);
   if (v && !v->quarantine.empty())
     throw Error(PMCR_E_CORRUPT, describe(job, version) + " is quarantined (" + v->quarantine + ")");
   if (v && v->sealed) {
     const Record& s = rec(v->seal_slot);
-    if (s.rank == nranks && s.id == nregions) return;  // a retried seal
+    if (s.rank == nranks && s.id == nregions && s.offset == part_ranks) return;  // a retried seal
     throw Error(PMCR_E_EXISTS, describe(job, version) + " is already sealed with " + std::to_string(s.rank) +
-                                   " ranks and " + std::to_string(s.id) + " regions");
+                                   " ranks and " + std::to_string(s.id) + " regions" +
+                                   (s.offset ? " (a part: " + std::to_string(s.offset) + " ranks' regions)" : ""));
   }
   check_attempt(job, attempt);
   if (!v) throw Error(PMCR_E_NOT_FOUND, describe(job, version) + " has no regions to seal");
-  if (nranks == 0 || nregions < nranks)
-    throw Error(PMCR_E_INVAL, "seal needs at least one rank and at least one region per rank (got " +
-                                  std::to_string(nranks) + " ranks, " + std::to_string(nregions) + " regions)");
+  const uint32_t held = part_ranks ? part_ranks : nranks;
+  if (nranks == 0 || nregions < held || held > nranks)
+    throw Error(PMCR_E_INVAL, "seal needs at least one rank and at least one region per rank held (got " +
+                                  std::to_string(nranks) + " ranks, " + std::to_string(held) + " of them held here, " +
+                                  std::to_string(nregions) + " regions)");
   uint32_t committed = 0, created = 0;
   uint64_t bytes = 0;
   std::set<uint32_t> ranks;
@@ -499,11 +504,12 @@ void Catalogue::seal(const std::string& job, uint64_t version, uint32_t nranks, 
     throw Error(PMCR_E_INCOMPLETE, describe(job, version) + " has " + std::to_string(committed) +
                                        " committed regions (" + std::to_string(created) + " not yet committed); " +
                                        std::to_string(nregions) + " are required to seal it");
-  if (ranks.size() != nranks)
+  if (ranks.size() != held)
     throw Error(PMCR_E_INCOMPLETE, describe(job, version) + ": only " + std::to_string(ranks.size()) + " of " +
-                                       std::to_string(nranks) + " ranks have committed regions");
+                                       std::to_string(held) + " ranks have committed regions");
   const uint32_t slot = take_slot();
-  write_body(slot, job, version, nranks, nregions, 0, bytes, manifest_digest(*v));
+  // A version record's offset: the ranks of a part (0: all of them).
+  write_body(slot, job, version, nranks, nregions, part_ranks, bytes, manifest_digest(*v));
   CRASH_POINT("seal.body");
   pool_.store_persist(&rec(slot).state, kVersionSealed);
   v->sealed = true;
@@ -712,6 +718,7 @@ std::vector<VersionSummary> Catalogue::list_versions(const std::string& job) con
       }
       s.nregions = static_cast<uint32_t>(v.regions.size());
       s.nranks = v.seal_slot != UINT32_MAX ? rec(v.seal_slot).rank : static_cast<uint32_t>(ranks.size());
+      s.part_ranks = static_cast<uint32_t>(ranks.size());
       out.push_back(std::move(s));
     }
   }
@@ -917,7 +924,9 @@ void Catalogue::recover() {
         const Record& s = rec(v.seal_slot);
         std::set<uint32_t> ranks;
         for (const auto& [key, slot] : v.regions) ranks.insert(key.first);
-        if (v.regions.size() != s.id || ranks.size() != s.rank || manifest_digest(v) != s.checksum)
+        const uint64_t held = s.offset ? s.offset : s.rank;  // a part's ranks, or all
+        if (v.regions.size() != s.id || ranks.size() != held || (!ranks.empty() && *ranks.rbegin() >= s.rank) ||
+            manifest_digest(v) != s.checksum)
           spoil(v, "holds " + std::to_string(v.regions.size()) + " of the " + std::to_string(s.id) +
                        " regions its seal names, or regions that differ from them");
       }

@@ -80,6 +80,7 @@ struct VersionSummary {
   bool sealed = false;  // sealed and not quarantined
   uint32_t nranks = 0;
   uint32_t nregions = 0;
+  uint32_t part_ranks = 0;  // the ranks whose regions it holds (nranks: all; fewer: a part)
   uint64_t bytes = 0;
   std::string quarantine;  // why it is quarantined; empty if it is not
 };
@@ -211,10 +212,13 @@ class Catalogue {
   // Throws NOT_FOUND, STATE (another owner, or already committed).
   RegionView writable_region(uint64_t handle, Owner owner) const;
   // Seals a version atomically if exactly NREGIONS regions of NRANKS ranks
-  // (each rank at least one) are committed. Idempotent for the same counts.
-  // Throws NOT_FOUND, INVAL, INCOMPLETE, EXISTS (sealed with other counts),
-  // SUPERSEDED.
-  void seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions, uint64_t attempt);
+  // (each rank at least one) are committed. With PART_RANKS, this pool
+  // holds a part of the version (it is spread over several servers): the
+  // regions of PART_RANKS of its NRANKS ranks. Idempotent for the same
+  // counts. Throws NOT_FOUND, INVAL, INCOMPLETE, EXISTS (sealed with other
+  // counts), SUPERSEDED.
+  void seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions, uint64_t attempt,
+            uint32_t part_ranks = 0);
 
   // Opens a committed region of a sealed version for reading and pins its
   // extent until close_region. Throws NOT_FOUND, CORRUPT (quarantined).

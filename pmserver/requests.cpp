@@ -150,14 +150,18 @@ void Server::handle(Incoming& in) {
 
 void Server::expect(const proto::Create& m) {
   constexpr size_t kMaxExpected = 1u << 16;
-  if (m.expect_nranks == 0 || m.expect_nregions < m.expect_nranks || m.rank >= m.expect_nranks)
+  const uint32_t held = m.expect_part_ranks ? m.expect_part_ranks : m.expect_nranks;
+  if (m.expect_nranks == 0 || held > m.expect_nranks || m.expect_nregions < held || m.rank >= m.expect_nranks)
     throw Error(PMCR_E_INVAL, "CREATE of rank " + std::to_string(m.rank) + " expects its version to hold " +
-                                  std::to_string(m.expect_nregions) + " regions of " + std::to_string(m.expect_nranks) +
-                                  " ranks: it needs at least one rank, one region per rank, and a rank below the count");
+                                  std::to_string(m.expect_nregions) + " regions of " + std::to_string(held) + " of " +
+                                  std::to_string(m.expect_nranks) +
+                                  " ranks here: it needs at least one rank, one region per rank held, and a rank below "
+                                  "the count");
   const auto key = std::make_pair(m.job, m.version);
   auto it = expected_.find(key);
   if (it != expected_.end() && it->second.attempt == m.attempt) {
-    if (it->second.nranks != m.expect_nranks || it->second.nregions != m.expect_nregions)
+    if (it->second.nranks != m.expect_nranks || it->second.nregions != m.expect_nregions ||
+        it->second.part_ranks != m.expect_part_ranks)
       throw Error(PMCR_E_INVAL, "version " + std::to_string(m.version) + " of job '" + m.job + "': this CREATE expects " +
                                     std::to_string(m.expect_nregions) + " regions of " + std::to_string(m.expect_nranks) +
                                     " ranks, an earlier one " + std::to_string(it->second.nregions) + " of " +
@@ -167,7 +171,7 @@ void Server::expect(const proto::Create& m) {
   if (it == expected_.end() && expected_.size() >= kMaxExpected)
     throw Error(PMCR_E_BUSY, "pmserver waits for " + std::to_string(expected_.size()) +
                                  " versions to complete already; seal some (or let their jobs end) first");
-  expected_[key] = Expected{m.expect_nranks, m.expect_nregions, m.attempt};
+  expected_[key] = Expected{m.expect_nranks, m.expect_nregions, m.expect_part_ranks, m.attempt};
 }
 
 void Server::seal_if_complete(const std::string& job, uint64_t version) {
@@ -176,14 +180,18 @@ void Server::seal_if_complete(const std::string& job, uint64_t version) {
   const Expected e = it->second;
   check_alive(job, e.attempt);  // an attempt declared failed seals nothing
   try {
-    catalogue_.seal(job, version, e.nranks, e.nregions, e.attempt);
+    catalogue_.seal(job, version, e.nranks, e.nregions, e.attempt, e.part_ranks);
   } catch (const Error& err) {
     if (err.code() == PMCR_E_INCOMPLETE) return;  // regions created but not all committed yet
     throw;
   }
   expected_.erase(it);
-  spdlog::info("sealed version {} of job '{}' at its last commit ({} ranks, {} regions)", version, job, e.nranks,
-               e.nregions);
+  if (e.part_ranks && e.part_ranks != e.nranks)
+    spdlog::info("sealed its part of version {} of job '{}' at its last commit ({} regions of {} of its {} ranks)",
+                 version, job, e.nregions, e.part_ranks, e.nranks);
+  else
+    spdlog::info("sealed version {} of job '{}' at its last commit ({} ranks, {} regions)", version, job, e.nranks,
+                 e.nregions);
   sealed(job, version, e.nranks);
 }
 
@@ -288,7 +296,7 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             for (const auto& v : catalogue_.list_versions(m.job))
               if (visible(*c.principal, catalogue_.job_owner(v.job)))
                 r.versions.push_back({v.job, v.version, v.sealed, v.nranks, v.nregions, v.bytes,
-                                      !v.quarantine.empty(), v.quarantine});
+                                      !v.quarantine.empty(), v.quarantine, v.part_ranks});
             return r;
           },
           [&](proto::ListRegions& m) -> std::optional<proto::ReplyBody> {

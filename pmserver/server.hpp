@@ -330,7 +330,7 @@ class Server {
   // Versions the server seals by itself once their last region commits
   // (CREATE with expect_*): what they must hold, and under which attempt.
   struct Expected {
-    uint32_t nranks = 0, nregions = 0;
+    uint32_t nranks = 0, nregions = 0, part_ranks = 0;
     uint64_t attempt = 0;
   };
   std::map<std::pair<std::string, uint64_t>, Expected> expected_;

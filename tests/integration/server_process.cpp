@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -82,7 +83,9 @@ pmcr::client::Options ServerProcess::client_options(std::chrono::milliseconds ti
 
 TempPath::TempPath(const std::string& tag) {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  path_ = "/dev/shm/pmcr-it-" + std::to_string(getpid()) + "-" + (info ? info->name() : "x") + "-" + tag;
+  std::string name = info ? info->name() : "x";
+  std::replace(name.begin(), name.end(), '/', '-');  // a parameterised test's
+  path_ = "/dev/shm/pmcr-it-" + std::to_string(getpid()) + "-" + name + "-" + tag;
   ::unlink(path_.c_str());
 }
 

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -49,7 +50,9 @@ inline std::vector<std::string> mpiexec(int np, const std::vector<std::string>& 
 
 inline std::string job_name() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  return std::string(info->name()).substr(0, 32) + "." + std::to_string(::getpid());
+  std::string name = std::string(info->name()).substr(0, 32);
+  std::replace(name.begin(), name.end(), '/', '-');  // a parameterised test's
+  return name + "." + std::to_string(::getpid());
 }
 
 // ---- heat2d ----

@@ -143,6 +143,42 @@ TEST_F(CatalogueTest, SealedVersionSurvivesRestartBitIdentical) {
   EXPECT_EQ(versions[0].bytes, a.size() + b.size() + c.size());
 }
 
+// A server of several holds a part of a version: the regions of some of its
+// ranks (placement.hpp). The part is sealed with the job's rank count, and
+// it survives a restart as a part, not as a version missing ranks.
+TEST_F(CatalogueTest, APartOfAVersionIsSealedAndSurvivesRestart) {
+  const auto a = pattern(3000, 1), b = pattern(100, 2), c = pattern(5000, 3);
+  write("job", 1, 1, 0, a);
+  write("job", 1, 1, 1, b);
+  write("job", 1, 3, 0, c);
+  // A seal of the whole version is refused: ranks 0 and 2 are not here.
+  EXPECT_EQ(code_of([&] { seal("job", 1, 4, 4); }), PMCR_E_INCOMPLETE);
+  // More ranks held than the job has, or fewer regions than ranks held.
+  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 4, 3, attempt("job"), 5); }), PMCR_E_INVAL);
+  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 4, 1, attempt("job"), 2); }), PMCR_E_INVAL);
+  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 4, 3, attempt("job"), 1); }), PMCR_E_INCOMPLETE);
+  // A rank beyond the job's count.
+  EXPECT_EQ(code_of([&] { cat_->seal("job", 1, 3, 3, attempt("job"), 2); }), PMCR_E_INVAL);
+  cat_->seal("job", 1, 4, 3, attempt("job"), 2);
+  cat_->seal("job", 1, 4, 3, attempt("job"), 2);  // a retried seal
+  EXPECT_EQ(code_of([&] { seal("job", 1, 4, 3); }), PMCR_E_EXISTS);
+  const auto check = [&] {
+    const auto versions = cat_->list_versions("job");
+    ASSERT_EQ(versions.size(), 1u);
+    EXPECT_TRUE(versions[0].sealed);
+    EXPECT_EQ(versions[0].nranks, 4u);
+    EXPECT_EQ(versions[0].part_ranks, 2u);
+    EXPECT_EQ(versions[0].nregions, 3u);
+  };
+  check();
+  restart();
+  EXPECT_EQ(cat_->recovery().sealed_versions, 1u);
+  EXPECT_EQ(cat_->recovery().quarantined, 0u);
+  check();
+  EXPECT_EQ(read("job", 1, 1, 0), a);
+  EXPECT_EQ(read("job", 1, 3, 0), c);
+}
+
 TEST_F(CatalogueTest, UnsealedRegionsAreReclaimedOnRestartAndDisconnect) {
   write("job", 1, 0, 0, pattern(5000, 1));
   seal("job", 1, 1, 1);

@@ -33,7 +33,7 @@ Reply round_trip(const Reply& in) {
 TEST(Protocol, HeaderIsExplicitLittleEndian) {
   const auto bytes = encode(Request{0x0102030405060708ull, Stat{}});
   ASSERT_EQ(bytes.size(), kHeaderSize);
-  const std::vector<uint8_t> expect = {'P', 'M', 'C', 'R', 5, 0, 2, 0, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0};
+  const std::vector<uint8_t> expect = {'P', 'M', 'C', 'R', 6, 0, 2, 0, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0};
   EXPECT_EQ(bytes, expect);
 }
 

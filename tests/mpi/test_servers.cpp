@@ -1,0 +1,196 @@
+// Several servers (README, "Several servers"): heat2d with PMCR_SERVERS
+// listing three pmservers of the test's own and PMCR_REPLICAS=2. Every
+// version is spread as documented (placement.hpp) whatever order the list
+// is given in; a server SIGKILLed (and its pool deleted) before, during or
+// after sealing its part leaves the job checkpointing to the others, and a
+// relaunch restarts bit-identical from the survivors; with one copy, a
+// lost server's versions are named as lost.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <memory>
+#include <set>
+#include <thread>
+
+#include "jobs.hpp"
+#include "placement.hpp"
+
+namespace pmcr::test {
+namespace {
+
+class Servers : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    expected_ = reference_checksum();
+    ASSERT_FALSE(expected_.empty());
+  }
+  void TearDown() override {
+    if (HasFailure())
+      for (size_t i = 0; i < servers_.size(); ++i)
+        if (servers_[i]) std::cerr << "---- pmserver " << i << " log ----\n" << servers_[i]->log();
+  }
+  // N servers; FAULT[i]: server i's PMCR_FAULT (empty: none).
+  void start(size_t n, const std::vector<std::string>& fault = {}) {
+    for (size_t i = 0; i < n; ++i) {
+      pools_.push_back(std::make_unique<TempPath>("pool" + std::to_string(i)));
+      std::vector<std::string> env;
+      if (i < fault.size() && !fault[i].empty()) env.push_back("PMCR_FAULT=" + fault[i]);
+      servers_.push_back(std::make_unique<ServerProcess>(ServerConfig(pools_.back()->str(), "256M", 0, env)));
+      ASSERT_TRUE(servers_.back()->start()) << servers_.back()->log();
+    }
+    std::vector<std::string> addresses;
+    for (const auto& s : servers_) addresses.push_back(s->address());
+    order_ = placement::order(addresses);
+  }
+  // The server at position I of the placement order.
+  ServerProcess& at(size_t i) {
+    for (auto& s : servers_)
+      if (s->address() == order_.at(i)) return *s;
+    throw std::logic_error("no server " + order_.at(i));
+  }
+  size_t index_of(const ServerProcess& s) const {
+    return static_cast<size_t>(std::find(order_.begin(), order_.end(), s.address()) - order_.begin());
+  }
+  // The servers' addresses in an order that is not the placement order.
+  std::string list(bool reversed) const {
+    std::vector<std::string> a = order_;
+    if (reversed) std::reverse(a.begin(), a.end());
+    else std::rotate(a.begin(), a.begin() + 1, a.end());
+    std::string out;
+    for (const auto& s : a) out += (out.empty() ? "" : ",") + s;
+    return out;
+  }
+  std::vector<std::string> env(const std::string& servers, unsigned replicas) const {
+    return {"PMCR_SERVERS=" + servers, "PMCR_REPLICAS=" + std::to_string(replicas), "PMCR_JOB=" + job_name(),
+            "PMCR_SERVER_RETRY=1"};
+  }
+  static std::vector<std::string> heat(const std::vector<std::string>& more = {}) {
+    std::vector<std::string> p = heat2d();
+    p.insert(p.end(), more.begin(), more.end());
+    return mpiexec(kRanks, p);
+  }
+  // Server I's part of VERSION: the ranks whose regions it holds, sealed or not.
+  std::set<uint32_t> ranks_on(size_t i, uint64_t version, bool* sealed) {
+    std::set<uint32_t> out;
+    *sealed = false;
+    for (const auto& v : at(i).connect().list_versions(job_name()))
+      if (v.version == version) *sealed = v.sealed;
+    if (!*sealed) return out;
+    for (const auto& g : at(i).connect().list_regions(job_name(), version).regions) out.insert(g.rank);
+    return out;
+  }
+  // The ranks placement puts on server I with COPIES copies.
+  std::set<uint32_t> placed_on(size_t i, unsigned copies) const {
+    std::set<uint32_t> out;
+    for (uint32_t r = 0; r < static_cast<uint32_t>(kRanks); ++r) {
+      const auto s = placement::replicas(r, order_.size(), copies);
+      if (std::find(s.begin(), s.end(), i) != s.end()) out.insert(r);
+    }
+    return out;
+  }
+
+  std::string expected_;
+  std::vector<std::unique_ptr<TempPath>> pools_;
+  std::vector<std::unique_ptr<ServerProcess>> servers_;
+  std::vector<std::string> order_;
+};
+
+}  // namespace
+
+// Two copies on three servers, the list given rotated: every kept version's
+// parts are where placement puts them, sealed by each server itself, and
+// retention applies on every server. A relaunch given the list in yet
+// another order finds them and restarts bit-identical.
+TEST_F(Servers, TwoCopiesOnThreeServersArePlacedAsDocumented) {
+  start(3);
+  const JobRun r = run(heat(), env(list(false), 2), 120s);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(final_checksum(r.out), expected_) << r.out;
+  for (size_t i = 0; i < 3; ++i) {
+    bool sealed = false;
+    EXPECT_EQ(ranks_on(i, 400, &sealed), placed_on(i, 2)) << "server " << i;
+    EXPECT_TRUE(sealed);
+    EXPECT_EQ(ranks_on(i, 350, &sealed), placed_on(i, 2)) << "server " << i;
+    // PMCR_KEEP=2 (the default) on every server.
+    for (const auto& v : at(i).connect().list_versions(job_name())) EXPECT_GE(v.version, 350u) << "server " << i;
+    EXPECT_NE(at(i).log().find("sealed its part of version 400"), std::string::npos) << at(i).log();
+  }
+  const JobRun again = run(heat(), env(list(true), 2), 120s);
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_NE(again.out.find("restarted from version 400"), std::string::npos) << again.out;
+  EXPECT_EQ(final_checksum(again.out), expected_) << again.out;
+}
+
+// PMCR_REPLICAS above the number of servers is a configuration error that
+// says how many there are.
+TEST_F(Servers, MoreCopiesThanServersIsRefused) {
+  start(2);
+  const JobRun r = run(heat(), env(list(false), 3), 60s);
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("from 1 to 2, the number of servers in PMCR_SERVERS"), std::string::npos) << r.out;
+}
+
+// Each server in turn is SIGKILLed by its own fault point (before it seals
+// its part of a version, in the middle of the seal, right after it), and
+// its pool deleted: the job goes on checkpointing to the two others with a
+// warning naming it, finishes with the reference result, and a relaunch
+// restarts bit-identical from the survivors.
+struct Loss {
+  size_t server;
+  const char* fault;
+};
+class ServerLoss : public Servers, public ::testing::WithParamInterface<Loss> {};
+
+TEST_P(ServerLoss, JobGoesOnWithTheOthersAndRestartsFromThem) {
+  const Loss loss = GetParam();
+  start(3);
+  // The fault goes to the server at that place of the order: restart it with it.
+  ServerProcess& victim = at(loss.server);
+  victim.stop();
+  victim.env().push_back(std::string("PMCR_FAULT=") + loss.fault);
+  ASSERT_TRUE(victim.start()) << victim.log();
+  std::string victim_pool;
+  for (size_t i = 0; i < servers_.size(); ++i)
+    if (servers_[i].get() == &victim) victim_pool = pools_[i]->str();
+  std::thread reaper([&] {
+    int status = 0;
+    if (victim.wait_exit(120s, &status)) ::unlink(victim_pool.c_str());
+  });
+  const JobRun r = run(heat({"--sleep-ms", "2"}), env(list(false), 2), 180s);
+  reaper.join();
+  ASSERT_FALSE(victim.running()) << "the fault point " << loss.fault << " was never reached";
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(final_checksum(r.out), expected_) << r.out;
+  EXPECT_NE(r.out.find("server " + victim.address() + " lost at version"), std::string::npos) << r.out;
+  const JobRun again = run(heat(), env(list(true), 2), 120s);
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_NE(again.out.find("restarted from version 400"), std::string::npos) << again.out;
+  EXPECT_EQ(final_checksum(again.out), expected_) << again.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Servers, ServerLoss,
+                         ::testing::Values(Loss{0, "commit.state:5:kill"}, Loss{1, "seal.body:3:kill"},
+                                           Loss{2, "seal.state:3:kill"}),
+                         [](const ::testing::TestParamInfo<Loss>& i) {
+                           return std::string(i.param.server == 0 ? "BeforeASeal" : i.param.server == 1 ? "DuringASeal" : "AfterASeal") +
+                                  "Server" + std::to_string(i.param.server);
+                         });
+
+// One copy: a lost server takes its ranks' data with it. The relaunch
+// fails, naming the versions and the server, instead of starting over.
+TEST_F(Servers, OneCopyALostServersVersionsAreNamed) {
+  start(2);
+  const JobRun r = run(heat(), env(list(false), 1), 120s);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(final_checksum(r.out), expected_) << r.out;
+  ServerProcess& lost = at(1);
+  lost.kill9();
+  const JobRun again = run(heat(), env(list(true), 1), 120s);
+  EXPECT_NE(again.code, 0) << again.out;
+  EXPECT_NE(again.out.find("version 400 (2 ranks' data)"), std::string::npos) << again.out;
+  EXPECT_NE(again.out.find("lost: " + lost.address()), std::string::npos) << again.out;
+  EXPECT_EQ(again.out.find("final checksum"), std::string::npos) << again.out;
+}
+
+}  // namespace pmcr::test
