@@ -277,6 +277,7 @@ Config load_config(const char* path, bool need_job) {
                                    " needs a single server in PMCR_SERVERS (it lists " +
                                    std::to_string(c.servers.size()) +
                                    "): a standby follows its primary through one pmserver in this version");
+  if (auto v = raw.get(kInstance)) c.instance = instance_token(*v);
   if (auto v = raw.get(kPrimaryInstance)) c.primary_instance = instance_token(*v);
   if (auto v = raw.get(kTimeout)) c.timeout = seconds(*v);
   if (auto v = raw.get(kConnectTimeout)) c.connect_timeout = seconds(*v);

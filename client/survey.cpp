@@ -4,6 +4,7 @@
 #include <set>
 
 #include "error.hpp"
+#include "placement.hpp"
 #include "text.hpp"
 
 namespace pmcr::client {
@@ -73,6 +74,29 @@ std::vector<std::vector<size_t>> holders(const Survey& s, const std::string& job
   }
   for (uint32_t r = 0; r < nranks; ++r) in_replica_order(out[r], r, n);
   return out;
+}
+
+Fleet::Fleet(const std::vector<std::string>& servers, Options options)
+    : addresses_(placement::order(servers)), options_(std::move(options)), clients_(addresses_.size()) {}
+
+Client& Fleet::operator()(size_t i) {
+  auto& c = clients_.at(i);
+  if (!c) {
+    Options o = options_;
+    o.server = addresses_[i];
+    c = std::make_unique<Client>(o);
+  }
+  return *c;
+}
+
+Survey Fleet::survey(const std::string& job) {
+  return client::survey(
+      size(), job, [this](size_t i) -> Client& { return (*this)(i); }, [this](size_t i) { drop(i); }, addresses_);
+}
+
+std::vector<std::vector<size_t>> Fleet::holders(const Survey& s, const std::string& job, uint64_t version,
+                                                uint32_t nranks) {
+  return client::holders(s, job, version, nranks, [this](size_t i) -> Client& { return (*this)(i); });
 }
 
 }  // namespace pmcr::client

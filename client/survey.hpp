@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,5 +47,24 @@ std::vector<std::vector<size_t>> holders(const Survey& s, const std::string& job
 // Sorts SERVERS (indices into a list of N) the way rank RANK's copies are
 // placed: its first copy first.
 void in_replica_order(std::vector<size_t>& servers, uint32_t rank, size_t n);
+
+// A tool's connections to a list of servers (placement order), each made on
+// first use.
+class Fleet {
+ public:
+  // SERVERS in any order; OPTIONS for every connection (its server set here).
+  Fleet(const std::vector<std::string>& servers, Options options);
+  size_t size() const { return addresses_.size(); }
+  const std::vector<std::string>& addresses() const { return addresses_; }
+  Client& operator()(size_t i);
+  void drop(size_t i) { clients_.at(i).reset(); }
+  Survey survey(const std::string& job);
+  std::vector<std::vector<size_t>> holders(const Survey& s, const std::string& job, uint64_t version, uint32_t nranks);
+
+ private:
+  std::vector<std::string> addresses_;
+  Options options_;
+  std::vector<std::unique_ptr<Client>> clients_;
+};
 
 }  // namespace pmcr::client

@@ -423,8 +423,8 @@ void Session::restart(int version) {
   tracking_ = false;
   // Where each rank's regions are: as restart_test found them, or found now.
   std::vector<std::vector<size_t>> holders;
-  const bool located = comm_.same(located_version_ == static_cast<uint64_t>(version) ? 1 : 0);
-  if (!located) {
+  // (located_version_ is the same on every rank: share_holders is collective.)
+  if (located_version_ != static_cast<uint64_t>(version)) {
     collectively([&] {
       if (comm_.rank() != 0) return;
       const client::Survey listing = list_all();

@@ -25,6 +25,7 @@
 #include "encryption.hpp"
 #include "error.hpp"
 #include "files.hpp"
+#include "servers_cmds.hpp"
 #include "text.hpp"
 
 namespace fs = std::filesystem;
@@ -110,6 +111,29 @@ void authenticate(const pmcr::crypt::DataKey& key, const std::string& job, uint6
   std::vector<uint8_t> scratch(plain ? *plain : 0);
   pmcr::crypt::decrypt(key, {job, version, rank, id}, data, size, scratch.data());
   sodium_memzero(scratch.data(), scratch.size());
+}
+
+// A list of servers: "HOST:PORT,HOST:PORT", each checked.
+std::vector<std::string> server_list(const std::string& text) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at <= text.size()) {
+    const size_t comma = std::min(text.find(',', at), text.size());
+    const std::string item = text.substr(at, comma - at);
+    if (!item.empty()) out.push_back(pmcr::to_string(pmcr::parse_host_port(item, pmcr::kDefaultPort)));
+    at = comma + 1;
+  }
+  if (out.empty()) throw Error(PMCR_E_INVAL, "--servers: expected HOST:PORT[,HOST:PORT...], got '" + text + "'");
+  return out;
+}
+
+unsigned replicas_setting() {
+  const char* env = std::getenv("PMCR_REPLICAS");
+  if (!env || !*env) return 0;
+  char* end = nullptr;
+  const long n = std::strtol(env, &end, 10);
+  if (*end || n < 1 || n > 1024) throw Error(PMCR_E_CONFIG, std::string("PMCR_REPLICAS=") + env + ": expected a number of copies >= 1");
+  return static_cast<unsigned>(n);
 }
 
 pmcr::client::Client connect(const std::string& server) {
@@ -471,8 +495,14 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::string server = default_server();
   bool as_json = false;
-  app.add_option("--server", server, "pmserver HOST:PORT (default: first entry of PMCR_SERVERS)")
-      ->capture_default_str();
+  auto* server_opt = app.add_option("--server", server, "pmserver HOST:PORT (default: first entry of PMCR_SERVERS)")
+                         ->capture_default_str();
+  std::string servers = std::getenv("PMCR_SERVERS") ? std::getenv("PMCR_SERVERS") : "";
+  auto* servers_opt = app.add_option("--servers", servers,
+                                     "several pmservers, HOST:PORT,... (default: PMCR_SERVERS): stat and ls show each "
+                                     "one and where each version's copies are");
+  server_opt->excludes(servers_opt);
+  unsigned replicas = 0;
   const auto add_json = [&](CLI::App* cmd) { cmd->add_flag("--json", as_json, "print JSON"); };
 
   auto* stat = app.add_subcommand("stat", "pool size, use, regions, jobs and connections");
@@ -481,7 +511,15 @@ int main(int argc, char** argv) {
   std::string job;
   auto* ls = app.add_subcommand("ls", "list jobs and their versions");
   ls->add_option("--job", job, "only this job");
+  ls->add_option("--replicas", replicas, "with several servers: the copies each version should have "
+                                         "(default: PMCR_REPLICAS, else the most any rank has)");
   add_json(ls);
+
+  auto* rep = app.add_subcommand("repair", "bring every version of a job back to its copies on a list of servers "
+                                           "(after a server was lost, or came back empty)");
+  rep->add_option("--job", job, "job name")->required();
+  rep->add_option("--replicas", replicas, "copies of each rank's data (default: PMCR_REPLICAS)");
+  add_json(rep);
 
   uint64_t version = 0;
   std::string dir;
@@ -523,11 +561,29 @@ int main(int argc, char** argv) {
   keygen->add_option("file", key_file, "file to create")->required();
   add_json(keygen);
 
-  for (auto* sub : {stat, ls, exp, imp, rm, watch}) sub->add_option("--server", server, "pmserver HOST:PORT");
+  for (auto* sub : {stat, ls, exp, imp, rm, watch}) {
+    auto* one = sub->add_option("--server", server, "pmserver HOST:PORT");
+    if (sub == stat || sub == ls) one->excludes(sub->add_option("--servers", servers, "pmservers HOST:PORT,..."));
+  }
+  rep->add_option("--servers", servers, "pmservers HOST:PORT,... (default: PMCR_SERVERS)");
 
   CLI11_PARSE(app, argc, argv);
   try {
-    if (stat->parsed()) cmd_stat(server, as_json);
+    // Several servers: given with --servers, or PMCR_SERVERS lists several
+    // and no --server picks one.
+    bool one = false;
+    for (const auto* o : {server_opt, stat->get_option("--server"), ls->get_option("--server")}) one = one || o->count();
+    const std::vector<std::string> list = servers.empty() ? std::vector<std::string>{server} : server_list(servers);
+    const bool several = !one && list.size() > 1;
+    if (!replicas) replicas = replicas_setting();
+    if (rep->parsed()) {
+      if (!replicas)
+        throw Error(PMCR_E_INVAL, "repair: how many copies? Give --replicas R (or set PMCR_REPLICAS as the job has it)");
+      return pmcr::tools::cmd_repair(list, job, replicas, as_json);
+    }
+    if (stat->parsed() && several) pmcr::tools::cmd_stat_servers(list, as_json);
+    else if (ls->parsed() && several) pmcr::tools::cmd_ls_servers(list, job, replicas, as_json);
+    else if (stat->parsed()) cmd_stat(server, as_json);
     else if (ls->parsed()) cmd_ls(server, job, as_json);
     else if (exp->parsed())
       cmd_export(server, job, exp_version->count() ? std::vector<uint64_t>{version} : versions, dir, as_json);

@@ -153,10 +153,20 @@ TEST_F(CliTest, ErrorsAreClearAndNonZero) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(6));
 }
 
-TEST_F(CliTest, ServerComesFromPmcrServersWhenNotGiven) {
+// PMCR_SERVERS with several servers: stat covers each, saying which do not
+// answer; --server picks one.
+TEST_F(CliTest, ServersComeFromPmcrServersWhenNotGiven) {
   ::setenv("PMCR_SERVERS", (server_.address() + ",127.0.0.1:1").c_str(), 1);
   std::string out, err;
   EXPECT_EQ(run_cli({"stat", "--json"}, &out, &err), 0) << err;
+  const json all = json::parse(out);
+  EXPECT_EQ(all["answering"], 1);
+  ASSERT_EQ(all["servers"].size(), 2u) << out;
+  for (const auto& e : all["servers"]) {
+    if (e["server"] == "127.0.0.1:1") EXPECT_TRUE(e.contains("lost")) << out;
+    else EXPECT_EQ(e["server"], server_.address()) << out;
+  }
+  EXPECT_EQ(run_cli({"stat", "--json", "--server", server_.address()}, &out, &err), 0) << err;
   ::unsetenv("PMCR_SERVERS");
   EXPECT_EQ(json::parse(out)["server"], server_.address());
 }

@@ -305,6 +305,29 @@ TEST_F(Api, StandbySettingsAreCheckedAndAStandbyDoesNotCheckpoint) {
   for (const auto& p : {role, lease, token, standby}) std::remove(p.c_str());
 }
 
+// The server list and the copies: each server once, at most one copy per
+// server, and a standby needs a single server.
+TEST_F(Api, ServerListSettingsAreChecked) {
+  const std::string twice = config_file("twice.toml", "servers = [\"127.0.0.1:7001\", \"127.0.0.1:7001\"]\n");
+  EXPECT_EQ(pmcr_init(MPI_COMM_WORLD, twice.c_str()), PMCR_E_CONFIG);
+  EXPECT_NE(std::string(pmcr_last_error()).find("twice"), std::string::npos) << pmcr_last_error();
+  const std::string copies =
+      config_file("copies.toml", "servers = [\"127.0.0.1:7001\", \"127.0.0.1:7002\"]\nreplicas = 3\n");
+  EXPECT_EQ(pmcr_init(MPI_COMM_WORLD, copies.c_str()), PMCR_E_CONFIG);
+  EXPECT_NE(std::string(pmcr_last_error()).find("from 1 to 2"), std::string::npos) << pmcr_last_error();
+  const std::string role =
+      config_file("role2.toml", "servers = [\"127.0.0.1:7001\", \"127.0.0.1:7002\"]\nrole = \"primary\"\n");
+  EXPECT_EQ(pmcr_init(MPI_COMM_WORLD, role.c_str()), PMCR_E_CONFIG);
+  EXPECT_NE(std::string(pmcr_last_error()).find("needs a single server"), std::string::npos) << pmcr_last_error();
+  // None of them answers: the error names them.
+  const std::string none =
+      config_file("none.toml", "servers = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\nconnect_timeout = 2\n");
+  EXPECT_EQ(pmcr_init(MPI_COMM_WORLD, none.c_str()), PMCR_E_UNREACHABLE);
+  EXPECT_NE(std::string(pmcr_last_error()).find("none of the 2 servers"), std::string::npos) << pmcr_last_error();
+  EXPECT_NE(std::string(pmcr_last_error()).find("127.0.0.1:2"), std::string::npos) << pmcr_last_error();
+  for (const auto& p : {twice, copies, role, none}) std::remove(p.c_str());
+}
+
 // Run by test_mpi.cpp in two jobs, with the server stopped and version 2
 // damaged in between (both use the job PMCR_JOB.fallback).
 TEST_F(Api, DISABLED_FallbackWrite) {

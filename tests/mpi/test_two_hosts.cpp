@@ -77,8 +77,10 @@ TEST_F(TwoHosts, RankKilledJobRelaunchesOverTheLink) {
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("attempt 2 of 4: job " + job_name() + " restarts from version 100"), std::string::npos) << r.out;
   EXPECT_EQ(final_checksum(r.out), expected_) << r.out;
-  // Every checkpoint (8 of 4 x 128 KiB, and more) went over the veth.
-  EXPECT_GT(bytes_sent() - before, 8LL * kRanks * (128 << 10)) << "the checkpoints did not cross the link";
+  // The checkpoints went over the veth: 8 versions of 4 x 128 KiB, less the
+  // blocks the heat has not reached yet (unchanged, not sent again), and
+  // more than half of it.
+  EXPECT_GT(bytes_sent() - before, 4LL * kRanks * (128 << 10)) << "the checkpoints did not cross the link";
 }
 
 TEST_F(TwoHosts, StandbyTakesOverOverTheLink) {

@@ -1,0 +1,48 @@
+// pmcr repair: brings every sealed version of a job back to R copies on a
+// list of servers (README, "Several servers"), after a server was lost and
+// came back empty, or with its old pool, or was replaced.
+//
+// For each version that is still complete (every rank's regions in a
+// sealed part on some server that answers), each server that placement
+// (placement.hpp) gives a part of it but that does not hold that part
+// sealed gets the whole part: every region of its ranks, read from a
+// server that holds it (verified against its checksum on the way), written
+// with the part's size so that the server seals the part itself at its
+// last commit. Versions are repaired oldest first, and a region whose
+// previous version the server holds already is written as an incremental
+// one: only the blocks that differ travel, the rest is shared, as the job's
+// own checkpoints share them. A version with a rank that has no copy left
+// cannot be repaired and is named.
+//
+// The writes join the job's current attempt on each server (a running job
+// is not disturbed); a server that has none gets one begun.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "survey.hpp"
+
+namespace pmcr::tools {
+
+struct RepairReport {
+  struct Part {
+    uint64_t version = 0;
+    std::string server;
+    uint32_t ranks = 0, regions = 0;
+    uint64_t bytes = 0;  // of its regions
+    uint64_t sent = 0;   // of them sent (the rest shared with the previous version)
+  };
+  std::vector<Part> parts;           // written and sealed
+  std::vector<std::string> problems;  // versions or servers that could not be repaired, and why
+  uint32_t versions = 0;              // versions looked at
+  uint32_t healthy = 0;               // ... that had every copy already
+};
+
+// SAY: a line of progress, for a terminal.
+RepairReport repair(client::Fleet& fleet, const std::string& job, unsigned replicas,
+                    const std::function<void(const std::string&)>& say);
+
+}  // namespace pmcr::tools
