@@ -200,3 +200,62 @@ TEST_F(CliTest, WatchShowsAttemptsAndSealsAsTheyHappen) {
   EXPECT_NE(text.find("failed: attempt "), std::string::npos) << text;
   EXPECT_NE(text.find("mpirun exited with code 137"), std::string::npos) << text;
 }
+
+// `pmcr repair` onto an empty second server: versions oldest first, each
+// region of a version whose previous one the server holds already written
+// as an incremental one (only the blocks that differ sent, the rest shared
+// in the pool), every byte read back identical; `pmcr ls` over both
+// servers shows each version with its copies.
+TEST_F(CliTest, RepairSendsOnlyTheBlocksThatDifferFromThePreviousVersion) {
+  pmcr::test::TempPath pool2("pool2");
+  pmcr::test::ServerProcess empty({pool2.str(), "256M"});
+  ASSERT_TRUE(empty.start()) << empty.log();
+  constexpr uint64_t kBlock = 64 << 10, kSize = 8 * kBlock;
+  auto v1 = pattern(kSize, 1), v2 = v1;
+  std::fill(v2.begin() + 3 * kBlock, v2.begin() + 4 * kBlock, 0x5a);  // one block of eight changed
+  {
+    auto c = server_.connect();
+    c.begin("rep");
+    for (uint64_t v : {1u, 2u}) {
+      const auto& data = v == 1 ? v1 : v2;
+      const auto hashes = pmcr::block_hashes(data.data(), data.size(), kBlock);
+      auto t = c.create("rep", v, 0, 0, kSize, kBlock, v == 2 ? std::optional<uint64_t>(1) : std::nullopt);
+      if (t.based) c.put_blocks(t, data.data(), {3});
+      else c.put(t, data.data());
+      c.commit(t, pmcr::combine_hashes(hashes.data(), hashes.size()));
+      c.seal("rep", v, 1, 1);
+    }
+  }
+  const std::string both = server_.address() + "," + empty.address();
+  std::string out, err;
+  ASSERT_EQ(run_cli({"ls", "--servers", both, "--job", "rep", "--replicas", "2", "--json"}, &out, &err), 0) << err;
+  for (const auto& v : json::parse(out)["versions"]) {
+    EXPECT_EQ(v["state"], "degraded") << out;
+    EXPECT_EQ(v["copies"], 1) << out;
+  }
+  ASSERT_EQ(run_cli({"repair", "--servers", both, "--job", "rep", "--replicas", "2", "--json"}, &out, &err), 0) << err;
+  const json r = json::parse(out);
+  ASSERT_EQ(r["parts"].size(), 2u) << out;
+  EXPECT_EQ(r["bytes"], 2 * kSize) << out;
+  EXPECT_EQ(r["sent"], kSize + kBlock) << out;
+  EXPECT_EQ(r["regions"], 2) << out;
+  auto c = empty.connect();
+  EXPECT_LT(c.stat().used_bytes, 2 * kSize) << "version 2 shares its unchanged blocks with version 1";
+  for (uint64_t v : {1u, 2u}) {
+    std::vector<uint8_t> back(kSize);
+    c.read_region("rep", v, 0, 0, back.data(), back.size());
+    EXPECT_EQ(back, v == 1 ? v1 : v2) << "version " << v;
+  }
+  ASSERT_EQ(run_cli({"ls", "--servers", both, "--job", "rep", "--replicas", "2", "--json"}, &out, &err), 0) << err;
+  for (const auto& v : json::parse(out)["versions"]) {
+    EXPECT_EQ(v["state"], "complete") << out;
+    EXPECT_EQ(v["copies"], 2) << out;
+  }
+  // Text output: a line per version with its parts.
+  ASSERT_EQ(run_cli({"ls", "--servers", both, "--job", "rep", "--replicas", "2"}, &out, &err), 0) << err;
+  EXPECT_NE(out.find("complete"), std::string::npos) << out;
+  EXPECT_NE(out.find(empty.address() + ": 0"), std::string::npos) << out;
+  // Without --replicas (nor PMCR_REPLICAS), repair asks for it.
+  EXPECT_NE(run_cli({"repair", "--servers", both, "--job", "rep"}, &out, &err), 0);
+  EXPECT_NE(err.find("--replicas"), std::string::npos) << err;
+}

@@ -9,9 +9,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <set>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "jobs.hpp"
 #include "placement.hpp"
@@ -26,6 +29,7 @@ class Servers : public ::testing::Test {
     ASSERT_FALSE(expected_.empty());
   }
   void TearDown() override {
+    join_reaper();
     if (HasFailure())
       for (size_t i = 0; i < servers_.size(); ++i)
         if (servers_[i]) std::cerr << "---- pmserver " << i << " log ----\n" << servers_[i]->log();
@@ -90,7 +94,53 @@ class Servers : public ::testing::Test {
     return out;
   }
 
+  // pmcr ARGS --servers (the list) --json, parsed (null if it failed).
+  nlohmann::json cli(std::vector<std::string> args, int* code = nullptr) {
+    args.insert(args.begin(), PMCR_CLI);
+    args.insert(args.end(), {"--servers", list(true), "--json"});
+    const JobRun r = run(args, {}, 120s);
+    if (code) *code = r.code;
+    const auto brace = r.out.find('{');
+    if (brace == std::string::npos) {
+      ADD_FAILURE() << r.out;
+      return nullptr;
+    }
+    try {
+      return nlohmann::json::parse(r.out.substr(brace));
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what() << ": " << r.out;
+      return nullptr;
+    }
+  }
+  // The versions `pmcr ls` shows for the job: version -> (state, copies).
+  std::map<uint64_t, std::pair<std::string, size_t>> health() {
+    std::map<uint64_t, std::pair<std::string, size_t>> out;
+    const auto j = cli({"ls", "--job", job_name(), "--replicas", "2"});
+    if (j.is_null()) return out;
+    for (const auto& v : j["versions"])
+      out[v["version"].get<uint64_t>()] = {v["state"].get<std::string>(), v["copies"].get<size_t>()};
+    return out;
+  }
+  // Kills server I (in the order) at its fault point FAULT and deletes its
+  // pool when it is gone (a thread of its own, as the job runs).
+  void lose_at(size_t i, const std::string& fault) {
+    ServerProcess& victim = at(i);
+    victim.stop();
+    victim.env().push_back("PMCR_FAULT=" + fault);
+    ASSERT_TRUE(victim.start()) << victim.log();
+    std::string pool;
+    for (size_t k = 0; k < servers_.size(); ++k)
+      if (servers_[k].get() == &victim) pool = pools_[k]->str();
+    reaper_ = std::thread([&victim, pool] {
+      if (victim.wait_exit(120s)) ::unlink(pool.c_str());
+    });
+  }
+  void join_reaper() {
+    if (reaper_.joinable()) reaper_.join();
+  }
+
   std::string expected_;
+  std::thread reaper_;
   std::vector<std::unique_ptr<TempPath>> pools_;
   std::vector<std::unique_ptr<ServerProcess>> servers_;
   std::vector<std::string> order_;
@@ -145,20 +195,10 @@ class ServerLoss : public Servers, public ::testing::WithParamInterface<Loss> {}
 TEST_P(ServerLoss, JobGoesOnWithTheOthersAndRestartsFromThem) {
   const Loss loss = GetParam();
   start(3);
-  // The fault goes to the server at that place of the order: restart it with it.
   ServerProcess& victim = at(loss.server);
-  victim.stop();
-  victim.env().push_back(std::string("PMCR_FAULT=") + loss.fault);
-  ASSERT_TRUE(victim.start()) << victim.log();
-  std::string victim_pool;
-  for (size_t i = 0; i < servers_.size(); ++i)
-    if (servers_[i].get() == &victim) victim_pool = pools_[i]->str();
-  std::thread reaper([&] {
-    int status = 0;
-    if (victim.wait_exit(120s, &status)) ::unlink(victim_pool.c_str());
-  });
+  lose_at(loss.server, loss.fault);
   const JobRun r = run(heat({"--sleep-ms", "2"}), env(list(false), 2), 180s);
-  reaper.join();
+  join_reaper();
   ASSERT_FALSE(victim.running()) << "the fault point " << loss.fault << " was never reached";
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(final_checksum(r.out), expected_) << r.out;
@@ -191,6 +231,94 @@ TEST_F(Servers, OneCopyALostServersVersionsAreNamed) {
   EXPECT_NE(again.out.find("version 400 (2 ranks' data)"), std::string::npos) << again.out;
   EXPECT_NE(again.out.find("lost: " + lost.address()), std::string::npos) << again.out;
   EXPECT_EQ(again.out.find("final checksum"), std::string::npos) << again.out;
+}
+
+}  // namespace pmcr::test
+
+namespace pmcr::test {
+
+// A server lost at version 150 and back, empty, only after the job ended:
+// `pmcr ls` shows the kept versions with one copy of two, `pmcr repair`
+// writes the lost server's parts back (every region of its ranks, counted
+// exactly) and they have two copies again; a relaunch that then loses
+// another server restarts bit-identical, reading the ranks it held from the
+// repaired copies.
+TEST_F(Servers, RepairBringsTheKeptVersionsBackToTwoCopies) {
+  start(3);
+  lose_at(1, "seal.state:3:kill");
+  const JobRun r = run(heat(), env(list(false), 2), 120s);
+  join_reaper();
+  ASSERT_EQ(r.code, 0) << r.out;
+  ASSERT_EQ(final_checksum(r.out), expected_) << r.out;
+  auto h = health();
+  ASSERT_EQ(h.size(), 2u) << "PMCR_KEEP=2";
+  for (const auto& [v, state] : h) EXPECT_EQ(state, std::make_pair(std::string("degraded"), size_t{1})) << v;
+  // Back, empty.
+  ServerProcess& back = at(1);
+  back.env().pop_back();
+  ASSERT_TRUE(back.start()) << back.log();
+  int code = -1;
+  const auto rep = cli({"repair", "--job", job_name(), "--replicas", "2"}, &code);
+  EXPECT_EQ(code, 0) << rep.dump(2);
+  ASSERT_EQ(rep["parts"].size(), 2u) << rep.dump(2);
+  // Exactly the regions and bytes placement gives server 1, as a healthy
+  // server holds them.
+  uint64_t regions = 0, bytes = 0;
+  const auto placed = placed_on(1, 2);
+  for (uint64_t v : {350u, 400u}) {
+    std::map<std::pair<uint32_t, uint32_t>, uint64_t> sizes;  // (rank, id) -> bytes, from the survivors
+    for (size_t i : {0, 2})
+      for (const auto& g : at(i).connect().list_regions(job_name(), v).regions)
+        if (placed.count(g.rank)) sizes[{g.rank, g.id}] = g.size;
+    regions += sizes.size();
+    for (const auto& [key, size] : sizes) bytes += size;
+  }
+  EXPECT_EQ(rep["regions"].get<uint64_t>(), regions) << rep.dump(2);
+  EXPECT_EQ(rep["bytes"].get<uint64_t>(), bytes) << rep.dump(2);
+  EXPECT_EQ(back.connect().stat().regions, regions);
+  EXPECT_LE(rep["sent"].get<uint64_t>(), bytes);
+  h = health();
+  for (const auto& [v, state] : h) EXPECT_EQ(state, std::make_pair(std::string("complete"), size_t{2})) << v;
+  for (size_t i = 0; i < 3; ++i) {
+    bool sealed = false;
+    EXPECT_EQ(ranks_on(i, 400, &sealed), placed_on(i, 2)) << "server " << i;
+  }
+  // A second repair has nothing to do.
+  const auto again = cli({"repair", "--job", job_name(), "--replicas", "2"}, &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(again["parts"].size(), 0u) << again.dump(2);
+  EXPECT_EQ(again["healthy"], 2) << again.dump(2);
+  // Server 0 lost now: its ranks come from their other copies, among them
+  // the repaired ones.
+  at(0).kill9();
+  const JobRun relaunch = run(heat(), env(list(true), 2), 120s);
+  ASSERT_EQ(relaunch.code, 0) << relaunch.out;
+  EXPECT_NE(relaunch.out.find("restarted from version 400"), std::string::npos) << relaunch.out;
+  EXPECT_EQ(final_checksum(relaunch.out), expected_) << relaunch.out;
+}
+
+// A server lost mid-run comes back (empty) while the job still runs: the
+// job finds it again (PMCR_SERVER_RETRY) and writes its next checkpoints
+// there, so the last versions have their two copies without a repair.
+TEST_F(Servers, AServerBackMidRunGetsTheNextCheckpoints) {
+  start(3);
+  lose_at(2, "seal.state:2:kill");
+  Background job(heat({"--sleep-ms", "10"}), env(list(false), 2));
+  join_reaper();
+  // Back, empty, started from this thread (a server started from a thread
+  // that ends gets its parent-death signal).
+  at(2).env().pop_back();
+  ASSERT_TRUE(at(2).start()) << at(2).log();
+  ASSERT_EQ(job.finish(180s), 0) << job.output();
+  const std::string out = job.output();
+  EXPECT_EQ(final_checksum(out), expected_) << out;
+  EXPECT_NE(out.find("server " + at(2).address() + " lost at version 100"), std::string::npos) << out;
+  EXPECT_NE(out.find("server " + at(2).address() + " answers again"), std::string::npos) << out;
+  const auto h = health();
+  ASSERT_EQ(h.count(400), 1u);
+  EXPECT_EQ(h.at(400), std::make_pair(std::string("complete"), size_t{2}));
+  bool sealed = false;
+  EXPECT_EQ(ranks_on(2, 400, &sealed), placed_on(2, 2));
 }
 
 }  // namespace pmcr::test
