@@ -99,4 +99,15 @@ std::vector<std::vector<size_t>> Fleet::holders(const Survey& s, const std::stri
   return client::holders(s, job, version, nranks, [this](size_t i) -> Client& { return (*this)(i); });
 }
 
+std::optional<uint64_t> Fleet::newest_complete(const Survey& s, const std::string& job) {
+  for (uint64_t v : s.sealed()) {
+    uint32_t nranks = 0;
+    for (const auto& on : s.versions)
+      if (auto e = on.find(v); e != on.end() && e->second.sealed) nranks = e->second.nranks;
+    const auto h = holders(s, job, v, nranks);
+    if (std::none_of(h.begin(), h.end(), [](const std::vector<size_t>& x) { return x.empty(); })) return v;
+  }
+  return std::nullopt;
+}
+
 }  // namespace pmcr::client

@@ -60,6 +60,10 @@ class Fleet {
   void drop(size_t i) { clients_.at(i).reset(); }
   Survey survey(const std::string& job);
   std::vector<std::vector<size_t>> holders(const Survey& s, const std::string& job, uint64_t version, uint32_t nranks);
+  // The newest version of S whose every rank's regions are in a sealed part
+  // on a server that answered (what a restart would resume from, before
+  // each server verifies its part).
+  std::optional<uint64_t> newest_complete(const Survey& s, const std::string& job);
 
  private:
   std::vector<std::string> addresses_;

@@ -1,5 +1,6 @@
 #include "text.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 
@@ -59,6 +60,20 @@ std::string format_size(uint64_t bytes) {
   if (u == 0) std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
   else std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
   return buf;
+}
+
+std::vector<std::string> parse_server_list(const std::string& text) {
+  std::vector<std::string> out;
+  for (size_t at = 0; at <= text.size();) {
+    const size_t comma = std::min(text.find(',', at), text.size());
+    std::string item = text.substr(at, comma - at);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(to_string(parse_host_port(item, kDefaultPort)));
+    at = comma + 1;
+  }
+  if (out.empty()) throw Error(PMCR_E_INVAL, "no server in '" + text + "': expected HOST:PORT[,HOST:PORT...]");
+  return out;
 }
 
 HostPort parse_host_port(const std::string& text, uint16_t default_port) {

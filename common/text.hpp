@@ -26,6 +26,9 @@ struct HostPort {
 // "HOST:PORT", "[v6addr]:PORT" or "HOST" (then default_port). Throws
 // Error(PMCR_E_INVAL) naming the text and what is expected.
 HostPort parse_host_port(const std::string& text, uint16_t default_port);
+// "HOST:PORT,HOST:PORT,...", each checked and written as to_string does
+// (empty entries skipped). Throws INVAL if one is bad or none is there.
+std::vector<std::string> parse_server_list(const std::string& text);
 
 std::string to_string(const HostPort& hp);
 

@@ -113,20 +113,6 @@ void authenticate(const pmcr::crypt::DataKey& key, const std::string& job, uint6
   sodium_memzero(scratch.data(), scratch.size());
 }
 
-// A list of servers: "HOST:PORT,HOST:PORT", each checked.
-std::vector<std::string> server_list(const std::string& text) {
-  std::vector<std::string> out;
-  size_t at = 0;
-  while (at <= text.size()) {
-    const size_t comma = std::min(text.find(',', at), text.size());
-    const std::string item = text.substr(at, comma - at);
-    if (!item.empty()) out.push_back(pmcr::to_string(pmcr::parse_host_port(item, pmcr::kDefaultPort)));
-    at = comma + 1;
-  }
-  if (out.empty()) throw Error(PMCR_E_INVAL, "--servers: expected HOST:PORT[,HOST:PORT...], got '" + text + "'");
-  return out;
-}
-
 unsigned replicas_setting() {
   const char* env = std::getenv("PMCR_REPLICAS");
   if (!env || !*env) return 0;
@@ -573,7 +559,7 @@ int main(int argc, char** argv) {
     // and no --server picks one.
     bool one = false;
     for (const auto* o : {server_opt, stat->get_option("--server"), ls->get_option("--server")}) one = one || o->count();
-    const std::vector<std::string> list = servers.empty() ? std::vector<std::string>{server} : server_list(servers);
+    const std::vector<std::string> list = servers.empty() ? std::vector<std::string>{server} : pmcr::parse_server_list(servers);
     const bool several = !one && list.size() > 1;
     if (!replicas) replicas = replicas_setting();
     if (rep->parsed()) {

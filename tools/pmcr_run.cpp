@@ -62,6 +62,7 @@
 
 #include "auth.hpp"
 #include "client.hpp"
+#include "survey.hpp"
 #include "error.hpp"
 #include "local_server.hpp"
 #include "process.hpp"
@@ -136,12 +137,17 @@ client::Options own_options(const std::string& server, std::chrono::seconds time
   return o;
 }
 
-// "restarts from version N", "starts fresh", or why it cannot tell.
-std::string restart_point(const std::string& server, const std::string& job) {
+// "restarts from version N", "starts fresh", or why it cannot tell. With
+// several servers: the newest version every rank has a copy of on the
+// servers that answer.
+std::string restart_point(const std::string& servers, const std::string& job) {
   try {
-    client::Client c(own_options(server, std::chrono::seconds(10)));
-    if (auto v = c.latest_sealed(job)) return "restarts from version " + std::to_string(*v);
-    return "starts fresh (no sealed version)";
+    client::Fleet fleet(parse_server_list(servers), own_options("", std::chrono::seconds(10)));
+    const client::Survey s = fleet.survey(job);
+    const std::string lost = s.lost_text().empty() ? "" : " (lost: " + s.lost_text() + ")";
+    if (auto v = fleet.newest_complete(s, job)) return "restarts from version " + std::to_string(*v) + lost;
+    if (!s.sealed().empty()) return "cannot restart: no version has a copy of every rank's data" + lost;
+    return "starts fresh (no sealed version)" + lost;
   } catch (const Error& e) {
     return std::string("restart point unknown (") + e.what() + ")";
   }
@@ -154,15 +160,19 @@ bool make_key_if_absent(const std::string& file) {
   return true;
 }
 
-// Whether the pmserver at SERVER answers a STAT within a few seconds.
-bool answers(const std::string& server) {
-  try {
-    client::Client c(own_options(server, std::chrono::seconds(3)));
-    c.stat();
-    return true;
-  } catch (const Error&) {
-    return false;
+// Whether a pmserver of SERVERS (a list) answers a STAT within a few
+// seconds. With several, one is enough: the relaunch finds out whether the
+// ones that answer hold a whole version.
+bool answers(const std::string& servers) {
+  for (const auto& server : parse_server_list(servers)) {
+    try {
+      client::Client c(own_options(server, std::chrono::seconds(3)));
+      c.stat();
+      return true;
+    } catch (const Error&) {
+    }
   }
+  return false;
 }
 
 // The last N lines of TEXT.
@@ -388,7 +398,9 @@ int main(int argc, char** argv) {
     ::setenv("PMCR_JOB", job.c_str(), 1);
     ::setenv("PMCR_SERVERS", servers.c_str(), 1);
     // What every launch is told (Open MPI's mpirun forwards only what it is told to).
-    const std::vector<std::string> names = {"PMCR_JOB", "PMCR_SERVERS", report::kVariable};
+    std::vector<std::string> names = {"PMCR_JOB", "PMCR_SERVERS", report::kVariable};
+    for (const char* more : {"PMCR_REPLICAS", "PMCR_SERVER_RETRY"})
+      if (std::getenv(more)) names.push_back(more);
     auto primary_names = names, standby_names = names;
     primary_names.insert(primary_names.end(), {"PMCR_ROLE", "PMCR_INSTANCE"});
     standby_names.insert(standby_names.end(), {"PMCR_ROLE", "PMCR_INSTANCE", "PMCR_PRIMARY_INSTANCE"});
@@ -413,14 +425,14 @@ int main(int argc, char** argv) {
       }
       const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(server_wait);
       auto next_note = std::chrono::steady_clock::now();
-      while (!g_signal && !answers(first)) {
+      while (!g_signal && !answers(servers)) {
         if (std::chrono::steady_clock::now() >= until) {
-          say("pmserver at " + first + " did not answer for " + std::to_string(static_cast<int>(server_wait)) +
+          say("pmserver at " + servers + " did not answer for " + std::to_string(static_cast<int>(server_wait)) +
               " s (--server-wait); not relaunching. Is it stopped, overloaded or cut off?");
           return false;
         }
         if (std::chrono::steady_clock::now() >= next_note) {
-          say("waiting for pmserver at " + first + " to answer before relaunching");
+          say("waiting for pmserver at " + servers + " to answer before relaunching");
           next_note = std::chrono::steady_clock::now() + std::chrono::seconds(10);
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -448,7 +460,7 @@ int main(int argc, char** argv) {
       for (unsigned attempt = 1; attempt <= max_restarts + 1 && !g_signal; ++attempt) {
         if (attempt > 1 && !ready_to_relaunch()) break;
         say("attempt " + std::to_string(attempt) + " of " + std::to_string(max_restarts + 1) + ": job " + job + " " +
-            restart_point(first, job));
+            restart_point(servers, job));
         report.clear();
         tools::SpawnOptions so;
         so.out = so.err = "";
@@ -505,7 +517,7 @@ int main(int argc, char** argv) {
     };
     const auto start_both = [&]() {
       say("attempt " + std::to_string(attempt) + " of " + std::to_string(max_restarts + 1) + ": job " + job + " " +
-          restart_point(first, job) + ", with a standby");
+          restart_point(servers, job) + ", with a standby");
       primary = launch(cmd, false, "");
       g_child = primary.pid;
       standbys = 0;

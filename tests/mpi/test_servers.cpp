@@ -322,3 +322,29 @@ TEST_F(Servers, AServerBackMidRunGetsTheNextCheckpoints) {
 }
 
 }  // namespace pmcr::test
+
+namespace pmcr::test {
+
+// pmcr-run over three servers with two copies: a rank killed, the relaunch
+// (told the list in another order) resumes where the job left off, as
+// pmcr-run says, from the parts placement put on each server.
+TEST_F(Servers, PmcrRunRelaunchesFromThePartsOnEveryServer) {
+  start(3);
+  TempPath once("once");
+  std::vector<std::string> argv = {PMCR_RUN, "--servers", list(false), "--job", job_name(),
+                                   "--max-restarts", "3", "--delay", "0.1", "--"};
+  const auto cmd = heat();
+  argv.insert(argv.end(), cmd.begin(), cmd.end());
+  const JobRun r = run(argv, {"PMCR_REPLICAS=2", "PMCR_FAULT=ckpt.begin:3:kill", "PMCR_FAULT_RANK=2",
+                              "PMCR_FAULT_ONCE=" + once.str()}, 240s);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("attempt 2 of 4: job " + job_name() + " restarts from version 100"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("heat2d: restarted from version 100"), std::string::npos) << r.out;
+  EXPECT_EQ(final_checksum(r.out), expected_) << r.out;
+  for (size_t i = 0; i < 3; ++i) {
+    bool sealed = false;
+    EXPECT_EQ(ranks_on(i, 400, &sealed), placed_on(i, 2)) << "server " << i;
+  }
+}
+
+}  // namespace pmcr::test

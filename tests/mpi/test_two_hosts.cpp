@@ -111,4 +111,44 @@ TEST_F(TwoHosts, ServerLostAndBackTheJobWaitsAndResumes) {
   EXPECT_EQ(final_checksum(out), expected_) << out;
 }
 
+// Three servers behind the link, two copies of each rank's data: one server
+// SIGKILLed after it sealed its part of version 150, its pool deleted. The
+// job goes on with the two others over the veth and finishes with the
+// reference result; a relaunch restarts bit-identical from the survivors.
+TEST_F(TwoHosts, ServerLostWithTwoCopiesOverTheLink) {
+  std::vector<std::unique_ptr<TempPath>> pools;
+  std::vector<std::unique_ptr<ServerProcess>> more;
+  std::string servers = server_->address();
+  for (int i = 0; i < 2; ++i) {
+    pools.push_back(std::make_unique<TempPath>("pool" + std::to_string(i)));
+    ServerConfig cfg(pools.back()->str(), "256M", 0, {"UCX_NET_DEVICES=" + ns_->ns_if()});
+    cfg.host = ns_->ns_addr();
+    cfg.wrapper = ns_->exec();
+    cfg.key_file = key_.str();
+    more.push_back(std::make_unique<ServerProcess>(cfg));
+    ASSERT_TRUE(more.back()->start()) << more.back()->log();
+    servers += "," + more.back()->address();
+  }
+  std::vector<std::string> program = {PMCR_HEAT2D};
+  program.insert(program.end(), kHeatArgs.begin(), kHeatArgs.end());
+  const std::vector<std::string> job_env = env({"PMCR_SERVERS=" + servers, "PMCR_REPLICAS=2", "PMCR_JOB=" + job_name()});
+  std::vector<std::string> slow = program;
+  slow.insert(slow.end(), {"--sleep-ms", "5"});
+  Background job(mpiexec(kRanks, slow), job_env, "job");
+  ServerProcess& victim = *more.back();
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  while (victim.log().find("sealed its part of version 150") == std::string::npos &&
+         std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(10ms);
+  victim.kill9();
+  ::unlink(pools.back()->str().c_str());
+  ASSERT_EQ(job.finish(180s), 0) << job.output();
+  EXPECT_EQ(final_checksum(job.output()), expected_) << job.output();
+  EXPECT_NE(job.output().find("server " + victim.address() + " lost at version"), std::string::npos) << job.output();
+  const JobRun again = run(mpiexec(kRanks, program), job_env, 120s);
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_NE(again.out.find("restarted from version 400"), std::string::npos) << again.out;
+  EXPECT_EQ(final_checksum(again.out), expected_) << again.out;
+}
+
 }  // namespace pmcr::test
