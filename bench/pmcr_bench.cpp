@@ -574,6 +574,84 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
   return json{{"posix_dir", posix_dir}, {"rows", rows}};
 }
 
+// ---- pmcr-bench ckpt --servers N,... --replicas R,... ----
+
+// The same job's checkpoint and restart with its data spread over N
+// servers (each its own pmserver process and pool, on this host), each
+// rank's data on R of them, for every N and every R <= N, in one run.
+json run_servers(const std::vector<CkptConfig>& configs, const std::string& dir, const std::vector<int>& counts,
+                 const std::vector<int>& copies, int reps, const std::string& posix_dir, const std::string& pmserver,
+                 const Launch& launch, bool quiet) {
+  json rows = json::array();
+  for (const CkptConfig& cfg : configs)
+    for (int n : counts) {
+      std::vector<std::unique_ptr<pmcr::tools::LocalServer>> servers;
+      std::vector<std::string> pools;
+      std::string list;
+      for (int i = 0; i < n; ++i) {
+        pools.push_back(dir + "/pmcr-bench-servers-" + std::to_string(getpid()) + "-" + std::to_string(i) + ".pool");
+        // Each holds at most every rank's data (R <= N), PMCR_KEEP=2 versions and the one being written.
+        servers.push_back(bench_server(pmserver, pools.back(), 4 * cfg.ranks * cfg.mib + 64));
+        list += (list.empty() ? "" : ",") + servers.back()->address();
+      }
+      for (int r : copies) {
+        if (r > n) continue;
+        if (!quiet)
+          std::fprintf(stderr, "%d ranks x %llu MiB on %d servers, %d copies...\n", cfg.ranks,
+                       static_cast<unsigned long long>(cfg.mib), n, r);
+        const std::vector<std::string> env = {"PMCR_SERVERS=" + list, "PMCR_REPLICAS=" + std::to_string(r),
+                                              "PMCR_JOB=bench-servers-" + std::to_string(n) + "-" + std::to_string(r),
+                                              "PMCR_KEEP=2", "PMCR_TIMEOUT=600", "PMCR_INCREMENTAL=0"};
+        const std::string mib = std::to_string(cfg.mib);
+        const json w = run_rank_job(launch, cfg.ranks, {"write", mib, std::to_string(reps), posix_dir}, env);
+        std::vector<double> restart;
+        for (int i = 0; i < reps; ++i)
+          restart.push_back(run_rank_job(launch, cfg.ranks, {"read", mib, "1", posix_dir}, env)["restart_s"].get<double>());
+        rows.push_back({{"ranks", cfg.ranks},
+                        {"mib_per_rank", cfg.mib},
+                        {"servers", n},
+                        {"replicas", r},
+                        {"reps", reps},
+                        {"ckpt_ms", w["ckpt_s"].get<double>() * 1e3},
+                        {"memcpy_ms", w["memcpy_s"].get<double>() * 1e3},
+                        {"restart_ms", median(restart) * 1e3}});
+      }
+      for (auto& s : servers) s->stop();
+      for (const auto& p : pools) ::unlink(p.c_str());
+      for (int rank = 0; rank < cfg.ranks; ++rank)
+        ::unlink((posix_dir + "/pmcr-bench-rank" + std::to_string(rank) + "-of-" + std::to_string(cfg.ranks) + ".dat")
+                     .c_str());
+    }
+  return json{{"pool_dir", dir}, {"rows", rows}};
+}
+
+void print_servers(const json& r) {
+  std::printf("pmcr-bench ckpt --servers: median ms; the job's data spread over N pmservers (each its own process and\n"
+              "pool in %s, all on this host), each rank's data on R of them; checkpoint until every part is sealed,\n"
+              "restart in a new job reading each rank from one copy. GB/s: the job's bytes per second; on the\n"
+              "wire: times R. R=2/R=1: at the same number of servers (goal: 1.3x at most)\n\n",
+              r["pool_dir"].get<std::string>().c_str());
+  std::printf("%-10s %7s %6s | %8s %8s %8s %9s %10s | %8s %8s\n", "job", "servers", "copies", "ckpt", "GB/s", "wire",
+              "memcpy", "R2/R1", "restart", "R2/R1");
+  for (const auto& row : r["rows"]) {
+    const double ckpt = row["ckpt_ms"], rst = row["restart_ms"];
+    const double bytes = row["ranks"].get<double>() * row["mib_per_rank"].get<double>() * 1048576.0;
+    const int n = row["servers"], copies = row["replicas"];
+    std::string vs = "", vs_rst = "";
+    if (copies == 2)
+      for (const auto& one : r["rows"])
+        if (one["servers"] == n && one["replicas"] == 1 && one["ranks"] == row["ranks"] &&
+            one["mib_per_rank"] == row["mib_per_rank"]) {
+          vs = ratio(ckpt, one["ckpt_ms"].get<double>());
+          vs_rst = ratio(rst, one["restart_ms"].get<double>());
+        }
+    const std::string job = std::to_string(row["ranks"].get<int>()) + "x" + std::to_string(row["mib_per_rank"].get<uint64_t>()) + "MiB";
+    std::printf("%-10s %7d %6d | %8.1f %8.2f %8.2f %9.1f %10s | %8.1f %8s\n", job.c_str(), n, copies, ckpt,
+                bytes / (ckpt / 1e3) / 1e9, copies * bytes / (ckpt / 1e3) / 1e9, row["memcpy_ms"].get<double>(),
+                vs.c_str(), rst, vs_rst.c_str());
+  }
+}
+
 // "4x64MiB", and "/veth" for the two-host setup.
 std::string job_label(const json& row) {
   return std::to_string(row["ranks"].get<int>()) + "x" + std::to_string(row["mib_per_rank"].get<uint64_t>()) + "MiB" +
@@ -908,6 +986,15 @@ int main(int argc, char** argv) {
   ckpt->add_option("--block-sizes", block_texts, "with --changed: PMCR_BLOCK_SIZE values to measure")
       ->delimiter(',')
       ->capture_default_str();
+  std::vector<int> server_counts, copies = {1, 2};
+  ckpt->add_option("--servers", server_counts,
+                   "several servers instead: the job spread over each of these numbers of pmservers, e.g. 1,2,3")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 64));
+  ckpt->add_option("--replicas", copies, "with --servers: PMCR_REPLICAS values to measure (those <= the servers)")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   auto* failover = app.add_subcommand("failover", "a rank killed: standby takeover vs relaunch from pmserver vs from POSIX files");
   FailoverConfig fo;
   int failover_reps = 5;
@@ -947,6 +1034,12 @@ int main(int argc, char** argv) {
         const auto x = t.find('x');
         if (x == std::string::npos) throw pmcr::Error(PMCR_E_INVAL, "--jobs: '" + t + "' is not RANKSxMIB, e.g. 4x64");
         configs.push_back({std::stoi(t.substr(0, x)), std::stoull(t.substr(x + 1))});
+      }
+      if (!server_counts.empty()) {
+        const json r = run_servers(configs, dirs.front(), server_counts, copies, reps, posix_dir, pmserver, launch, as_json);
+        if (as_json) std::cout << r.dump(2) << "\n";
+        else print_servers(r);
+        return 0;
       }
       if (!changed.empty()) {
         std::vector<uint64_t> blocks;
