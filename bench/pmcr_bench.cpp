@@ -580,8 +580,8 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
 // servers (each its own pmserver process and pool, on this host), each
 // rank's data on R of them, for every N and every R <= N, in one run.
 json run_servers(const std::vector<CkptConfig>& configs, const std::string& dir, const std::vector<int>& counts,
-                 const std::vector<int>& copies, int reps, const std::string& posix_dir, const std::string& pmserver,
-                 const Launch& launch, bool quiet) {
+                 const std::vector<int>& copies, const std::vector<int>& asyncs, int reps, const std::string& posix_dir,
+                 const std::string& pmserver, const Launch& launch, bool quiet) {
   json rows = json::array();
   for (const CkptConfig& cfg : configs)
     for (int n : counts) {
@@ -594,25 +594,37 @@ json run_servers(const std::vector<CkptConfig>& configs, const std::string& dir,
         servers.push_back(bench_server(pmserver, pools.back(), 4 * cfg.ranks * cfg.mib + 64));
         list += (list.empty() ? "" : ",") + servers.back()->address();
       }
-      for (int r : copies) {
+      for (int r : copies)
+      for (int async : asyncs) {
         if (r > n) continue;
         if (!quiet)
-          std::fprintf(stderr, "%d ranks x %llu MiB on %d servers, %d copies...\n", cfg.ranks,
-                       static_cast<unsigned long long>(cfg.mib), n, r);
+          std::fprintf(stderr, "%d ranks x %llu MiB on %d servers, %d copies%s...\n", cfg.ranks,
+                       static_cast<unsigned long long>(cfg.mib), n, r, async ? ", asynchronous" : "");
         const std::vector<std::string> env = {"PMCR_SERVERS=" + list, "PMCR_REPLICAS=" + std::to_string(r),
-                                              "PMCR_JOB=bench-servers-" + std::to_string(n) + "-" + std::to_string(r),
-                                              "PMCR_KEEP=2", "PMCR_TIMEOUT=600", "PMCR_INCREMENTAL=0"};
+                                              "PMCR_JOB=bench-servers-" + std::to_string(n) + "-" + std::to_string(r) +
+                                                  "-" + std::to_string(async),
+                                              "PMCR_KEEP=2", "PMCR_TIMEOUT=600", "PMCR_INCREMENTAL=0",
+                                              "PMCR_ASYNC=" + std::to_string(async)};
         const std::string mib = std::to_string(cfg.mib);
         const json w = run_rank_job(launch, cfg.ranks, {"write", mib, std::to_string(reps), posix_dir}, env);
         std::vector<double> restart;
         for (int i = 0; i < reps; ++i)
           restart.push_back(run_rank_job(launch, cfg.ranks, {"read", mib, "1", posix_dir}, env)["restart_s"].get<double>());
+        // Its versions go: the next measurement gets the pools' space.
+        for (const auto& server : servers) {
+          pmcr::client::Options co;
+          co.server = server->address();
+          co.name = "pmcr-bench";
+          pmcr::client::Client(co).remove(env[2].substr(env[2].find('=') + 1), std::nullopt);
+        }
         rows.push_back({{"ranks", cfg.ranks},
                         {"mib_per_rank", cfg.mib},
                         {"servers", n},
                         {"replicas", r},
+                        {"async", async},
                         {"reps", reps},
                         {"ckpt_ms", w["ckpt_s"].get<double>() * 1e3},
+                        {"blocked_ms", w["blocked_s"].get<double>() * 1e3},
                         {"memcpy_ms", w["memcpy_s"].get<double>() * 1e3},
                         {"restart_ms", median(restart) * 1e3}});
       }
@@ -627,28 +639,37 @@ json run_servers(const std::vector<CkptConfig>& configs, const std::string& dir,
 
 void print_servers(const json& r) {
   std::printf("pmcr-bench ckpt --servers: median ms; the job's data spread over N pmservers (each its own process and\n"
-              "pool in %s, all on this host), each rank's data on R of them; checkpoint until every part is sealed,\n"
+              "pool in %s, all on this host), each rank's data on R of them, full checkpoints; ckpt = until every\n"
+              "part is sealed (with PMCR_ASYNC=1: pmcr_checkpoint + pmcr_wait), blocked = pmcr_checkpoint alone;\n"
               "restart in a new job reading each rank from one copy. GB/s: the job's bytes per second; on the\n"
-              "wire: times R. R=2/R=1: at the same number of servers (goal: 1.3x at most)\n\n",
+              "wire: times R. R2/R1: at the same number of servers and mode (goal: 1.3x at most); goal for async:\n"
+              "blocked within 2x memcpy of the changed bytes (here every byte changes)\n\n",
               r["pool_dir"].get<std::string>().c_str());
-  std::printf("%-10s %7s %6s | %8s %8s %8s %9s %10s | %8s %8s\n", "job", "servers", "copies", "ckpt", "GB/s", "wire",
-              "memcpy", "R2/R1", "restart", "R2/R1");
+  std::printf("%-10s %7s %6s %5s | %8s %8s %8s %6s | %8s %8s %10s %10s | %8s %6s\n", "job", "servers", "copies", "async",
+              "ckpt", "GB/s", "wire", "R2/R1", "blocked", "memcpy", "blk/memcpy", "blk/sync", "restart", "R2/R1");
+  const auto find = [&](const json& row, int copies, int async) -> const json* {
+    for (const auto& one : r["rows"])
+      if (one["servers"] == row["servers"] && one["replicas"] == copies && one["async"] == async &&
+          one["ranks"] == row["ranks"] && one["mib_per_rank"] == row["mib_per_rank"])
+        return &one;
+    return nullptr;
+  };
   for (const auto& row : r["rows"]) {
-    const double ckpt = row["ckpt_ms"], rst = row["restart_ms"];
+    const double ckpt = row["ckpt_ms"], rst = row["restart_ms"], blk = row["blocked_ms"], cpy = row["memcpy_ms"];
     const double bytes = row["ranks"].get<double>() * row["mib_per_rank"].get<double>() * 1048576.0;
-    const int n = row["servers"], copies = row["replicas"];
-    std::string vs = "", vs_rst = "";
+    const int n = row["servers"], copies = row["replicas"], async = row["async"];
+    std::string vs, vs_rst, vs_sync;
     if (copies == 2)
-      for (const auto& one : r["rows"])
-        if (one["servers"] == n && one["replicas"] == 1 && one["ranks"] == row["ranks"] &&
-            one["mib_per_rank"] == row["mib_per_rank"]) {
-          vs = ratio(ckpt, one["ckpt_ms"].get<double>());
-          vs_rst = ratio(rst, one["restart_ms"].get<double>());
-        }
+      if (const json* one = find(row, 1, async)) {
+        vs = ratio(ckpt, (*one)["ckpt_ms"].get<double>());
+        vs_rst = ratio(rst, (*one)["restart_ms"].get<double>());
+      }
+    if (async)
+      if (const json* sync = find(row, copies, 0)) vs_sync = ratio(blk, (*sync)["ckpt_ms"].get<double>());
     const std::string job = std::to_string(row["ranks"].get<int>()) + "x" + std::to_string(row["mib_per_rank"].get<uint64_t>()) + "MiB";
-    std::printf("%-10s %7d %6d | %8.1f %8.2f %8.2f %9.1f %10s | %8.1f %8s\n", job.c_str(), n, copies, ckpt,
-                bytes / (ckpt / 1e3) / 1e9, copies * bytes / (ckpt / 1e3) / 1e9, row["memcpy_ms"].get<double>(),
-                vs.c_str(), rst, vs_rst.c_str());
+    std::printf("%-10s %7d %6d %5s | %8.1f %8.2f %8.2f %6s | %8.1f %8.1f %10s %10s | %8.1f %6s\n", job.c_str(), n, copies,
+                async ? "yes" : "no", ckpt, bytes / (ckpt / 1e3) / 1e9, copies * bytes / (ckpt / 1e3) / 1e9, vs.c_str(),
+                blk, cpy, ratio(blk, cpy).c_str(), vs_sync.c_str(), rst, vs_rst.c_str());
   }
 }
 
@@ -995,6 +1016,11 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  std::vector<int> asyncs = {0, 1};
+  ckpt->add_option("--async", asyncs, "with --servers: PMCR_ASYNC values to measure")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1));
   auto* failover = app.add_subcommand("failover", "a rank killed: standby takeover vs relaunch from pmserver vs from POSIX files");
   FailoverConfig fo;
   int failover_reps = 5;
@@ -1036,7 +1062,7 @@ int main(int argc, char** argv) {
         configs.push_back({std::stoi(t.substr(0, x)), std::stoull(t.substr(x + 1))});
       }
       if (!server_counts.empty()) {
-        const json r = run_servers(configs, dirs.front(), server_counts, copies, reps, posix_dir, pmserver, launch, as_json);
+        const json r = run_servers(configs, dirs.front(), server_counts, copies, asyncs, reps, posix_dir, pmserver, launch, as_json);
         if (as_json) std::cout << r.dump(2) << "\n";
         else print_servers(r);
         return 0;

@@ -45,10 +45,12 @@ constexpr Key kInstance{"PMCR_INSTANCE", "instance"};
 constexpr Key kPrimaryInstance{"PMCR_PRIMARY_INSTANCE", "primary_instance"};
 constexpr Key kReplicas{"PMCR_REPLICAS", "replicas"};
 constexpr Key kServerRetry{"PMCR_SERVER_RETRY", "server_retry"};
+constexpr Key kAsync{"PMCR_ASYNC", "async"};
+constexpr Key kStaging{"PMCR_STAGING", "staging"};
 constexpr Key kKeys[] = {kServers,     kJob,         kKeep,        kLogLevel,  kTimeout, kConnectTimeout,
                          kDataPath,    kAuth,        kKeyFile,     kMungeSocket, kEncrypt, kDataKeyFile,
                          kBlockSize,   kGenerations, kIncremental, kTrackWrites, kRole,    kLease,
-                         kInstance,    kPrimaryInstance, kReplicas, kServerRetry};
+                         kInstance,    kPrimaryInstance, kReplicas, kServerRetry, kAsync, kStaging};
 
 // The raw values, as text, with where each came from (for messages).
 struct Raw {
@@ -272,6 +274,18 @@ Config load_config(const char* path, bool need_job) {
     c.replicas = static_cast<unsigned>(n);
   }
   if (auto v = raw.get(kServerRetry)) c.server_retry = seconds(*v);
+  if (auto v = raw.get(kAsync)) {
+    if (v->first != "0" && v->first != "1")
+      bad(v->second, v->first, "expected 1 (pmcr_checkpoint stages what changed and returns; a thread sends it) or 0");
+    c.async = v->first == "1";
+  }
+  if (auto v = raw.get(kStaging)) {
+    try {
+      c.staging = parse_size(v->first);
+    } catch (const Error& e) {
+      bad(v->second, v->first, e.what());
+    }
+  }
   if (c.servers.size() > 1 && c.role != Config::Role::None)
     throw Error(PMCR_E_CONFIG, "PMCR_ROLE=" + std::string(c.role == Config::Role::Primary ? "primary" : "standby") +
                                    " needs a single server in PMCR_SERVERS (it lists " +

@@ -20,6 +20,10 @@ struct Config {
   unsigned replicas = 1;             // PMCR_REPLICAS: copies of each rank's data, on as many servers
   // PMCR_SERVER_RETRY: how often a checkpoint tries a server it lost again.
   std::chrono::milliseconds server_retry{10000};
+  // PMCR_ASYNC: pmcr_checkpoint copies what changed into staging memory of
+  // PMCR_STAGING bytes per rank at most and returns; a thread sends it.
+  bool async = false;
+  uint64_t staging = 1ull << 30;
   std::string job;                   // checked job name
   unsigned keep = 2;                 // sealed versions kept per job, >= 1
   std::string log_level;             // "" = leave as PMCR_LOG_LEVEL set it

@@ -76,6 +76,10 @@ PMCR_EXPORT int pmcr_checkpoint(int version) {
   return guard("pmcr_checkpoint", [&] { session("pmcr_checkpoint").checkpoint(version); });
 }
 
+PMCR_EXPORT int pmcr_wait(int version) {
+  return guard("pmcr_wait", [&] { session("pmcr_wait").wait(version); });
+}
+
 PMCR_EXPORT int pmcr_restart_test(int* version) {
   return guard("pmcr_restart_test", [&] {
     std::string notice;

@@ -69,7 +69,7 @@ Session::Session(MPI_Comm comm, const char* config_path) : comm_(comm) {
                  s.client->transports());
 }
 
-Session::~Session() = default;
+Session::~Session() { join_drain(); }
 
 client::Options Session::client_options(size_t server) const {
   client::Options o;
@@ -124,6 +124,9 @@ void Session::checkpoint(int version) {
       throw Error(PMCR_E_INVAL, "pmcr_checkpoint: version " + std::to_string(version) + " is not greater than " +
                                     std::to_string(last_version_) + ", the last version checkpointed or restarted: versions must grow");
   });
+  // An asynchronous checkpoint still in flight is finished first (its
+  // error, if it failed, is this call's: this version is not taken).
+  finish_drain();
   next_hashes_.clear();
   track_writes();
   // Each server seals its part of the version itself when the last of its
@@ -132,6 +135,7 @@ void Session::checkpoint(int version) {
   const std::vector<uint64_t> regions = comm_.gather(buffers_.empty() ? 1 : buffers_.size());
   uint64_t total = 0;
   for (uint64_t r : regions) total += r;
+  bool staged = false;
   try {
     retry_lost();
     collectively([&] {
@@ -139,25 +143,40 @@ void Session::checkpoint(int version) {
       if (PMCR_FAULT_POINT("ckpt.begin")) throw Error(PMCR_E_IO, "fault injected at ckpt.begin");
       hash_buffers();
     });
-    write_copies(static_cast<uint64_t>(version), regions);
-    collectively([&] {
-      if (PMCR_FAULT_POINT("ckpt.committed")) throw Error(PMCR_E_IO, "fault injected at ckpt.committed");
-    });
-    // Every rank's regions committed: the last commits sealed the version.
-    log()->debug("job {} version {} sealed: {} regions of {} ranks", config_.job, version, total, comm_.size());
+    // PMCR_ASYNC=1: what changed is copied into staging memory, a thread
+    // sends it, and pmcr_wait (or the next checkpoint) finishes it.
+    if (config_.async && comm_.min({fits_staging() ? 1 : 0}).front()) {
+      collectively([&] { stage(); });
+      start_drain(static_cast<uint64_t>(version), regions);
+      staged = true;
+    } else {
+      conclude(static_cast<uint64_t>(version), regions, run_copies(static_cast<uint64_t>(version), regions, buffers_));
+    }
   } catch (const Error&) {
     abandon(version);
     tracking_ = false;  // the bits were cleared for a checkpoint that is not the base
     throw;
   }
   last_version_ = version;
+  if (staged) log()->debug("job {} version {} staged: {} regions of {} ranks", config_.job, version, total, comm_.size());
+}
+
+void Session::conclude(uint64_t version, const std::vector<uint64_t>& regions, const std::vector<Outcome>& out) {
+  conclude_copies(version, regions, out);
+  collectively([&] {
+    if (PMCR_FAULT_POINT("ckpt.committed")) throw Error(PMCR_E_IO, "fault injected at ckpt.committed");
+  });
+  // Every rank's regions committed: the last commits sealed the version.
+  log()->debug("job {} version {} sealed: {} ranks", config_.job, version, comm_.size());
   // The next checkpoint sends what changed since this one.
   hashes_ = std::move(next_hashes_);
   next_hashes_.clear();
-  base_ = static_cast<uint64_t>(version);
+  base_ = version;
+  sealed_here_.insert(version);
+  if (sealed_here_.size() > 64) sealed_here_.erase(sealed_here_.begin());
   PMCR_FAULT_POINT("ckpt.sealed");
   if (comm_.rank() == 0) {
-    complete_.insert(static_cast<uint64_t>(version));
+    complete_.insert(version);
     apply_retention();
   }
 }
@@ -180,6 +199,7 @@ void Session::abandon(int version) noexcept {
 }
 
 int Session::restart_test(std::string* notice) {
+  finish_drain();
   if (standby_) {
     collectively([&] { follow(); });
     return take_over(notice);
@@ -247,6 +267,7 @@ int Session::restart_test(std::string* notice) {
 
 size_t Session::recover_size(int version, int id) {
   if (version < 0 || id < 0) throw Error(PMCR_E_INVAL, "version and id must be >= 0");
+  join_drain();  // its connections are this call's now (it is concluded at the next collective call)
   // Where restart_test found this rank's regions, else its own servers.
   std::vector<size_t> from = located_version_ == static_cast<uint64_t>(version) ? read_order_ : mine_;
   for (size_t k = 0;; ++k) {
@@ -418,6 +439,7 @@ void Session::track_writes() noexcept {
 
 void Session::restart(int version) {
   collectively([&] { check_version(version, "pmcr_restart"); });
+  finish_drain();
   hashes_.clear();
   base_.reset();
   tracking_ = false;
@@ -497,6 +519,7 @@ void Session::finalize() {
   int code = 0;
   std::string message;
   try {
+    finish_drain();
     comm_.barrier();
   } catch (const Error& e) {
     code = e.code();

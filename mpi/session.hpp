@@ -18,6 +18,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "capture.hpp"
@@ -41,6 +42,10 @@ class Session {
   void protect(int id, void* ptr, size_t size);
   void unprotect(int id);
   void checkpoint(int version);  // collective
+  // Collective: returns when VERSION is sealed (an asynchronous checkpoint's
+  // drain finished); throws its error if it failed, NOT_FOUND if this job
+  // did not checkpoint it.
+  void wait(int version);
   // Collective; -1 if none. Every candidate is verified by the server
   // first: a damaged one is skipped (and quarantined), and *NOTICE then says
   // so on every rank. In a standby (PMCR_ROLE=standby) it first follows the
@@ -79,12 +84,37 @@ class Session {
   void begin_attempts();  // collective
   // Rank 0 tries the lost servers again (every PMCR_SERVER_RETRY).
   void retry_lost();  // collective
-  // Writes this rank's buffers to each of its servers (in parallel), with
-  // each server told its part of the version (REGIONS: every rank's count);
-  // throws unless the version is complete: every rank's regions in at least
-  // one sealed part. A server that fails is lost to the job.
-  void write_copies(uint64_t version, const std::vector<uint64_t>& regions);  // collective
-  void write_to(client::Client& c, uint64_t version, std::vector<uint8_t>& scratch);
+  // Writes FROM (this rank's buffers, or their staged copies) to each of
+  // its servers (in parallel), each server told its part of the version
+  // (REGIONS: every rank's count). Local: no MPI (an asynchronous
+  // checkpoint runs it in a thread).
+  struct Outcome {
+    int code = 0;
+    std::string message;
+  };
+  std::vector<Outcome> run_copies(uint64_t version, const std::vector<uint64_t>& regions,
+                                  const std::map<int, Buffer>& from);
+  // Collective: agrees on the outcomes; throws unless the version is
+  // complete (every rank's regions in at least one sealed part). A server
+  // that failed is lost to the job.
+  void conclude_copies(uint64_t version, const std::vector<uint64_t>& regions, const std::vector<Outcome>& out);
+  // ... and then what a sealed checkpoint leaves: the next one's base, retention.
+  void conclude(uint64_t version, const std::vector<uint64_t>& regions, const std::vector<Outcome>& out);
+
+  // ---- asynchronous checkpoints (async.cpp; README, "Asynchronous checkpoints") ----
+  // Whether this rank's buffers fit in PMCR_STAGING.
+  bool fits_staging() const;
+  // Copies what changed of each buffer into its staging copy (the copy then
+  // holds what the buffer holds).
+  void stage();
+  // Sends the staging copies in a thread of its own.
+  void start_drain(uint64_t version, const std::vector<uint64_t>& regions);
+  // Waits for the drain's thread (local).
+  void join_drain() noexcept;
+  // Collective: waits for the drain in flight and concludes it (throws its
+  // error). Nothing if none is in flight.
+  void finish_drain();
+  void write_to(client::Client& c, uint64_t version, const std::map<int, Buffer>& from, std::vector<uint8_t>& scratch);
   // Rank 0: every server's versions of the job (survey.hpp), and for each
   // rank the servers that hold its regions of VERSION in a sealed part.
   client::Survey list_all();
@@ -101,6 +131,33 @@ class Session {
   std::vector<std::vector<size_t>> located_;
   std::vector<size_t> read_order_;  // this rank's holders, the one to read from first
   std::set<uint64_t> complete_;  // versions this job checkpointed or restarted (rank 0): retention keeps them first
+  std::set<uint64_t> sealed_here_;  // the newest versions this job checkpointed, every rank (pmcr_wait)
+  // A staging copy of one buffer: page-aligned memory of its own, reused
+  // from checkpoint to checkpoint, and the hashes of the blocks it holds.
+  struct Staged {
+    void* ptr = nullptr;
+    size_t size = 0;
+    std::vector<uint64_t> hashes;  // empty: nothing known, copied whole next time
+    Staged() = default;
+    Staged(const Staged&) = delete;
+    Staged& operator=(const Staged&) = delete;
+    ~Staged();
+  };
+  std::map<int, std::unique_ptr<Staged>> staged_;
+  struct Drain {
+    uint64_t version = 0;
+    std::vector<uint64_t> regions;
+    std::map<int, Buffer> from;  // the staging copies
+    std::vector<Outcome> out;
+    std::thread thread;
+    bool joined = false;
+  };
+  std::unique_ptr<Drain> drain_;
+  struct Failed {
+    int64_t version = -1;
+    int code = 0;
+    std::string message;
+  } failed_;  // the last asynchronous checkpoint that failed
 
   // Runs F on this rank, then agrees on the outcome with every rank.
   template <class F>

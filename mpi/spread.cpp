@@ -127,22 +127,19 @@ void Session::retry_lost() {
   }
 }
 
-void Session::write_to(client::Client& c, uint64_t version, std::vector<uint8_t>& scratch) {
-  for (const auto& [id, b] : buffers_) write_buffer(c, version, static_cast<uint32_t>(id), b, scratch);
-  if (buffers_.empty())
+void Session::write_to(client::Client& c, uint64_t version, const std::map<int, Buffer>& from,
+                       std::vector<uint8_t>& scratch) {
+  for (const auto& [id, b] : from) write_buffer(c, version, static_cast<uint32_t>(id), b, scratch);
+  if (from.empty())
     c.write_region(config_.job, version, static_cast<uint32_t>(comm_.rank()), kRankMarkerId, nullptr, 0);
 }
 
-void Session::write_copies(uint64_t version, const std::vector<uint64_t>& regions) {
+std::vector<Session::Outcome> Session::run_copies(uint64_t version, const std::vector<uint64_t>& regions,
+                                                  const std::map<int, Buffer>& from) {
   const size_t n = servers_.size();
-  const auto rank = static_cast<uint32_t>(comm_.rank());
   const auto nranks = static_cast<uint32_t>(comm_.size());
   std::vector<uint32_t> counts(regions.begin(), regions.end());
   const auto parts = placement::parts(counts, n, config_.replicas);
-  struct Outcome {
-    int code = 0;
-    std::string message;
-  };
   std::vector<Outcome> out(mine_.size());
   if (sealed_.size() < mine_.size()) sealed_.resize(mine_.size());
   const auto write_copy = [&](size_t k) {
@@ -152,7 +149,7 @@ void Session::write_copies(uint64_t version, const std::vector<uint64_t>& region
           if (!servers_[s].attempt) throw Error(PMCR_E_SERVER_LOST, "lost to the job earlier");
           client::Client& c = connect(s);
           c.expect(config_.job, version, nranks, parts[s].regions, n > 1 ? parts[s].ranks : 0);
-          write_to(c, version, sealed_[k]);
+          write_to(c, version, from, sealed_[k]);
         },
         &out[k].message);
   };
@@ -161,7 +158,15 @@ void Session::write_copies(uint64_t version, const std::vector<uint64_t>& region
   for (size_t k = 1; k < mine_.size(); ++k) threads.emplace_back(write_copy, k);
   write_copy(0);
   for (auto& t : threads) t.join();
+  return out;
+}
 
+void Session::conclude_copies(uint64_t version, const std::vector<uint64_t>& regions, const std::vector<Outcome>& out) {
+  const size_t n = servers_.size();
+  const auto rank = static_cast<uint32_t>(comm_.rank());
+  const auto nranks = static_cast<uint32_t>(comm_.size());
+  std::vector<uint32_t> counts(regions.begin(), regions.end());
+  const auto parts = placement::parts(counts, n, config_.replicas);
   std::vector<int64_t> ok(n, 1);
   for (size_t i = 0; i < n; ++i)
     if (!servers_[i].attempt) ok[i] = 0;

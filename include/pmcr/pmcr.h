@@ -149,8 +149,36 @@ PMCR_EXPORT int pmcr_unprotect(int id);
  *                      relaunch (pmcr-run does) once it is back
  *   PMCR_E_CHECKSUM    data arrived damaged on the server
  *   PMCR_E_MPI         an MPI call failed
+ *
+ * With several servers (PMCR_SERVERS lists more than one) the version is
+ * spread over them, each rank's data on PMCR_REPLICAS of them; a server
+ * lost meanwhile fails the checkpoint (PMCR_E_SERVER_LOST) only if some
+ * rank is left with no copy.
+ *
+ * With PMCR_ASYNC=1 it copies what changed since the last checkpoint into
+ * staging memory and returns once that copy is done: a thread of each rank
+ * sends it, and pmcr_wait(version) returns 0 once the version is sealed.
+ * It first finishes the previous asynchronous checkpoint; if that one
+ * failed, it returns that error and takes no new version. Buffers larger
+ * than PMCR_STAGING are checkpointed synchronously.
  */
 PMCR_EXPORT int pmcr_checkpoint(int version);
+
+/*
+ * pmcr_wait -- wait until version is sealed (collective)
+ *
+ * For an asynchronous checkpoint (PMCR_ASYNC=1): returns 0 on every rank
+ * once every rank's data of version is durable on its servers and the
+ * version sealed, as a synchronous pmcr_checkpoint would have; on failure
+ * every rank returns the same code (those of pmcr_checkpoint) and the
+ * previous sealed version stays the latest. For a version already sealed
+ * (a synchronous checkpoint, or one waited for before) it returns 0 at once.
+ *
+ * Returns 0, or on every rank PMCR_E_NOT_INIT, PMCR_E_INVAL (version < 0
+ * or not the same on all ranks), PMCR_E_NOT_FOUND (not one of this job's
+ * last 64 checkpoints), or the checkpoint's error.
+ */
+PMCR_EXPORT int pmcr_wait(int version);
 
 /*
  * pmcr_restart_test -- find the version to restart from (collective)

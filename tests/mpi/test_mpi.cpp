@@ -114,6 +114,13 @@ TEST(Api, FourRanksEncrypted) {
 // it authenticates every region; with another key it is refused. A restart
 // with another key fails with PMCR_E_CONFIG, with the right one it is
 // bit-exact.
+// An asynchronous checkpoint's drain fails on rank 1 only: pmcr_wait fails
+// on both ranks, the version before it is the latest, the job goes on.
+TEST(Api, AsynchronousDrainFailsOnEveryRank) {
+  run_api(2, {"--gtest_also_run_disabled_tests", "--gtest_filter=*AsynchronousDrainFails*"},
+          {"PMCR_FAULT=drain.begin:2:fail", "PMCR_FAULT_RANK=1"});
+}
+
 TEST(Api, EncryptedCheckpointsShowNothingAndNeedTheirKey) {
   TempPath pool("encrypted"), key("datakey"), other("otherkey");
   auth::write_key_file(key.str(), auth::Key::generate());
@@ -204,6 +211,12 @@ TEST(Heat2d, RankKilledBetweenCheckpoints) { kill_rank_at("ckpt.begin", 3, 2, 10
 TEST(Heat2d, RankKilledAfterItsCommits) { kill_rank_at("ckpt.committed", 3, 1, 100, {}, 150); }
 TEST(Heat2d, RankKilledBeforeItsLastCommit) { kill_rank_at("ckpt.blocks", 6, 1, 100); }
 TEST(Heat2d, RankKilledRightAfterSeal) { kill_rank_at("ckpt.sealed", 3, 3, 150); }
+// PMCR_ASYNC=1: a rank killed while its drain of version 150 is in flight
+// (its 5th region created: heat2d protects 2 buffers) leaves 100, which
+// the next checkpoint had finished first.
+TEST(Heat2d, AsyncRankKilledWhileItsDrainIsInFlight) { kill_rank_at("ckpt.created", 5, 1, 100, {"PMCR_ASYNC=1"}); }
+// ... and killed right after staging version 150, before anything was sent.
+TEST(Heat2d, AsyncRankKilledRightAfterStaging) { kill_rank_at("ckpt.staged", 3, 2, 100, {"PMCR_ASYNC=1"}); }
 TEST(Heat2d, RankZeroKilledAfterItsCommits) { kill_rank_at("ckpt.committed", 5, 0, 200, {}, 250); }
 // At the fault points of an incremental checkpoint (small blocks, so the
 // grid is many): heat2d protects two buffers, so hit 6 is the grid's in the
