@@ -59,6 +59,8 @@ class Session {
   }
   void unprotect(int id) { check(pmcr_unprotect(id)); }
   void checkpoint(int version) { check(pmcr_checkpoint(version)); }
+  // Returns once VERSION is sealed (PMCR_ASYNC=1; at once otherwise).
+  void wait(int version) { check(pmcr_wait(version)); }
   // The version to restart from, or nothing on a first run.
   std::optional<int> restart_test() {
     int v = -1;
