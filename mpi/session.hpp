@@ -84,6 +84,7 @@ class Session {
   void begin_attempts();  // collective
   // Rank 0 tries the lost servers again (every PMCR_SERVER_RETRY).
   void retry_lost();  // collective
+  std::string retry_text() const;  // "10 s"
   // Writes FROM (this rank's buffers, or their staged copies) to each of
   // its servers (in parallel), each server told its part of the version
   // (REGIONS: every rank's count). Local: no MPI (an asynchronous

@@ -34,6 +34,11 @@ constexpr uint32_t kRankMarkerId = 0xffffffffu;
 
 }  // namespace
 
+std::string Session::retry_text() const {
+  const auto ms = config_.server_retry.count();
+  return std::to_string(ms / 1000) + (ms % 1000 ? "." + std::to_string(ms % 1000 / 100) : "") + " s";
+}
+
 client::Client& Session::connect(size_t i) {
   Server& s = servers_.at(i);
   if (!s.client) {
@@ -75,8 +80,8 @@ void Session::begin_attempts() {
       throw Error(PMCR_E_UNREACHABLE, "none of the " + std::to_string(n) + " servers of PMCR_SERVERS answers: " + join(lost));
     if (!lost.empty())
       log()->warn("job {}: {} of {} servers do not answer ({}); checkpoints go to the others, with fewer copies, and "
-                  "each lost one is tried again every {} s (PMCR_SERVER_RETRY)",
-                  config_.job, lost.size(), n, join(lost), config_.server_retry.count() / 1000.0);
+                  "each lost one is tried again every {} (PMCR_SERVER_RETRY)",
+                  config_.job, lost.size(), n, join(lost), retry_text());
     next_retry_ = std::chrono::steady_clock::now() + config_.server_retry;
   });
   comm_.broadcast(attempts);
@@ -222,7 +227,7 @@ void Session::conclude_copies(uint64_t version, const std::vector<uint64_t>& reg
     log()->warn("job {}: server{} {} lost at version {}: {}", config_.job, failed.size() > 1 ? "s" : "", join(failed),
                 version,
                 missing.empty() ? "checkpoints go on with fewer copies on the others; rank 0 tries it again every " +
-                                      std::to_string(config_.server_retry.count() / 1000.0) + " s"
+                                      retry_text() + " (PMCR_SERVER_RETRY)"
                                 : "the version is incomplete");
   if (!missing.empty()) {
     std::string ranks;

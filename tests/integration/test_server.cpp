@@ -438,6 +438,60 @@ TEST_F(ServerTest, LaterAttemptSupersedesAConnectedEarlierOne) {
 // no extra round trip. Until then it is not sealed; CREATEs that disagree on
 // the size are refused; a version the server was not told about waits for
 // its SEAL as before.
+// A server of several holds a part of a version (the regions of some of
+// its ranks): it seals the part at its last commit, lists it with the
+// ranks it holds, and refuses CREATEs that lie about the part.
+TEST_F(ServerTest, APartIsSealedAtItsLastCommitAndLiesAboutItAreRefused) {
+  auto a = server_.connect();
+  a.begin("part");
+  const auto x = pattern(4096, 1), y = pattern(100, 2);
+  // Ranks 1 and 3 of 4, three regions.
+  auto liar = server_.connect();
+  auto fresh = server_.connect();
+  const uint64_t attempt = fresh.begin("part");
+  a.join("part", attempt);
+  liar.join("part", attempt);
+  liar.expect("part", 1, 4, 3, 5);  // more ranks held than the job has
+  EXPECT_EQ(code_of([&] { liar.create("part", 1, 1, 0, 10); }), PMCR_E_INVAL);
+  liar.expect("part", 1, 4, 1, 2);  // fewer regions than ranks held
+  EXPECT_EQ(code_of([&] { liar.create("part", 1, 1, 0, 10); }), PMCR_E_INVAL);
+  a.expect("part", 1, 4, 3, 2);
+  a.write_region("part", 1, 1, 0, x.data(), x.size());
+  liar.expect("part", 1, 4, 3, 3);  // disagrees with the first CREATE
+  EXPECT_EQ(code_of([&] { liar.create("part", 1, 3, 0, 10); }), PMCR_E_INVAL);
+  a.write_region("part", 1, 1, 1, y.data(), y.size());
+  const auto entry = [&] {
+    for (const auto& v : a.list_versions("part"))
+      if (v.version == 1) return v;
+    return pmcr::proto::VersionEntry{};
+  };
+  EXPECT_FALSE(entry().sealed);
+  a.write_region("part", 1, 3, 0, x.data(), x.size());
+  const auto v = entry();
+  EXPECT_TRUE(v.sealed) << "the part's last commit seals it";
+  EXPECT_EQ(v.nranks, 4u);
+  EXPECT_EQ(v.part_ranks, 2u);
+  EXPECT_EQ(v.nregions, 3u);
+  EXPECT_EQ(read_back(a, "part", 1, 3, 0), x);
+  // The part survives a restart of the server as a part.
+  server_.stop();
+  ASSERT_TRUE(server_.start()) << server_.log();
+  auto after = server_.connect();
+  for (const auto& e : after.list_versions("part")) {
+    EXPECT_TRUE(e.sealed);
+    EXPECT_FALSE(e.quarantined) << e.reason;
+    EXPECT_EQ(e.part_ranks, 2u);
+  }
+  // A part whose regions come from other ranks than it claims does not seal:
+  // it holds regions of 3 ranks where it said 2.
+  after.begin("part2");
+  after.expect("part2", 1, 4, 3, 2);
+  after.write_region("part2", 1, 0, 0, y.data(), y.size());
+  after.write_region("part2", 1, 1, 0, y.data(), y.size());
+  after.write_region("part2", 1, 2, 0, y.data(), y.size());
+  for (const auto& e : after.list_versions("part2")) EXPECT_FALSE(e.sealed);
+}
+
 TEST_F(ServerTest, LastCommitSealsTheVersion) {
   auto a = server_.connect(), b = server_.connect();
   const uint64_t attempt = a.begin("auto");
