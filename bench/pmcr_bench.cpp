@@ -455,6 +455,76 @@ double socket_limit_ms(int ranks, uint64_t bytes, bool to_server, int reps, cons
   return median(times) * 1e3;
 }
 
+// ---- pmcr-bench server ----
+
+// pmserver's own throughput: C clients (threads of this process, each its
+// own connection), each writing regions of SIZE (create, send, commit, then
+// abort: the extent is reused) for REPS rounds, against a pmserver with T
+// commit threads; the aggregate GB/s from the first start to the last end.
+json run_server_bench(const std::vector<int>& clients, const std::vector<int>& threads, uint64_t size, int reps,
+                      const std::string& dir, const std::string& pmserver, bool quiet) {
+  json rows = json::array();
+  Buffer src(size);
+  fill(src, size);
+  const uint64_t sum = pmcr::checksum(src.data, size);
+  for (int t : threads) {
+    const std::string pool = dir + "/pmcr-bench-server-" + std::to_string(getpid()) + ".pool";
+    const int most = *std::max_element(clients.begin(), clients.end());
+    const auto server = bench_server(pmserver, pool, (static_cast<uint64_t>(most) * 2 * size >> 20) + 256,
+                                     {"--threads", std::to_string(t), "--quota-bytes", "100%"});
+    for (int c : clients) {
+      if (!quiet) std::fprintf(stderr, "%d clients, %d commit threads...\n", c, t);
+      std::vector<std::unique_ptr<pmcr::client::Client>> conns;
+      for (int i = 0; i < c; ++i) {
+        pmcr::client::Options co;
+        co.server = server->address();
+        co.name = "pmcr-bench-server";
+        co.timeout = std::chrono::minutes(5);
+        conns.push_back(std::make_unique<pmcr::client::Client>(co));
+        conns.back()->begin("bench-server-" + std::to_string(i));
+      }
+      std::vector<std::string> errors(static_cast<size_t>(c));
+      const auto t0 = Clock::now();
+      std::vector<std::thread> workers;
+      for (int i = 0; i < c; ++i)
+        workers.emplace_back([&, i] {
+          pmcr::client::Client& cl = *conns[static_cast<size_t>(i)];
+          const std::string job = "bench-server-" + std::to_string(i);
+          try {
+            for (int r = 0; r < reps; ++r) {
+              const auto target = cl.create(job, 1, 0, static_cast<uint32_t>(r), size);
+              cl.put(target, src.data);
+              cl.commit(target, sum);
+              cl.abort(job, 1);
+            }
+          } catch (const std::exception& e) {
+            errors[static_cast<size_t>(i)] = e.what();
+          }
+        });
+      for (auto& w : workers) w.join();
+      const double secs = seconds_since(t0);
+      for (const auto& e : errors)
+        if (!e.empty()) throw pmcr::Error(PMCR_E_IO, "pmcr-bench server: a client failed: " + e);
+      conns.clear();
+      rows.push_back({{"clients", c}, {"threads", t}, {"bytes", size}, {"reps", reps},
+                      {"gbs", static_cast<double>(size) * reps * c / secs / 1e9}});
+    }
+    server->stop();
+    ::unlink(pool.c_str());
+  }
+  return json{{"pool_dir", dir}, {"rows", rows}};
+}
+
+void print_server_bench(const json& r) {
+  std::printf("pmcr-bench server: aggregate GB/s of C clients (each its own connection) writing %s regions\n"
+              "(create, send, commit: persisted and checksummed on the server), pool in %s, against pmserver\n"
+              "--threads T (0: the event loop persists and checksums)\n\n",
+              pmcr::format_size(r["rows"].at(0)["bytes"].get<uint64_t>()).c_str(), r["pool_dir"].get<std::string>().c_str());
+  std::printf("%8s %8s %10s\n", "clients", "threads", "GB/s");
+  for (const auto& row : r["rows"])
+    std::printf("%8d %8d %10.2f\n", row["clients"].get<int>(), row["threads"].get<int>(), row["gbs"].get<double>());
+}
+
 // ---- pmcr-bench ckpt ----
 
 struct CkptConfig {
@@ -1021,6 +1091,17 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->capture_default_str()
       ->check(CLI::Range(0, 1));
+  auto* srv = app.add_subcommand("server", "pmserver's throughput: concurrent clients against commit threads");
+  std::vector<int> srv_clients = {1, 2, 4, 8}, srv_threads = {0, 2};
+  std::string srv_size = "64M", srv_dir = "/dev/shm";
+  int srv_reps = 8;
+  srv->add_option("--clients", srv_clients, "numbers of concurrent clients")->delimiter(',')->capture_default_str();
+  srv->add_option("--threads", srv_threads, "pmserver --threads values")->delimiter(',')->capture_default_str();
+  srv->add_option("--size", srv_size, "region size")->capture_default_str();
+  srv->add_option("--reps", srv_reps, "regions each client writes")->capture_default_str()->check(CLI::Range(1, 10000));
+  srv->add_option("--pool-dir", srv_dir, "directory for the pool file")->capture_default_str();
+  srv->add_option("--pmserver", pmserver, "pmserver binary")->capture_default_str();
+  srv->add_flag("--json", as_json, "print JSON instead of a table");
   auto* failover = app.add_subcommand("failover", "a rank killed: standby takeover vs relaunch from pmserver vs from POSIX files");
   FailoverConfig fo;
   int failover_reps = 5;
@@ -1048,6 +1129,13 @@ int main(int argc, char** argv) {
   }
   ::setenv("UCX_NET_DEVICES", "lo", 0);  // loopback only, for the client in this process too
   try {
+    if (*srv) {
+      const json r = run_server_bench(srv_clients, srv_threads, pmcr::parse_size(srv_size), srv_reps, srv_dir, pmserver,
+                                      as_json);
+      if (as_json) std::cout << r.dump(2) << "\n";
+      else print_server_bench(r);
+      return 0;
+    }
     if (*failover) {
       const json r = run_failover(fo, failover_reps, pmserver, launch, as_json);
       if (as_json) std::cout << r.dump(2) << "\n";

@@ -431,7 +431,7 @@ void Catalogue::commit_mapped(uint32_t slot, uint64_t size, uint64_t checksum_va
   CRASH_POINT("commit.state");
 }
 
-void Catalogue::commit_region(uint64_t handle, uint64_t size, uint64_t checksum_value, Owner owner) {
+Record* Catalogue::commit_target(uint64_t handle, uint64_t size, uint64_t checksum_value, Owner owner, uint32_t* slot_out) {
   const auto slot = slot_of(handle);
   if (!slot) throw Error(PMCR_E_NOT_FOUND, "unknown region handle (the region was replaced, deleted or reclaimed)");
   Record& r = rec(*slot);
@@ -441,14 +441,15 @@ void Catalogue::commit_region(uint64_t handle, uint64_t size, uint64_t checksum_
     throw Error(PMCR_E_SIZE, "commit of " + std::to_string(size) + " bytes for a region created with " +
                                  std::to_string(r.size) + " bytes");
   if (r.state == kRegionCommitted || r.state == kRegionMapped) {
-    if (r.checksum == checksum_value) return;  // a retried commit
+    if (r.checksum == checksum_value) return nullptr;  // a retried commit
     throw Error(PMCR_E_STATE, "region is already committed with another checksum");
   }
-  if (slots_[*slot].work) return commit_mapped(*slot, size, checksum_value);
-  uint8_t* data = pool_.base() + r.offset;
-  pool_.persist(data, size);
+  *slot_out = *slot;
+  return &r;
+}
+
+void Catalogue::commit_checked(Record& r, uint64_t checksum_value, uint64_t actual) {
   CRASH_POINT("commit.data");
-  const uint64_t actual = checksum(data, size);
   if (actual != checksum_value) {
     char buf[128];
     std::snprintf(buf, sizeof buf, "pool holds %016llx, client sent %016llx",
@@ -462,6 +463,31 @@ void Catalogue::commit_region(uint64_t handle, uint64_t size, uint64_t checksum_
   CRASH_POINT("commit.body");
   pool_.store_persist(&r.state, kRegionCommitted);
   CRASH_POINT("commit.state");
+}
+
+void Catalogue::commit_region(uint64_t handle, uint64_t size, uint64_t checksum_value, Owner owner) {
+  uint32_t slot = 0;
+  Record* r = commit_target(handle, size, checksum_value, owner, &slot);
+  if (!r) return;
+  if (slots_[slot].work) return commit_mapped(slot, size, checksum_value);
+  uint8_t* data = pool_.base() + r->offset;
+  pool_.persist(data, size);
+  commit_checked(*r, checksum_value, checksum(data, size));
+}
+
+std::optional<std::pair<uint8_t*, uint64_t>> Catalogue::commit_data(uint64_t handle, uint64_t size,
+                                                                    uint64_t checksum_value, Owner owner) {
+  uint32_t slot = 0;
+  Record* r = commit_target(handle, size, checksum_value, owner, &slot);
+  if (!r || slots_[slot].work) return std::nullopt;
+  return std::make_pair(pool_.base() + r->offset, size);
+}
+
+void Catalogue::commit_persisted(uint64_t handle, uint64_t size, uint64_t checksum_value, uint64_t actual,
+                                 Owner owner) {
+  uint32_t slot = 0;
+  Record* r = commit_target(handle, size, checksum_value, owner, &slot);
+  if (r) commit_checked(*r, checksum_value, actual);
 }
 
 void Catalogue::seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions, uint64_t attempt,

@@ -208,6 +208,14 @@ class Catalogue {
   // Persists the region's data, verifies CHECKSUM over it and commits it
   // durably. Throws NOT_FOUND, STATE (another owner), SIZE, CHECKSUM.
   void commit_region(uint64_t handle, uint64_t size, uint64_t checksum, Owner owner);
+  // The same in two halves, for a region kept in one extent: where its data
+  // is, to persist and checksum off the event loop (nothing: a retried
+  // commit, or a region kept in blocks: commit it with commit_region); then
+  // the commit of the data, persisted and found to have checksum ACTUAL.
+  // The region must stay pinned in between.
+  std::optional<std::pair<uint8_t*, uint64_t>> commit_data(uint64_t handle, uint64_t size, uint64_t checksum,
+                                                           Owner owner);
+  void commit_persisted(uint64_t handle, uint64_t size, uint64_t checksum, uint64_t actual, Owner owner);
   // Where OWNER may write the data of its uncommitted region HANDLE.
   // Throws NOT_FOUND, STATE (another owner, or already committed).
   RegionView writable_region(uint64_t handle, Owner owner) const;
@@ -357,6 +365,11 @@ class Catalogue {
   std::optional<uint32_t> slot_of(uint64_t handle) const;
   uint32_t take_slot();
   void commit_mapped(uint32_t slot, uint64_t size, uint64_t checksum);
+  // A COMMIT's checks: the region's record (and its slot), or nullptr for a
+  // retried commit of the same checksum.
+  Record* commit_target(uint64_t handle, uint64_t size, uint64_t checksum, Owner owner, uint32_t* slot);
+  // Its data persisted, with checksum ACTUAL: the record committed.
+  void commit_checked(Record& r, uint64_t checksum, uint64_t actual);
   void write_body(uint32_t slot, const std::string& job, uint64_t version, uint32_t rank, uint32_t id, uint64_t offset,
                   uint64_t size, uint64_t checksum);
   bool body_ok(uint32_t slot) const;

@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -180,6 +182,9 @@ int main(int argc, char** argv) {
   std::string hello_timeout = "5s", quota_regions = "25%", quota_bytes = "50%", scrub_rate = "256M",
               scrub_interval = "24h";
   uint32_t max_connections = 8192, quota_open = 1024, generations = 2;
+  // The cores this process may use.
+  unsigned threads = 1;
+  if (cpu_set_t set; sched_getaffinity(0, sizeof set, &set) == 0) threads = static_cast<unsigned>(std::max(1, CPU_COUNT(&set)));
   std::string block_size = "1M";
   bool no_prefault = false, no_rma = false, insecure = false, adopt_pool = false;
   std::string auth_method, key_file, munge_socket, admin_group;
@@ -209,6 +214,11 @@ int main(int argc, char** argv) {
   app.add_option("--block-size", block_size,
                  "copy-on-write block of a new named region (4K to 64M, a power of two), unless its writer asks")
       ->capture_default_str();
+  app.add_option("--threads", threads,
+                 "threads that persist and checksum committed data, besides the event loop (default: the cores this "
+                 "process may use; 0: the event loop does it)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 256));
   app.add_option("--scrub-rate", scrub_rate, "bytes per second the background scrub verifies (0: no scrub)")
       ->capture_default_str();
   app.add_option("--scrub-interval", scrub_interval, "time between scrub passes over every sealed version")
@@ -264,6 +274,7 @@ int main(int argc, char** argv) {
     options.scrub_interval = std::chrono::duration_cast<std::chrono::seconds>(parse_duration(scrub_interval, "--scrub-interval"));
     options.scrub_rate = scrub_rate == "0" ? 0 : pmcr::parse_size(scrub_rate);
     options.allow_rma = !no_rma;
+    options.commit_threads = threads;
     options.auth = auth_options(auth_method, key_file, munge_socket, admin_group, insecure, options.listen);
     if (options.auth.method == pmcr::proto::AuthMethod::None)
       spdlog::warn("no authentication (--auth none): anyone who reaches {} may read, write and delete every job",

@@ -148,6 +148,57 @@ void Server::handle(Incoming& in) {
   else if (c.refused_auth) disconnect(c, "authentication failed", true);
 }
 
+void Server::after_commit(Connection& c, uint64_t handle) {
+  c.grants->revoke(handle);  // committed: written no more
+  // The version's last region: the server seals it now, before this
+  // COMMIT's reply (a seal that fails fails this COMMIT).
+  if (auto it = c.sealing.find(handle); it != c.sealing.end()) {
+    const auto [job, version] = it->second;
+    c.sealing.erase(it);
+    seal_if_complete(job, version);
+  }
+}
+
+void Server::committed() {
+  for (const Committer::Result& res : committer_.take()) {
+    auto it = committing_.find(res.id);
+    if (it == committing_.end()) continue;
+    const Committing w = it->second;
+    committing_.erase(it);
+    committing_handles_.erase(w.handle);
+    Connection* c = connection(w.conn);
+    proto::Reply rep;
+    rep.type = proto::Type::Commit;
+    rep.tag = w.tag;
+    rep.body = proto::Empty{};
+    if (c) {
+      c->commits--;
+      try {
+        try {
+          catalogue_.commit_persisted(w.handle, w.size, w.checksum, res.checksum, c->id);
+        } catch (const Error& e) {
+          if (e.code() != PMCR_E_NOT_FOUND) throw;
+          c->grants->revoke(w.handle);
+          throw_unknown_handle(*c, w.handle);
+        }
+        after_commit(*c, w.handle);
+      } catch (const Error& e) {
+        rep.status = e.code();
+        rep.message = e.what();
+        spdlog::debug("connection {}: COMMIT failed: {}", c->id, e.what());
+      } catch (const std::exception& e) {
+        rep.status = PMCR_E_INTERNAL;
+        rep.message = std::string("pmserver internal error: ") + e.what();
+        spdlog::error("connection {}: COMMIT: {}", c->id, e.what());
+      }
+    }
+    // (A connection gone meanwhile: its unsealed regions were released; the
+    // pin kept the extent until now.)
+    catalogue_.close_region(w.handle);
+    if (c) send(*c, rep);
+  }
+}
+
 void Server::expect(const proto::Create& m) {
   constexpr size_t kMaxExpected = 1u << 16;
   const uint32_t held = m.expect_part_ranks ? m.expect_part_ranks : m.expect_nranks;
@@ -256,7 +307,23 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
           },
           [&](proto::Commit& m) -> std::optional<proto::ReplyBody> {
             if (!c.grants->holds(m.handle, Grants::Right::Write)) throw_unknown_handle(c, m.handle);
+            if (committing_handles_.count(m.handle))
+              throw Error(PMCR_E_STATE, "a COMMIT of this region is in progress; wait for its reply");
             try {
+              // Large regions are persisted and checksummed by a Committer
+              // thread: the reply follows when it is done (committed()).
+              constexpr uint64_t kOffload = 256u << 10;
+              if (committer_.threads() && m.size >= kOffload) {
+                if (auto data = catalogue_.commit_data(m.handle, m.size, m.checksum, c.id)) {
+                  take(c.commits, "COMMITs");
+                  catalogue_.pin(m.handle);
+                  const uint64_t id = ++next_commit_;
+                  committing_[id] = Committing{c.id, tag, m.handle, m.size, m.checksum};
+                  committing_handles_.insert(m.handle);
+                  committer_.submit(Committer::Job{id, data->first, data->second});
+                  return std::nullopt;
+                }
+              }
               catalogue_.commit_region(m.handle, m.size, m.checksum, c.id);
             } catch (const Error& e) {
               if (e.code() == PMCR_E_NOT_FOUND) {
@@ -265,14 +332,7 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
               }
               throw;
             }
-            c.grants->revoke(m.handle);  // committed: written no more
-            // The version's last region: the server seals it now, before
-            // this reply (a seal that fails fails this COMMIT).
-            if (auto it = c.sealing.find(m.handle); it != c.sealing.end()) {
-              const auto [job, version] = it->second;
-              c.sealing.erase(it);
-              seal_if_complete(job, version);
-            }
+            after_commit(c, m.handle);
             return proto::Empty{};
           },
           [&](proto::Seal& m) -> std::optional<proto::ReplyBody> {

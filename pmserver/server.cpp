@@ -69,7 +69,8 @@ Server::Server(Pool& pool, Catalogue& catalogue, ServerOptions options)
       context_(make_context(options_.allow_rma, &rma_offered_)),
       worker_(context_),
       credentials_(options_.auth),
-      verifier_(options_.scrub_rate) {
+      verifier_(options_.scrub_rate),
+      committer_(options_.commit_threads, [this](const void* p, size_t n) { pool_.persist(p, n); }) {
   catalogue_.on_extent_freed = [this](uint64_t offset, uint64_t) { unregister(offset); };
 
   ucx::set_am_handler(worker_.get(), proto::kAmRequest, &Server::on_am, this);
@@ -224,7 +225,7 @@ void Server::run(int signal_fd) {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{epfd};
-  for (int fd : {worker_.event_fd(), signal_fd, verifier_.event_fd()}) {
+  for (int fd : {worker_.event_fd(), signal_fd, verifier_.event_fd(), committer_.event_fd()}) {
     if (fd < 0) continue;
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -236,6 +237,7 @@ void Server::run(int signal_fd) {
     while (ucp_worker_progress(worker_.get()) != 0) {
     }
     verified();
+    committed();
     const bool busy = drain();
     housekeeping(signal_fd);  // even while busy: a steady stream of requests must not stop the clocks
     if (busy || stopping_) continue;

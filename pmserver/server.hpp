@@ -37,6 +37,7 @@
 #include "quota.hpp"
 #include "text.hpp"
 #include "ucx.hpp"
+#include "committer.hpp"
 #include "verifier.hpp"
 
 namespace pmcr::server {
@@ -65,6 +66,9 @@ struct ServerOptions {
   std::chrono::seconds scrub_interval{24 * 3600};
   bool allow_rma = true;  // offer put/get where the transport enforces remote keys
   AuthOptions auth;
+  // Threads that persist and checksum committed data (committer.hpp); 0:
+  // the event loop does it.
+  unsigned commit_threads = 0;
 };
 
 class Server {
@@ -101,7 +105,7 @@ class Server {
     // Work a client can leave pending on the server, each bounded
     // (kMaxPending): verifications (OPEN, VERIFY), COMMITs waiting for their
     // data, READ messages the client has not taken, BEGINs.
-    uint32_t checks = 0, deferred_commits = 0, sends = 0, begins = 0;
+    uint32_t checks = 0, deferred_commits = 0, sends = 0, begins = 0, commits = 0;
     std::unique_ptr<Grants> grants;  // the handles it was given, and their rights
     std::map<std::string, uint64_t> attempts;   // job -> the attempt it wrote under
     // Regions it is writing of versions the server seals by itself: handle -> (job, version).
@@ -280,6 +284,10 @@ class Server {
   uint64_t start_task(Task task, std::vector<RegionView> regions);
   void check(uint64_t task, Task& t, const RegionView& region);
   void verified();  // results from the Verifier
+  void committed();  // results from the Committer
+  // What follows a region's commit on connection C: its grant revoked, its
+  // version sealed if it was the last region the server waited for.
+  void after_commit(Connection& c, uint64_t handle);
   void finish_task(Task& t);
   void schedule_scrub();
   // Every pass of the loop, at most every 100 ms: time limits, closing
@@ -317,6 +325,18 @@ class Server {
   std::map<uint64_t, Registration> registrations_;  // by extent offset
   Credentials credentials_;
   Verifier verifier_;
+  // COMMITs whose data a Committer thread persists and checksums, by job id.
+  struct Committing {
+    Owner conn;
+    uint64_t tag;
+    uint64_t handle;
+    uint64_t size;
+    uint64_t checksum;
+  };
+  std::map<uint64_t, Committing> committing_;
+  std::set<uint64_t> committing_handles_;
+  uint64_t next_commit_ = 0;
+  Committer committer_;
   std::map<uint64_t, Task> tasks_;
   std::map<uint64_t, CheckRef> checks_;
   uint64_t next_id_ = 1;

@@ -543,3 +543,39 @@ TEST_F(ServerTest, LastCommitSealsTheVersion) {
   }
   a.seal("auto", 2, 2, 2);
 }
+
+// A large COMMIT is persisted and checksummed by a Committer thread: while
+// one is held up there (its worker paused 2 s by the fault point
+// commit.work), other clients are served, and commit, on the event loop
+// and on the other worker; the held commit then completes, and its data
+// reads back. With --threads 0 every commit is done on the event loop.
+TEST(ServerThreads, ALargeCommitDoesNotStopOtherClients) {
+  pmcr::test::TempPath pool("threads"), trace("trace");
+  pmcr::test::ServerProcess server(pmcr::test::ServerConfig(
+      pool.str(), "256M", 0, {"PMCR_FAULT=commit.work:1:pause", "PMCR_FAULT_TRACE=" + trace.str()}, {"--threads", "2"}));
+  ASSERT_TRUE(server.start()) << server.log();
+  const auto big = pattern(64 << 20, 1), small = pattern(1 << 20, 2);
+  auto a = server.connect(), b = server.connect();
+  a.begin("big");
+  b.begin("small");
+  std::atomic<bool> a_done{false};
+  std::thread writer([&] {
+    a.write_region("big", 1, 0, 0, big.data(), big.size());
+    a_done = true;
+  });
+  // Wait until A's commit is with the worker (its data has arrived).
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (pmcr::tools::read_file(trace.str()).find("paused") == std::string::npos &&
+         std::chrono::steady_clock::now() < until && !a_done)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_NE(pmcr::tools::read_file(trace.str()).find("commit.work"), std::string::npos) << "the worker never paused";
+  (void)b.stat();
+  b.write_region("small", 1, 0, 0, small.data(), small.size());
+  b.write_region("small", 1, 0, 1, small.data(), 4096);
+  EXPECT_FALSE(a_done) << "the other client waited for the large commit";
+  writer.join();
+  a.seal("big", 1, 1, 1);
+  std::vector<uint8_t> back(big.size());
+  a.read_region("big", 1, 0, 0, back.data(), back.size());
+  EXPECT_EQ(back, big);
+}
