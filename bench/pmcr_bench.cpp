@@ -21,6 +21,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -462,15 +463,15 @@ double socket_limit_ms(int ranks, uint64_t bytes, bool to_server, int reps, cons
 // abort: the extent is reused) for REPS rounds, against a pmserver with T
 // commit threads; the aggregate GB/s from the first start to the last end.
 json run_server_bench(const std::vector<int>& clients, const std::vector<int>& threads, uint64_t size, int reps,
-                      const std::string& dir, const std::string& pmserver, bool quiet) {
-  json rows = json::array();
+                      uint64_t big, const std::string& dir, const std::string& pmserver, bool quiet) {
+  json rows = json::array(), stalls = json::array();
   Buffer src(size);
   fill(src, size);
   const uint64_t sum = pmcr::checksum(src.data, size);
   for (int t : threads) {
     const std::string pool = dir + "/pmcr-bench-server-" + std::to_string(getpid()) + ".pool";
     const int most = *std::max_element(clients.begin(), clients.end());
-    const auto server = bench_server(pmserver, pool, (static_cast<uint64_t>(most) * 2 * size >> 20) + 256,
+    const auto server = bench_server(pmserver, pool, (std::max(static_cast<uint64_t>(most) * 2 * size, 2 * big) >> 20) + 256,
                                      {"--threads", std::to_string(t), "--quota-bytes", "100%"});
     for (int c : clients) {
       if (!quiet) std::fprintf(stderr, "%d clients, %d commit threads...\n", c, t);
@@ -509,10 +510,47 @@ json run_server_bench(const std::vector<int>& clients, const std::vector<int>& t
       rows.push_back({{"clients", c}, {"threads", t}, {"bytes", size}, {"reps", reps},
                       {"gbs", static_cast<double>(size) * reps * c / secs / 1e9}});
     }
+    // What a large commit costs everybody else: one client commits BIG
+    // regions while another asks for STAT back to back; the longest wait.
+    {
+      if (!quiet) std::fprintf(stderr, "a %s commit against STATs, %d commit threads...\n", pmcr::format_size(big).c_str(), t);
+      pmcr::client::Options co;
+      co.server = server->address();
+      co.name = "pmcr-bench-server";
+      co.timeout = std::chrono::minutes(5);
+      pmcr::client::Client writer(co), prober(co);
+      writer.begin("bench-big");
+      Buffer data(big);
+      fill(data, big);
+      const uint64_t big_sum = pmcr::checksum(data.data, big);
+      std::vector<double> commit_s;
+      std::atomic<bool> done{false};
+      std::thread w([&] {
+        for (int r = 0; r < 4; ++r) {
+          const auto target = writer.create("bench-big", 1, 0, static_cast<uint32_t>(r), big);
+          writer.put(target, data.data);
+          const auto t1 = Clock::now();
+          writer.commit(target, big_sum);
+          commit_s.push_back(seconds_since(t1));
+          writer.abort("bench-big", 1);
+        }
+        done = true;
+      });
+      std::vector<double> waits;
+      while (!done) {
+        const auto t1 = Clock::now();
+        (void)prober.stat();
+        waits.push_back(seconds_since(t1));
+      }
+      w.join();
+      stalls.push_back({{"threads", t}, {"bytes", big}, {"commit_ms", median(commit_s) * 1e3},
+                        {"stat_max_ms", *std::max_element(waits.begin(), waits.end()) * 1e3},
+                        {"stat_median_ms", median(waits) * 1e3}, {"stats", waits.size()}});
+    }
     server->stop();
     ::unlink(pool.c_str());
   }
-  return json{{"pool_dir", dir}, {"rows", rows}};
+  return json{{"pool_dir", dir}, {"rows", rows}, {"stalls", stalls}};
 }
 
 void print_server_bench(const json& r) {
@@ -523,6 +561,13 @@ void print_server_bench(const json& r) {
   std::printf("%8s %8s %10s\n", "clients", "threads", "GB/s");
   for (const auto& row : r["rows"])
     std::printf("%8d %8d %10.2f\n", row["clients"].get<int>(), row["threads"].get<int>(), row["gbs"].get<double>());
+  std::printf("\none client commits %s regions while another asks for STAT back to back: the COMMIT (data already\n"
+              "sent) and the STATs' median and longest wait, ms\n",
+              pmcr::format_size(r["stalls"].at(0)["bytes"].get<uint64_t>()).c_str());
+  std::printf("%8s %10s %12s %12s %8s\n", "threads", "commit", "STAT median", "STAT max", "STATs");
+  for (const auto& row : r["stalls"])
+    std::printf("%8d %10.1f %12.3f %12.1f %8zu\n", row["threads"].get<int>(), row["commit_ms"].get<double>(),
+                row["stat_median_ms"].get<double>(), row["stat_max_ms"].get<double>(), row["stats"].get<size_t>());
 }
 
 // ---- pmcr-bench ckpt ----
@@ -1093,13 +1138,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 1));
   auto* srv = app.add_subcommand("server", "pmserver's throughput: concurrent clients against commit threads");
   std::vector<int> srv_clients = {1, 2, 4, 8}, srv_threads = {0, 2};
-  std::string srv_size = "64M", srv_dir = "/dev/shm";
+  std::string srv_size = "64M", srv_big = "512M", srv_dir = "/dev/shm";
   int srv_reps = 8;
   srv->add_option("--clients", srv_clients, "numbers of concurrent clients")->delimiter(',')->capture_default_str();
   srv->add_option("--threads", srv_threads, "pmserver --threads values")->delimiter(',')->capture_default_str();
   srv->add_option("--size", srv_size, "region size")->capture_default_str();
   srv->add_option("--reps", srv_reps, "regions each client writes")->capture_default_str()->check(CLI::Range(1, 10000));
   srv->add_option("--pool-dir", srv_dir, "directory for the pool file")->capture_default_str();
+  srv->add_option("--big", srv_big, "the large commit's size, against STATs")->capture_default_str();
   srv->add_option("--pmserver", pmserver, "pmserver binary")->capture_default_str();
   srv->add_flag("--json", as_json, "print JSON instead of a table");
   auto* failover = app.add_subcommand("failover", "a rank killed: standby takeover vs relaunch from pmserver vs from POSIX files");
@@ -1130,8 +1176,8 @@ int main(int argc, char** argv) {
   ::setenv("UCX_NET_DEVICES", "lo", 0);  // loopback only, for the client in this process too
   try {
     if (*srv) {
-      const json r = run_server_bench(srv_clients, srv_threads, pmcr::parse_size(srv_size), srv_reps, srv_dir, pmserver,
-                                      as_json);
+      const json r = run_server_bench(srv_clients, srv_threads, pmcr::parse_size(srv_size), srv_reps,
+                                      pmcr::parse_size(srv_big), srv_dir, pmserver, as_json);
       if (as_json) std::cout << r.dump(2) << "\n";
       else print_server_bench(r);
       return 0;
