@@ -222,6 +222,7 @@ int Session::restart_test(std::string* notice) {
       holders = locate(v, listing);
       std::set<size_t> used;
       for (const auto& h : holders) used.insert(h.begin(), h.end());
+      bool damaged = false;
       for (size_t i : used) {
         try {
           connect(i).verify(config_.job, v);
@@ -232,12 +233,15 @@ int Session::restart_test(std::string* notice) {
                   (servers_.size() > 1 ? " (on " + servers_[i].address + ")" : "");
           for (auto& h : holders) h.erase(std::remove(h.begin(), h.end(), i), h.end());
           listing.versions[i].erase(v);
+          damaged = true;
         }
       }
       size_t missing = 0;
       for (const auto& h : holders) missing += h.empty();
       if (missing) {
-        unreachable.push_back("version " + std::to_string(v) + " (" + std::to_string(missing) + " ranks' data)");
+        // (A damaged part's note says why already.)
+        if (!damaged)
+          unreachable.push_back("version " + std::to_string(v) + " (" + std::to_string(missing) + " ranks' data)");
         continue;
       }
       found = static_cast<int64_t>(v);
