@@ -133,10 +133,10 @@ void cmd_ls_servers(const std::vector<std::string>& servers, const std::string& 
                      {"bytes", e->second.bytes},            {"ranks", ranks_text(ranks)}};
         if (e->second.quarantined) part["reason"] = e->second.reason;
         if (!e->second.sealed) part["ranks"] = std::to_string(e->second.part_ranks) + " (open)";
-        if (e->second.sealed && !ranks.empty() && (bytes == 0 || ranks.size() == nranks)) bytes = e->second.bytes;
+        if (e->second.sealed) bytes += e->second.bytes;
         row["parts"].push_back(std::move(part));
       }
-      row["bytes_per_copy"] = bytes;
+      row["bytes_stored"] = bytes;  // over every server, every copy
       rows.push_back(std::move(row));
     }
   }

@@ -229,7 +229,9 @@ TEST_F(CliTest, RepairSendsOnlyTheBlocksThatDifferFromThePreviousVersion) {
   const std::string both = server_.address() + "," + empty.address();
   std::string out, err;
   ASSERT_EQ(run_cli({"ls", "--servers", both, "--job", "rep", "--replicas", "2", "--json"}, &out, &err), 0) << err;
-  for (const auto& v : json::parse(out)["versions"]) {
+  const json before = json::parse(out);  // (a range-for over a temporary's member would dangle)
+  ASSERT_EQ(before["versions"].size(), 2u) << out;
+  for (const auto& v : before["versions"]) {
     EXPECT_EQ(v["state"], "degraded") << out;
     EXPECT_EQ(v["copies"], 1) << out;
   }
@@ -247,7 +249,9 @@ TEST_F(CliTest, RepairSendsOnlyTheBlocksThatDifferFromThePreviousVersion) {
     EXPECT_EQ(back, v == 1 ? v1 : v2) << "version " << v;
   }
   ASSERT_EQ(run_cli({"ls", "--servers", both, "--job", "rep", "--replicas", "2", "--json"}, &out, &err), 0) << err;
-  for (const auto& v : json::parse(out)["versions"]) {
+  const json after = json::parse(out);
+  ASSERT_EQ(after["versions"].size(), 2u) << out;
+  for (const auto& v : after["versions"]) {
     EXPECT_EQ(v["state"], "complete") << out;
     EXPECT_EQ(v["copies"], 2) << out;
   }
