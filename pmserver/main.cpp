@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <thread>
 
@@ -27,6 +28,7 @@
 #include "catalogue.hpp"
 #include "error.hpp"
 #include "pool.hpp"
+#include "peer_repair.hpp"
 #include "server.hpp"
 #include "text.hpp"
 
@@ -186,6 +188,8 @@ int main(int argc, char** argv) {
   unsigned threads = 1;
   if (cpu_set_t set; sched_getaffinity(0, sizeof set, &set) == 0) threads = static_cast<unsigned>(std::max(1, CPU_COUNT(&set)));
   std::string block_size = "1M";
+  std::string peers, repair_interval = "30s";
+  unsigned replicas = 0;
   bool no_prefault = false, no_rma = false, insecure = false, adopt_pool = false;
   std::string auth_method, key_file, munge_socket, admin_group;
   app.add_option("--pool", pool_path, "pool file (created if absent) or DAX device")->required();
@@ -219,6 +223,13 @@ int main(int argc, char** argv) {
                  "process may use; 0: the event loop does it)")
       ->capture_default_str()
       ->check(CLI::Range(0, 256));
+  app.add_option("--peers", peers,
+                 "HOST:PORT,... : the servers the jobs spread their copies over (their PMCR_SERVERS, this one "
+                 "among them); with --replicas, this server brings every kept version back to that many copies "
+                 "on them in the background");
+  app.add_option("--replicas", replicas, "copies of each rank's data on --peers (the jobs' PMCR_REPLICAS)")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--repair-interval", repair_interval, "time between repair passes over --peers")->capture_default_str();
   app.add_option("--scrub-rate", scrub_rate, "bytes per second the background scrub verifies (0: no scrub)")
       ->capture_default_str();
   app.add_option("--scrub-interval", scrub_interval, "time between scrub passes over every sealed version")
@@ -324,6 +335,8 @@ int main(int argc, char** argv) {
     options.quotas.bytes = pmcr::server::parse_quota(quota_bytes, catalogue.stats().data_size, true, "--quota-bytes");
     options.quotas.open = quota_open;
 
+    if (peers.empty() != (replicas == 0))
+      throw pmcr::Error(PMCR_E_CONFIG, "--peers and --replicas go together: the servers, and the copies to keep on them");
     pmcr::server::Server server(pool, catalogue, options);
     progress("listening on " + pmcr::to_string(pmcr::HostPort{options.listen.host, server.port()}));
     // Faulting the pool in takes ~0.5-3 s per GiB on a VM: it runs while
@@ -352,7 +365,27 @@ int main(int argc, char** argv) {
         spdlog::info("pool faulted in after {:.1f} s",
                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       });
+    // Repair in the background: a client of the peers, with this server's
+    // own credential (its key; or MUNGE, as the user it runs as).
+    std::unique_ptr<pmcr::server::PeerRepair> repair;
+    if (!peers.empty()) {
+      const auto list = pmcr::parse_server_list(peers);
+      if (replicas > list.size())
+        throw pmcr::Error(PMCR_E_CONFIG, "--replicas " + std::to_string(replicas) + " with " +
+                                             std::to_string(list.size()) + " --peers: each copy needs a server of its own");
+      pmcr::client::Credential cred;
+      if (options.auth.method == pmcr::proto::AuthMethod::Key) cred = pmcr::client::Credential::from("key", key_file, "");
+      else if (options.auth.method == pmcr::proto::AuthMethod::Munge)
+        cred = pmcr::client::Credential::from("munge", "", munge_socket);
+      const auto interval = parse_duration(repair_interval, "--repair-interval");
+      if (interval < std::chrono::milliseconds(100))
+        throw pmcr::Error(PMCR_E_CONFIG, "--repair-interval " + repair_interval + " is too short: 100ms at least");
+      repair = std::make_unique<pmcr::server::PeerRepair>(list, replicas, interval, cred);
+      spdlog::info("repairing the copies of every job on {} peers to {} every {}", list.size(), replicas,
+                   repair_interval);
+    }
     server.run(sfd);
+    repair.reset();
     spdlog::info("stopped");
   } catch (const pmcr::Error& e) {
     spdlog::error("{}", e.what());

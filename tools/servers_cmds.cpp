@@ -172,7 +172,7 @@ void cmd_ls_servers(const std::vector<std::string>& servers, const std::string& 
 
 int cmd_repair(const std::vector<std::string>& servers, const std::string& job, unsigned replicas, bool as_json) {
   client::Fleet fleet(servers, options());
-  const RepairReport r = repair(fleet, job, replicas, [&](const std::string& line) {
+  const client::RepairReport r = client::repair(fleet, job, replicas, [&](const std::string& line) {
     if (!as_json) std::printf("%s\n", line.c_str());
   });
   uint64_t bytes = 0, sent = 0, regions = 0;
@@ -188,13 +188,14 @@ int cmd_repair(const std::vector<std::string>& servers, const std::string& job, 
                        {"bytes", p.bytes}, {"sent", p.sent}});
     std::cout << json{{"job", job},          {"replicas", replicas}, {"versions", r.versions}, {"healthy", r.healthy},
                       {"parts", parts},      {"regions", regions},   {"bytes", bytes},         {"sent", sent},
-                      {"problems", r.problems}}
+                      {"problems", r.problems}, {"skipped", r.skipped}}
                      .dump(2)
               << "\n";
   } else {
     std::printf("job %s: %u versions, %u had their %u copies; %zu parts written (%" PRIu64 " regions, %s, %s sent)\n",
                 job.c_str(), r.versions, r.healthy, replicas, r.parts.size(), regions, format_size(bytes).c_str(),
                 format_size(sent).c_str());
+    for (const auto& p : r.skipped) std::printf("skipped %s\n", p.c_str());
     for (const auto& p : r.problems) std::fprintf(stderr, "pmcr: %s\n", p.c_str());
   }
   return r.problems.empty() ? 0 : 1;

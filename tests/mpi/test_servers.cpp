@@ -6,6 +6,9 @@
 // relaunch restarts bit-identical from the survivors; with one copy, a
 // lost server's versions are named as lost.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -345,6 +348,75 @@ TEST_F(Servers, PmcrRunRelaunchesFromThePartsOnEveryServer) {
     bool sealed = false;
     EXPECT_EQ(ranks_on(i, 400, &sealed), placed_on(i, 2)) << "server " << i;
   }
+}
+
+}  // namespace pmcr::test
+
+namespace pmcr::test {
+namespace {
+
+// A port the kernel has just handed out, free again (the test's servers
+// are told their ports before they start, to name each other).
+uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+}  // namespace
+
+// pmserver --peers (the job's servers) --replicas 2 repairs on its own: a
+// server lost at version 150 (its pool deleted) and back empty after the
+// job ended gets its parts of the kept versions back without a command.
+TEST_F(Servers, ServersWithPeersRepairOnTheirOwn) {
+  std::vector<uint16_t> ports;
+  std::string peers;
+  for (int i = 0; i < 3; ++i) {
+    ports.push_back(free_port());
+    peers += (peers.empty() ? "" : ",") + std::string("127.0.0.1:") + std::to_string(ports.back());
+  }
+  for (int i = 0; i < 3; ++i) {
+    pools_.push_back(std::make_unique<TempPath>("pool" + std::to_string(i)));
+    servers_.push_back(std::make_unique<ServerProcess>(
+        ServerConfig(pools_.back()->str(), "256M", ports[static_cast<size_t>(i)], {},
+                     {"--peers", peers, "--replicas", "2", "--repair-interval", "300ms"})));
+    ASSERT_TRUE(servers_.back()->start()) << servers_.back()->log();
+  }
+  std::vector<std::string> addresses;
+  for (const auto& srv : servers_) addresses.push_back(srv->address());
+  order_ = placement::order(addresses);
+  lose_at(1, "seal.state:3:kill");
+  // (The servers repair every 300 ms while the job checkpoints: they leave
+  // what the job is writing alone.)
+  const JobRun r = run(heat({"--sleep-ms", "2"}), env(list(false), 2), 120s);
+  join_reaper();
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(final_checksum(r.out), expected_) << r.out;
+  ServerProcess& back = at(1);
+  back.env().pop_back();
+  ASSERT_TRUE(back.start()) << back.log();
+  std::map<uint64_t, std::pair<std::string, size_t>> h;
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  const auto healthy = [&] {
+    h = health();
+    if (h.size() != 2) return false;
+    for (const auto& [v, state] : h)
+      if (state != std::make_pair(std::string("complete"), size_t{2})) return false;
+    return true;
+  };
+  while (!healthy() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(200ms);
+  for (const auto& [v, state] : h) EXPECT_EQ(state, std::make_pair(std::string("complete"), size_t{2})) << v;
+  bool sealed = false;
+  EXPECT_EQ(ranks_on(1, 400, &sealed), placed_on(1, 2));
+  std::string logs;
+  for (const auto& srv : servers_) logs += srv->log();
+  EXPECT_NE(logs.find("parts written back to 2 copies"), std::string::npos);
 }
 
 }  // namespace pmcr::test

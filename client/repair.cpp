@@ -8,7 +8,7 @@
 #include "placement.hpp"
 #include "text.hpp"
 
-namespace pmcr::tools {
+namespace pmcr::client {
 namespace {
 
 struct Region {
@@ -26,9 +26,9 @@ struct Held {
 
 class Repairer {
  public:
-  Repairer(client::Fleet& fleet, const std::string& job, unsigned replicas,
-           const std::function<void(const std::string&)>& say)
-      : fleet_(fleet), job_(job), replicas_(replicas), say_(say) {}
+  Repairer(Fleet& fleet, const std::string& job, unsigned replicas,
+           const std::function<void(const std::string&)>& say, const std::function<bool(uint64_t)>& skip_newest)
+      : fleet_(fleet), job_(job), replicas_(replicas), say_(say), skip_newest_(skip_newest) {}
 
   RepairReport run() {
     const size_t n = fleet_.size();
@@ -43,6 +43,19 @@ class Repairer {
     for (const auto& on : survey_.versions)
       for (const auto& [v, e] : on)
         if (e.sealed) versions[v] = e.nranks;
+    // A version with regions open on a server is being written (or was
+    // left so by a failure the job's next BEGIN cleans up): not touched.
+    for (size_t i = 0; i < survey_.versions.size(); ++i)
+      for (const auto& [v, e] : survey_.versions[i])
+        if (!e.sealed && !e.quarantined && versions.erase(v))
+          report_.skipped.push_back("version " + std::to_string(v) + ": regions of it are open on " +
+                                    fleet_.addresses()[i] + " (being written): left to its job");
+    // The newest may still be being written where no region of it is yet.
+    if (!versions.empty() && skip_newest_ && skip_newest_(versions.rbegin()->first)) {
+      report_.skipped.push_back("version " + std::to_string(versions.rbegin()->first) +
+                                ": the newest, next time (its job may be writing it)");
+      versions.erase(std::prev(versions.end()));
+    }
     for (const auto& [v, nranks] : versions) {  // oldest first: each can be the next one's base
       report_.versions++;
       try {
@@ -113,7 +126,7 @@ class Repairer {
   // job's, joined), or a new one.
   void attempt(size_t t) {
     if (joined_.count(t)) return;
-    client::Client& c = fleet_(t);
+    Client& c = fleet_(t);
     const proto::WatchReply w = c.watch(job_, 0);
     if (w.attempt) c.join(job_, w.attempt);
     else c.begin(job_);
@@ -123,7 +136,7 @@ class Repairer {
   void write_part(size_t t, uint64_t v, uint32_t nranks, const placement::Part& part, const std::vector<uint32_t>& placed,
                   const std::vector<std::vector<Region>>& regions, const std::vector<std::vector<size_t>>& holders) {
     attempt(t);
-    client::Client& to = fleet_(t);
+    Client& to = fleet_(t);
     to.expect(job_, v, nranks, part.regions, part.ranks == nranks ? 0 : part.ranks);
     RepairReport::Part done{v, fleet_.addresses()[t], part.ranks, part.regions, 0, 0};
     auto& held = held_[t];
@@ -131,8 +144,8 @@ class Repairer {
     std::vector<uint8_t> buf;
     for (uint32_t r : placed) {
       for (const Region& g : regions[r]) {
-        client::Client& from = fleet_(holders[r].front());
-        const client::ReadSource src = from.open(job_, v, r, g.id);
+        Client& from = fleet_(holders[r].front());
+        const ReadSource src = from.open(job_, v, r, g.id);
         try {
           buf.resize(src.size);
           from.get(src, buf.data());  // verified against its checksum
@@ -147,7 +160,7 @@ class Repairer {
         const bool can_base = src.block_size && base != held.end() && base->second.version &&
                               base->second.block_size == src.block_size &&
                               base->second.hashes.size() == src.hashes.size();
-        client::WriteTarget w = to.create(job_, v, r, g.id, src.size, src.block_size,
+        WriteTarget w = to.create(job_, v, r, g.id, src.size, src.block_size,
                                           can_base ? std::optional<uint64_t>(base->second.version) : std::nullopt);
         if (w.based) {
           std::vector<uint64_t> changed;
@@ -175,11 +188,12 @@ class Repairer {
          format_size(done.sent) + " sent)");
   }
 
-  client::Fleet& fleet_;
+  Fleet& fleet_;
   std::string job_;
   unsigned replicas_;
   const std::function<void(const std::string&)>& say_;
-  client::Survey survey_;
+  const std::function<bool(uint64_t)>& skip_newest_;
+  Survey survey_;
   RepairReport report_;
   std::set<size_t> joined_;
   std::map<size_t, std::map<std::pair<uint32_t, uint32_t>, Held>> held_;  // by target server
@@ -187,9 +201,10 @@ class Repairer {
 
 }  // namespace
 
-RepairReport repair(client::Fleet& fleet, const std::string& job, unsigned replicas,
-                    const std::function<void(const std::string&)>& say) {
-  return Repairer(fleet, job, replicas, say).run();
+RepairReport repair(Fleet& fleet, const std::string& job, unsigned replicas,
+                    const std::function<void(const std::string&)>& say,
+                    const std::function<bool(uint64_t)>& skip_newest) {
+  return Repairer(fleet, job, replicas, say, skip_newest).run();
 }
 
-}  // namespace pmcr::tools
+}  // namespace pmcr::client

@@ -1,4 +1,5 @@
-// pmcr repair: brings every sealed version of a job back to R copies on a
+// Repair (pmcr repair, and pmserver --peers in the background): brings
+// every sealed version of a job back to R copies on a
 // list of servers (README, "Several servers"), after a server was lost and
 // came back empty, or with its old pool, or was replaced.
 //
@@ -15,7 +16,11 @@
 // cannot be repaired and is named.
 //
 // The writes join the job's current attempt on each server (a running job
-// is not disturbed); a server that has none gets one begun.
+// is not disturbed); a server that has none gets one begun. A version with
+// regions open on some server is being written: it is left to the job (and
+// named). SKIP_NEWEST(v), if given, may leave the newest sealed version v
+// too (pmserver's background repair: until it has been the newest for a
+// whole interval, the job may still be writing parts of it).
 #pragma once
 
 #include <cstdint>
@@ -25,7 +30,7 @@
 
 #include "survey.hpp"
 
-namespace pmcr::tools {
+namespace pmcr::client {
 
 struct RepairReport {
   struct Part {
@@ -37,12 +42,14 @@ struct RepairReport {
   };
   std::vector<Part> parts;           // written and sealed
   std::vector<std::string> problems;  // versions or servers that could not be repaired, and why
+  std::vector<std::string> skipped;   // versions left to their job for now, and why
   uint32_t versions = 0;              // versions looked at
   uint32_t healthy = 0;               // ... that had every copy already
 };
 
 // SAY: a line of progress, for a terminal.
-RepairReport repair(client::Fleet& fleet, const std::string& job, unsigned replicas,
-                    const std::function<void(const std::string&)>& say);
+RepairReport repair(Fleet& fleet, const std::string& job, unsigned replicas,
+                    const std::function<void(const std::string&)>& say,
+                    const std::function<bool(uint64_t)>& skip_newest = {});
 
-}  // namespace pmcr::tools
+}  // namespace pmcr::client
