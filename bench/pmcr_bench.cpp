@@ -95,22 +95,10 @@ double memcpy_gbs(uint64_t size) {
   return gbs(size, median(t));
 }
 
-uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // ucx_perftest over the same transport the client/server endpoints use
 // (tcp on the loopback device). Returns GB/s, or NAN with a note.
 double perftest(const std::string& test, uint64_t size, unsigned outstanding, std::string* note) {
-  const uint16_t port = free_port();
+  const uint16_t port = pmcr::tools::free_port();
   const std::vector<std::string> env = {"UCX_TLS=tcp", "UCX_NET_DEVICES=lo"};
   const std::string srv_out = "/tmp/pmcr-bench-perftest-srv.txt", cli_out = "/tmp/pmcr-bench-perftest-cli.txt";
   pid_t srv;

@@ -47,10 +47,11 @@ constexpr Key kReplicas{"PMCR_REPLICAS", "replicas"};
 constexpr Key kServerRetry{"PMCR_SERVER_RETRY", "server_retry"};
 constexpr Key kAsync{"PMCR_ASYNC", "async"};
 constexpr Key kStaging{"PMCR_STAGING", "staging"};
+constexpr Key kDrain{"PMCR_DRAIN", "drain"};
 constexpr Key kKeys[] = {kServers,     kJob,         kKeep,        kLogLevel,  kTimeout, kConnectTimeout,
                          kDataPath,    kAuth,        kKeyFile,     kMungeSocket, kEncrypt, kDataKeyFile,
                          kBlockSize,   kGenerations, kIncremental, kTrackWrites, kRole,    kLease,
-                         kInstance,    kPrimaryInstance, kReplicas, kServerRetry, kAsync, kStaging};
+                         kInstance,    kPrimaryInstance, kReplicas, kServerRetry, kAsync, kStaging, kDrain};
 
 // The raw values, as text, with where each came from (for messages).
 struct Raw {
@@ -274,6 +275,7 @@ Config load_config(const char* path, bool need_job) {
     c.replicas = static_cast<unsigned>(n);
   }
   if (auto v = raw.get(kServerRetry)) c.server_retry = seconds(*v);
+  if (auto v = raw.get(kDrain)) c.drain_dir = v->first;
   if (auto v = raw.get(kAsync)) {
     if (v->first != "0" && v->first != "1")
       bad(v->second, v->first, "expected 1 (pmcr_checkpoint stages what changed and returns; a thread sends it) or 0");

@@ -24,6 +24,9 @@ struct Config {
   // PMCR_STAGING bytes per rank at most and returns; a thread sends it.
   bool async = false;
   uint64_t staging = 1ull << 30;
+  // PMCR_DRAIN: the servers' --drain directory, where a restart finds a
+  // version no server holds any more.
+  std::string drain_dir;
   std::string job;                   // checked job name
   unsigned keep = 2;                 // sealed versions kept per job, >= 1
   std::string log_level;             // "" = leave as PMCR_LOG_LEVEL set it

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -77,7 +78,10 @@ bool hit(const char* name) noexcept {
   }
   if (a.action == Armed::Pause) {
     trace(a, "paused " + std::to_string(::getpid()) + " " + name + "\n");
-    ::usleep(2000 * 1000);
+    // PMCR_FAULT_PAUSE_MS: how long (default 2 s).
+    const char* ms = std::getenv("PMCR_FAULT_PAUSE_MS");
+    const long n = ms ? std::atol(ms) : 2000;
+    ::usleep(static_cast<useconds_t>(std::clamp(n, 0L, 600000L)) * 1000);
     return false;
   }
   return true;

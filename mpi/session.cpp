@@ -204,11 +204,46 @@ int Session::restart_test(std::string* notice) {
     collectively([&] { follow(); });
     return take_over(notice);
   }
-  int64_t found = -1;
+  int64_t found = -1, drained = 0;
   std::string note;
   std::vector<std::vector<size_t>> holders;
   collectively([&] {
     if (comm_.rank() != 0) return;
+    try {
+      found_on_servers(&found, &note, &holders);
+    } catch (const Error& e) {
+      // Every server that held it lost: the drained copy, if there is one.
+      if ((e.code() != PMCR_E_SERVER_LOST && e.code() != PMCR_E_UNREACHABLE) || !newest_drained()) throw;
+      note = e.what();
+    }
+    if (const auto d = newest_drained(); d && static_cast<int64_t>(*d) > found) {
+      note += (note.empty() ? "" : "; ") + std::string("version ") + std::to_string(*d) + " is restarted from " +
+              config_.drain_dir + " (no server holds it whole)";
+      found = static_cast<int64_t>(*d);
+      drained = 1;
+    }
+    if (!note.empty()) {
+      note = "job " + config_.job + ": " + note;
+      log()->warn("{}", note);
+    }
+  });
+  found = comm_.broadcast(found);
+  drained = comm_.broadcast(drained);
+  drained_version_ = drained ? static_cast<uint64_t>(found) : UINT64_MAX;
+  if (found >= 0 && !drained) share_holders(static_cast<uint64_t>(found), &holders);
+  const std::string text = comm_.broadcast(note);
+  if (notice) *notice = text;
+  return static_cast<int>(found);
+}
+
+// Rank 0: the newest version every rank has an intact copy of on the
+// servers that answer (-1: none), and a note of what was skipped.
+void Session::found_on_servers(int64_t* found_out, std::string* note_out,
+                               std::vector<std::vector<size_t>>* holders_out) {
+  int64_t& found = *found_out;
+  std::string& note = *note_out;
+  std::vector<std::vector<size_t>>& holders = *holders_out;
+  {
     client::Survey listing = list_all();
     std::vector<uint64_t> candidates;
     for (uint64_t v : listing.sealed(static_cast<uint32_t>(comm_.size())))
@@ -256,17 +291,9 @@ int Session::restart_test(std::string* notice) {
         throw Error(PMCR_E_SERVER_LOST, what + ": bring the lost servers back (with their pools) and try again");
       note += (note.empty() ? "" : "; ") + what;
     }
-    if (!note.empty()) {
-      note = "job " + config_.job + ": " + note + "; " +
-             (found >= 0 ? "falling back to version " + std::to_string(found) : "no intact version is left");
-      log()->warn("{}", note);
-    }
-  });
-  found = comm_.broadcast(found);
-  if (found >= 0) share_holders(static_cast<uint64_t>(found), &holders);
-  const std::string text = comm_.broadcast(note);
-  if (notice) *notice = text;
-  return static_cast<int>(found);
+    if (!note.empty())
+      note = note + "; " + (found >= 0 ? "falling back to version " + std::to_string(found) : "no intact version is left");
+  }
 }
 
 size_t Session::recover_size(int version, int id) {
@@ -447,10 +474,23 @@ void Session::restart(int version) {
   hashes_.clear();
   base_.reset();
   tracking_ = false;
+  // From the capacity tier: restart_test chose it there, or no server has
+  // it and PMCR_DRAIN does (agreed by every rank).
+  bool drained = drained_version_ == static_cast<uint64_t>(version);
   // Where each rank's regions are: as restart_test found them, or found now.
   std::vector<std::vector<size_t>> holders;
   // (located_version_ is the same on every rank: share_holders is collective.)
-  if (located_version_ != static_cast<uint64_t>(version)) {
+  if (!drained && located_version_ != static_cast<uint64_t>(version)) {
+    int64_t from_drain = 0;
+    collectively([&] {
+      if (comm_.rank() != 0 || config_.drain_dir.empty()) return;
+      for (const auto& on : list_all().versions)
+        if (auto v = on.find(static_cast<uint64_t>(version)); v != on.end() && v->second.sealed) return;
+      from_drain = drained_whole(static_cast<uint64_t>(version));
+    });
+    drained = comm_.broadcast(from_drain) != 0;
+  }
+  if (!drained && located_version_ != static_cast<uint64_t>(version)) {
     collectively([&] {
       if (comm_.rank() != 0) return;
       const client::Survey listing = list_all();
@@ -488,7 +528,8 @@ void Session::restart(int version) {
     for (const auto& [id, b] : buffers_) {
       if (holds(id, b, version)) continue;  // a standby's buffer: fetched while it followed
       try {
-        read_copy(static_cast<uint64_t>(version), static_cast<uint32_t>(id), b);
+        if (drained) read_drained(static_cast<uint64_t>(version), static_cast<uint32_t>(id), b);
+        else read_copy(static_cast<uint64_t>(version), static_cast<uint32_t>(id), b);
         bytes_read_ += b.size;
         PMCR_FAULT_POINT("restart.read");
       } catch (const Error& e) {
@@ -506,9 +547,12 @@ void Session::restart(int version) {
     PMCR_FAULT_POINT("restart.done");
   });
   last_version_ = version;
-  base_ = static_cast<uint64_t>(version);
-  if (comm_.rank() == 0) complete_.insert(static_cast<uint64_t>(version));
+  // A drained copy is on no server: the next checkpoint is a full one.
+  if (drained) hashes_.clear();
+  else base_ = static_cast<uint64_t>(version);
+  if (comm_.rank() == 0 && !drained) complete_.insert(static_cast<uint64_t>(version));
   located_version_ = UINT64_MAX;
+  drained_version_ = UINT64_MAX;
   // The buffers now hold the version restored: writes from here on are the changes.
   tracking_ = false;
   if (tracker_) {

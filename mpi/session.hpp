@@ -102,6 +102,15 @@ class Session {
   // ... and then what a sealed checkpoint leaves: the next one's base, retention.
   void conclude(uint64_t version, const std::vector<uint64_t>& regions, const std::vector<Outcome>& out);
 
+  // ---- the capacity tier (drained.cpp; README, "A capacity tier") ----
+  // Rank 0: the newest version whose drained parts in PMCR_DRAIN hold every
+  // rank's regions; whether VERSION's do.
+  std::optional<uint64_t> newest_drained() const;
+  bool drained_whole(uint64_t version) const;
+  // This rank's buffer ID of VERSION from PMCR_DRAIN, checked.
+  void read_drained(uint64_t version, uint32_t id, const Buffer& b);
+  uint64_t drained_version_ = UINT64_MAX;  // restart_test chose it from PMCR_DRAIN (every rank)
+
   // ---- asynchronous checkpoints (async.cpp; README, "Asynchronous checkpoints") ----
   // Whether this rank's buffers fit in PMCR_STAGING.
   bool fits_staging() const;
@@ -119,6 +128,7 @@ class Session {
   // Rank 0: every server's versions of the job (survey.hpp), and for each
   // rank the servers that hold its regions of VERSION in a sealed part.
   client::Survey list_all();
+  void found_on_servers(int64_t* found, std::string* note, std::vector<std::vector<size_t>>* holders);
   std::vector<std::vector<size_t>> locate(uint64_t version, const client::Survey& listing);
   // Rank 0's holders of VERSION, on every rank.
   void share_holders(uint64_t version, std::vector<std::vector<size_t>>* holders);

@@ -188,7 +188,7 @@ int main(int argc, char** argv) {
   unsigned threads = 1;
   if (cpu_set_t set; sched_getaffinity(0, sizeof set, &set) == 0) threads = static_cast<unsigned>(std::max(1, CPU_COUNT(&set)));
   std::string block_size = "1M";
-  std::string peers, repair_interval = "30s";
+  std::string peers, repair_interval = "30s", drain_dir, drain_rate = "256M";
   unsigned replicas = 0;
   bool no_prefault = false, no_rma = false, insecure = false, adopt_pool = false;
   std::string auth_method, key_file, munge_socket, admin_group;
@@ -230,6 +230,10 @@ int main(int argc, char** argv) {
   app.add_option("--replicas", replicas, "copies of each rank's data on --peers (the jobs' PMCR_REPLICAS)")
       ->check(CLI::Range(1, 64));
   app.add_option("--repair-interval", repair_interval, "time between repair passes over --peers")->capture_default_str();
+  app.add_option("--drain", drain_dir,
+                 "copy every sealed version into this directory (the capacity tier, e.g. on Lustre or GPFS), in the "
+                 "background; jobs with PMCR_DRAIN set to it restart from there when no server holds a version");
+  app.add_option("--drain-rate", drain_rate, "bytes per second the drain may write (0: unlimited)")->capture_default_str();
   app.add_option("--scrub-rate", scrub_rate, "bytes per second the background scrub verifies (0: no scrub)")
       ->capture_default_str();
   app.add_option("--scrub-interval", scrub_interval, "time between scrub passes over every sealed version")
@@ -286,6 +290,8 @@ int main(int argc, char** argv) {
     options.scrub_rate = scrub_rate == "0" ? 0 : pmcr::parse_size(scrub_rate);
     options.allow_rma = !no_rma;
     options.commit_threads = threads;
+    options.drain_dir = drain_dir;
+    options.drain_rate = drain_rate == "0" ? 0 : pmcr::parse_size(drain_rate);
     options.auth = auth_options(auth_method, key_file, munge_socket, admin_group, insecure, options.listen);
     if (options.auth.method == pmcr::proto::AuthMethod::None)
       spdlog::warn("no authentication (--auth none): anyone who reaches {} may read, write and delete every job",

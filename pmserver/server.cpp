@@ -72,6 +72,7 @@ Server::Server(Pool& pool, Catalogue& catalogue, ServerOptions options)
       verifier_(options_.scrub_rate),
       committer_(options_.commit_threads, [this](const void* p, size_t n) { pool_.persist(p, n); }) {
   catalogue_.on_extent_freed = [this](uint64_t offset, uint64_t) { unregister(offset); };
+  if (!options_.drain_dir.empty()) drainer_ = std::make_unique<Drainer>(options_.drain_dir, options_.drain_rate);
 
   ucx::set_am_handler(worker_.get(), proto::kAmRequest, &Server::on_am, this);
   ucx::set_am_handler(worker_.get(), proto::kAmData, &Server::on_data, this);
@@ -225,7 +226,8 @@ void Server::run(int signal_fd) {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{epfd};
-  for (int fd : {worker_.event_fd(), signal_fd, verifier_.event_fd(), committer_.event_fd()}) {
+  for (int fd : {worker_.event_fd(), signal_fd, verifier_.event_fd(), committer_.event_fd(),
+                 drainer_ ? drainer_->event_fd() : -1}) {
     if (fd < 0) continue;
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -238,13 +240,14 @@ void Server::run(int signal_fd) {
     }
     verified();
     committed();
+    drained();
     const bool busy = drain();
     housekeeping(signal_fd);  // even while busy: a steady stream of requests must not stop the clocks
     if (busy || stopping_) continue;
     const ucs_status_t st = ucp_worker_arm(worker_.get());
     if (st == UCS_ERR_BUSY) continue;  // events arrived meanwhile
     if (st != UCS_OK) ucx::throw_status("arming the UCX worker", st);
-    epoll_event evs[4];
+    epoll_event evs[8];
     // Sleep until UCX, the verifier or a signal wakes us; wake up once a
     // second for UCX's keepalive and the handshake timer, often while
     // endpoints are closing, and when a lease may lapse.
@@ -253,7 +256,7 @@ void Server::run(int signal_fd) {
       const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(next_lease_ - Clock::now()).count() + 1;
       timeout = static_cast<int>(std::clamp<long long>(ms, 1, timeout));
     }
-    epoll_wait(epfd, evs, 4, timeout);
+    epoll_wait(epfd, evs, 8, timeout);
   }
 }
 
@@ -270,6 +273,7 @@ void Server::housekeeping(int signal_fd) {
   expire_handshakes();
   check_leases();
   schedule_scrub();
+  schedule_drain();
   if (now >= next_ping_) {
     next_ping_ = now + std::chrono::seconds(1);
     std::set<Owner> waiting;

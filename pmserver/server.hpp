@@ -38,6 +38,7 @@
 #include "text.hpp"
 #include "ucx.hpp"
 #include "committer.hpp"
+#include "drainer.hpp"
 #include "verifier.hpp"
 
 namespace pmcr::server {
@@ -69,6 +70,10 @@ struct ServerOptions {
   // Threads that persist and checksum committed data (committer.hpp); 0:
   // the event loop does it.
   unsigned commit_threads = 0;
+  // The capacity tier (drainer.hpp): every sealed version copied into this
+  // directory, at no more than DRAIN_RATE bytes per second. Empty: none.
+  std::string drain_dir;
+  uint64_t drain_rate = 256ull << 20;
 };
 
 class Server {
@@ -285,6 +290,8 @@ class Server {
   void check(uint64_t task, Task& t, const RegionView& region);
   void verified();  // results from the Verifier
   void committed();  // results from the Committer
+  void schedule_drain();  // the next sealed version to the Drainer
+  void drained();         // results from the Drainer
   // What follows a region's commit on connection C: its grant revoked, its
   // version sealed if it was the last region the server waited for.
   void after_commit(Connection& c, uint64_t handle);
@@ -337,6 +344,11 @@ class Server {
   std::set<uint64_t> committing_handles_;
   uint64_t next_commit_ = 0;
   Committer committer_;
+  // The capacity tier: what is drained (or found drained) already, and
+  // versions whose drain failed, with when to try again.
+  std::unique_ptr<Drainer> drainer_;
+  std::set<std::pair<std::string, uint64_t>> drained_;
+  std::map<std::pair<std::string, uint64_t>, Clock::time_point> drain_retry_;
   std::map<uint64_t, Task> tasks_;
   std::map<uint64_t, CheckRef> checks_;
   uint64_t next_id_ = 1;

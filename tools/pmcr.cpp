@@ -499,6 +499,9 @@ int main(int argc, char** argv) {
   ls->add_option("--job", job, "only this job");
   ls->add_option("--replicas", replicas, "with several servers: the copies each version should have "
                                          "(default: PMCR_REPLICAS, else the most any rank has)");
+  std::string drain = std::getenv("PMCR_DRAIN") ? std::getenv("PMCR_DRAIN") : "";
+  ls->add_option("--drain", drain, "with --servers: the servers' --drain directory, to show the drained versions too "
+                                   "(default: PMCR_DRAIN)");
   add_json(ls);
 
   auto* rep = app.add_subcommand("repair", "bring every version of a job back to its copies on a list of servers "
@@ -568,7 +571,8 @@ int main(int argc, char** argv) {
       return pmcr::tools::cmd_repair(list, job, replicas, as_json);
     }
     if (stat->parsed() && several) pmcr::tools::cmd_stat_servers(list, as_json);
-    else if (ls->parsed() && several) pmcr::tools::cmd_ls_servers(list, job, replicas, as_json);
+    else if (ls->parsed() && (several || ls->get_option("--drain")->count()))
+      pmcr::tools::cmd_ls_servers(list, job, replicas, drain, as_json);
     else if (stat->parsed()) cmd_stat(server, as_json);
     else if (ls->parsed()) cmd_ls(server, job, as_json);
     else if (exp->parsed())

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,10 @@ RunResult run(const std::vector<std::string>& argv, const std::vector<std::strin
 
 // The whole content of the file at PATH ("" if it cannot be read).
 std::string read_file(const std::string& path);
+
+// A loopback TCP port the kernel has just handed out, free again (for
+// servers that must be told their ports before they start).
+uint16_t free_port();
 
 // The directory of the running executable ("" if unknown).
 std::string self_dir();

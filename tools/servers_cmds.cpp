@@ -2,11 +2,13 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "drain_dir.hpp"
 #include "error.hpp"
 #include "repair.hpp"
 #include "survey.hpp"
@@ -80,7 +82,8 @@ void cmd_stat_servers(const std::vector<std::string>& servers, bool as_json) {
               format_size(free).c_str(), format_size(size).c_str());
 }
 
-void cmd_ls_servers(const std::vector<std::string>& servers, const std::string& job, unsigned replicas, bool as_json) {
+void cmd_ls_servers(const std::vector<std::string>& servers, const std::string& job, unsigned replicas,
+                    const std::string& drain, bool as_json) {
   client::Fleet fleet(servers, options());
   const size_t n = fleet.size();
   // The jobs: this one, or every job some server holds.
@@ -89,6 +92,9 @@ void cmd_ls_servers(const std::vector<std::string>& servers, const std::string& 
   if (!job.empty()) {
     jobs.insert(job);
   } else {
+    std::error_code ec;
+    if (!drain.empty())
+      for (const auto& e : std::filesystem::directory_iterator(drain, ec)) jobs.insert(e.path().filename().string());
     for (size_t i = 0; i < n; ++i) {
       try {
         for (const auto& v : fleet(i).list_versions("")) jobs.insert(v.job);
@@ -108,6 +114,8 @@ void cmd_ls_servers(const std::vector<std::string>& servers, const std::string& 
     std::map<uint64_t, uint32_t> versions;  // every version some server holds, with its ranks
     for (const auto& on : s.versions)
       for (const auto& [v, e] : on) versions[v] = std::max(versions[v], e.nranks);
+    const auto drained = drain.empty() ? std::map<uint64_t, uint32_t>{} : client::drained_versions(drain, name);
+    for (const auto& [v, nranks] : drained) versions.emplace(v, nranks);
     for (const auto& [v, nranks] : versions) {
       const auto holders = fleet.holders(s, name, v, nranks);
       size_t fewest = SIZE_MAX, most = 0;
@@ -117,9 +125,11 @@ void cmd_ls_servers(const std::vector<std::string>& servers, const std::string& 
       }
       if (holders.empty()) fewest = 0;
       const size_t want = replicas ? replicas : most;
-      std::string state = fewest == 0 ? (most ? "lost" : "open") : fewest < want ? "degraded" : "complete";
+      const bool is_drained = drained.count(v) > 0;
+      std::string state = fewest == 0 ? (most ? "lost" : is_drained ? "drained" : "open")
+                                      : fewest < want ? "degraded" : "complete";
       json row = {{"job", name}, {"version", v}, {"ranks", nranks}, {"state", state}, {"copies", fewest},
-                  {"replicas", want}, {"parts", json::array()}};
+                  {"replicas", want}, {"drained", is_drained}, {"parts", json::array()}};
       uint64_t bytes = 0;
       for (size_t i = 0; i < n; ++i) {
         const auto e = s.versions[i].find(v);
@@ -164,6 +174,7 @@ void cmd_ls_servers(const std::vector<std::string>& servers, const std::string& 
     for (const auto& p : r["parts"])
       parts += (parts.empty() ? "" : "  ") + p["server"].get<std::string>() + ": " +
                (p["quarantined"].get<bool>() ? "quarantined" : p["ranks"].get<std::string>());
+    if (r["drained"].get<bool>()) parts += (parts.empty() ? "" : "  ") + std::string("drained");
     std::printf("%-24s %10" PRIu64 " %-9s %6u %3zu of %zu  %s\n", r["job"].get<std::string>().c_str(),
                 r["version"].get<uint64_t>(), r["state"].get<std::string>().c_str(), r["ranks"].get<uint32_t>(),
                 r["copies"].get<size_t>(), r["replicas"].get<size_t>(), parts.c_str());

@@ -545,14 +545,16 @@ TEST_F(ServerTest, LastCommitSealsTheVersion) {
 }
 
 // A large COMMIT is persisted and checksummed by a Committer thread: while
-// one is held up there (its worker paused 2 s by the fault point
+// one is held up there (its worker paused 8 s by the fault point
 // commit.work), other clients are served, and commit, on the event loop
 // and on the other worker; the held commit then completes, and its data
-// reads back. With --threads 0 every commit is done on the event loop.
+// reads back.
 TEST(ServerThreads, ALargeCommitDoesNotStopOtherClients) {
   pmcr::test::TempPath pool("threads"), trace("trace");
   pmcr::test::ServerProcess server(pmcr::test::ServerConfig(
-      pool.str(), "256M", 0, {"PMCR_FAULT=commit.work:1:pause", "PMCR_FAULT_TRACE=" + trace.str()}, {"--threads", "2"}));
+      pool.str(), "256M", 0,
+      {"PMCR_FAULT=commit.work:1:pause", "PMCR_FAULT_PAUSE_MS=8000", "PMCR_FAULT_TRACE=" + trace.str()},
+      {"--threads", "2"}));
   ASSERT_TRUE(server.start()) << server.log();
   const auto big = pattern(64 << 20, 1), small = pattern(1 << 20, 2);
   auto a = server.connect(), b = server.connect();

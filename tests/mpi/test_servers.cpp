@@ -6,12 +6,11 @@
 // relaunch restarts bit-identical from the survivors; with one copy, a
 // lost server's versions are named as lost.
 #include <gtest/gtest.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -353,23 +352,6 @@ TEST_F(Servers, PmcrRunRelaunchesFromThePartsOnEveryServer) {
 }  // namespace pmcr::test
 
 namespace pmcr::test {
-namespace {
-
-// A port the kernel has just handed out, free again (the test's servers
-// are told their ports before they start, to name each other).
-uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-}  // namespace
 
 // pmserver --peers (the job's servers) --replicas 2 repairs on its own: a
 // server lost at version 150 (its pool deleted) and back empty after the
@@ -378,7 +360,7 @@ TEST_F(Servers, ServersWithPeersRepairOnTheirOwn) {
   std::vector<uint16_t> ports;
   std::string peers;
   for (int i = 0; i < 3; ++i) {
-    ports.push_back(free_port());
+    ports.push_back(tools::free_port());  // (the servers name each other before they start)
     peers += (peers.empty() ? "" : ",") + std::string("127.0.0.1:") + std::to_string(ports.back());
   }
   for (int i = 0; i < 3; ++i) {
@@ -417,6 +399,87 @@ TEST_F(Servers, ServersWithPeersRepairOnTheirOwn) {
   std::string logs;
   for (const auto& srv : servers_) logs += srv->log();
   EXPECT_NE(logs.find("parts written back to 2 copies"), std::string::npos);
+}
+
+}  // namespace pmcr::test
+
+namespace pmcr::test {
+
+// The capacity tier: two servers (one copy) drain every sealed version into
+// a directory; both are then lost with their pools and replaced by empty
+// ones. A relaunch with PMCR_DRAIN restarts from the drained copy,
+// bit-identical; a drained file damaged afterwards is caught by its
+// checksum.
+TEST_F(Servers, RestartFromTheDrainWhenEveryServerHoldingTheVersionIsLost) {
+  char tmpl[] = "/tmp/pmcr-drain-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  struct Remove {
+    std::string dir;
+    ~Remove() { std::filesystem::remove_all(dir); }
+  } remove{dir};
+  for (int i = 0; i < 2; ++i) {
+    pools_.push_back(std::make_unique<TempPath>("pool" + std::to_string(i)));
+    servers_.push_back(std::make_unique<ServerProcess>(
+        ServerConfig(pools_.back()->str(), "256M", 0, {}, {"--drain", dir, "--drain-rate", "0"})));
+    ASSERT_TRUE(servers_.back()->start()) << servers_.back()->log();
+  }
+  std::vector<std::string> addresses;
+  for (const auto& srv : servers_) addresses.push_back(srv->address());
+  order_ = placement::order(addresses);
+  const JobRun r = run(heat(), env(list(false), 1), 120s);
+  ASSERT_EQ(r.code, 0) << r.out;
+  ASSERT_EQ(final_checksum(r.out), expected_) << r.out;
+  // Both parts of version 400 drained.
+  const std::filesystem::path v400 = std::filesystem::path(dir) / job_name() / "400";
+  const auto parts = [&] {
+    size_t n = 0;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(v400, ec))
+      n += e.path().filename().string().rfind("pmcr-manifest.part-", 0) == 0;
+    return n;
+  };
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  while (parts() < 2 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(parts(), 2u) << at(0).log() << at(1).log();
+  // Every server lost, with its pool; empty ones in their place.
+  for (size_t i = 0; i < 2; ++i) {
+    servers_[i]->kill9();
+    ::unlink(pools_[i]->str().c_str());
+    ASSERT_TRUE(servers_[i]->start()) << servers_[i]->log();
+  }
+  std::vector<std::string> drain_env = env(list(true), 1);
+  drain_env.push_back("PMCR_DRAIN=" + dir);
+  const JobRun again = run(heat(), drain_env, 120s);
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_NE(again.out.find("restarted from version 400"), std::string::npos) << again.out;
+  EXPECT_EQ(final_checksum(again.out), expected_) << again.out;
+  // pmcr ls says where each version lives: only in the drain now.
+  const auto ls = cli({"ls", "--job", job_name(), "--drain", dir});
+  bool seen = false;
+  for (const auto& v : ls["versions"])
+    if (v["version"] == 400) {
+      seen = true;
+      EXPECT_EQ(v["state"], "drained") << ls.dump(2);
+      EXPECT_TRUE(v["drained"].get<bool>());
+    }
+  EXPECT_TRUE(seen) << ls.dump(2);
+  // With a drained byte damaged, the restart fails on its checksum.
+  for (size_t i = 0; i < 2; ++i) {
+    servers_[i]->kill9();
+    ::unlink(pools_[i]->str().c_str());
+    ASSERT_TRUE(servers_[i]->start()) << servers_[i]->log();
+  }
+  {
+    std::fstream f(v400 / "1" / "1", std::ios::in | std::ios::out | std::ios::binary);  // rank 1's grid
+    f.seekg(100);
+    const int c = f.get();
+    f.seekp(100);
+    f.put(static_cast<char>(~c));
+  }
+  const JobRun damaged = run(heat(), drain_env, 120s);
+  EXPECT_NE(damaged.code, 0) << damaged.out;
+  EXPECT_NE(damaged.out.find("does not match its checksum"), std::string::npos) << damaged.out;
 }
 
 }  // namespace pmcr::test
