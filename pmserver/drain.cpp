@@ -15,6 +15,8 @@ void Server::schedule_drain() {
   // Versions deleted since are forgotten.
   const std::set<std::pair<std::string, uint64_t>> live(sealed.begin(), sealed.end());
   for (auto it = drained_.begin(); it != drained_.end();) it = live.count(*it) ? std::next(it) : drained_.erase(it);
+  for (auto it = drain_retry_.begin(); it != drain_retry_.end();)
+    it = live.count(it->first) ? std::next(it) : drain_retry_.erase(it);
   for (const auto& key : sealed) {
     if (drained_.count(key)) continue;
     if (auto r = drain_retry_.find(key); r != drain_retry_.end() && now < r->second) continue;
@@ -22,8 +24,13 @@ void Server::schedule_drain() {
     Drainer::Job work;
     work.job = job;
     work.version = version;
+    bool damaged = false;
     for (const auto& v : catalogue_.list_versions(job))
-      if (v.version == version) work.nranks = v.nranks;
+      if (v.version == version) {
+        work.nranks = v.nranks;
+        damaged = !v.quarantine.empty();
+      }
+    if (damaged) continue;  // quarantined: never drained (and not tried again and again)
     try {
       for (const auto& g : catalogue_.list_regions(job, version).second) {
         const RegionView view = catalogue_.open_region({job, version, g.rank, g.id});  // pinned
