@@ -62,21 +62,28 @@ Armed& armed() {
 bool hit(const char* name) noexcept {
   Armed& a = armed();
   trace(a, std::string(name) + "\n");
-  std::lock_guard<std::mutex> lock(a.mu);
-  if (a.name.empty() || a.name != name) return false;
-  if (a.hits.fetch_add(1) + 1 != a.nth) return false;
-  if (!a.once.empty()) {
-    const int fd = ::open(a.once.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) return false;  // another process (or an earlier run) fired it
-    ::close(fd);
+  Armed::Action action;
+  {
+    // Whether this hit fires, decided under the lock; what it does, outside
+    // it: a pause or a stop holds up only the thread that hit it, not
+    // every other thread's fault points.
+    std::lock_guard<std::mutex> lock(a.mu);
+    if (a.name.empty() || a.name != name) return false;
+    if (a.hits.fetch_add(1) + 1 != a.nth) return false;
+    if (!a.once.empty()) {
+      const int fd = ::open(a.once.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd < 0) return false;  // another process (or an earlier run) fired it
+      ::close(fd);
+    }
+    action = a.action;
   }
-  if (a.action == Armed::Kill) ::kill(::getpid(), SIGKILL);
-  if (a.action == Armed::Stop) {
+  if (action == Armed::Kill) ::kill(::getpid(), SIGKILL);
+  if (action == Armed::Stop) {
     trace(a, "stopped " + std::to_string(::getpid()) + " " + name + "\n");
     ::kill(::getpid(), SIGSTOP);
     return false;  // resumed: carry on as if nothing happened
   }
-  if (a.action == Armed::Pause) {
+  if (action == Armed::Pause) {
     trace(a, "paused " + std::to_string(::getpid()) + " " + name + "\n");
     // PMCR_FAULT_PAUSE_MS: how long (default 2 s).
     const char* ms = std::getenv("PMCR_FAULT_PAUSE_MS");
