@@ -116,7 +116,9 @@ Client::~Client() {
   if (ep_) {
     ucp_request_param_t p{};
     p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    p.flags = broken_.empty() ? 0 : UCP_EP_CLOSE_FLAG_FORCE;
+    // (A caller that cancelled does not wait for a graceful close either.)
+    const bool force = !broken_.empty() || (options_.cancelled && options_.cancelled());
+    p.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
     void* req = ucp_ep_close_nbx(ep_, &p);
     // A graceful close needs the server; a stalled one must not hold the
     // job: after 2 s the endpoint is force-closed instead.
@@ -272,6 +274,7 @@ void Client::tick() {
 }
 
 void Client::timed_out(const std::string& what, const Limit& limit) {
+  if (cancelled_) fail_connection(PMCR_E_STATE, what + ": given up, as its caller asked (it is stopping)");
   std::string text = what + ": pmserver " + options_.server + " showed no progress for " +
                      std::to_string(limit.ms.count()) + " ms (" + limit.setting + ")";
   if (stopped_ > Clock::duration::zero())

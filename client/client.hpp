@@ -49,6 +49,11 @@ struct Options {
   unsigned read_depth = 2;  // READ messages received at once: each completes in its turn, a sign of progress
   DataPath data_path = DataPath::Am;
   Credential credential;  // how to authenticate (default: only to a server that asks for nothing)
+  // Asked on every pass of every wait: when it returns true the operation
+  // gives up at once (PMCR_E_STATE, the connection closed), as it would at
+  // its timeout. For a thread that must stop promptly whatever the server
+  // does (pmserver's own repair thread at shutdown).
+  std::function<bool()> cancelled;
 };
 
 // A region being written: where its bytes go on the server.
@@ -241,9 +246,11 @@ class Client {
   void start();
   void touch() { last_activity_ = Clock::now(); }
   void tick();
-  // True when the server has shown no progress for LIMIT (after tick()).
+  // True when the server has shown no progress for LIMIT (after tick()),
+  // or the caller cancelled.
   bool stalled(const Limit& limit) {
     tick();
+    if (options_.cancelled && options_.cancelled()) return cancelled_ = true;
     return Clock::now() - last_activity_ >= limit.ms;
   }
   [[noreturn]] void timed_out(const std::string& what, const Limit& limit);
@@ -310,6 +317,7 @@ class Client {
   std::deque<proto::Event> events_;  // of watched jobs, not yet taken
   Clock::time_point last_activity_{}, last_tick_{};
   Clock::duration stopped_{};  // this process stopped during the current operation
+  bool cancelled_ = false;     // Options::cancelled said so
   // The READ in progress: region data arriving into the caller's buffer.
   struct DataChunk {
     void* desc;  // rendezvous descriptor, received by the waiting loop

@@ -137,10 +137,10 @@ class Session {
   std::vector<Server> servers_;  // in placement order
   std::vector<size_t> mine_;     // the servers of this rank's copies, the first copy first
   std::chrono::steady_clock::time_point next_retry_{};
-  // Where each rank's regions of one version are (restart_test found them).
+  // The version restart_test located, and this rank's holders of it, the
+  // one to read from first.
   uint64_t located_version_ = UINT64_MAX;
-  std::vector<std::vector<size_t>> located_;
-  std::vector<size_t> read_order_;  // this rank's holders, the one to read from first
+  std::vector<size_t> read_order_;
   std::set<uint64_t> complete_;  // versions this job checkpointed or restarted (rank 0): retention keeps them first
   std::set<uint64_t> sealed_here_;  // the newest versions this job checkpointed, every rank (pmcr_wait)
   // A staging copy of one buffer: page-aligned memory of its own, reused

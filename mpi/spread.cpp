@@ -281,7 +281,6 @@ void Session::share_holders(uint64_t version, std::vector<std::vector<size_t>>* 
   for (size_t s : mine)
     if (read_order_.empty() || s != read_order_.front()) read_order_.push_back(s);
   located_version_ = version;
-  located_ = *holders;
 }
 
 void Session::read_copy(uint64_t version, uint32_t id, const Buffer& b) {

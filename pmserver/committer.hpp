@@ -7,13 +7,11 @@
 // ever changed on the event loop's thread, in the same order as before.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <mutex>
-#include <thread>
 #include <vector>
+
+#include "workers.hpp"
 
 namespace pmcr::server {
 
@@ -31,27 +29,18 @@ class Committer {
 
   // THREADS workers; PERSIST makes a range of the pool durable (thread-safe).
   Committer(unsigned threads, std::function<void(const void*, size_t)> persist);
-  ~Committer();
-  Committer(const Committer&) = delete;
-  Committer& operator=(const Committer&) = delete;
 
-  unsigned threads() const { return static_cast<unsigned>(threads_.size()); }
-  void submit(const Job& job);
+  unsigned threads() const { return workers_.threads(); }
+  void submit(const Job& job) { workers_.submit(job); }
   // Results ready so far (clears the event fd).
-  std::vector<Result> take();
-  int event_fd() const { return efd_; }
+  std::vector<Result> take() { return workers_.take(); }
+  int event_fd() const { return workers_.event_fd(); }
 
  private:
-  void loop();
+  Result work(const Job& job);
 
   std::function<void(const void*, size_t)> persist_;
-  int efd_ = -1;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> jobs_;
-  std::vector<Result> results_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
+  Workers<Job, Result> workers_;  // last: its threads use the members above
 };
 
 }  // namespace pmcr::server

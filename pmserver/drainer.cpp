@@ -1,7 +1,6 @@
 #include "drainer.hpp"
 
 #include <fcntl.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -75,22 +74,10 @@ uint64_t stored_checksum(const Drainer::Region& r) {
 
 }  // namespace
 
-Drainer::Drainer(std::string dir, uint64_t rate) : dir_(std::move(dir)), rate_(rate) {
+Drainer::Drainer(std::string dir, uint64_t rate)
+    : dir_(std::move(dir)), rate_(rate), worker_(1, [this](Job& job) { return drain(job); }) {
   if (!fs::is_directory(dir_))
     throw Error(PMCR_E_CONFIG, "--drain " + dir_ + " is not a directory: create it (on the parallel file system)");
-  efd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (efd_ < 0) throw Error(PMCR_E_IO, std::string("eventfd: ") + std::strerror(errno));
-  thread_ = std::thread([this] { loop(); });
-}
-
-Drainer::~Drainer() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  thread_.join();
-  ::close(efd_);
 }
 
 std::string Drainer::manifest_name(const std::set<uint32_t>& ranks, uint32_t nranks) {
@@ -100,49 +87,6 @@ std::string Drainer::manifest_name(const std::set<uint32_t>& ranks, uint32_t nra
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(checksum(list.data(), list.size())));
   return "pmcr-manifest.part-" + std::string(hex) + ".json";
-}
-
-bool Drainer::busy() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return !jobs_.empty() || running_ > 0;
-}
-
-void Drainer::submit(Job job) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    jobs_.push_back(std::move(job));
-  }
-  cv_.notify_one();
-}
-
-std::vector<Drainer::Result> Drainer::take() {
-  uint64_t n;
-  while (::read(efd_, &n, sizeof n) > 0) {
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  return std::exchange(results_, {});
-}
-
-void Drainer::loop() {
-  for (;;) {
-    Job job;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
-      if (stop_) return;  // (the server unpins what it still holds)
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
-      running_++;
-    }
-    Result r = drain(job);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      results_.push_back(std::move(r));
-      running_--;
-    }
-    const uint64_t one = 1;
-    (void)!::write(efd_, &one, sizeof one);
-  }
 }
 
 Drainer::Result Drainer::drain(const Job& job) {
@@ -166,10 +110,7 @@ Drainer::Result Drainer::drain(const Job& job) {
       if (!rate_) return;
       allowed += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(double(n) / double(rate_)));
       std::this_thread::sleep_until(allowed);
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (stop_) throw Error(PMCR_E_STATE, "pmserver is stopping");
-      }
+      if (worker_.stopping()) throw Error(PMCR_E_STATE, "pmserver is stopping");
     };
     json regions = json::array();
     std::set<std::string> rank_dirs;

@@ -15,14 +15,12 @@
 // checksum as it is copied: damaged data is never drained as good.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "workers.hpp"
 
 namespace pmcr::server {
 
@@ -51,32 +49,21 @@ class Drainer {
 
   // DIR must exist. RATE: bytes per second (0: unlimited).
   Drainer(std::string dir, uint64_t rate);
-  ~Drainer();
-  Drainer(const Drainer&) = delete;
-  Drainer& operator=(const Drainer&) = delete;
 
   const std::string& dir() const { return dir_; }
   // The manifest's name for a part holding RANKS of NRANKS.
   static std::string manifest_name(const std::set<uint32_t>& ranks, uint32_t nranks);
-  bool busy() const;
-  void submit(Job job);
-  std::vector<Result> take();
-  int event_fd() const { return efd_; }
+  bool busy() const { return worker_.busy(); }
+  void submit(Job job) { worker_.submit(std::move(job)); }
+  std::vector<Result> take() { return worker_.take(); }
+  int event_fd() const { return worker_.event_fd(); }
 
  private:
-  void loop();
   Result drain(const Job& job);
 
   std::string dir_;
   uint64_t rate_;
-  int efd_ = -1;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> jobs_;
-  std::vector<Result> results_;
-  size_t running_ = 0;
-  bool stop_ = false;
-  std::thread thread_;
+  Workers<Job, Result> worker_;  // one thread; last: it uses the members above
 };
 
 }  // namespace pmcr::server

@@ -12,30 +12,16 @@ namespace pmcr::server {
 
 PeerRepair::PeerRepair(std::vector<std::string> peers, unsigned replicas, std::chrono::milliseconds interval,
                        client::Credential credential)
-    : peers_(std::move(peers)), replicas_(replicas), interval_(interval), credential_(std::move(credential)) {
-  thread_ = std::thread([this] { loop(); });
-}
+    : peers_(std::move(peers)),
+      replicas_(replicas),
+      credential_(std::move(credential)),
+      ticker_(interval, [this] { tick(); }) {}
 
-PeerRepair::~PeerRepair() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  thread_.join();
-}
-
-void PeerRepair::loop() {
-  for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (cv_.wait_for(lock, interval_, [&] { return stop_; })) return;
-    }
-    try {
-      pass();
-    } catch (const std::exception& e) {
-      spdlog::warn("repair of the peers' copies: {}", e.what());
-    }
+void PeerRepair::tick() {
+  try {
+    pass();
+  } catch (const std::exception& e) {
+    spdlog::warn("repair of the peers' copies: {}", e.what());
   }
 }
 
@@ -46,8 +32,9 @@ void PeerRepair::pass() {
   o.name = "pmserver-repair";
   o.credential = credential_;
   o.connect_timeout = std::chrono::seconds(3);
+  o.cancelled = [this] { return ticker_.stopping(); };  // a stalled peer does not hold up pmserver's exit
   client::Fleet fleet(peers_, o);
-  std::set<std::string> jobs;
+  std::set<std::string> jobs, reported;
   for (size_t i = 0; i < fleet.size(); ++i) {
     try {
       for (const auto& v : fleet(i).list_versions("")) jobs.insert(v.job);
@@ -57,10 +44,7 @@ void PeerRepair::pass() {
     }
   }
   for (const auto& job : jobs) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) return;
-    }
+    if (ticker_.stopping()) return;
     // The newest version waits a pass: the job may still be writing it.
     const client::RepairReport r = client::repair(
         fleet, job, replicas_, [&](const std::string& line) { spdlog::info("repair of job '{}': {}", job, line); },
@@ -70,10 +54,17 @@ void PeerRepair::pass() {
           it->second = newest;
           return skip;
         });
-    for (const auto& p : r.problems) spdlog::debug("repair of job '{}': {}", job, p);
+    if (ticker_.stopping()) return;  // (what failed, failed because pmserver is stopping)
+    // A problem is logged once while it lasts, not at every pass.
+    for (const auto& p : r.problems) {
+      const std::string key = job + '\0' + p;
+      if (!reported_.count(key)) spdlog::warn("repair of job '{}': {}", job, p);
+      reported.insert(key);
+    }
     if (!r.parts.empty())
       spdlog::info("repair of job '{}': {} parts written back to {} copies", job, r.parts.size(), replicas_);
   }
+  reported_ = std::move(reported);
 }
 
 }  // namespace pmcr::server

@@ -7,14 +7,13 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <map>
-#include <mutex>
+#include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "credential.hpp"
+#include "workers.hpp"
 
 namespace pmcr::server {
 
@@ -22,23 +21,17 @@ class PeerRepair {
  public:
   PeerRepair(std::vector<std::string> peers, unsigned replicas, std::chrono::milliseconds interval,
              client::Credential credential);
-  ~PeerRepair();
-  PeerRepair(const PeerRepair&) = delete;
-  PeerRepair& operator=(const PeerRepair&) = delete;
 
  private:
-  void loop();
+  void tick();
   void pass();
 
   std::vector<std::string> peers_;
   unsigned replicas_;
-  std::chrono::milliseconds interval_;
   client::Credential credential_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
   std::map<std::string, uint64_t> newest_;  // each job's newest sealed version at the last pass
-  std::thread thread_;
+  std::set<std::string> reported_;          // the last pass's problems ("job\0problem"), logged
+  Periodic ticker_;  // last: its thread uses the members above
 };
 
 }  // namespace pmcr::server

@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "workers.hpp"
+
 namespace pmcr::server {
 
 class Verifier {
@@ -42,7 +44,7 @@ class Verifier {
   void submit(const Check& check);
   // Results ready so far (clears the event fd).
   std::vector<Result> take();
-  int event_fd() const { return efd_; }
+  int event_fd() const { return wakeup_.fd(); }
   // Urgent and background checks not finished yet.
   size_t pending() const;
 
@@ -56,7 +58,7 @@ class Verifier {
   void finish(Running& r);
 
   const uint64_t rate_;
-  int efd_ = -1;
+  Wakeup wakeup_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Check> urgent_, background_;

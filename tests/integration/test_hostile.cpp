@@ -9,7 +9,10 @@
 #include <algorithm>
 #include <dirent.h>
 #include <fstream>
+#include <memory>
+#include <stdexcept>
 #include <thread>
+#include <variant>
 
 #include "checksum.hpp"
 #include "error.hpp"
@@ -338,4 +341,178 @@ TEST(Hostile, PendingWorkIsBoundedPerConnection) {
   EXPECT_EQ(begins, 64);
   EXPECT_EQ(begin_busy, 6);
   checkpoint_works(server, "others");
+}
+
+namespace {
+
+// The reply of TAG on FLOOD's connections, waiting up to LIMIT.
+pmcr::proto::Reply await_reply(UcxPeers& flood, uint64_t tag, std::chrono::seconds limit) {
+  wait_until([&] {
+    flood.progress_for(20ms);
+    return flood.reply(tag).has_value();
+  }, limit);
+  const auto r = flood.reply(tag);
+  if (!r) throw std::runtime_error("no reply to request " + std::to_string(tag));
+  return *r;
+}
+
+}  // namespace
+
+// COMMITs of large regions go to a worker thread and are answered when it is
+// done. While one is there (its worker held by a pause): the same COMMIT
+// again is refused with PMCR_E_STATE; COMMITs in flight on one connection
+// are bounded (PMCR_E_BUSY past 64); a client that leaves with its COMMIT
+// at the worker costs nothing. Every accepted COMMIT is then answered.
+TEST(Hostile, CommitsAtTheWorkersAreBoundedAndNotRepeated) {
+  TempPath pool("pool"), trace("trace");
+  ServerProcess server({pool.str(), "256M", 0,
+                        {"PMCR_FAULT=commit.work:1:pause", "PMCR_FAULT_PAUSE_MS=4000", "PMCR_FAULT_TRACE=" + trace.str()},
+                        {"--threads", "1"}});
+  ASSERT_TRUE(server.start()) << server.log();
+  namespace proto = pmcr::proto;
+  constexpr uint64_t kSize = 256u << 10;  // large enough to be committed by a worker
+  const std::vector<uint8_t> zeros(kSize, 0);  // what a fresh pool's region holds
+  const uint64_t sum = pmcr::checksum(zeros.data(), zeros.size());
+  constexpr uint32_t kRegions = 71;
+
+  UcxPeers flood;
+  auto leaver = std::make_unique<UcxPeers>();
+  ASSERT_EQ(flood.connect(server.address(), 1, true, 30s), 1u);
+  ASSERT_EQ(leaver->connect(server.address(), 1, true, 30s), 1u);
+  const auto begin = [](UcxPeers& p, const std::string& job) {
+    p.send(0, proto::encode(proto::Request{10, proto::Begin{job}}));
+    return std::get<proto::BeginReply>(await_reply(p, 10, 30s).body).attempt;
+  };
+  // Creates region ID of JOB version 1 (request tag 100 + ID); its handle.
+  const auto create = [](UcxPeers& p, const std::string& job, uint64_t attempt, uint32_t id) {
+    proto::Create c;
+    c.job = job;
+    c.version = 1;
+    c.id = id;
+    c.size = kSize;
+    c.attempt = attempt;
+    p.send(0, proto::encode(proto::Request{100 + id, c}));
+  };
+  const auto commit = [&](UcxPeers& p, uint64_t tag, uint64_t handle) {
+    p.send(0, proto::encode(proto::Request{tag, proto::Commit{handle, kSize, sum}}));
+  };
+
+  const uint64_t attempt = begin(flood, "held");
+  for (uint32_t id = 0; id < kRegions; ++id) create(flood, "held", attempt, id);
+  std::vector<uint64_t> handles;
+  for (uint32_t id = 0; id < kRegions; ++id) {
+    const proto::Reply r = await_reply(flood, 100 + id, 30s);
+    ASSERT_EQ(r.status, 0) << r.message;
+    handles.push_back(std::get<proto::CreateReply>(r.body).handle);
+  }
+  const uint64_t leaver_attempt = begin(*leaver, "leaver");
+  create(*leaver, "leaver", leaver_attempt, 0);
+  const uint64_t leaver_handle = std::get<proto::CreateReply>(await_reply(*leaver, 100, 30s).body).handle;
+
+  // The first COMMIT reaches the worker, which pauses.
+  commit(flood, 1000, handles[0]);
+  wait_until([&] {
+    flood.progress_for(20ms);
+    return pmcr::tools::read_file(trace.str()).find("paused") != std::string::npos;
+  }, 30s);
+  ASSERT_NE(pmcr::tools::read_file(trace.str()).find("commit.work"), std::string::npos) << server.log();
+  // The same COMMIT again, while the first is at the worker.
+  commit(flood, 1001, handles[0]);
+  const proto::Reply again = await_reply(flood, 1001, 3s);
+  EXPECT_EQ(again.status, PMCR_E_STATE) << again.message;
+  EXPECT_NE(again.message.find("in progress"), std::string::npos) << again.message;
+  EXPECT_FALSE(flood.reply(1000)) << "the first COMMIT was answered while its worker was paused";
+  // 70 more: 63 join the first in flight, 7 are refused at once.
+  for (uint32_t id = 1; id < kRegions; ++id) commit(flood, 2000 + id, handles[id]);
+  // A client leaves with its COMMIT queued behind them.
+  commit(*leaver, 3000, leaver_handle);
+  leaver->progress_for(100ms);
+  leaver.reset();
+  EXPECT_TRUE(server.running());
+
+  wait_until([&] {
+    flood.progress_for(50ms);
+    for (uint32_t id = 1; id < kRegions; ++id)
+      if (!flood.reply(2000 + id)) return false;
+    return flood.reply(1000).has_value();
+  }, 60s);
+  const auto first = flood.reply(1000);
+  ASSERT_TRUE(first) << "the held COMMIT was never answered\n" << server.log();
+  EXPECT_EQ(first->status, 0) << first->message;
+  int ok = 0, busy = 0;
+  for (uint32_t id = 1; id < kRegions; ++id) {
+    const auto r = flood.reply(2000 + id);
+    ASSERT_TRUE(r) << "COMMIT " << id << " was never answered";
+    ok += r->status == 0;
+    busy += r->status == PMCR_E_BUSY;
+    if (r->status == PMCR_E_BUSY) {
+      EXPECT_NE(r->message.find("COMMITs"), std::string::npos) << r->message;
+    }
+  }
+  EXPECT_EQ(ok, 63);
+  EXPECT_EQ(busy, 7);
+  EXPECT_TRUE(server.running());
+  checkpoint_works(server, "after");
+  auto c = server.connect();
+  wait_until([&] { return c.stat().connections == 2; }, 10s);
+  EXPECT_EQ(c.stat().connections, 2u) << "the leaver's connection was not let go";
+}
+
+// pmserver --peers repairs as a client of its peers. A peer that stalls
+// (stopped in the middle of receiving a repaired region, then stopped
+// before it answers a connection) holds up neither this server's clients
+// nor its exit, and is named once in its log.
+TEST(Hostile, AStalledPeerHoldsUpNeitherClientsNorShutdown) {
+  TempPath pool_a("a"), pool_b("b"), trace("trace");
+  const uint16_t port_a = pmcr::tools::free_port(), port_b = pmcr::tools::free_port();
+  const std::string b_address = "127.0.0.1:" + std::to_string(port_b);
+  const std::string peers = "127.0.0.1:" + std::to_string(port_a) + "," + b_address;
+  ServerProcess b({pool_b.str(), "64M", port_b, {"PMCR_FAULT=server.data.chunk:1:stop", "PMCR_FAULT_TRACE=" + trace.str()}});
+  ASSERT_TRUE(b.start()) << b.log();
+  struct Resume {  // B goes on and is stopped, whatever happens
+    ServerProcess& b;
+    ~Resume() {
+      ::kill(b.pid(), SIGCONT);
+      b.stop();
+    }
+  } resume{b};
+  const std::vector<std::string> args = {"--peers", peers, "--replicas", "2", "--repair-interval", "200ms"};
+  auto a = std::make_unique<ServerProcess>(pmcr::test::ServerConfig(pool_a.str(), "64M", port_a, {}, args));
+  ASSERT_TRUE(a->start()) << a->log();
+  checkpoint_works(*a, "stalled");  // one copy on A: the repair sends the other to B
+  wait_until([&] { return pmcr::tools::read_file(trace.str()).find("stopped") != std::string::npos; }, 30s);
+  ASSERT_NE(pmcr::tools::read_file(trace.str()).find("server.data.chunk"), std::string::npos)
+      << "the repair never sent B a region\n" << a->log();
+  // A's repair waits for B mid-transfer; A goes on serving.
+  std::this_thread::sleep_for(500ms);
+  checkpoint_works(*a, "meanwhile");
+  auto c = a->connect(10s);
+  EXPECT_LT(best_stat(c).count(), 1000000) << "STAT took a second while the repair waited for its peer";
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(a->stop(), 0) << a->log();
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  EXPECT_LT(took, 5s) << "pmserver's exit waited " << took.count() << " ms for its stalled peer:\n" << a->log();
+
+  // Again, with B stopped before it can answer a connection: every pass's
+  // connection to it times out; the problem is logged once.
+  a = std::make_unique<ServerProcess>(pmcr::test::ServerConfig(pool_a.str(), "64M", port_a, {}, args));
+  ASSERT_TRUE(a->start()) << a->log();
+  checkpoint_works(*a, "later");
+  const std::string lost = "': server " + b_address;
+  wait_until([&] { return a->log().find(lost) != std::string::npos; }, 30s);
+  ASSERT_NE(a->log().find(lost), std::string::npos) << a->log();
+  std::this_thread::sleep_for(4s);  // more passes, each waiting out its connection to B
+  const std::string log = a->log();
+  for (const char* job : {"stalled", "meanwhile", "later"}) {
+    const std::string line = "repair of job '" + std::string(job) + lost;
+    size_t lines = 0;
+    for (size_t at = log.find(line); at != std::string::npos; at = log.find(line, at + 1)) lines++;
+    EXPECT_LE(lines, 1u) << "a problem is logged once, not at every pass:\n" << log;
+  }
+  auto c2 = a->connect(10s);
+  EXPECT_LT(best_stat(c2).count(), 1000000);
+  const auto t1 = std::chrono::steady_clock::now();
+  EXPECT_EQ(a->stop(), 0) << a->log();
+  const auto took_again = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t1);
+  EXPECT_LT(took_again, 5s) << took_again.count() << " ms:\n" << a->log();
 }

@@ -192,6 +192,7 @@ struct Loss {
   size_t server;
   const char* fault;
 };
+void PrintTo(const Loss& l, std::ostream* os) { *os << "server " << l.server << " at " << l.fault; }
 class ServerLoss : public Servers, public ::testing::WithParamInterface<Loss> {};
 
 TEST_P(ServerLoss, JobGoesOnWithTheOthersAndRestartsFromThem) {
