@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace pmcr::client {
 
@@ -15,11 +16,19 @@ namespace pmcr::client {
 std::map<uint64_t, uint32_t> drained_versions(const std::string& dir, const std::string& job);
 
 struct DrainedRegion {
+  uint32_t id = 0;
   std::string path;
   uint64_t size = 0, checksum = 0, block_size = 0;
 };
 // Where region (RANK, ID) of VERSION is in DIR, with what its manifest says.
 std::optional<DrainedRegion> drained_region(const std::string& dir, const std::string& job, uint64_t version,
                                             uint32_t rank, uint32_t id);
+// Every region of RANK in VERSION's manifests.
+std::vector<DrainedRegion> drained_regions(const std::string& dir, const std::string& job, uint64_t version,
+                                           uint32_t rank);
+// The region's stored bytes, read and checked against its manifest's size
+// and checksum; throws PMCR_E_CORRUPT or PMCR_E_CHECKSUM, naming the file,
+// when the drained copy is damaged.
+std::vector<uint8_t> read_drained(const DrainedRegion& g);
 
 }  // namespace pmcr::client

@@ -204,31 +204,49 @@ int Session::restart_test(std::string* notice) {
     collectively([&] { follow(); });
     return take_over(notice);
   }
-  int64_t found = -1, drained = 0;
+  int64_t found = -1;
   std::string note;
   std::vector<std::vector<size_t>> holders;
+  std::vector<int64_t> candidates;  // drained versions newer than FOUND, newest first
+  std::optional<Error> lost;        // rank 0: every server holding the newest lost
   collectively([&] {
     if (comm_.rank() != 0) return;
     try {
       found_on_servers(&found, &note, &holders);
     } catch (const Error& e) {
-      // Every server that held it lost: the drained copy, if there is one.
-      if ((e.code() != PMCR_E_SERVER_LOST && e.code() != PMCR_E_UNREACHABLE) || !newest_drained()) throw;
+      if (e.code() != PMCR_E_SERVER_LOST && e.code() != PMCR_E_UNREACHABLE) throw;
+      lost = e;
       note = e.what();
     }
-    if (const auto d = newest_drained(); d && static_cast<int64_t>(*d) > found) {
-      note += (note.empty() ? "" : "; ") + std::string("version ") + std::to_string(*d) + " is restarted from " +
-              config_.drain_dir + " (no server holds it whole)";
-      found = static_cast<int64_t>(*d);
-      drained = 1;
-    }
-    if (!note.empty()) {
-      note = "job " + config_.job + ": " + note;
-      log()->warn("{}", note);
-    }
+    candidates = drained_since(found);
+    if (lost && candidates.empty()) throw *lost;
   });
   found = comm_.broadcast(found);
-  drained = comm_.broadcast(drained);
+  candidates.resize(static_cast<size_t>(comm_.broadcast(static_cast<int64_t>(candidates.size()))));
+  comm_.broadcast(candidates);
+  // The newest drained version whose files are intact on every rank.
+  bool drained = false;
+  for (int64_t v : candidates) {
+    const std::string damage = drained_damage(static_cast<uint64_t>(v));
+    if (!damage.empty()) log()->warn("job {}: rank {}: {}", config_.job, comm_.rank(), damage);
+    const bool intact = comm_.min(std::vector<int64_t>{damage.empty() ? 1 : 0}).front() != 0;
+    if (intact) {
+      note += (note.empty() ? "" : "; ") + std::string("version ") + std::to_string(v) + " is restarted from " +
+              config_.drain_dir + " (no server holds it whole)";
+      found = v;
+      drained = true;
+      break;
+    }
+    note += (note.empty() ? "" : "; ") + std::string("the drained copy of version ") + std::to_string(v) + " in " +
+            config_.drain_dir + " is damaged (the ranks' warnings name the files): skipped";
+  }
+  collectively([&] {
+    if (lost && !drained) throw *lost;  // (rank 0's: every rank throws it)
+  });
+  if (comm_.rank() == 0 && !note.empty()) {
+    note = "job " + config_.job + ": " + note;
+    log()->warn("{}", note);
+  }
   drained_version_ = drained ? static_cast<uint64_t>(found) : UINT64_MAX;
   if (found >= 0 && !drained) share_holders(static_cast<uint64_t>(found), &holders);
   const std::string text = comm_.broadcast(note);

@@ -103,10 +103,13 @@ class Session {
   void conclude(uint64_t version, const std::vector<uint64_t>& regions, const std::vector<Outcome>& out);
 
   // ---- the capacity tier (drained.cpp; README, "A capacity tier") ----
-  // Rank 0: the newest version whose drained parts in PMCR_DRAIN hold every
-  // rank's regions; whether VERSION's do.
-  std::optional<uint64_t> newest_drained() const;
+  // Rank 0: the versions newer than AFTER whose drained parts in PMCR_DRAIN
+  // hold every rank's regions, newest first; whether VERSION's do.
+  std::vector<int64_t> drained_since(int64_t after) const;
   bool drained_whole(uint64_t version) const;
+  // Why this rank's drained regions of VERSION are damaged ("": intact).
+  // Reads and checks every byte.
+  std::string drained_damage(uint64_t version) const;
   // This rank's buffer ID of VERSION from PMCR_DRAIN, checked.
   void read_drained(uint64_t version, uint32_t id, const Buffer& b);
   uint64_t drained_version_ = UINT64_MAX;  // restart_test chose it from PMCR_DRAIN (every rank)

@@ -52,7 +52,8 @@ void Server::schedule_drain() {
 
 void Server::drained() {
   if (!drainer_) return;
-  for (const Drainer::Result& r : drainer_->take()) {
+  const auto results = drainer_->take();
+  for (const Drainer::Result& r : results) {
     for (uint64_t h : r.handles) catalogue_.close_region(h);
     const auto key = std::make_pair(r.job, r.version);
     if (r.drained) {
@@ -66,6 +67,9 @@ void Server::drained() {
     spdlog::warn("drain of version {} of job '{}' to {} failed: {}; trying again in 10 s", r.version, r.job,
                  drainer_->dir(), r.error);
   }
+  // The next version at once, not at the next housekeeping (the loop may
+  // sleep a second): the drain keeps up with the checkpoints.
+  if (!results.empty()) schedule_drain();
 }
 
 }  // namespace pmcr::server

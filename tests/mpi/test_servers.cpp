@@ -409,8 +409,9 @@ namespace pmcr::test {
 // The capacity tier: two servers (one copy) drain every sealed version into
 // a directory; both are then lost with their pools and replaced by empty
 // ones. A relaunch with PMCR_DRAIN restarts from the drained copy,
-// bit-identical; a drained file damaged afterwards is caught by its
-// checksum.
+// bit-identical; with a drained file of the newest version damaged
+// afterwards, the relaunch finds it by its checksum and restarts from the
+// version before.
 TEST_F(Servers, RestartFromTheDrainWhenEveryServerHoldingTheVersionIsLost) {
   char tmpl[] = "/tmp/pmcr-drain-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -433,16 +434,17 @@ TEST_F(Servers, RestartFromTheDrainWhenEveryServerHoldingTheVersionIsLost) {
   ASSERT_EQ(final_checksum(r.out), expected_) << r.out;
   // Both parts of version 400 drained.
   const std::filesystem::path v400 = std::filesystem::path(dir) / job_name() / "400";
-  const auto parts = [&] {
+  const auto parts = [&](const std::filesystem::path& version) {
     size_t n = 0;
     std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(v400, ec))
+    for (const auto& e : std::filesystem::directory_iterator(version, ec))
       n += e.path().filename().string().rfind("pmcr-manifest.part-", 0) == 0;
     return n;
   };
   const auto until = std::chrono::steady_clock::now() + 60s;
-  while (parts() < 2 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(50ms);
-  ASSERT_EQ(parts(), 2u) << at(0).log() << at(1).log();
+  while (parts(v400) < 2 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(parts(v400), 2u) << at(0).log() << at(1).log();
+  ASSERT_EQ(parts(v400.parent_path() / "350"), 2u) << "version 350 was not drained before 400";
   // Every server lost, with its pool; empty ones in their place.
   for (size_t i = 0; i < 2; ++i) {
     servers_[i]->kill9();
@@ -465,7 +467,8 @@ TEST_F(Servers, RestartFromTheDrainWhenEveryServerHoldingTheVersionIsLost) {
       EXPECT_TRUE(v["drained"].get<bool>());
     }
   EXPECT_TRUE(seen) << ls.dump(2);
-  // With a drained byte damaged, the restart fails on its checksum.
+  // With a byte of version 400's drained copy damaged, the restart checks
+  // every file first and falls back to version 350, drained too.
   for (size_t i = 0; i < 2; ++i) {
     servers_[i]->kill9();
     ::unlink(pools_[i]->str().c_str());
@@ -479,8 +482,13 @@ TEST_F(Servers, RestartFromTheDrainWhenEveryServerHoldingTheVersionIsLost) {
     f.put(static_cast<char>(~c));
   }
   const JobRun damaged = run(heat(), drain_env, 120s);
-  EXPECT_NE(damaged.code, 0) << damaged.out;
-  EXPECT_NE(damaged.out.find("does not match its checksum"), std::string::npos) << damaged.out;
+  ASSERT_EQ(damaged.code, 0) << damaged.out;
+  EXPECT_NE(damaged.out.find("rank 1: " + (v400 / "1" / "1").string() + " does not match its checksum"), std::string::npos)
+      << damaged.out;
+  EXPECT_NE(damaged.out.find("the drained copy of version 400 in " + dir + " is damaged"), std::string::npos)
+      << damaged.out;
+  EXPECT_NE(damaged.out.find("restarted from version 350"), std::string::npos) << damaged.out;
+  EXPECT_EQ(final_checksum(damaged.out), expected_) << damaged.out;
 }
 
 }  // namespace pmcr::test
