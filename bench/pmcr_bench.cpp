@@ -449,7 +449,9 @@ double socket_limit_ms(int ranks, uint64_t bytes, bool to_server, int reps, cons
 // pmserver's own throughput: C clients (threads of this process, each its
 // own connection), each writing regions of SIZE (create, send, commit, then
 // abort: the extent is reused) for REPS rounds, against a pmserver with T
-// commit threads; the aggregate GB/s from the first start to the last end.
+// receive threads and T commit threads (--receive-threads T --threads T; 0:
+// the event loop does it all); the aggregate GB/s from the first start to
+// the last end.
 json run_server_bench(const std::vector<int>& clients, const std::vector<int>& threads, uint64_t size, int reps,
                       uint64_t big, const std::string& dir, const std::string& pmserver, bool quiet) {
   json rows = json::array(), stalls = json::array();
@@ -460,9 +462,10 @@ json run_server_bench(const std::vector<int>& clients, const std::vector<int>& t
     const std::string pool = dir + "/pmcr-bench-server-" + std::to_string(getpid()) + ".pool";
     const int most = *std::max_element(clients.begin(), clients.end());
     const auto server = bench_server(pmserver, pool, (std::max(static_cast<uint64_t>(most) * 2 * size, 2 * big) >> 20) + 256,
-                                     {"--threads", std::to_string(t), "--quota-bytes", "100%"});
+                                     {"--threads", std::to_string(t), "--receive-threads", std::to_string(t),
+                                      "--quota-bytes", "100%"});
     for (int c : clients) {
-      if (!quiet) std::fprintf(stderr, "%d clients, %d commit threads...\n", c, t);
+      if (!quiet) std::fprintf(stderr, "%d clients, %d receive and commit threads...\n", c, t);
       std::vector<std::unique_ptr<pmcr::client::Client>> conns;
       for (int i = 0; i < c; ++i) {
         pmcr::client::Options co;
@@ -501,7 +504,8 @@ json run_server_bench(const std::vector<int>& clients, const std::vector<int>& t
     // What a large commit costs everybody else: one client commits BIG
     // regions while another asks for STAT back to back; the longest wait.
     {
-      if (!quiet) std::fprintf(stderr, "a %s commit against STATs, %d commit threads...\n", pmcr::format_size(big).c_str(), t);
+      if (!quiet)
+        std::fprintf(stderr, "a %s commit against STATs, %d receive and commit threads...\n", pmcr::format_size(big).c_str(), t);
       pmcr::client::Options co;
       co.server = server->address();
       co.name = "pmcr-bench-server";
@@ -544,7 +548,7 @@ json run_server_bench(const std::vector<int>& clients, const std::vector<int>& t
 void print_server_bench(const json& r) {
   std::printf("pmcr-bench server: aggregate GB/s of C clients (each its own connection) writing %s regions\n"
               "(create, send, commit: persisted and checksummed on the server), pool in %s, against pmserver\n"
-              "--threads T (0: the event loop persists and checksums)\n\n",
+              "--receive-threads T --threads T (0: the event loop receives, persists and checksums)\n\n",
               pmcr::format_size(r["rows"].at(0)["bytes"].get<uint64_t>()).c_str(), r["pool_dir"].get<std::string>().c_str());
   std::printf("%8s %8s %10s\n", "clients", "threads", "GB/s");
   for (const auto& row : r["rows"])
@@ -1124,12 +1128,12 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->capture_default_str()
       ->check(CLI::Range(0, 1));
-  auto* srv = app.add_subcommand("server", "pmserver's throughput: concurrent clients against commit threads");
+  auto* srv = app.add_subcommand("server", "pmserver's throughput: concurrent clients against receive and commit threads");
   std::vector<int> srv_clients = {1, 2, 4, 8}, srv_threads = {0, 2};
   std::string srv_size = "64M", srv_big = "512M", srv_dir = "/dev/shm";
   int srv_reps = 8;
   srv->add_option("--clients", srv_clients, "numbers of concurrent clients")->delimiter(',')->capture_default_str();
-  srv->add_option("--threads", srv_threads, "pmserver --threads values")->delimiter(',')->capture_default_str();
+  srv->add_option("--threads", srv_threads, "pmserver --receive-threads and --threads values")->delimiter(',')->capture_default_str();
   srv->add_option("--size", srv_size, "region size")->capture_default_str();
   srv->add_option("--reps", srv_reps, "regions each client writes")->capture_default_str()->check(CLI::Range(1, 10000));
   srv->add_option("--pool-dir", srv_dir, "directory for the pool file")->capture_default_str();

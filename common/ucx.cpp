@@ -33,14 +33,15 @@ void throw_status(const std::string& what, ucs_status_t status) {
   throw Error(to_error(status), what + ": " + ucs_status_string(status));
 }
 
-Context::Context(const char* name, uint64_t features) {
+Context::Context(const char* name, uint64_t features, bool shared) {
   ucp_config_t* config = nullptr;
   ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
   if (st != UCS_OK) throw_status("reading the UCX configuration", st);
   ucp_params_t params{};
-  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
+  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
   params.features = features;
   params.name = name;
+  params.mt_workers_shared = shared ? 1 : 0;
   st = ucp_init(&params, config, &h_);
   ucp_config_release(config);
   if (st != UCS_OK) throw_status("initialising UCX", st);
@@ -50,12 +51,22 @@ Context::~Context() {
   if (h_) ucp_cleanup(h_);
 }
 
-Worker::Worker(const Context& ctx) {
+Worker::Worker(const Context& ctx, bool multi) {
   ucp_worker_params_t params{};
   params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-  params.thread_mode = UCS_THREAD_MODE_SINGLE;
+  params.thread_mode = multi ? UCS_THREAD_MODE_MULTI : UCS_THREAD_MODE_SINGLE;
   ucs_status_t st = ucp_worker_create(ctx.get(), &params, &h_);
   if (st != UCS_OK) throw_status("creating a UCX worker", st);
+  if (multi) {
+    ucp_worker_attr_t attr{};
+    attr.field_mask = UCP_WORKER_ATTR_FIELD_THREAD_MODE;
+    if (ucp_worker_query(h_, &attr) != UCS_OK || attr.thread_mode != UCS_THREAD_MODE_MULTI) {
+      ucp_worker_destroy(h_);
+      h_ = nullptr;
+      throw Error(PMCR_E_TRANSPORT, "this UCX cannot share a worker between threads (it was built without "
+                                    "--enable-mt): run pmserver with --receive-threads 0");
+    }
+  }
   st = ucp_worker_get_efd(h_, &efd_);
   if (st != UCS_OK) {
     ucp_worker_destroy(h_);

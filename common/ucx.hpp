@@ -17,8 +17,10 @@ int to_error(ucs_status_t status) noexcept;
 class Context {
  public:
   // A context with FEATURES (default: active messages, RMA and, for
-  // blocking waits, wakeup). `name` shows up in UCX's own logs.
-  explicit Context(const char* name, uint64_t features = UCP_FEATURE_AM | UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP);
+  // blocking waits, wakeup). `name` shows up in UCX's own logs. SHARED:
+  // its workers are used from several threads at once.
+  explicit Context(const char* name, uint64_t features = UCP_FEATURE_AM | UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP,
+                   bool shared = false);
   Context(Context&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
   Context& operator=(Context&&) = delete;
   ~Context();
@@ -30,7 +32,9 @@ class Context {
 
 class Worker {
  public:
-  explicit Worker(const Context& ctx);
+  // MULTI: other threads call UCX on it while its own thread progresses
+  // it (UCS_THREAD_MODE_MULTI: UCX serializes them with the worker's lock).
+  explicit Worker(const Context& ctx, bool multi = false);
   Worker(Worker&& o) noexcept : h_(std::exchange(o.h_, nullptr)), efd_(o.efd_) {}
   Worker& operator=(Worker&&) = delete;
   ~Worker();

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <set>
+#include <thread>
 
 #include "error.hpp"
 #include "server.hpp"
@@ -37,13 +38,20 @@ void Server::on_conn_request(ucp_conn_request_h request, void* arg) {
   static_cast<Server*>(arg)->pending_accepts_.push_back(request);
 }
 
-void Server::on_ep_error(void* arg, ucp_ep_h, ucs_status_t status) {
-  auto* c = static_cast<Connection*>(arg);
-  if (!c || c->dead) return;
-  c->dead = true;
-  spdlog::debug("connection {} from {} failed: {}", c->id, c->peer, ucs_status_string(status));
-  c->server->failed_.push_back(c);
+void Server::on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status) {
+  const auto* where = static_cast<const WorkerRef*>(arg);
+  Server* self = where->server;
+  self->post(*where, [self, ep, status] {
+    if (!self->live(ep)) return;  // closed already (a silent refusal is never a connection)
+    Connection* c = self->connections_.at(ep).get();
+    if (c->dead) return;
+    c->dead = true;
+    spdlog::debug("connection {} from {} failed: {}", c->id, c->peer, ucs_status_string(status));
+    self->failed_.push_back(c);
+  });
 }
+
+bool Server::live(ucp_ep_h ep) const { return connections_.count(ep) && !closing_eps_.count(ep); }
 
 Server::Connection* Server::connection(Owner id) {
   auto it = by_id_.find(id);
@@ -71,17 +79,36 @@ void Server::accept(ucp_conn_request_h request) {
   c->accepted = Clock::now();
   c->refused = over;
   c->grants = std::make_unique<Grants>(context_.get(), pool_.base(), false);
+  // The receive thread with the fewest connections (none: the event loop).
+  DataWorker* dw = nullptr;
+  for (const auto& w : data_workers_)
+    if (!dw || w->connections < dw->connections) dw = w.get();
+  c->worker = dw;
   ucp_ep_params_t ep{};
   ep.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                   UCP_EP_PARAM_FIELD_ERR_HANDLER;
   ep.conn_request = request;
   ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
   ep.err_handler.cb = &Server::on_ep_error;
-  ep.err_handler.arg = silent ? nullptr : c.get();  // a silent refusal keeps no Connection
-  ucs_status_t st = ucp_ep_create(worker_.get(), &ep, &c->ep);
+  ep.err_handler.arg = const_cast<WorkerRef*>(&ref_of(*c));
+  ucs_status_t st = ucp_ep_create(dw ? dw->worker.get() : worker_.get(), &ep, &c->ep);
   if (st != UCS_OK) {
     spdlog::warn("cannot accept a connection from {}: {}", peer, ucs_status_string(st));
     return;
+  }
+  if (closing_eps_.count(c->ep)) {
+    // UCX gave the new endpoint the address of one whose close has
+    // completed but whose work is still in the inbox: that work is run
+    // first (up to the close's own completion), so that none of it is
+    // taken for the new connection's.
+    const ucp_ep_h reused = c->ep;
+    spdlog::debug("connection {} from {}: its endpoint reuses the address of one being closed", c->id, peer);
+    const auto until = Clock::now() + std::chrono::seconds(5);
+    while (closing_eps_.count(reused) && Clock::now() < until)
+      if (!run_inbox([&] { return !closing_eps_.count(reused); })) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    if (closing_eps_.erase(reused))
+      spdlog::error("connection {} from {}: the close of an earlier endpoint at its address never completed", c->id,
+                    peer);
   }
   if (over) {
     static Clock::time_point last_warning{};
@@ -91,13 +118,14 @@ void Server::accept(ucp_conn_request_h request) {
       last_warning = Clock::now();
     }
     if (silent) {
-      close_ep(c->ep);
+      close_ep(c->ep, dw);
       return;
     }
     refusing_++;
   } else {
     served_++;
   }
+  if (dw) dw->connections++;
   spdlog::debug("connection {} from {}", c->id, peer);
   awaiting_hello_.push_back(c->id);
   by_id_[c->id] = c.get();
@@ -125,7 +153,7 @@ void Server::disconnect(Connection& c, const char* why, bool flush) {
   // Messages still queued from this endpoint are dropped.
   for (auto it = rndv_.begin(); it != rndv_.end();) {
     if (it->ep == ep) {
-      ucp_am_data_release(worker_.get(), it->desc);
+      ucp_am_data_release(it->worker, it->desc);
       it = rndv_.erase(it);
     } else {
       ++it;
@@ -135,7 +163,7 @@ void Server::disconnect(Connection& c, const char* why, bool flush) {
   for (auto it = deferred_.begin(); it != deferred_.end();) it = it->in.ep == ep ? deferred_.erase(it) : std::next(it);
   for (auto it = data_.begin(); it != data_.end();) {
     if (it->ep == ep) {
-      if (it->desc) ucp_am_data_release(worker_.get(), it->desc);
+      if (it->desc) ucp_am_data_release(it->worker, it->desc);
       it = data_.erase(it);
     } else {
       ++it;
@@ -143,17 +171,42 @@ void Server::disconnect(Connection& c, const char* why, bool flush) {
   }
   for (auto it = failed_.begin(); it != failed_.end();) it = *it == &c ? failed_.erase(it) : std::next(it);
   (c.refused ? refusing_ : served_)--;
+  DataWorker* dw = c.worker;
+  if (dw) dw->connections--;
   by_id_.erase(c.id);
   connections_.erase(ep);
-  close_ep(ep, flush);
+  close_ep(ep, dw, flush);
 }
 
-void Server::close_ep(ucp_ep_h ep, bool flush) {
+void Server::close_ep(ucp_ep_h ep, DataWorker* worker, bool flush) {
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
   p.flags = flush ? 0 : UCP_EP_CLOSE_FLAG_FORCE;
+  ClosingEp* closing = nullptr;
+  if (worker) {  // (see closing_eps_)
+    closing_eps_.insert(ep);
+    closing = new ClosingEp{this, ep, &worker->ref};
+    p.op_attr_mask |= UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    p.cb.send = &Server::on_closed;
+    p.user_data = closing;
+  }
   void* req = ucp_ep_close_nbx(ep, &p);
-  if (req && !UCS_PTR_IS_ERR(req)) closing_.push_back(req);
+  if (req && !UCS_PTR_IS_ERR(req)) {
+    closing_.push_back(req);
+    return;
+  }
+  if (closing) {  // closed at once: forgotten after the work already queued
+    enqueue([this, ep] { closing_eps_.erase(ep); });
+    delete closing;
+  }
+}
+
+void Server::on_closed(void*, ucs_status_t, void* user_data) {
+  auto* closing = static_cast<ClosingEp*>(user_data);
+  Server* self = closing->server;
+  const ucp_ep_h ep = closing->ep;
+  self->post(*closing->where, [self, ep] { self->closing_eps_.erase(ep); });
+  delete closing;  // (the request is freed by reap_closing)
 }
 
 void Server::reap_closing(bool wait) {

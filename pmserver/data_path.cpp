@@ -21,13 +21,14 @@ constexpr uint64_t kReadChunk = 16u << 20;  // bytes of one region-data message 
 
 ucs_status_t Server::on_data(void* arg, const void* header, size_t header_length, void* data, size_t length,
                              const ucp_am_recv_param_t* param) {
-  auto* self = static_cast<Server*>(arg);
+  const auto* where = static_cast<const WorkerRef*>(arg);
+  Server* self = where->server;
   const bool rndv = param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV;
   if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) || param->reply_ep == nullptr) {
     spdlog::warn("dropping region data sent without a reply endpoint");
     return UCS_OK;  // a rendezvous is released by UCX
   }
-  PendingData d{param->reply_ep, {}, header_length == proto::kDataHeaderSize, nullptr, {}, length};
+  PendingData d{param->reply_ep, where->worker, {}, header_length == proto::kDataHeaderSize, nullptr, {}, length};
   if (d.header_ok) std::memcpy(d.header.data(), header, proto::kDataHeaderSize);
   if (rndv) {
     d.desc = data;
@@ -35,7 +36,13 @@ ucs_status_t Server::on_data(void* arg, const void* header, size_t header_length
     const auto* p = static_cast<const uint8_t*>(data);
     d.bytes.assign(p, p + length);
   }
-  self->data_.push_back(std::move(d));
+  self->post(*where, [self, own = where->own_thread, d = std::move(d)]() mutable {
+    if (own && !self->live(d.ep)) {  // (its connection closed meanwhile)
+      if (d.desc) ucp_am_data_release(d.worker, d.desc);
+      return;
+    }
+    self->data_.push_back(std::move(d));
+  });
   return rndv ? UCS_INPROGRESS : UCS_OK;
 }
 
@@ -44,7 +51,7 @@ ucs_status_t Server::on_data(void* arg, const void* header, size_t header_length
 // region's COMMIT then fails its checksum) and counts as a bad message.
 void Server::receive(PendingData& d) {
   const auto drop = [&](Connection* c, const std::string& why) {
-    if (d.desc) ucp_am_data_release(worker_.get(), d.desc);
+    if (d.desc) ucp_am_data_release(d.worker, d.desc);
     if (!c) return;
     spdlog::warn("connection {} ({}): dropped region data: {}", c->id, c->peer, why);
     if (++c->bad_messages >= options_.max_bad_messages) disconnect(*c, "too many malformed messages");
@@ -76,7 +83,7 @@ void Server::receive(PendingData& d) {
   }
   catalogue_.pin(h.handle);
   ++data_inflight_[h.handle];
-  auto* io = new DataIo{this, h.handle, c.id, {}, nullptr, nullptr};
+  auto* io = new DataIo{this, h.handle, c.id, {}, nullptr, nullptr, &ref_of(c)};
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   rp.cb.recv_am = &Server::on_data_received;
@@ -85,7 +92,7 @@ void Server::receive(PendingData& d) {
     rp.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;  // the region's own registration: nothing to register per chunk
     rp.memh = reg->second.memh;
   }
-  void* req = ucp_am_recv_data_nbx(worker_.get(), d.desc, dest, d.length, &rp);
+  void* req = ucp_am_recv_data_nbx(d.worker, d.desc, dest, d.length, &rp);
   PMCR_FAULT_POINT("server.data.chunk");  // tests: a server stalled or killed mid-transfer
   if (req == nullptr || UCS_PTR_IS_ERR(req)) {
     if (UCS_PTR_IS_ERR(req)) spdlog::warn("receiving region data failed: {}", ucs_status_string(UCS_PTR_STATUS(req)));
@@ -105,7 +112,7 @@ void Server::receive_blocks(Connection& c, PendingData& d, const proto::DataHead
     dest = named ? catalogue_.region_write(h.handle, c.id, h.offset, d.length, options_.quotas.bytes, &pin)
                  : catalogue_.write_blocks(h.handle, c.id, h.offset, d.length, &pin);
   } catch (const Error& e) {
-    if (d.desc) ucp_am_data_release(worker_.get(), d.desc);
+    if (d.desc) ucp_am_data_release(d.worker, d.desc);
     spdlog::warn("connection {} ({}): dropped region data: {}", c.id, c.peer, e.what());
     // Refused for what the writer asked (a hole, its quota, a generation
     // already failed): its commit says why. Anything else (a handle not its
@@ -117,7 +124,7 @@ void Server::receive_blocks(Connection& c, PendingData& d, const proto::DataHead
     return;
   }
   if (!dest) {
-    if (d.desc) ucp_am_data_release(worker_.get(), d.desc);
+    if (d.desc) ucp_am_data_release(d.worker, d.desc);
     return;
   }
   data_in_ += d.length;
@@ -128,12 +135,12 @@ void Server::receive_blocks(Connection& c, PendingData& d, const proto::DataHead
   }
   if (!named) catalogue_.pin(h.handle);  // as every receive into a checkpoint's region (data_finished)
   ++data_inflight_[h.handle];
-  auto* io = new DataIo{this, h.handle, c.id, {}, nullptr, std::move(pin)};
+  auto* io = new DataIo{this, h.handle, c.id, {}, nullptr, std::move(pin), &ref_of(c)};
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   rp.cb.recv_am = &Server::on_data_received;
   rp.user_data = io;
-  void* req = ucp_am_recv_data_nbx(worker_.get(), d.desc, dest, d.length, &rp);
+  void* req = ucp_am_recv_data_nbx(d.worker, d.desc, dest, d.length, &rp);
   PMCR_FAULT_POINT("server.data.chunk");
   if (req == nullptr || UCS_PTR_IS_ERR(req)) {
     if (UCS_PTR_IS_ERR(req)) spdlog::warn("receiving region data failed: {}", ucs_status_string(UCS_PTR_STATUS(req)));
@@ -146,9 +153,11 @@ void Server::receive_blocks(Connection& c, PendingData& d, const proto::DataHead
 void Server::on_data_received(void* request, ucs_status_t status, size_t, void* user_data) {
   auto* io = static_cast<DataIo*>(user_data);
   if (status != UCS_OK) spdlog::debug("receiving region data failed: {}", ucs_status_string(status));
-  if (io->working) io->server->catalogue_.release_write(io->working, status == UCS_OK);
-  io->server->data_finished(io->handle);
-  delete io;
+  io->server->post(*io->where, [io, status] {
+    if (io->working) io->server->catalogue_.release_write(io->working, status == UCS_OK);
+    io->server->data_finished(io->handle);
+    delete io;
+  });
   ucp_request_free(request);
 }
 
@@ -209,6 +218,7 @@ void Server::send_chunk(Connection& c, DataIo* io, uint64_t offset, uint64_t n, 
     else catalogue_.unpin(io->handle);
   };
   c.sends++;
+  io->where = &ref_of(c);
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
   p.flags = UCP_AM_SEND_FLAG_RNDV;
@@ -234,14 +244,16 @@ void Server::send_chunk(Connection& c, DataIo* io, uint64_t offset, uint64_t n, 
 void Server::on_data_sent(void* request, ucs_status_t status, void* user_data) {
   auto* io = static_cast<DataIo*>(user_data);
   if (status != UCS_OK && status != UCS_ERR_CANCELED) spdlog::debug("sending region data failed: {}", ucs_status_string(status));
-  if (Connection* c = io->server->connection(io->conn)) c->sends--;
-  try {
-    if (io->generation) io->server->catalogue_.release(io->generation);
-    else io->server->catalogue_.unpin(io->handle);
-  } catch (const Error& e) {
-    spdlog::error("releasing a region after a transfer: {}", e.what());
-  }
-  delete io;
+  io->server->post(*io->where, [io] {
+    if (Connection* c = io->server->connection(io->conn)) c->sends--;
+    try {
+      if (io->generation) io->server->catalogue_.release(io->generation);
+      else io->server->catalogue_.unpin(io->handle);
+    } catch (const Error& e) {
+      spdlog::error("releasing a region after a transfer: {}", e.what());
+    }
+    delete io;
+  });
   ucp_request_free(request);
 }
 

@@ -223,6 +223,12 @@ int main(int argc, char** argv) {
                  "process may use; 0: the event loop does it)")
       ->capture_default_str()
       ->check(CLI::Range(0, 256));
+  unsigned receive_threads = threads;
+  app.add_option("--receive-threads", receive_threads,
+                 "threads that each move the bytes of a share of the connections (a UCX worker each), besides the "
+                 "event loop (default: the cores this process may use; 0: the event loop moves them all)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 256));
   app.add_option("--peers", peers,
                  "HOST:PORT,... : the servers the jobs spread their copies over (their PMCR_SERVERS, this one "
                  "among them); with --replicas, this server brings every kept version back to that many copies "
@@ -290,6 +296,7 @@ int main(int argc, char** argv) {
     options.scrub_rate = scrub_rate == "0" ? 0 : pmcr::parse_size(scrub_rate);
     options.allow_rma = !no_rma;
     options.commit_threads = threads;
+    options.receive_threads = receive_threads;
     options.drain_dir = drain_dir;
     options.drain_rate = drain_rate == "0" ? 0 : pmcr::parse_size(drain_rate);
     options.auth = auth_options(auth_method, key_file, munge_socket, admin_group, insecure, options.listen);

@@ -34,40 +34,60 @@ Overloaded(F...) -> Overloaded<F...>;
 }  // namespace
 
 ucs_status_t Server::on_am(void* arg, const void*, size_t, void* data, size_t length, const ucp_am_recv_param_t* param) {
-  auto* self = static_cast<Server*>(arg);
+  const auto* where = static_cast<const WorkerRef*>(arg);
+  Server* self = where->server;
   if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) || param->reply_ep == nullptr) {
     spdlog::warn("dropping a request sent without a reply endpoint");
     return UCS_OK;
   }
+  const ucp_ep_h ep = param->reply_ep;
+  const bool own = where->own_thread;  // run from the inbox: the endpoint may be closed by then
   if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
     if (length > proto::kMaxRequest) {
       // Dropped unread; the client is told through an empty (malformed) message.
-      self->incoming_.push_back(Incoming{param->reply_ep, {}});
+      self->post(*where, [self, ep, own] {
+        if (!own || self->live(ep)) self->incoming_.push_back(Incoming{ep, {}});
+      });
       return UCS_OK;
     }
-    self->rndv_.push_back(PendingRndv{param->reply_ep, data, length});
+    const ucp_worker_h worker = where->worker;
+    self->post(*where, [self, ep, worker, data, length, own] {
+      if (own && !self->live(ep)) return ucp_am_data_release(worker, data);
+      self->rndv_.push_back(PendingRndv{ep, worker, data, length});
+    });
     return UCS_INPROGRESS;
   }
   const auto* p = static_cast<const uint8_t*>(data);
-  self->incoming_.push_back(Incoming{param->reply_ep, std::vector<uint8_t>(p, p + length)});
+  self->post(*where, [self, ep, own, bytes = std::vector<uint8_t>(p, p + length)]() mutable {
+    if (!own || self->live(ep)) self->incoming_.push_back(Incoming{ep, std::move(bytes)});
+  });
   return UCS_OK;
 }
 
 void Server::on_rndv_done(void* request, ucs_status_t status, size_t, void* user_data) {
   auto* r = static_cast<RndvRecv*>(user_data);
-  if (status == UCS_OK) r->server->incoming_.push_back(Incoming{r->ep, std::move(r->bytes)});
-  else spdlog::debug("receiving a large request failed: {}", ucs_status_string(status));
+  if (status == UCS_OK) {
+    Server* self = r->server;
+    self->post(*r->where, [self, ep = r->ep, own = r->where->own_thread, bytes = std::move(r->bytes)]() mutable {
+      if (!own || self->live(ep)) self->incoming_.push_back(Incoming{ep, std::move(bytes)});
+    });
+  } else {
+    spdlog::debug("receiving a large request failed: {}", ucs_status_string(status));
+  }
   delete r;
   ucp_request_free(request);
 }
 
 void Server::fetch(const PendingRndv& p) {
-  auto* r = new RndvRecv{this, p.ep, std::vector<uint8_t>(p.length)};
+  const WorkerRef* where = &main_ref_;
+  for (const auto& w : data_workers_)
+    if (w->worker.get() == p.worker) where = &w->ref;
+  auto* r = new RndvRecv{this, p.ep, std::vector<uint8_t>(p.length), where};
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   rp.cb.recv_am = &Server::on_rndv_done;
   rp.user_data = r;
-  void* req = ucp_am_recv_data_nbx(worker_.get(), p.desc, r->bytes.data(), p.length, &rp);
+  void* req = ucp_am_recv_data_nbx(p.worker, p.desc, r->bytes.data(), p.length, &rp);
   if (req == nullptr) {
     incoming_.push_back(Incoming{r->ep, std::move(r->bytes)});
     delete r;
@@ -541,7 +561,10 @@ void Server::reply_error(Connection& c, proto::Type type, uint64_t tag, int stat
 void Server::on_reply_sent(void* request, ucs_status_t status, void* user_data) {
   auto* s = static_cast<SentReply*>(user_data);
   if (status != UCS_OK && status != UCS_ERR_CANCELED) spdlog::debug("sending a reply failed: {}", ucs_status_string(status));
-  if (Connection* c = s->server->connection(s->conn)) c->unanswered--;
+  Server* self = s->server;
+  self->post(*s->where, [self, conn = s->conn] {
+    if (Connection* c = self->connection(conn)) c->unanswered--;
+  });
   delete s;
   ucp_request_free(request);
 }
@@ -552,7 +575,7 @@ void Server::on_reply_sent(void* request, ucs_status_t status, void* user_data) 
 void Server::send(Connection& c, const proto::Reply& reply) { send_message(c, proto::kAmReply, proto::encode(reply)); }
 
 void Server::send_message(Connection& c, unsigned am_id, std::vector<uint8_t> bytes) {
-  auto* s = new SentReply{this, c.id, std::move(bytes)};
+  auto* s = new SentReply{this, c.id, std::move(bytes), &ref_of(c)};
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   p.cb.send = &Server::on_reply_sent;

@@ -1,6 +1,7 @@
 #include "server.hpp"
 
 #include <netdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
@@ -36,16 +37,16 @@ bool context_has_rdma(ucp_context_h context) {
 // enforces remote keys. Without the RMA feature UCX installs no handler for
 // emulated put/get, so a client cannot make the server write or read
 // anywhere with a forged key (it logs and drops such messages).
-ucx::Context make_context(bool allow_rma, bool* rma) {
+ucx::Context make_context(bool allow_rma, bool shared, bool* rma) {
   *rma = false;
   if (allow_rma) {
-    ucx::Context probe("pmserver", UCP_FEATURE_AM | UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP);
+    ucx::Context probe("pmserver", UCP_FEATURE_AM | UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP, shared);
     if (context_has_rdma(probe.get())) {
       *rma = true;
       return probe;
     }
   }
-  return ucx::Context("pmserver", UCP_FEATURE_AM | UCP_FEATURE_WAKEUP);
+  return ucx::Context("pmserver", UCP_FEATURE_AM | UCP_FEATURE_WAKEUP, shared);
 }
 
 }  // namespace
@@ -66,16 +67,20 @@ Server::Server(Pool& pool, Catalogue& catalogue, ServerOptions options)
     : pool_(pool),
       catalogue_(catalogue),
       options_(std::move(options)),
-      context_(make_context(options_.allow_rma, &rma_offered_)),
+      context_(make_context(options_.allow_rma, options_.receive_threads > 0, &rma_offered_)),
       worker_(context_),
+      main_ref_{this, worker_.get(), false},
+      loop_thread_(std::this_thread::get_id()),
       credentials_(options_.auth),
       verifier_(options_.scrub_rate),
       committer_(options_.commit_threads, [this](const void* p, size_t n) { pool_.persist(p, n); }) {
   catalogue_.on_extent_freed = [this](uint64_t offset, uint64_t) { unregister(offset); };
   if (!options_.drain_dir.empty()) drainer_ = std::make_unique<Drainer>(options_.drain_dir, options_.drain_rate);
 
-  ucx::set_am_handler(worker_.get(), proto::kAmRequest, &Server::on_am, this);
-  ucx::set_am_handler(worker_.get(), proto::kAmData, &Server::on_data, this);
+  ucx::set_am_handler(worker_.get(), proto::kAmRequest, &Server::on_am, &main_ref_);
+  ucx::set_am_handler(worker_.get(), proto::kAmData, &Server::on_data, &main_ref_);
+  for (unsigned i = 0; i < options_.receive_threads; ++i)
+    data_workers_.push_back(std::make_unique<DataWorker>(this, context_));
 
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -103,9 +108,12 @@ Server::Server(Pool& pool, Catalogue& catalogue, ServerOptions options)
   const auto* sa = reinterpret_cast<const struct sockaddr*>(&attr.sockaddr);
   port_ = ntohs(sa->sa_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port
                                           : reinterpret_cast<const sockaddr_in*>(sa)->sin_port);
-  spdlog::info("listening on {}:{} (at most {} connections; put/get {})", options_.listen.host, port_,
+  spdlog::info("listening on {}:{} (at most {} connections; put/get {}); {}", options_.listen.host, port_,
                options_.max_connections,
-               rma_offered_ ? "offered on RDMA transports" : "not offered: no transport here enforces remote keys");
+               rma_offered_ ? "offered on RDMA transports" : "not offered: no transport here enforces remote keys",
+               data_workers_.empty() ? std::string("connections served on the event loop's thread")
+                                     : "connections spread over " + std::to_string(data_workers_.size()) +
+                                           " receive threads");
   write_ready_file();
   schedule_scrub();
 }
@@ -115,21 +123,35 @@ Server::~Server() {
     catalogue_.release_owner(c->id);
     catalogue_.release_named(c->id);
     for (uint64_t handle : c->grants->read_handles()) catalogue_.close_region(handle);
-    close_ep(ep);
+    close_ep(ep, c->worker);
   }
   connections_.clear();
   by_id_.clear();
-  reap_closing(true);
+  reap_closing(true);  // (the receive threads progress their own endpoints' closes)
   if (listener_) ucp_listener_destroy(listener_);
-  for (const auto& p : rndv_) ucp_am_data_release(worker_.get(), p.desc);
+  // The receive threads stop; what they posted is run (it releases
+  // descriptors and pins), now on this thread alone.
+  for (auto& w : data_workers_) {
+    w->stop = true;
+    w->stop_signal.signal();
+    w->thread.join();
+  }
+  for (const auto& w : data_workers_) w->ref.own_thread = false;
+  run_inbox();
+  for (const auto& p : rndv_) ucp_am_data_release(p.worker, p.desc);
   rndv_.clear();
   for (const auto& d : data_)
-    if (d.desc) ucp_am_data_release(worker_.get(), d.desc);
+    if (d.desc) ucp_am_data_release(d.worker, d.desc);
   data_.clear();
   // Receives and sends still in flight end with the endpoints; then
   // nothing pins region memory and the registrations can go.
   for (int i = 0; i < 1000 && ucp_worker_progress(worker_.get()) != 0; ++i) {
   }
+  for (const auto& w : data_workers_)
+    for (int i = 0; i < 1000 && ucp_worker_progress(w->worker.get()) != 0; ++i) {
+    }
+  run_inbox();
+  data_workers_.clear();
   for (auto& [offset, reg] : registrations_) ucp_mem_unmap(context_.get(), reg.memh);
   registrations_.clear();
   catalogue_.on_extent_freed = nullptr;
@@ -173,6 +195,71 @@ proto::StatReply Server::stat() const {
 // ------------------------------------------------------------ event loop
 // UCX callbacks only queue work: everything is handled here, outside UCX's
 // progress context.
+
+Server::DataWorker::DataWorker(Server* server, const ucx::Context& context)
+    : worker(context, true), ref{server, worker.get(), true} {
+  ucx::set_am_handler(worker.get(), proto::kAmRequest, &Server::on_am, &ref);
+  ucx::set_am_handler(worker.get(), proto::kAmData, &Server::on_data, &ref);
+  thread = std::thread([this] { loop(); });
+}
+
+Server::DataWorker::~DataWorker() {
+  if (!thread.joinable()) return;
+  stop = true;
+  stop_signal.signal();
+  thread.join();
+}
+
+// A receive thread: progresses its worker (the bytes of its connections
+// move here), sleeping on the worker's event fd when there is nothing to
+// do. Its callbacks post their work to the event loop.
+void Server::DataWorker::loop() {
+  while (!stop) {
+    if (ucp_worker_progress(worker.get()) != 0) continue;
+    const ucs_status_t st = ucp_worker_arm(worker.get());
+    if (st == UCS_ERR_BUSY) continue;
+    pollfd fds[2] = {{worker.event_fd(), POLLIN, 0}, {stop_signal.fd(), POLLIN, 0}};
+    ::poll(fds, 2, st == UCS_OK ? 100 : 1);
+  }
+}
+
+void Server::wake_receivers() {
+  for (const auto& w : data_workers_) ucp_worker_signal(w->worker.get());
+}
+
+void Server::post(const WorkerRef& where, std::function<void()> work) {
+  if (!where.own_thread) return work();
+  enqueue(std::move(work));
+}
+
+void Server::enqueue(std::function<void()> work) {
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    inbox_.push_back(std::move(work));
+  }
+  inbox_wakeup_.signal();
+}
+
+bool Server::run_inbox(const std::function<bool()>& done) {
+  inbox_wakeup_.clear();
+  bool did = false;
+  // (A bounded number at a time: the loop's other work is not starved by
+  // a flood; what is left keeps the loop from sleeping.)
+  for (int n = 0; n < 4096; ++n) {
+    if (done && done()) return did;
+    std::function<void()> work;
+    {
+      std::lock_guard<std::mutex> lock(inbox_mu_);
+      if (inbox_.empty()) return did;
+      work = std::move(inbox_.front());
+      inbox_.pop_front();
+    }
+    work();
+    did = true;
+  }
+  inbox_wakeup_.signal();
+  return did;
+}
 
 bool Server::drain() {
   bool did = false;
@@ -226,8 +313,9 @@ void Server::run(int signal_fd) {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{epfd};
+  loop_thread_ = std::this_thread::get_id();
   for (int fd : {worker_.event_fd(), signal_fd, verifier_.event_fd(), committer_.event_fd(),
-                 drainer_ ? drainer_->event_fd() : -1}) {
+                 drainer_ ? drainer_->event_fd() : -1, inbox_wakeup_.fd()}) {
     if (fd < 0) continue;
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -238,11 +326,13 @@ void Server::run(int signal_fd) {
   while (!stopping_) {
     while (ucp_worker_progress(worker_.get()) != 0) {
     }
+    const bool posted = run_inbox();
     verified();
     committed();
     drained();
-    const bool busy = drain();
+    const bool busy = drain() || posted;
     housekeeping(signal_fd);  // even while busy: a steady stream of requests must not stop the clocks
+    wake_receivers();  // (what was done may have given their workers sends, receives, closes)
     if (busy || stopping_) continue;
     const ucs_status_t st = ucp_worker_arm(worker_.get());
     if (st == UCS_ERR_BUSY) continue;  // events arrived meanwhile

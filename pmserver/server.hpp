@@ -19,14 +19,18 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -40,6 +44,7 @@
 #include "committer.hpp"
 #include "drainer.hpp"
 #include "verifier.hpp"
+#include "workers.hpp"
 
 namespace pmcr::server {
 
@@ -70,6 +75,10 @@ struct ServerOptions {
   // Threads that persist and checksum committed data (committer.hpp); 0:
   // the event loop does it.
   unsigned commit_threads = 0;
+  // Threads that each progress a UCX worker of their own, over which the
+  // connections are spread: the bytes of different clients move on
+  // different cores. 0: every connection is on the event loop's worker.
+  unsigned receive_threads = 0;
   // The capacity tier (drainer.hpp): every sealed version copied into this
   // directory, at no more than DRAIN_RATE bytes per second. Empty: none.
   std::string drain_dir;
@@ -90,10 +99,12 @@ class Server {
 
  private:
   using Clock = std::chrono::steady_clock;
+  struct DataWorker;
   struct Connection {
     Server* server = nullptr;
     Owner id = 0;
     ucp_ep_h ep = nullptr;
+    DataWorker* worker = nullptr;  // the receive thread it is on (none: the event loop's)
     std::string peer;
     std::string client;
     std::string transport;  // UCX transports of its lanes, from HELLO
@@ -125,8 +136,28 @@ class Server {
     ucp_ep_h ep;
     std::vector<uint8_t> bytes;
   };
+  // Where a UCX callback ran: its worker (a rendezvous descriptor is that
+  // worker's) and, on a receive thread, that thread's.
+  struct WorkerRef {
+    Server* server;
+    ucp_worker_h worker;
+    bool own_thread;  // a receive thread's: its callbacks post their work to the event loop
+  };
+  // A receive thread: a worker it progresses, its connections' endpoints.
+  struct DataWorker {
+    DataWorker(Server* server, const ucx::Context& context);
+    ~DataWorker();  // stops and joins the thread
+    void loop();
+    ucx::Worker worker;
+    WorkerRef ref;
+    Wakeup stop_signal;
+    std::atomic<bool> stop{false};
+    uint32_t connections = 0;  // the event loop's count
+    std::thread thread;
+  };
   struct PendingRndv {  // a large request whose data the main loop fetches
     ucp_ep_h ep;
+    ucp_worker_h worker;
     void* desc;
     size_t length;
   };
@@ -134,9 +165,11 @@ class Server {
     Server* server;
     ucp_ep_h ep;
     std::vector<uint8_t> bytes;
+    const WorkerRef* where;
   };
   struct PendingData {  // region bytes sent as an active message (DataHeader + payload)
     ucp_ep_h ep;
+    ucp_worker_h worker;
     std::array<uint8_t, proto::kDataHeaderSize> header;
     bool header_ok;
     void* desc;                  // rendezvous: fetched by the main loop
@@ -150,11 +183,18 @@ class Server {
     std::array<uint8_t, proto::kDataHeaderSize> header;  // sends: alive until done
     GenerationRef generation;  // named regions: the generation a send is from
     WorkingRef working;        // named regions: the writer a receive lands for
+    const WorkerRef* where = nullptr;  // the connection's worker
   };
   struct SentReply {  // a reply or an event
     Server* server;
     Owner conn;
     std::vector<uint8_t> bytes;
+    const WorkerRef* where;
+  };
+  struct ClosingEp {  // an endpoint of a receive thread being closed
+    Server* server;
+    ucp_ep_h ep;
+    const WorkerRef* where;
   };
   // A job's current attempt, as a standby sees it (liveness.cpp): alive
   // while every rank that JOINed holds its lease. In memory only: after a
@@ -203,6 +243,19 @@ class Server {
   };
 
   // ---- UCX callbacks (queue work only) ----
+  // On a receive thread a callback runs its work through post(): queued
+  // in order for the event loop (inbox_), which runs it at its next pass;
+  // on the event loop's own worker, at once.
+  void post(const WorkerRef& where, std::function<void()> work);
+  void enqueue(std::function<void()> work);  // always queued, after what is there
+  // Runs the queued work (all of it, or until DONE is true); false if none.
+  bool run_inbox(const std::function<bool()>& done = {});
+  // The endpoint EP is served (a connection not closed).
+  bool live(ucp_ep_h ep) const;
+  const WorkerRef& ref_of(const Connection& c) const { return c.worker ? c.worker->ref : main_ref_; }
+  // Wakes the receive threads after the event loop gave their workers
+  // work (a send, a receive, a close): they may be asleep.
+  void wake_receivers();
   static void on_conn_request(ucp_conn_request_h request, void* arg);
   static ucs_status_t on_am(void* arg, const void* header, size_t header_length, void* data, size_t length,
                             const ucp_am_recv_param_t* param);
@@ -213,6 +266,7 @@ class Server {
   static void on_data_sent(void* request, ucs_status_t status, void* user_data);
   static void on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status);
   static void on_reply_sent(void* request, ucs_status_t status, void* user_data);
+  static void on_closed(void* request, ucs_status_t status, void* user_data);
 
   // ---- event loop (server.cpp) ----
   bool drain();  // handles queued work; false if there was none
@@ -223,7 +277,7 @@ class Server {
   void accept(ucp_conn_request_h request);
   // FLUSH: let replies already sent reach the client first (a refusal).
   void disconnect(Connection& c, const char* why, bool flush = false);
-  void close_ep(ucp_ep_h ep, bool flush = false);
+  void close_ep(ucp_ep_h ep, DataWorker* worker, bool flush = false);
   void reap_closing(bool wait);
   // Drops connections that did not say HELLO in time, and TCP connections
   // to the listening port that never started UCX's handshake.
@@ -307,6 +361,17 @@ class Server {
   ServerOptions options_;
   ucx::Context context_;
   ucx::Worker worker_;
+  WorkerRef main_ref_;
+  std::vector<std::unique_ptr<DataWorker>> data_workers_;
+  std::thread::id loop_thread_;
+  std::mutex inbox_mu_;
+  std::deque<std::function<void()>> inbox_;
+  Wakeup inbox_wakeup_;
+  // Endpoints of receive threads being closed: work their threads posted
+  // before the close may still be in the inbox, and a new endpoint may
+  // reuse the address once UCX freed the old one. Each is forgotten at
+  // the close's completion, which is posted after all of its work.
+  std::set<ucp_ep_h> closing_eps_;
   bool rma_offered_ = false;  // the context has a transport whose remote keys the hardware enforces
   ucp_listener_h listener_ = nullptr;
   uint16_t port_ = 0;
