@@ -1,10 +1,14 @@
-// Server: the UCX side of pmserver. One context, one worker, one listener;
-// clients connect by sockaddr and speak the control protocol over active
-// messages, while region data moves as rendezvous active messages straight
-// into and out of pool memory (or by RMA, on transports whose remote keys
-// the hardware enforces). Single-threaded: the worker is progressed from one
-// event loop that sleeps on the worker's event fd (no busy polling when
-// idle); checksums of stored data are computed by the Verifier's thread.
+// Server: the UCX side of pmserver. One context, one listener; clients
+// connect by sockaddr and speak the control protocol over active messages,
+// while region data moves as rendezvous active messages straight into and
+// out of pool memory (or by RMA, on transports whose remote keys the
+// hardware enforces). One event loop owns the catalogue and decides
+// everything; it sleeps on its worker's event fd (no busy polling when
+// idle). The connections are spread over --receive-threads workers, each
+// progressed by a thread of its own, so different clients' bytes move on
+// different cores; their UCX callbacks post what they learnt to the event
+// loop (post(), the inbox). Checksums of stored data are computed by the
+// Verifier's thread, large commits by the Committer's.
 //
 // The implementation is split by concern:
 //   server.cpp       set-up, the event loop, statistics
