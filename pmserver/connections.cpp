@@ -73,7 +73,6 @@ void Server::accept(ucp_conn_request_h request) {
   const bool over = stopping_ || served_ >= options_.max_connections;
   const bool silent = over && refusing_ >= 256;
   auto c = std::make_unique<Connection>();
-  c->server = this;
   c->id = next_owner_++;
   c->peer = peer;
   c->accepted = Clock::now();

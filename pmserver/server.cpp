@@ -70,7 +70,6 @@ Server::Server(Pool& pool, Catalogue& catalogue, ServerOptions options)
       context_(make_context(options_.allow_rma, options_.receive_threads > 0, &rma_offered_)),
       worker_(context_),
       main_ref_{this, worker_.get(), false},
-      loop_thread_(std::this_thread::get_id()),
       credentials_(options_.auth),
       verifier_(options_.scrub_rate),
       committer_(options_.commit_threads, [this](const void* p, size_t n) { pool_.persist(p, n); }) {
@@ -246,7 +245,11 @@ bool Server::run_inbox(const std::function<bool()>& done) {
   // (A bounded number at a time: the loop's other work is not starved by
   // a flood; what is left keeps the loop from sleeping.)
   for (int n = 0; n < 4096; ++n) {
-    if (done && done()) return did;
+    if (done && done()) {
+      std::lock_guard<std::mutex> lock(inbox_mu_);
+      if (!inbox_.empty()) inbox_wakeup_.signal();  // (the rest at the loop's next pass)
+      return did;
+    }
     std::function<void()> work;
     {
       std::lock_guard<std::mutex> lock(inbox_mu_);
@@ -313,7 +316,6 @@ void Server::run(int signal_fd) {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{epfd};
-  loop_thread_ = std::this_thread::get_id();
   for (int fd : {worker_.event_fd(), signal_fd, verifier_.event_fd(), committer_.event_fd(),
                  drainer_ ? drainer_->event_fd() : -1, inbox_wakeup_.fd()}) {
     if (fd < 0) continue;

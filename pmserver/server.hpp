@@ -105,7 +105,6 @@ class Server {
   using Clock = std::chrono::steady_clock;
   struct DataWorker;
   struct Connection {
-    Server* server = nullptr;
     Owner id = 0;
     ucp_ep_h ep = nullptr;
     DataWorker* worker = nullptr;  // the receive thread it is on (none: the event loop's)
@@ -367,7 +366,6 @@ class Server {
   ucx::Worker worker_;
   WorkerRef main_ref_;
   std::vector<std::unique_ptr<DataWorker>> data_workers_;
-  std::thread::id loop_thread_;
   std::mutex inbox_mu_;
   std::deque<std::function<void()>> inbox_;
   Wakeup inbox_wakeup_;
