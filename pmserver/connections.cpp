@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "error.hpp"
+#include "fault.hpp"
 #include "server.hpp"
 
 namespace pmcr::server {
@@ -90,6 +91,7 @@ void Server::accept(ucp_conn_request_h request) {
   ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
   ep.err_handler.cb = &Server::on_ep_error;
   ep.err_handler.arg = const_cast<WorkerRef*>(&ref_of(*c));
+  PMCR_FAULT_POINT("server.accept");  // tests: hold the loop while connections come and go
   ucs_status_t st = ucp_ep_create(dw ? dw->worker.get() : worker_.get(), &ep, &c->ep);
   if (st != UCS_OK) {
     spdlog::warn("cannot accept a connection from {}: {}", peer, ucs_status_string(st));

@@ -660,3 +660,65 @@ TEST(ServerThreads, ConnectionsComingAndGoingOnAReceiveThreadKeepTheirDataApart)
   // still queued is up to timing: the server's log says so when it does.)
   EXPECT_EQ(server.log().find("never completed"), std::string::npos) << server.log();
 }
+
+// The loop is held (at a connection's accept) while a newcomer asks in and
+// another connection on the same receive thread goes away, its region
+// unsealed: the receive thread queues what it learns meanwhile. Once the
+// loop goes on, the newcomer is served as itself and the leaver's region
+// is reclaimed. (This is where UCX could give the newcomer the leaver's
+// endpoint address while the leaver's work is still queued; in these runs
+// the leaver's failure reached the server only after the newcomer's
+// accept, and the server's log says "reuses the address" when it does.)
+TEST(ServerThreads, ALeaverWhileTheLoopIsHeldDoesNotDisturbANewcomer) {
+  TempPath pool("reuse"), trace("trace");
+  ServerProcess server(pmcr::test::ServerConfig(
+      pool.str(), "128M", 0,
+      {"PMCR_FAULT=server.accept:2:pause", "PMCR_FAULT_PAUSE_MS=1500", "PMCR_FAULT_TRACE=" + trace.str()},
+      {"--receive-threads", "1"}));
+  ASSERT_TRUE(server.start()) << server.log();
+  auto going = std::make_unique<pmcr::client::Client>(server.client_options(10s, pmcr::client::DataPath::Am));  // accept 1
+  going->begin("going");
+  const auto data = pattern(1u << 20, 7);
+  going->write_region("going", 1, 0, 0, data.data(), data.size());
+  std::atomic<bool> held_ok{false};
+  std::thread held([&] {  // accept 2: the loop pauses there
+    try {
+      auto c = server.connect(30s);
+      held_ok = c.stat().connections >= 1;
+    } catch (const std::exception& e) {
+      std::cerr << "held: " << e.what() << "\n";
+    }
+  });
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (pmcr::tools::read_file(trace.str()).find("paused") == std::string::npos && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(5ms);
+  ASSERT_NE(pmcr::tools::read_file(trace.str()).find("paused"), std::string::npos) << server.log();
+  std::vector<uint8_t> got;
+  std::string newcomer_error;
+  std::thread newcomer([&] {  // asks in while the loop is held
+    try {
+      auto c = server.connect(30s);
+      c.begin("newcomer");
+      const auto mine = pattern(1u << 20, 8);
+      c.write_region("newcomer", 1, 0, 0, mine.data(), mine.size());
+      c.seal("newcomer", 1, 1, 1);
+      got = read_back(c, "newcomer", 1, 0, 0);
+    } catch (const std::exception& e) {
+      newcomer_error = e.what();
+    }
+  });
+  std::this_thread::sleep_for(300ms);  // (its connection request waits for the loop)
+  going.reset();  // goes while the loop is held: its receive thread sees it go
+  held.join();
+  newcomer.join();
+  EXPECT_TRUE(held_ok);
+  EXPECT_EQ(newcomer_error, "") << server.log();
+  EXPECT_EQ(got, pattern(1u << 20, 8));
+  auto c = server.connect();
+  EXPECT_TRUE(c.list_versions("going").empty()) << "the leaver's unsealed region outlived it";
+  const std::string log = server.log();
+  std::cerr << (log.find("reuses the address of one being closed") != std::string::npos
+                    ? "the newcomer's endpoint reused the address of one being closed\n"
+                    : "UCX did not reuse the address this time\n");
+  EXPECT_EQ(log.find("never completed"), std::string::npos) << log;
+}
