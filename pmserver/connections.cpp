@@ -154,7 +154,7 @@ void Server::disconnect(Connection& c, const char* why, bool flush) {
   // Messages still queued from this endpoint are dropped.
   for (auto it = rndv_.begin(); it != rndv_.end();) {
     if (it->ep == ep) {
-      ucp_am_data_release(it->worker, it->desc);
+      ucp_am_data_release(it->where->worker, it->desc);
       it = rndv_.erase(it);
     } else {
       ++it;

@@ -36,13 +36,13 @@ ucs_status_t Server::on_data(void* arg, const void* header, size_t header_length
     const auto* p = static_cast<const uint8_t*>(data);
     d.bytes.assign(p, p + length);
   }
-  self->post(*where, [self, own = where->own_thread, d = std::move(d)]() mutable {
-    if (own && !self->live(d.ep)) {  // (its connection closed meanwhile)
-      if (d.desc) ucp_am_data_release(d.worker, d.desc);
-      return;
-    }
-    self->data_.push_back(std::move(d));
-  });
+  const ucp_ep_h ep = d.ep;
+  void* const desc = d.desc;
+  self->post_for(
+      *where, ep, [self, d = std::move(d)]() mutable { self->data_.push_back(std::move(d)); },
+      [where, desc] {
+        if (desc) ucp_am_data_release(where->worker, desc);
+      });
   return rndv ? UCS_INPROGRESS : UCS_OK;
 }
 

@@ -41,25 +41,20 @@ ucs_status_t Server::on_am(void* arg, const void*, size_t, void* data, size_t le
     return UCS_OK;
   }
   const ucp_ep_h ep = param->reply_ep;
-  const bool own = where->own_thread;  // run from the inbox: the endpoint may be closed by then
   if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
     if (length > proto::kMaxRequest) {
       // Dropped unread; the client is told through an empty (malformed) message.
-      self->post(*where, [self, ep, own] {
-        if (!own || self->live(ep)) self->incoming_.push_back(Incoming{ep, {}});
-      });
+      self->post_for(*where, ep, [self, ep] { self->incoming_.push_back(Incoming{ep, {}}); });
       return UCS_OK;
     }
-    const ucp_worker_h worker = where->worker;
-    self->post(*where, [self, ep, worker, data, length, own] {
-      if (own && !self->live(ep)) return ucp_am_data_release(worker, data);
-      self->rndv_.push_back(PendingRndv{ep, worker, data, length});
-    });
+    self->post_for(
+        *where, ep, [self, ep, where, data, length] { self->rndv_.push_back(PendingRndv{ep, where, data, length}); },
+        [where, data] { ucp_am_data_release(where->worker, data); });
     return UCS_INPROGRESS;
   }
   const auto* p = static_cast<const uint8_t*>(data);
-  self->post(*where, [self, ep, own, bytes = std::vector<uint8_t>(p, p + length)]() mutable {
-    if (!own || self->live(ep)) self->incoming_.push_back(Incoming{ep, std::move(bytes)});
+  self->post_for(*where, ep, [self, ep, bytes = std::vector<uint8_t>(p, p + length)]() mutable {
+    self->incoming_.push_back(Incoming{ep, std::move(bytes)});
   });
   return UCS_OK;
 }
@@ -68,8 +63,8 @@ void Server::on_rndv_done(void* request, ucs_status_t status, size_t, void* user
   auto* r = static_cast<RndvRecv*>(user_data);
   if (status == UCS_OK) {
     Server* self = r->server;
-    self->post(*r->where, [self, ep = r->ep, own = r->where->own_thread, bytes = std::move(r->bytes)]() mutable {
-      if (!own || self->live(ep)) self->incoming_.push_back(Incoming{ep, std::move(bytes)});
+    self->post_for(*r->where, r->ep, [self, ep = r->ep, bytes = std::move(r->bytes)]() mutable {
+      self->incoming_.push_back(Incoming{ep, std::move(bytes)});
     });
   } else {
     spdlog::debug("receiving a large request failed: {}", ucs_status_string(status));
@@ -79,15 +74,12 @@ void Server::on_rndv_done(void* request, ucs_status_t status, size_t, void* user
 }
 
 void Server::fetch(const PendingRndv& p) {
-  const WorkerRef* where = &main_ref_;
-  for (const auto& w : data_workers_)
-    if (w->worker.get() == p.worker) where = &w->ref;
-  auto* r = new RndvRecv{this, p.ep, std::vector<uint8_t>(p.length), where};
+  auto* r = new RndvRecv{this, p.ep, std::vector<uint8_t>(p.length), p.where};
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   rp.cb.recv_am = &Server::on_rndv_done;
   rp.user_data = r;
-  void* req = ucp_am_recv_data_nbx(p.worker, p.desc, r->bytes.data(), p.length, &rp);
+  void* req = ucp_am_recv_data_nbx(p.where->worker, p.desc, r->bytes.data(), p.length, &rp);
   if (req == nullptr) {
     incoming_.push_back(Incoming{r->ep, std::move(r->bytes)});
     delete r;

@@ -137,7 +137,7 @@ Server::~Server() {
   }
   for (const auto& w : data_workers_) w->ref.own_thread = false;
   run_inbox();
-  for (const auto& p : rndv_) ucp_am_data_release(p.worker, p.desc);
+  for (const auto& p : rndv_) ucp_am_data_release(p.where->worker, p.desc);
   rndv_.clear();
   for (const auto& d : data_)
     if (d.desc) ucp_am_data_release(d.worker, d.desc);
@@ -229,6 +229,16 @@ void Server::wake_receivers() {
 void Server::post(const WorkerRef& where, std::function<void()> work) {
   if (!where.own_thread) return work();
   enqueue(std::move(work));
+}
+
+void Server::post_for(const WorkerRef& where, ucp_ep_h ep, std::function<void()> work, std::function<void()> dropped) {
+  post(where, [this, own = where.own_thread, ep, work = std::move(work), dropped = std::move(dropped)] {
+    if (own && !live(ep)) {
+      if (dropped) dropped();
+      return;
+    }
+    work();
+  });
 }
 
 void Server::enqueue(std::function<void()> work) {

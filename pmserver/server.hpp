@@ -160,7 +160,7 @@ class Server {
   };
   struct PendingRndv {  // a large request whose data the main loop fetches
     ucp_ep_h ep;
-    ucp_worker_h worker;
+    const WorkerRef* where;  // its worker (the descriptor is that worker's)
     void* desc;
     size_t length;
   };
@@ -251,6 +251,10 @@ class Server {
   // on the event loop's own worker, at once.
   void post(const WorkerRef& where, std::function<void()> work);
   void enqueue(std::function<void()> work);  // always queued, after what is there
+  // post() for what a message of EP brought: run on the loop unless, run
+  // later from the inbox, EP has been closed meanwhile; then DROPPED runs
+  // instead (it releases what the message holds).
+  void post_for(const WorkerRef& where, ucp_ep_h ep, std::function<void()> work, std::function<void()> dropped = {});
   // Runs the queued work (all of it, or until DONE is true); false if none.
   bool run_inbox(const std::function<bool()>& done = {});
   // The endpoint EP is served (a connection not closed).
