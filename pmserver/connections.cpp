@@ -2,6 +2,7 @@
 // AUTH time limit, failures and teardown, and TCP peers that never start UCX's
 // handshake.
 #include <dirent.h>
+#include <linux/filter.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <spdlog/spdlog.h>
@@ -59,6 +60,16 @@ Server::Connection* Server::connection(Owner id) {
   return it == by_id_.end() || it->second->dead ? nullptr : it->second;
 }
 
+
+bool Server::accept_pending() {
+  const bool any = !pending_accepts_.empty();
+  while (!pending_accepts_.empty()) {
+    const ucp_conn_request_h request = pending_accepts_.front();
+    pending_accepts_.pop_front();
+    accept(request);
+  }
+  return any;
+}
 
 void Server::accept(ucp_conn_request_h request) {
   ucp_conn_request_attr_t attr{};
@@ -246,12 +257,32 @@ void Server::expire_handshakes() {
     awaiting_hello_.pop_front();
   }
 
-  std::set<std::string> peers;
-  for (const auto& [ep, c] : connections_) peers.insert(c->peer);
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (!dir) return;
   std::map<int, Suspect> seen;
   uint32_t dropped = 0;
+  for (const auto& [fd, peer] : strangers()) {
+    if (peer.empty()) continue;  // the listener
+    auto old = half_open_.find(fd);
+    Suspect s{peer, now};
+    if (old != half_open_.end() && old->second.peer == peer) s.since = old->second.since;
+    if (now - s.since >= options_.hello_timeout) {
+      ::shutdown(fd, SHUT_RDWR);
+      dropped++;
+      continue;
+    }
+    seen.emplace(fd, s);
+  }
+  half_open_ = std::move(seen);
+  if (dropped)
+    spdlog::warn("dropped {} TCP connection(s) to port {} that did not start the UCX handshake within {} ms", dropped,
+                 port_, options_.hello_timeout.count());
+}
+
+std::vector<std::pair<int, std::string>> Server::strangers() const {
+  std::set<std::string> peers;
+  for (const auto& [ep, c] : connections_) peers.insert(c->peer);
+  std::vector<std::pair<int, std::string>> found;
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (!dir) return found;
   while (const dirent* e = ::readdir(dir)) {
     char* end = nullptr;
     const long fd = std::strtol(e->d_name, &end, 10);
@@ -263,24 +294,47 @@ void Server::expire_handshakes() {
     if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &llen) != 0 ||
         (local.ss_family != AF_INET && local.ss_family != AF_INET6) || port_of(local) != port_)
       continue;
-    if (::getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&remote), &rlen) != 0) continue;  // the listener
-    const std::string peer = sockaddr_text(reinterpret_cast<const sockaddr*>(&remote), rlen);
-    if (peers.count(peer)) continue;
-    auto old = half_open_.find(static_cast<int>(fd));
-    Suspect s{peer, now};
-    if (old != half_open_.end() && old->second.peer == peer) s.since = old->second.since;
-    if (now - s.since >= options_.hello_timeout) {
-      ::shutdown(static_cast<int>(fd), SHUT_RDWR);
-      dropped++;
+    if (::getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&remote), &rlen) != 0) {
+      found.emplace_back(static_cast<int>(fd), std::string());  // the listener
       continue;
     }
-    seen.emplace(static_cast<int>(fd), s);
+    std::string peer = sockaddr_text(reinterpret_cast<const sockaddr*>(&remote), rlen);
+    if (!peers.count(peer)) found.emplace_back(static_cast<int>(fd), std::move(peer));
   }
   ::closedir(dir);
-  half_open_ = std::move(seen);
-  if (dropped)
-    spdlog::warn("dropped {} TCP connection(s) to port {} that did not start the UCX handshake within {} ms", dropped,
-                 port_, options_.hello_timeout.count());
+  return found;
+}
+
+// UCX 1.13 frees a listener without waiting for the connection requests its
+// tcp connection manager is still reading (a request read after the free
+// makes UCX's thread crash: fixed in later UCX, which counts them). So
+// before the listener goes, nothing new may reach it: a filter that drops
+// every packet goes on the listening socket (new clients' SYNs are dropped
+// until the socket closes, then refused; the sockets it accepts inherit the
+// filter) and on each socket accepted but not yet a connection; what
+// already arrived is read meanwhile, and its requests are accepted (to be
+// refused as the server is stopping) and closed with the rest.
+void Server::fence_listener() {
+  static sock_filter drop_all[] = {{BPF_RET | BPF_K, 0, 0, 0}};
+  const sock_fprog program{1, drop_all};
+  int fenced = 0;
+  for (const auto& [fd, peer] : strangers())
+    if (::setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) == 0) fenced++;
+  // Until every socket of the port is the listener or a connection (twice
+  // in a row, 2 ms apart: a request being read now is one or the other by
+  // then), for at most 100 ms (a socket of a connection just closed that
+  // UCX has not closed yet).
+  const auto until = Clock::now() + std::chrono::milliseconds(100);
+  for (int quiet = 0; quiet < 2 && Clock::now() < until;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    while (ucp_worker_progress(worker_.get()) != 0) {
+    }
+    accept_pending();
+    run_inbox();
+    const auto left = strangers();
+    quiet = std::all_of(left.begin(), left.end(), [](const auto& s) { return s.second.empty(); }) ? quiet + 1 : 0;
+  }
+  spdlog::debug("the listener is fenced ({} sockets)", fenced);
 }
 
 }  // namespace pmcr::server

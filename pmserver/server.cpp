@@ -118,6 +118,7 @@ Server::Server(Pool& pool, Catalogue& catalogue, ServerOptions options)
 }
 
 Server::~Server() {
+  if (listener_) fence_listener();
   for (auto& [ep, c] : connections_) {
     catalogue_.release_owner(c->id);
     catalogue_.release_named(c->id);
@@ -298,12 +299,7 @@ bool Server::drain() {
     it = deferred_.erase(it);
     did = true;
   }
-  while (!pending_accepts_.empty()) {
-    auto req = pending_accepts_.front();
-    pending_accepts_.pop_front();
-    accept(req);
-    did = true;
-  }
+  did = accept_pending() || did;
   while (!rndv_.empty()) {
     const PendingRndv p = rndv_.front();
     rndv_.pop_front();

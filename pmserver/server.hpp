@@ -289,6 +289,13 @@ class Server {
   // Drops connections that did not say HELLO in time, and TCP connections
   // to the listening port that never started UCX's handshake.
   void expire_handshakes();
+  // The sockets of the listening port that are not connections: fd and
+  // peer (none: the listener itself).
+  std::vector<std::pair<int, std::string>> strangers() const;
+  // Before the listener is destroyed: nothing new reaches it (see there).
+  void fence_listener();
+  // Accepts the connection requests UCX has handed over; true if any.
+  bool accept_pending();
   Connection* connection(Owner id);
 
   // ---- requests (requests.cpp) ----

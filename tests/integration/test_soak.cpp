@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <dirent.h>
+#include <deque>
 #include <fstream>
+#include <sstream>
 #include <random>
 #include <thread>
 
@@ -24,6 +26,9 @@ using pmcr::test::TempPath;
 
 namespace {
 
+constexpr int kWriters = 64;
+constexpr int kSeconds = 45;
+
 // Anonymous resident memory in KiB (the pool's file-backed pages excluded).
 long rss_anon_kib(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -32,11 +37,31 @@ long rss_anon_kib(pid_t pid) {
   return -1;
 }
 
+// On a failure: is the server alive, what it warned of, and how its log ends.
+std::string diagnose(const ServerProcess& server) {
+  std::ostringstream out;
+  out << "pmserver " << (server.running() ? "is running" : "has exited") << "; its warnings and errors:\n";
+  std::istringstream log(server.log());
+  std::deque<std::string> last;
+  for (std::string line; std::getline(log, line);) {
+    if (line.find("[warning]") != std::string::npos || line.find("[error]") != std::string::npos ||
+        line.find("[critical]") != std::string::npos)
+      out << line << "\n";
+    last.push_back(line);
+    if (last.size() > 60) last.pop_front();
+  }
+  out << "the end of its log:\n";
+  for (const auto& line : last) out << line << "\n";
+  return out.str();
+}
+
 }  // namespace
 
+// Exactly what the sealed versions hold is in use, every version reads back
+// right, and the server's descriptors and memory are back near the start.
+void check_accounting(ServerProcess& server, size_t fds0, long rss0, int killed);
+
 TEST(Soak, SixtyFourWritersWithKillsLeaveExactAccounting) {
-  constexpr int kWriters = 64;
-  constexpr int kSeconds = 45;
   TempPath pool("pool");
   ServerProcess server({pool.str(), "1G", 0, {}, {"--quota-bytes", "10%"}});
   ASSERT_TRUE(server.start()) << server.log();
@@ -71,6 +96,15 @@ TEST(Soak, SixtyFourWritersWithKillsLeaveExactAccounting) {
   EXPECT_EQ(bad, 0) << "writers saw wrong data";
   EXPECT_GT(killed, 50);
 
+  try {
+    check_accounting(server, fds0, rss0, killed);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << e.what();
+  }
+  if (HasFailure()) std::cerr << diagnose(server);
+}
+
+void check_accounting(ServerProcess& server, size_t fds0, long rss0, int killed) {
   auto c = server.connect();
   const auto until = std::chrono::steady_clock::now() + 30s;
   while (c.stat().connections != 1 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(50ms);
