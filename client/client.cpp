@@ -289,6 +289,7 @@ void Client::progress_or_sleep() {
   for (int i = 0; i < kSpins; ++i)
     if (ucp_worker_progress(worker_.get())) return;
   if (!rndv_.empty() || !read_.chunks.empty()) return;
+  if (idle_ && idle_()) return;
   const ucs_status_t st = ucp_worker_arm(worker_.get());
   if (st != UCS_OK) return;  // events arrived meanwhile (BUSY), or cannot sleep: keep spinning
   pollfd pfd{worker_.event_fd(), POLLIN, 0};
@@ -558,8 +559,19 @@ void Client::commit(const WriteTarget& target, uint64_t checksum_value) {
 void Client::write_region(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, const void* buf,
                           uint64_t size) {
   const WriteTarget t = create(job, version, rank, id, size);
-  put(t, buf);
-  commit(t, checksum(buf, size));
+  // The checksum is computed while the bytes go out, in slices, whenever
+  // the wait for them would sleep (on one host UCX's rendezvous has the
+  // server read them with process_vm_readv: this thread idles meanwhile).
+  Checksummer sum(buf, size);
+  idle_ = [&sum] { return sum.step(256u << 10); };
+  try {
+    put(t, buf);
+  } catch (...) {
+    idle_ = nullptr;
+    throw;
+  }
+  idle_ = nullptr;
+  commit(t, sum.value());
 }
 
 void Client::seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions) {

@@ -239,7 +239,13 @@ class Client {
   // Progresses until REQUEST completes; throws on failure, or when nothing
   // progressed for LIMIT.
   void wait(void* request, const char* what, const Limit& limit);
+  // Progresses UCX; with nothing to progress, a slice of the idle work
+  // (idle_) if there is any, else sleeps until UCX has something (100 ms at
+  // most).
   void progress_or_sleep();
+  // Work for the moments a wait would sleep (a slice per call; false when
+  // there is none left): write_region hashes the buffer being sent.
+  std::function<bool()> idle_;
   // Inactivity bookkeeping: start() at the beginning of an operation,
   // touch() on every sign of progress, tick() once per pass of a wait loop
   // (it notices that this process was stopped and does not count that).

@@ -3,11 +3,33 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <new>
 
 namespace pmcr {
 
 uint64_t checksum(const void* data, size_t size) noexcept {
   return XXH3_64bits(size == 0 ? "" : data, size);
+}
+
+Checksummer::Checksummer(const void* data, size_t size)
+    : data_(static_cast<const unsigned char*>(data)), size_(size), state_(XXH3_createState()) {
+  if (!state_) throw std::bad_alloc();
+  XXH3_64bits_reset(static_cast<XXH3_state_t*>(state_));
+}
+
+Checksummer::~Checksummer() { XXH3_freeState(static_cast<XXH3_state_t*>(state_)); }
+
+bool Checksummer::step(size_t n) {
+  if (done_ == size_) return false;
+  n = std::min(n, size_ - done_);
+  XXH3_64bits_update(static_cast<XXH3_state_t*>(state_), data_ + done_, n);
+  done_ += n;
+  return true;
+}
+
+uint64_t Checksummer::value() {
+  step(size_ - done_);
+  return XXH3_64bits_digest(static_cast<XXH3_state_t*>(state_));
 }
 
 std::vector<uint64_t> block_hashes(const void* data, size_t size, size_t block_size) {

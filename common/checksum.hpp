@@ -9,6 +9,26 @@ namespace pmcr {
 
 uint64_t checksum(const void* data, size_t size) noexcept;
 
+// checksum() of DATA, computed a slice at a time: a writer hashes a buffer
+// in the moments it would otherwise sleep while the buffer's bytes are
+// being sent. The same value as checksum(DATA, SIZE).
+class Checksummer {
+ public:
+  Checksummer(const void* data, size_t size);
+  ~Checksummer();
+  Checksummer(const Checksummer&) = delete;
+  Checksummer& operator=(const Checksummer&) = delete;
+  // Hashes up to N more bytes; false if none were left.
+  bool step(size_t n);
+  // Hashes what is left; the checksum.
+  uint64_t value();
+
+ private:
+  const unsigned char* data_;
+  size_t size_, done_ = 0;
+  void* state_;  // XXH3_state_t
+};
+
 // Regions kept in blocks (incremental checkpoints, named regions): the
 // checksum of each BLOCK_SIZE block of DATA (the last one may be shorter),
 // and the region's checksum over them: the XXH3-64 of the hashes as

@@ -87,6 +87,9 @@ uint8_t* Catalogue::write_into(Working& w, uint64_t offset, uint64_t length, uin
     w.broken = why;
     return Error(code, why);
   };
+  if (w.committing)
+    throw fail(PMCR_E_STATE, "data arrived for the region while its COMMIT was in progress; write all of it, then "
+                             "commit");
   if (length == 0) return nullptr;
   if (w.fixed ? (length > w.size || offset > w.size - length) : offset > w.size)
     throw fail(PMCR_E_RANGE, std::to_string(length) + " bytes at offset " + std::to_string(offset) +
@@ -164,6 +167,17 @@ void Catalogue::release_write(const WorkingRef& pin, bool arrived) {
 }
 
 void Catalogue::hash_blocks(Working& w, bool named) {
+  std::vector<uint64_t> hashes;
+  for (const auto& [p, n] : fresh_blocks(w)) {
+    pool_.persist(p, n);
+    hashes.push_back(checksum(p, n));
+  }
+  hashed_blocks(w, hashes);
+  if (named) CRASH_POINT("region.commit.data");
+  else CRASH_POINT("commit.data");
+}
+
+std::vector<std::pair<uint8_t*, uint64_t>> Catalogue::fresh_blocks(Working& w) {
   const uint64_t bs = w.block_size, nb = blocks_for(w.size, bs);
   for (auto i = w.blocks.size(); i-- > nb;) {  // past the end (nothing shrinks a region but a clear)
     const Block& b = w.blocks[i];
@@ -171,21 +185,28 @@ void Catalogue::hash_blocks(Working& w, bool named) {
     else if (b.offset) unref_block(b.offset, b.length);
   }
   w.blocks.resize(nb);
+  std::vector<std::pair<uint8_t*, uint64_t>> fresh;
   for (uint64_t i = 0; i < nb; ++i) {
     Block& b = w.blocks[i];
     const uint64_t valid = valid_bytes(w.size, bs, i);
     if (b.offset == 0 || (!b.fresh && b.valid != valid))
       throw Error(PMCR_E_RANGE, "bytes " + std::to_string(i * bs + (b.offset ? b.valid : 0)) + " to " +
                                     std::to_string(i * bs + valid) + " of the region were never written");
-    if (b.fresh) {
-      const uint8_t* p = pool_.base() + b.offset;
-      pool_.persist(p, valid);
-      b.hash = checksum(p, valid);
-      b.valid = valid;
-    }
+    if (b.fresh) fresh.emplace_back(pool_.base() + b.offset, valid);
   }
-  if (named) CRASH_POINT("region.commit.data");
-  else CRASH_POINT("commit.data");
+  return fresh;
+}
+
+void Catalogue::hashed_blocks(Working& w, const std::vector<uint64_t>& hashes) {
+  size_t next = 0;
+  for (uint64_t i = 0; i < w.blocks.size(); ++i) {
+    Block& b = w.blocks[i];
+    if (!b.fresh) continue;
+    if (next == hashes.size()) throw Error(PMCR_E_INTERNAL, "fewer block hashes than new blocks");
+    b.hash = hashes[next++];
+    b.valid = valid_bytes(w.size, w.block_size, i);
+  }
+  if (next != hashes.size()) throw Error(PMCR_E_INTERNAL, "more block hashes than new blocks");
 }
 
 std::pair<uint64_t, uint64_t> Catalogue::write_map(const Working& w, const std::string& job, const std::string& name,

@@ -49,6 +49,7 @@ struct Working {
   std::string broken;          // why it cannot be committed
   bool abandoned = false;
   bool fixed = false;  // a checkpoint's region: its size was declared at CREATE; writes stay within it
+  bool committing = false;  // its new blocks are being hashed off the event loop: no writes meanwhile
 };
 
 using GenerationRef = std::shared_ptr<Generation>;

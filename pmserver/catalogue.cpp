@@ -402,15 +402,26 @@ uint8_t* Catalogue::write_blocks(uint64_t handle, Owner owner, uint64_t offset, 
 // those it shares with its base version included), its block map written,
 // then the record rewritten and committed with one state word.
 void Catalogue::commit_mapped(uint32_t slot, uint64_t size, uint64_t checksum_value) {
-  Record& r = rec(slot);
+  hash_blocks(mapped_target(slot, size), false);
+  commit_hashed(slot, checksum_value);
+}
+
+Working& Catalogue::mapped_target(uint32_t slot, uint64_t size) {
+  const Record& r = rec(slot);
   Working& w = *slots_[slot].work;
+  if (w.committing) throw Error(PMCR_E_STATE, "a COMMIT of this region is in progress; wait for its reply");
   if (!w.broken.empty())
     throw Error(PMCR_E_IO, "the region's data did not arrive whole (" + w.broken + "); write the region again");
   if (w.landing > 0) throw Error(PMCR_E_BUSY, "the region's data is still arriving; commit after it");
   if (size != r.size)
     throw Error(PMCR_E_SIZE, "commit of " + std::to_string(size) + " bytes for a region created with " +
                                  std::to_string(r.size) + " bytes");
-  hash_blocks(w, false);
+  return w;
+}
+
+void Catalogue::commit_hashed(uint32_t slot, uint64_t checksum_value) {
+  Record& r = rec(slot);
+  Working& w = *slots_[slot].work;
   const uint64_t actual = combine_hashes(w.blocks);
   if (actual != checksum_value) {
     char buf[128];
@@ -488,6 +499,32 @@ void Catalogue::commit_persisted(uint64_t handle, uint64_t size, uint64_t checks
   uint32_t slot = 0;
   Record* r = commit_target(handle, size, checksum_value, owner, &slot);
   if (r) commit_checked(*r, checksum_value, actual);
+}
+
+std::optional<std::vector<std::pair<uint8_t*, uint64_t>>> Catalogue::commit_blocks_data(uint64_t handle, uint64_t size,
+                                                                                     uint64_t checksum_value,
+                                                                                     Owner owner) {
+  uint32_t slot = 0;
+  Record* r = commit_target(handle, size, checksum_value, owner, &slot);
+  if (!r || !slots_[slot].work) return std::nullopt;
+  Working& w = mapped_target(slot, size);
+  auto fresh = fresh_blocks(w);
+  w.committing = true;
+  return fresh;
+}
+
+void Catalogue::commit_blocks_hashed(uint64_t handle, uint64_t size, uint64_t checksum_value, Owner owner,
+                                     const std::vector<uint64_t>& hashes) {
+  uint32_t slot = 0;
+  Record* r = commit_target(handle, size, checksum_value, owner, &slot);
+  if (!r || !slots_[slot].work) throw Error(PMCR_E_INTERNAL, "a region committed in blocks changed under its COMMIT");
+  Working& w = *slots_[slot].work;
+  w.committing = false;
+  if (!w.broken.empty())
+    throw Error(PMCR_E_IO, "the region's data did not arrive whole (" + w.broken + "); write the region again");
+  hashed_blocks(w, hashes);
+  CRASH_POINT("commit.data");
+  commit_hashed(slot, checksum_value);
 }
 
 void Catalogue::seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions, uint64_t attempt,

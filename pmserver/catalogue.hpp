@@ -216,6 +216,16 @@ class Catalogue {
   std::optional<std::pair<uint8_t*, uint64_t>> commit_data(uint64_t handle, uint64_t size, uint64_t checksum,
                                                            Owner owner);
   void commit_persisted(uint64_t handle, uint64_t size, uint64_t checksum, uint64_t actual, Owner owner);
+  // The same for a region kept in blocks (a checkpoint's): its new blocks
+  // (pool ranges, in order) to persist and hash off the event loop, once
+  // the checks that need no pass over the data passed (nothing: a retried
+  // commit, or a region in one extent); writes into it are refused until
+  // the second half, which takes their hashes in the same order. The
+  // region must stay pinned in between. Throws as commit_region.
+  std::optional<std::vector<std::pair<uint8_t*, uint64_t>>> commit_blocks_data(uint64_t handle, uint64_t size,
+                                                                              uint64_t checksum, Owner owner);
+  void commit_blocks_hashed(uint64_t handle, uint64_t size, uint64_t checksum, Owner owner,
+                            const std::vector<uint64_t>& hashes);
   // Where OWNER may write the data of its uncommitted region HANDLE.
   // Throws NOT_FOUND, STATE (another owner, or already committed).
   RegionView writable_region(uint64_t handle, Owner owner) const;
@@ -427,6 +437,15 @@ class Catalogue {
   // Persists and hashes W's new blocks, after checking it has no hole.
   // Throws RANGE.
   void hash_blocks(Working& w, bool named);
+  // The halves of hash_blocks: the blocks past W's end dropped and the
+  // holes refused (RANGE), then the new blocks' pool ranges; then their
+  // hashes, in the same order.
+  std::vector<std::pair<uint8_t*, uint64_t>> fresh_blocks(Working& w);
+  void hashed_blocks(Working& w, const std::vector<uint64_t>& hashes);
+  // A checkpoint region's commit: the checks before any pass over the data
+  // (broken, still landing, size), and what follows the hashing.
+  Working& mapped_target(uint32_t slot, uint64_t size);
+  void commit_hashed(uint32_t slot, uint64_t checksum);
   // W's block map in a new extent, persisted; (offset, length). Throws NOSPACE.
   std::pair<uint64_t, uint64_t> write_map(const Working& w, const std::string& job, const std::string& name,
                                           uint64_t number, uint32_t keep);

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "workers.hpp"
@@ -21,10 +22,14 @@ class Committer {
     uint64_t id = 0;
     uint8_t* data = nullptr;
     uint64_t size = 0;
+    // A region kept in blocks: its new blocks instead, each persisted and
+    // hashed on its own.
+    std::vector<std::pair<uint8_t*, uint64_t>> blocks;
   };
   struct Result {
     uint64_t id = 0;
     uint64_t checksum = 0;  // of the data, after it was persisted
+    std::vector<uint64_t> hashes;  // of each block, in order
   };
 
   // THREADS workers; PERSIST makes a range of the pool durable (thread-safe).

@@ -219,8 +219,8 @@ int main(int argc, char** argv) {
                  "copy-on-write block of a new named region (4K to 64M, a power of two), unless its writer asks")
       ->capture_default_str();
   app.add_option("--threads", threads,
-                 "threads that persist and checksum committed data, besides the event loop (default: the cores this "
-                 "process may use; 0: the event loop does it)")
+                 "threads that persist and checksum committed data, and verify data for readers, besides the event "
+                 "loop (default: the cores this process may use; 0: the event loop persists and one thread verifies)")
       ->capture_default_str()
       ->check(CLI::Range(0, 256));
   unsigned receive_threads = threads;

@@ -187,7 +187,8 @@ void Server::committed() {
       c->commits--;
       try {
         try {
-          catalogue_.commit_persisted(w.handle, w.size, w.checksum, res.checksum, c->id);
+          if (w.blocks) catalogue_.commit_blocks_hashed(w.handle, w.size, w.checksum, c->id, res.hashes);
+          else catalogue_.commit_persisted(w.handle, w.size, w.checksum, res.checksum, c->id);
         } catch (const Error& e) {
           if (e.code() != PMCR_E_NOT_FOUND) throw;
           c->grants->revoke(w.handle);
@@ -326,15 +327,28 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
               // thread: the reply follows when it is done (committed()).
               constexpr uint64_t kOffload = 256u << 10;
               if (committer_.threads() && m.size >= kOffload) {
-                if (auto data = catalogue_.commit_data(m.handle, m.size, m.checksum, c.id)) {
-                  take(c.commits, "COMMITs");
+                const auto offload = [&](Committer::Job job, bool blocks) {
+                  job.id = ++next_commit_;
                   catalogue_.pin(m.handle);
-                  const uint64_t id = ++next_commit_;
-                  committing_[id] = Committing{c.id, tag, m.handle, m.size, m.checksum};
+                  committing_[job.id] = Committing{c.id, tag, m.handle, m.size, m.checksum, blocks};
                   committing_handles_.insert(m.handle);
-                  committer_.submit(Committer::Job{id, data->first, data->second});
-                  return std::nullopt;
+                  committer_.submit(job);
+                };
+                take(c.commits, "COMMITs");
+                try {
+                  if (auto data = catalogue_.commit_data(m.handle, m.size, m.checksum, c.id)) {
+                    offload(Committer::Job{0, data->first, data->second, {}}, false);
+                    return std::nullopt;
+                  }
+                  if (auto blocks = catalogue_.commit_blocks_data(m.handle, m.size, m.checksum, c.id)) {
+                    offload(Committer::Job{0, nullptr, 0, std::move(*blocks)}, true);
+                    return std::nullopt;
+                  }
+                } catch (...) {
+                  c.commits--;
+                  throw;
                 }
+                c.commits--;
               }
               catalogue_.commit_region(m.handle, m.size, m.checksum, c.id);
             } catch (const Error& e) {

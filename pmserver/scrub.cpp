@@ -37,16 +37,28 @@ uint64_t Server::start_task(Task task, std::vector<RegionView> regions) {
   return id;
 }
 
+namespace {
+// How long a passed check spares an OPEN of the same bytes another pass.
+constexpr auto kFreshCheck = std::chrono::seconds(5);
+}  // namespace
+
 void Server::check(uint64_t task, Task& t, const RegionView& region) {
-  const auto submit = [&](const uint8_t* data, uint64_t size, uint64_t expected) {
+  const auto submit = [&](uint64_t offset, uint64_t size, uint64_t expected) {
+    if (t.kind == TaskKind::Open) {
+      auto it = passed_.find({offset, size, expected});
+      if (it != passed_.end() && Clock::now() - it->second < kFreshCheck) {
+        t.fresh++;
+        return;
+      }
+    }
     catalogue_.pin(region.handle);  // released when its check is done
     const uint64_t id = next_id_++;
-    checks_.emplace(id, CheckRef{task, region, expected});
-    verifier_.submit(Verifier::Check{id, data, size, expected, t.kind == TaskKind::Scrub});
+    checks_.emplace(id, CheckRef{task, region, expected, offset, size});
+    verifier_.submit(Verifier::Check{id, pool_.base() + offset, size, expected, t.kind == TaskKind::Scrub});
     t.pending++;
   };
   if (!region.blocks) {
-    submit(pool_.base() + region.offset, region.size, region.checksum);
+    submit(region.offset, region.size, region.checksum);
     return;
   }
   // Kept in blocks: each block against its hash, and the hashes against the
@@ -58,7 +70,12 @@ void Server::check(uint64_t task, Task& t, const RegionView& region) {
     catalogue_.quarantine(t.job, t.version, t.version_id, why);
     return;
   }
-  for (const Block& b : region.blocks->blocks) submit(pool_.base() + b.offset, b.valid, b.hash);
+  for (const Block& b : region.blocks->blocks) submit(b.offset, b.valid, b.hash);
+}
+
+void Server::forget_stale_checks() {
+  const auto now = Clock::now();
+  for (auto p = passed_.begin(); p != passed_.end();) p = now - p->second >= kFreshCheck ? passed_.erase(p) : std::next(p);
 }
 
 void Server::verified() {
@@ -72,6 +89,7 @@ void Server::verified() {
     } catch (const Error& e) {
       spdlog::error("releasing a verified region: {}", e.what());
     }
+    if (res.ok) passed_[{ref.offset, ref.size, ref.expected}] = Clock::now();
     auto it = tasks_.find(ref.task);
     if (it == tasks_.end()) continue;
     Task& t = it->second;
@@ -122,6 +140,10 @@ void Server::finish_task(Task& t) {
         reply_error(*c, proto::Type::Open, t.tag, e.code(), e.what());
         return;
       }
+      if (t.fresh)
+        spdlog::debug("connection {}: open of region rank {} id {} of {}: {} checks not repeated (passed under {} s ago)",
+                      c->id, t.opened.rank, t.opened.id, what, t.fresh,
+                      std::chrono::duration_cast<std::chrono::seconds>(kFreshCheck).count());
       send(*c, proto::Reply{proto::Type::Open, t.tag, 0, "", t.open});
       return;
     }

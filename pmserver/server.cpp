@@ -71,7 +71,7 @@ Server::Server(Pool& pool, Catalogue& catalogue, ServerOptions options)
       worker_(context_),
       main_ref_{this, worker_.get(), false},
       credentials_(options_.auth),
-      verifier_(options_.scrub_rate),
+      verifier_(options_.scrub_rate, options_.commit_threads),
       committer_(options_.commit_threads, [this](const void* p, size_t n) { pool_.persist(p, n); }) {
   catalogue_.on_extent_freed = [this](uint64_t offset, uint64_t) { unregister(offset); };
   if (!options_.drain_dir.empty()) drainer_ = std::make_unique<Drainer>(options_.drain_dir, options_.drain_rate);
@@ -374,6 +374,7 @@ void Server::housekeeping(int signal_fd) {
   schedule_drain();
   if (now >= next_ping_) {
     next_ping_ = now + std::chrono::seconds(1);
+    forget_stale_checks();
     std::set<Owner> waiting;
     for (const auto& [id, t] : tasks_)
       if (t.kind != TaskKind::Scrub) waiting.insert(t.conn);

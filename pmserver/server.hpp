@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <tuple>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -77,7 +78,8 @@ struct ServerOptions {
   bool allow_rma = true;  // offer put/get where the transport enforces remote keys
   AuthOptions auth;
   // Threads that persist and checksum committed data (committer.hpp); 0:
-  // the event loop does it.
+  // the event loop does it. As many (at least one) verify data for readers
+  // (verifier.hpp).
   unsigned commit_threads = 0;
   // Threads that each progress a UCX worker of their own, over which the
   // connections are spread: the bytes of different clients move on
@@ -236,6 +238,7 @@ class Server {
     proto::OpenReply open;  // Open: the reply once the region verified
     RegionView opened;      // Open: the region, granted to the reader only once it verified
     uint32_t pending = 0;
+    uint32_t fresh = 0;  // Open: checks not repeated, as they passed moments ago
     std::vector<RegionView> later;  // Scrub: regions checked one at a time, pinned only while checked
     std::string failure;
   };
@@ -243,7 +246,15 @@ class Server {
     uint64_t task;
     RegionView region;  // pinned until its check is done
     uint64_t expected;  // the checksum of the region, or of the block checked
+    uint64_t offset;    // where the bytes checked are in the pool
+    uint64_t size;
   };
+  // Checks that passed, by the bytes' place, length and checksum, with when:
+  // an OPEN of the same bytes soon after (pmcr_restart_test's VERIFY, then
+  // the restart's OPENs) does not hash them again. Sealed bytes are never
+  // written; the reader checks what it receives against the checksum too.
+  std::map<std::tuple<uint64_t, uint64_t, uint64_t>, Clock::time_point> passed_;
+  void forget_stale_checks();  // (every second)
 
   // ---- UCX callbacks (queue work only) ----
   // On a receive thread a callback runs its work through post(): queued
@@ -417,6 +428,7 @@ class Server {
     uint64_t handle;
     uint64_t size;
     uint64_t checksum;
+    bool blocks;  // kept in blocks (Catalogue::commit_blocks_data)
   };
   std::map<uint64_t, Committing> committing_;
   std::set<uint64_t> committing_handles_;

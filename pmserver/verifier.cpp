@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <utility>
@@ -14,8 +15,8 @@ constexpr uint64_t kSlice = 4u << 20;  // bytes hashed between looks at the queu
 
 }  // namespace
 
-Verifier::Verifier(uint64_t background_rate) : rate_(background_rate) {
-  thread_ = std::thread([this] { loop(); });
+Verifier::Verifier(uint64_t background_rate, unsigned threads) : rate_(background_rate) {
+  for (unsigned i = 0; i < std::max(1u, threads); ++i) threads_.emplace_back([this, i] { loop(i == 0); });
 }
 
 Verifier::~Verifier() {
@@ -24,7 +25,7 @@ Verifier::~Verifier() {
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  for (auto& t : threads_) t.join();
 }
 
 void Verifier::submit(const Check& check) {
@@ -32,7 +33,9 @@ void Verifier::submit(const Check& check) {
     std::lock_guard<std::mutex> lock(mu_);
     (check.background ? background_ : urgent_).push_back(check);
   }
-  cv_.notify_one();
+  // (All: the one that would take it may be the first thread, pacing a
+  // background check.)
+  cv_.notify_all();
 }
 
 std::vector<Verifier::Result> Verifier::take() {
@@ -58,10 +61,11 @@ void Verifier::finish(Running& r) {
   wakeup_.signal();
 }
 
-// One urgent check runs to its end before the next; a background check is
-// hashed a slice at a time, and an urgent check that arrives meanwhile
-// runs before its next slice. Background slices are paced to the rate.
-void Verifier::loop() {
+// One urgent check runs to its end before the thread takes the next; a
+// background check is hashed a slice at a time, and an urgent check that
+// arrives meanwhile runs before its next slice. Background slices are
+// paced to the rate.
+void Verifier::loop(bool background_too) {
   using Clock = std::chrono::steady_clock;
   std::optional<Running> background;
   Clock::time_point allowed = Clock::now();  // when the next background slice may start
@@ -81,6 +85,10 @@ void Verifier::loop() {
           running_++;
           urgent = true;
           break;
+        }
+        if (!background_too) {
+          cv_.wait(lock);
+          continue;
         }
         if (!background && !background_.empty()) {
           background.emplace();

@@ -2,9 +2,10 @@
 // of its own, so that verifying gigabytes never stalls the event loop.
 //
 // Two classes of work: urgent checks (a reader's OPEN, a VERIFY request)
-// run first and at full speed; background checks (the scrub) run only when
-// nothing urgent waits, in slices, at no more than a configured rate, so
-// they never starve clients. The caller pins every region it submits (its
+// run first and at full speed, on several threads at once (a version's
+// regions, a region's blocks); background checks (the scrub) run on the
+// first thread only when nothing urgent waits, in slices, at no more than a
+// configured rate, so they never starve clients. The caller pins every region it submits (its
 // extent cannot be freed or reused under the check) and collects results
 // on the main thread after event_fd() becomes readable.
 #pragma once
@@ -35,8 +36,9 @@ class Verifier {
     uint64_t actual = 0;
   };
 
-  // RATE: bytes per second for background checks (0: unlimited).
-  explicit Verifier(uint64_t background_rate);
+  // RATE: bytes per second for background checks (0: unlimited); THREADS
+  // (at least 1) hash urgent checks in parallel.
+  Verifier(uint64_t background_rate, unsigned threads);
   ~Verifier();
   Verifier(const Verifier&) = delete;
   Verifier& operator=(const Verifier&) = delete;
@@ -54,7 +56,8 @@ class Verifier {
     uint64_t done = 0;
     void* state = nullptr;  // XXH3_state_t
   };
-  void loop();
+  // The first thread also runs the background checks.
+  void loop(bool background_too);
   void finish(Running& r);
 
   const uint64_t rate_;
@@ -65,7 +68,7 @@ class Verifier {
   std::vector<Result> results_;
   size_t running_ = 0;
   bool stop_ = false;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace pmcr::server

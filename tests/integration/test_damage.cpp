@@ -107,6 +107,27 @@ TEST_F(Damage, EveryReadIsVerified) {
   EXPECT_EQ(code_of([&] { c.open("d", 2, 1, 0); }), PMCR_E_CORRUPT) << "no region of a quarantined version is served";
 }
 
+// pmcr_restart_test VERIFYs the candidate, then the restart OPENs each of
+// its regions: bytes that passed their check moments before are not hashed
+// a second time (the reader still checks what it receives). A region no
+// check has passed is verified at its OPEN as ever.
+TEST_F(Damage, AnOpenRightAfterItsVerifyIsNotHashedAgain) {
+  write_versions({"--scrub-rate", "0"});
+  ASSERT_TRUE(server_->start()) << server_->log();
+  auto c = server_->connect();
+  c.verify("d", 2);
+  std::vector<uint8_t> got(data(2, 0).size());
+  c.read_region("d", 2, 0, 0, got.data(), got.size());
+  EXPECT_EQ(got, data(2, 0));
+  c.read_region("d", 1, 1, 0, got.data(), got.size());
+  EXPECT_EQ(got, data(1, 1));
+  const std::string log = server_->log();
+  EXPECT_NE(log.find("open of region rank 0 id 0 of version 2 of job 'd': 1 checks not repeated"), std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("of version 1 of job 'd': 1 checks not repeated"), std::string::npos)
+      << "version 1 was never verified before its OPEN\n" << log;
+}
+
 // Defect: a damaged seal record made start-up free the version's intact
 // regions ("reclaimed 1 unsealed regions"). They are kept and quarantined.
 TEST_F(Damage, DamagedSealRecordKeepsItsRegions) {

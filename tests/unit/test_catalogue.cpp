@@ -631,3 +631,69 @@ TEST_F(CatalogueTest, OneOwnerCannotTakeEveryJobName) {
   cat_->delete_versions("j0", std::nullopt);
   EXPECT_NO_THROW(cat_->claim_job("one-more", 1000, 1000));
 }
+
+// A checkpoint region kept in blocks is committed in two halves (its new
+// blocks hashed off the event loop in between): the result is the same as
+// the one-step commit; data arriving in between breaks that commit, not
+// the catalogue; and hashes that do not add up are refused.
+TEST_F(CatalogueTest, ARegionInBlocksCommitsInTwoHalves) {
+  constexpr uint64_t kBlock = 64 << 10;
+  const auto data = pattern(5 * kBlock + 1000, 7);  // 6 blocks, the last short
+  std::vector<uint64_t> block_sums;
+  for (uint64_t at = 0; at < data.size(); at += kBlock)
+    block_sums.push_back(pmcr::checksum(data.data() + at, std::min<uint64_t>(kBlock, data.size() - at)));
+  const uint64_t sum = pmcr::combine_hashes(block_sums.data(), block_sums.size());
+  // Writes every block of region ID of VERSION, as the server's receive does.
+  const auto fill = [&](uint64_t version, uint32_t id) {
+    const RegionView v = cat_->create_region({"b", version, 0, id}, data.size(), 1, attempt("b"), kBlock);
+    for (uint64_t at = 0; at < data.size(); at += kBlock) {
+      const uint64_t n = std::min<uint64_t>(kBlock, data.size() - at);
+      WorkingRef pin;
+      std::memcpy(cat_->write_blocks(v.handle, 1, at, n, &pin), data.data() + at, n);
+      cat_->release_write(pin, true);
+    }
+    return v.handle;
+  };
+  const auto hash = [](const std::vector<std::pair<uint8_t*, uint64_t>>& blocks) {
+    std::vector<uint64_t> out;
+    for (const auto& [p, n] : blocks) out.push_back(pmcr::checksum(p, n));
+    return out;
+  };
+
+  // The two halves.
+  const uint64_t h0 = fill(1, 0);
+  const auto blocks = cat_->commit_blocks_data(h0, data.size(), sum, 1);
+  ASSERT_TRUE(blocks);
+  ASSERT_EQ(blocks->size(), 6u);
+  EXPECT_EQ(code_of([&] { cat_->commit_region(h0, data.size(), sum, 1); }), PMCR_E_STATE) << "a second COMMIT meanwhile";
+  cat_->commit_blocks_hashed(h0, data.size(), sum, 1, hash(*blocks));
+  EXPECT_FALSE(cat_->commit_blocks_data(h0, data.size(), sum, 1)) << "a retried commit has nothing to do";
+
+  // Data in between: the write is refused, and so is the commit.
+  const uint64_t h1 = fill(2, 1);
+  const auto b1 = cat_->commit_blocks_data(h1, data.size(), sum, 1);
+  ASSERT_TRUE(b1);
+  WorkingRef pin;
+  EXPECT_EQ(code_of([&] { cat_->write_blocks(h1, 1, 0, 16, &pin); }), PMCR_E_STATE);
+  EXPECT_EQ(code_of([&] { cat_->commit_blocks_hashed(h1, data.size(), sum, 1, hash(*b1)); }), PMCR_E_IO);
+
+  // Hashes that are not the data's.
+  const uint64_t h2 = fill(2, 2);
+  const auto b2 = cat_->commit_blocks_data(h2, data.size(), sum, 1);
+  ASSERT_TRUE(b2);
+  auto wrong = hash(*b2);
+  wrong[3] ^= 1;
+  EXPECT_EQ(code_of([&] { cat_->commit_blocks_hashed(h2, data.size(), sum, 1, wrong); }), PMCR_E_CHECKSUM);
+
+  // The one-step commit of the same bytes, and both read back alike.
+  cat_->commit_region(fill(1, 3), data.size(), sum, 1);
+  seal("b", 1, 1, 2);
+  for (uint32_t id : {0u, 3u}) {
+    const RegionView v = cat_->open_region({"b", 1, 0, id});
+    EXPECT_EQ(v.checksum, sum);
+    std::vector<uint8_t> got;
+    for (const Segment& s : cat_->segments(v, 0, v.size)) got.insert(got.end(), cat_->data(s.offset), cat_->data(s.offset) + s.length);
+    EXPECT_EQ(got, data) << "region " << id;
+    cat_->close_region(v.handle);
+  }
+}
