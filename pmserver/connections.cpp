@@ -182,6 +182,8 @@ void Server::disconnect(Connection& c, const char* why, bool flush) {
     }
   }
   for (auto it = failed_.begin(); it != failed_.end();) it = *it == &c ? failed_.erase(it) : std::next(it);
+  for (auto it = arrival_sums_.begin(); it != arrival_sums_.end();)
+    it = it->second->writer == c.id ? arrival_sums_.erase(it) : std::next(it);
   (c.refused ? refusing_ : served_)--;
   DataWorker* dw = c.worker;
   if (dw) dw->connections--;

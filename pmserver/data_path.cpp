@@ -7,8 +7,10 @@
 // meanwhile, its memory is not reused until the transfer has ended, so late
 // bytes can never land in another region.
 #include <spdlog/spdlog.h>
+#include <xxhash.h>
 
 #include <cstring>
+#include <new>
 
 #include "error.hpp"
 #include "fault.hpp"
@@ -77,13 +79,16 @@ void Server::receive(PendingData& d) {
   if (v.block_size) return receive_blocks(c, d, h, false);
   uint8_t* dest = pool_.base() + v.offset + h.offset;
   data_in_ += d.length;
+  auto& sum = arrival_sums_[h.handle];
+  if (!sum) sum = std::make_shared<ArrivalSum>(c.id);
   if (!d.desc) {
     std::memcpy(dest, d.bytes.data(), d.length);
+    sum->landed(h.offset, dest, d.length, persist_);
     return;
   }
   catalogue_.pin(h.handle);
   ++data_inflight_[h.handle];
-  auto* io = new DataIo{this, h.handle, c.id, {}, nullptr, nullptr, &ref_of(c)};
+  auto* io = new DataIo{this, h.handle, c.id, {}, nullptr, nullptr, &ref_of(c), sum, h.offset, dest, d.length};
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   rp.cb.recv_am = &Server::on_data_received;
@@ -153,12 +158,58 @@ void Server::receive_blocks(Connection& c, PendingData& d, const proto::DataHead
 void Server::on_data_received(void* request, ucs_status_t status, size_t, void* user_data) {
   auto* io = static_cast<DataIo*>(user_data);
   if (status != UCS_OK) spdlog::debug("receiving region data failed: {}", ucs_status_string(status));
+  // (Here, on the receive thread, while the bytes are still in its cache.)
+  if (io->sum && status == UCS_OK) io->sum->landed(io->offset, io->dest, io->length, io->server->persist_);
   io->server->post(*io->where, [io, status] {
     if (io->working) io->server->catalogue_.release_write(io->working, status == UCS_OK);
     io->server->data_finished(io->handle);
     delete io;
   });
   ucp_request_free(request);
+}
+
+Server::ArrivalSum::ArrivalSum(Owner w) : writer(w), state_(XXH3_createState()) {
+  if (!state_) throw std::bad_alloc();
+  XXH3_64bits_reset(static_cast<XXH3_state_t*>(state_));
+}
+
+Server::ArrivalSum::~ArrivalSum() { XXH3_freeState(static_cast<XXH3_state_t*>(state_)); }
+
+void Server::ArrivalSum::take(const uint8_t* data, uint64_t length,
+                              const std::function<void(const void*, size_t)>& persist) {
+  persist(data, length);
+  XXH3_64bits_update(static_cast<XXH3_state_t*>(state_), data, length);
+  next_ += length;
+}
+
+void Server::ArrivalSum::landed(uint64_t offset, const uint8_t* data, uint64_t length,
+                                const std::function<void(const void*, size_t)>& persist) {
+  constexpr size_t kMaxEarly = 64;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (broken_ || length == 0) return;
+  if (offset != next_) {
+    // Early (kept for later), or bytes at a place already seen: give up.
+    if (offset < next_ || early_.size() >= kMaxEarly || !early_.emplace(offset, std::make_pair(data, length)).second) {
+      broken_ = true;
+      early_.clear();
+    }
+    return;
+  }
+  take(data, length, persist);
+  for (auto it = early_.begin(); it != early_.end() && it->first <= next_; it = early_.erase(it)) {
+    if (it->first < next_) {  // overlaps what came before
+      broken_ = true;
+      early_.clear();
+      return;
+    }
+    take(it->second.first, it->second.second, persist);
+  }
+}
+
+std::optional<uint64_t> Server::ArrivalSum::value(uint64_t size) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (broken_ || next_ != size || !early_.empty()) return std::nullopt;
+  return XXH3_64bits_digest(static_cast<XXH3_state_t*>(state_));
 }
 
 void Server::data_finished(uint64_t handle) {

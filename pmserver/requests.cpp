@@ -323,6 +323,19 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
             if (committing_handles_.count(m.handle))
               throw Error(PMCR_E_STATE, "a COMMIT of this region is in progress; wait for its reply");
             try {
+              // Every byte already persisted and checksummed as it landed:
+              // nothing left to do but the record.
+              if (auto it = arrival_sums_.find(m.handle); it != arrival_sums_.end()) {
+                const auto landed = it->second->value(m.size);
+                arrival_sums_.erase(it);
+                if (landed) {
+                  spdlog::debug("connection {}: region {:#x} was persisted and checksummed as it arrived", c.id,
+                                m.handle);
+                  catalogue_.commit_persisted(m.handle, m.size, m.checksum, *landed, c.id);
+                  after_commit(c, m.handle);
+                  return proto::Empty{};
+                }
+              }
               // Large regions are persisted and checksummed by a Committer
               // thread: the reply follows when it is done (committed()).
               constexpr uint64_t kOffload = 256u << 10;

@@ -72,7 +72,8 @@ Server::Server(Pool& pool, Catalogue& catalogue, ServerOptions options)
       main_ref_{this, worker_.get(), false},
       credentials_(options_.auth),
       verifier_(options_.scrub_rate, options_.commit_threads),
-      committer_(options_.commit_threads, [this](const void* p, size_t n) { pool_.persist(p, n); }) {
+      persist_([this](const void* p, size_t n) { pool_.persist(p, n); }),
+      committer_(options_.commit_threads, persist_) {
   catalogue_.on_extent_freed = [this](uint64_t offset, uint64_t) { unregister(offset); };
   if (!options_.drain_dir.empty()) drainer_ = std::make_unique<Drainer>(options_.drain_dir, options_.drain_rate);
 

@@ -27,15 +27,15 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
-#include <map>
-#include <tuple>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -181,6 +181,29 @@ class Server {
     std::vector<uint8_t> bytes;  // eager: already here
     size_t length;
   };
+  // A region in one extent checksummed (and persisted) as its bytes land,
+  // on the thread that received them, while later bytes are still on the
+  // way: its COMMIT then makes no pass over the data. In order only: bytes
+  // that come early wait (a few), and bytes written twice or too far out
+  // of order give up on it (the COMMIT hashes the region as before).
+  struct ArrivalSum {
+    explicit ArrivalSum(Owner writer);
+    ~ArrivalSum();
+    // LENGTH bytes at region offset OFFSET landed at DATA.
+    void landed(uint64_t offset, const uint8_t* data, uint64_t length, const std::function<void(const void*, size_t)>& persist);
+    // The checksum of the region's SIZE bytes, if all of them, and only
+    // they, were seen in order (and persisted).
+    std::optional<uint64_t> value(uint64_t size);
+    const Owner writer;
+
+   private:
+    void take(const uint8_t* data, uint64_t length, const std::function<void(const void*, size_t)>& persist);
+    std::mutex mu_;  // (the eager bytes the loop copies itself, and a receive thread's)
+    void* state_;    // XXH3_state_t
+    uint64_t next_ = 0;
+    std::map<uint64_t, std::pair<const uint8_t*, uint64_t>> early_;
+    bool broken_ = false;
+  };
   struct DataIo {  // one rendezvous receive into, or send from, a region; pins it
     Server* server;
     uint64_t handle;
@@ -189,6 +212,10 @@ class Server {
     GenerationRef generation;  // named regions: the generation a send is from
     WorkingRef working;        // named regions: the writer a receive lands for
     const WorkerRef* where = nullptr;  // the connection's worker
+    std::shared_ptr<ArrivalSum> sum{};  // a checkpoint region in one extent: its checksum so far
+    uint64_t offset = 0;              // ... and where these bytes go
+    const uint8_t* dest = nullptr;
+    uint64_t length = 0;
   };
   struct SentReply {  // a reply or an event
     Server* server;
@@ -433,6 +460,8 @@ class Server {
   std::map<uint64_t, Committing> committing_;
   std::set<uint64_t> committing_handles_;
   uint64_t next_commit_ = 0;
+  std::unordered_map<uint64_t, std::shared_ptr<ArrivalSum>> arrival_sums_;  // by region handle
+  const std::function<void(const void*, size_t)> persist_;  // a range of the pool made durable (any thread)
   Committer committer_;
   // The capacity tier: what is drained (or found drained) already, and
   // versions whose drain failed, with when to try again.
