@@ -560,8 +560,7 @@ void Client::write_region(const std::string& job, uint64_t version, uint32_t ran
                           uint64_t size) {
   const WriteTarget t = create(job, version, rank, id, size);
   // The checksum is computed while the bytes go out, in slices, whenever
-  // the wait for them would sleep (on one host UCX's rendezvous has the
-  // server read them with process_vm_readv: this thread idles meanwhile).
+  // the wait for them would sleep (the transport takes no more for now).
   Checksummer sum(buf, size);
   idle_ = [&sum] { return sum.step(256u << 10); };
   try {

@@ -7,7 +7,6 @@
 #include <cstring>
 #include <map>
 #include <memory>
-#include <random>
 
 #include "catalogue.hpp"
 #include "checksum.hpp"
@@ -15,6 +14,7 @@
 #include "error.hpp"
 #include "fault.hpp"
 #include "protocol.hpp"
+#include "random_bytes.hpp"
 
 using namespace pmcr::server;
 using pmcr::Error;
@@ -58,12 +58,7 @@ class CatalogueTest : public ::testing::Test {
   void seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions) {
     cat_->seal(job, version, nranks, nregions, attempt(job));
   }
-  std::vector<uint8_t> pattern(size_t n, uint64_t seed) {
-    std::vector<uint8_t> v(n);
-    std::mt19937_64 rng(seed);
-    for (auto& b : v) b = static_cast<uint8_t>(rng());
-    return v;
-  }
+  std::vector<uint8_t> pattern(size_t n, uint64_t seed) { return pmcr::test::random_bytes(n, seed); }
   // create + "RMA" (a memcpy into the region) + commit
   RegionView write(const std::string& job, uint64_t version, uint32_t rank, uint32_t id,
                    const std::vector<uint8_t>& data, Owner owner = 1) {

@@ -1,24 +1,18 @@
 // Client-side encryption of region data (client/encryption.hpp).
 #include <gtest/gtest.h>
 
-#include <random>
 #include <set>
 
 #include "code_of.hpp"
 #include "encryption.hpp"
 #include "error.hpp"
+#include "random_bytes.hpp"
 
 using namespace pmcr;
 using pmcr::test::code_of;
+using pmcr::test::random_bytes;
 
 namespace {
-
-std::vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
-  std::vector<uint8_t> v(n);
-  std::mt19937_64 rng(seed);
-  for (auto& b : v) b = static_cast<uint8_t>(rng());
-  return v;
-}
 
 const crypt::Binding kWhere{"heat2d", 7, 3, 1};
 

@@ -6,23 +6,17 @@
 
 #include <chrono>
 #include <map>
-#include <random>
 #include <vector>
 
 #include "checksum.hpp"
+#include "random_bytes.hpp"
 #include "verifier.hpp"
 
 using namespace std::chrono_literals;
 using pmcr::server::Verifier;
+using pmcr::test::random_bytes;
 
 namespace {
-
-std::vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
-  std::vector<uint8_t> v(n);
-  std::mt19937_64 rng(seed);
-  for (auto& b : v) b = static_cast<uint8_t>(rng());
-  return v;
-}
 
 // Results until WANT have arrived or LIMIT has passed.
 std::map<uint64_t, Verifier::Result> collect(Verifier& v, size_t want, std::chrono::milliseconds limit) {
