@@ -503,13 +503,15 @@ void Catalogue::commit_persisted(uint64_t handle, uint64_t size, uint64_t checks
 
 std::optional<std::vector<std::pair<uint8_t*, uint64_t>>> Catalogue::commit_blocks_data(uint64_t handle, uint64_t size,
                                                                                      uint64_t checksum_value,
-                                                                                     Owner owner) {
+                                                                                     Owner owner, WorkingRef* work) {
   uint32_t slot = 0;
   Record* r = commit_target(handle, size, checksum_value, owner, &slot);
   if (!r || !slots_[slot].work) return std::nullopt;
   Working& w = mapped_target(slot, size);
   auto fresh = fresh_blocks(w);
   w.committing = true;
+  w.landing++;  // (see release_write and drop_working)
+  *work = slots_[slot].work;
   return fresh;
 }
 
@@ -519,7 +521,7 @@ void Catalogue::commit_blocks_hashed(uint64_t handle, uint64_t size, uint64_t ch
   Record* r = commit_target(handle, size, checksum_value, owner, &slot);
   if (!r || !slots_[slot].work) throw Error(PMCR_E_INTERNAL, "a region committed in blocks changed under its COMMIT");
   Working& w = *slots_[slot].work;
-  w.committing = false;
+  w.committing = false;  // (its landing count goes with release_write)
   if (!w.broken.empty())
     throw Error(PMCR_E_IO, "the region's data did not arrive whole (" + w.broken + "); write the region again");
   hashed_blocks(w, hashes);

@@ -220,10 +220,13 @@ class Catalogue {
   // (pool ranges, in order) to persist and hash off the event loop, once
   // the checks that need no pass over the data passed (nothing: a retried
   // commit, or a region in one extent); writes into it are refused until
-  // the second half, which takes their hashes in the same order. The
-  // region must stay pinned in between. Throws as commit_region.
+  // the second half, which takes their hashes in the same order. *WORK
+  // holds the writer's blocks as a landing write does (they stay even if
+  // the region is dropped meanwhile): give it back with release_write once
+  // the worker is done. Throws as commit_region.
   std::optional<std::vector<std::pair<uint8_t*, uint64_t>>> commit_blocks_data(uint64_t handle, uint64_t size,
-                                                                              uint64_t checksum, Owner owner);
+                                                                              uint64_t checksum, Owner owner,
+                                                                              WorkingRef* work);
   void commit_blocks_hashed(uint64_t handle, uint64_t size, uint64_t checksum, Owner owner,
                             const std::vector<uint64_t>& hashes);
   // Where OWNER may write the data of its uncommitted region HANDLE.

@@ -319,13 +319,19 @@ std::vector<std::pair<int, std::string>> Server::strangers() const {
 void Server::fence_listener() {
   static sock_filter drop_all[] = {{BPF_RET | BPF_K, 0, 0, 0}};
   const sock_fprog program{1, drop_all};
-  int fenced = 0;
-  for (const auto& [fd, peer] : strangers())
-    if (::setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) == 0) fenced++;
+  std::set<std::pair<int, std::string>> fenced;
+  const auto fence = [&] {
+    auto found = strangers();
+    for (const auto& s : found)  // (again for one UCX accepted meanwhile from before the filter)
+      if (!fenced.count(s) && ::setsockopt(s.first, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) == 0)
+        fenced.insert(s);
+    return found;
+  };
+  fence();
   // Until every socket of the port is the listener or a connection (twice
   // in a row, 2 ms apart: a request being read now is one or the other by
   // then), for at most 100 ms (a socket of a connection just closed that
-  // UCX has not closed yet).
+  // UCX has not closed yet, a client that never sends).
   const auto until = Clock::now() + std::chrono::milliseconds(100);
   for (int quiet = 0; quiet < 2 && Clock::now() < until;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
@@ -333,10 +339,10 @@ void Server::fence_listener() {
     }
     accept_pending();
     run_inbox();
-    const auto left = strangers();
+    const auto left = fence();
     quiet = std::all_of(left.begin(), left.end(), [](const auto& s) { return s.second.empty(); }) ? quiet + 1 : 0;
   }
-  spdlog::debug("the listener is fenced ({} sockets)", fenced);
+  spdlog::debug("the listener is fenced ({} sockets)", fenced.size());
 }
 
 }  // namespace pmcr::server

@@ -79,11 +79,17 @@ void Server::receive(PendingData& d) {
   if (v.block_size) return receive_blocks(c, d, h, false);
   uint8_t* dest = pool_.base() + v.offset + h.offset;
   data_in_ += d.length;
-  auto& sum = arrival_sums_[h.handle];
-  if (!sum) sum = std::make_shared<ArrivalSum>(c.id);
+  // Checksummed as they land only on a receive thread (not on the loop),
+  // and never where put/get could change the bytes behind its back.
+  std::shared_ptr<ArrivalSum> sum;
+  if (ref_of(c).own_thread && !c.rma) {
+    auto& s = arrival_sums_[h.handle];
+    if (!s) s = std::make_shared<ArrivalSum>(c.id);
+    sum = s;
+  }
   if (!d.desc) {
     std::memcpy(dest, d.bytes.data(), d.length);
-    sum->landed(h.offset, dest, d.length, persist_);
+    if (sum) sum->landed(h.offset, dest, d.length, persist_);
     return;
   }
   catalogue_.pin(h.handle);
@@ -101,6 +107,10 @@ void Server::receive(PendingData& d) {
   PMCR_FAULT_POINT("server.data.chunk");  // tests: a server stalled or killed mid-transfer
   if (req == nullptr || UCS_PTR_IS_ERR(req)) {
     if (UCS_PTR_IS_ERR(req)) spdlog::warn("receiving region data failed: {}", ucs_status_string(UCS_PTR_STATUS(req)));
+    if (sum) {
+      if (req == nullptr) sum->landed(h.offset, dest, d.length, persist_);  // (done at once: no callback)
+      else sum->fail();
+    }
     data_finished(h.handle);
     delete io;
   }
@@ -159,7 +169,10 @@ void Server::on_data_received(void* request, ucs_status_t status, size_t, void* 
   auto* io = static_cast<DataIo*>(user_data);
   if (status != UCS_OK) spdlog::debug("receiving region data failed: {}", ucs_status_string(status));
   // (Here, on the receive thread, while the bytes are still in its cache.)
-  if (io->sum && status == UCS_OK) io->sum->landed(io->offset, io->dest, io->length, io->server->persist_);
+  if (io->sum) {
+    if (status == UCS_OK) io->sum->landed(io->offset, io->dest, io->length, io->server->persist_);
+    else io->sum->fail();
+  }
   io->server->post(*io->where, [io, status] {
     if (io->working) io->server->catalogue_.release_write(io->working, status == UCS_OK);
     io->server->data_finished(io->handle);
@@ -204,6 +217,12 @@ void Server::ArrivalSum::landed(uint64_t offset, const uint8_t* data, uint64_t l
     }
     take(it->second.first, it->second.second, persist);
   }
+}
+
+void Server::ArrivalSum::fail() {
+  std::lock_guard<std::mutex> lock(mu_);
+  broken_ = true;
+  early_.clear();
 }
 
 std::optional<uint64_t> Server::ArrivalSum::value(uint64_t size) {

@@ -206,7 +206,8 @@ void Server::committed() {
       }
     }
     // (A connection gone meanwhile: its unsealed regions were released; the
-    // pin kept the extent until now.)
+    // pin kept the extent, and the landing count the blocks, until now.)
+    if (w.work) catalogue_.release_write(w.work, true);
     catalogue_.close_region(w.handle);
     if (c) send(*c, rep);
   }
@@ -340,21 +341,22 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
               // thread: the reply follows when it is done (committed()).
               constexpr uint64_t kOffload = 256u << 10;
               if (committer_.threads() && m.size >= kOffload) {
-                const auto offload = [&](Committer::Job job, bool blocks) {
+                const auto offload = [&](Committer::Job job, bool blocks, WorkingRef work) {
                   job.id = ++next_commit_;
                   catalogue_.pin(m.handle);
-                  committing_[job.id] = Committing{c.id, tag, m.handle, m.size, m.checksum, blocks};
+                  committing_[job.id] = Committing{c.id, tag, m.handle, m.size, m.checksum, blocks, std::move(work)};
                   committing_handles_.insert(m.handle);
                   committer_.submit(job);
                 };
                 take(c.commits, "COMMITs");
                 try {
                   if (auto data = catalogue_.commit_data(m.handle, m.size, m.checksum, c.id)) {
-                    offload(Committer::Job{0, data->first, data->second, {}}, false);
+                    offload(Committer::Job{0, data->first, data->second, {}}, false, nullptr);
                     return std::nullopt;
                   }
-                  if (auto blocks = catalogue_.commit_blocks_data(m.handle, m.size, m.checksum, c.id)) {
-                    offload(Committer::Job{0, nullptr, 0, std::move(*blocks)}, true);
+                  WorkingRef work;
+                  if (auto blocks = catalogue_.commit_blocks_data(m.handle, m.size, m.checksum, c.id, &work)) {
+                    offload(Committer::Job{0, nullptr, 0, std::move(*blocks)}, true, std::move(work));
                     return std::nullopt;
                   }
                 } catch (...) {

@@ -53,7 +53,7 @@ void Server::check(uint64_t task, Task& t, const RegionView& region) {
     }
     catalogue_.pin(region.handle);  // released when its check is done
     const uint64_t id = next_id_++;
-    checks_.emplace(id, CheckRef{task, region, expected, offset, size});
+    checks_.emplace(id, CheckRef{task, region, expected, offset, size, Clock::now()});
     verifier_.submit(Verifier::Check{id, pool_.base() + offset, size, expected, t.kind == TaskKind::Scrub});
     t.pending++;
   };
@@ -89,7 +89,9 @@ void Server::verified() {
     } catch (const Error& e) {
       spdlog::error("releasing a verified region: {}", e.what());
     }
-    if (res.ok) passed_[{ref.offset, ref.size, ref.expected}] = Clock::now();
+    // (As of when the check was asked for: the bytes were as hashed then.)
+    if (res.ok) passed_[{ref.offset, ref.size, ref.expected}] = ref.submitted;
+    else passed_.erase({ref.offset, ref.size, ref.expected});
     auto it = tasks_.find(ref.task);
     if (it == tasks_.end()) continue;
     Task& t = it->second;

@@ -191,6 +191,8 @@ class Server {
     ~ArrivalSum();
     // LENGTH bytes at region offset OFFSET landed at DATA.
     void landed(uint64_t offset, const uint8_t* data, uint64_t length, const std::function<void(const void*, size_t)>& persist);
+    // Bytes that did not arrive: the region is hashed at its COMMIT.
+    void fail();
     // The checksum of the region's SIZE bytes, if all of them, and only
     // they, were seen in order (and persisted).
     std::optional<uint64_t> value(uint64_t size);
@@ -275,6 +277,7 @@ class Server {
     uint64_t expected;  // the checksum of the region, or of the block checked
     uint64_t offset;    // where the bytes checked are in the pool
     uint64_t size;
+    Clock::time_point submitted;
   };
   // Checks that passed, by the bytes' place, length and checksum, with when:
   // an OPEN of the same bytes soon after (pmcr_restart_test's VERIFY, then
@@ -455,7 +458,8 @@ class Server {
     uint64_t handle;
     uint64_t size;
     uint64_t checksum;
-    bool blocks;  // kept in blocks (Catalogue::commit_blocks_data)
+    bool blocks;  // kept in blocks (Catalogue::commit_blocks_data) ...
+    WorkingRef work;  // ... whose blocks stay until the worker is done with them
   };
   std::map<uint64_t, Committing> committing_;
   std::set<uint64_t> committing_handles_;

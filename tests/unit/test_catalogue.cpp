@@ -657,28 +657,44 @@ TEST_F(CatalogueTest, ARegionInBlocksCommitsInTwoHalves) {
 
   // The two halves.
   const uint64_t h0 = fill(1, 0);
-  const auto blocks = cat_->commit_blocks_data(h0, data.size(), sum, 1);
+  WorkingRef work;
+  const auto blocks = cat_->commit_blocks_data(h0, data.size(), sum, 1, &work);
   ASSERT_TRUE(blocks);
   ASSERT_EQ(blocks->size(), 6u);
   EXPECT_EQ(code_of([&] { cat_->commit_region(h0, data.size(), sum, 1); }), PMCR_E_STATE) << "a second COMMIT meanwhile";
   cat_->commit_blocks_hashed(h0, data.size(), sum, 1, hash(*blocks));
-  EXPECT_FALSE(cat_->commit_blocks_data(h0, data.size(), sum, 1)) << "a retried commit has nothing to do";
+  cat_->release_write(work, true);
+  EXPECT_FALSE(cat_->commit_blocks_data(h0, data.size(), sum, 1, &work)) << "a retried commit has nothing to do";
 
   // Data in between: the write is refused, and so is the commit.
   const uint64_t h1 = fill(2, 1);
-  const auto b1 = cat_->commit_blocks_data(h1, data.size(), sum, 1);
+  const auto b1 = cat_->commit_blocks_data(h1, data.size(), sum, 1, &work);
   ASSERT_TRUE(b1);
   WorkingRef pin;
   EXPECT_EQ(code_of([&] { cat_->write_blocks(h1, 1, 0, 16, &pin); }), PMCR_E_STATE);
   EXPECT_EQ(code_of([&] { cat_->commit_blocks_hashed(h1, data.size(), sum, 1, hash(*b1)); }), PMCR_E_IO);
+  cat_->release_write(work, true);
 
   // Hashes that are not the data's.
   const uint64_t h2 = fill(2, 2);
-  const auto b2 = cat_->commit_blocks_data(h2, data.size(), sum, 1);
+  const auto b2 = cat_->commit_blocks_data(h2, data.size(), sum, 1, &work);
   ASSERT_TRUE(b2);
   auto wrong = hash(*b2);
   wrong[3] ^= 1;
   EXPECT_EQ(code_of([&] { cat_->commit_blocks_hashed(h2, data.size(), sum, 1, wrong); }), PMCR_E_CHECKSUM);
+  cat_->release_write(work, true);
+
+  // The writer goes while its commit is at the worker: the blocks the
+  // worker reads stay allocated until it is done.
+  const uint64_t h4 = fill(3, 4);
+  const auto b4 = cat_->commit_blocks_data(h4, data.size(), sum, 1, &work);
+  ASSERT_TRUE(b4);
+  const uint64_t free_before = cat_->stats().free_bytes;
+  cat_->release_owner(1, "b", 3);
+  EXPECT_EQ(cat_->stats().free_bytes, free_before) << "blocks freed under the worker";
+  EXPECT_EQ(code_of([&] { cat_->commit_blocks_hashed(h4, data.size(), sum, 1, hash(*b4)); }), PMCR_E_NOT_FOUND);
+  cat_->release_write(work, true);
+  EXPECT_GT(cat_->stats().free_bytes, free_before) << "the blocks were not freed once the worker was done";
 
   // The one-step commit of the same bytes, and both read back alike.
   cat_->commit_region(fill(1, 3), data.size(), sum, 1);
