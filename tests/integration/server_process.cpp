@@ -90,9 +90,18 @@ TempPath::TempPath(const std::string& tag) {
 }
 
 TempPath::~TempPath() {
+  // The path, and everything named after it: its .log, pmcr-run
+  // --local-pool's .key, a spawned process's .err, and the .start, .ready
+  // and .progress files of a pmserver that was SIGKILLed before it could
+  // remove them (the name is this process's and this test's alone).
   ::unlink(path_.c_str());
-  ::unlink((path_ + ".log").c_str());
-  ::unlink((path_ + ".key").c_str());  // pmcr-run --local-pool's key of the pool
+  const auto slash = path_.rfind('/');
+  const std::string dir = path_.substr(0, slash), prefix = path_.substr(slash + 1) + ".";
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (const dirent* e = ::readdir(d))
+      if (std::string(e->d_name).rfind(prefix, 0) == 0) ::unlinkat(::dirfd(d), e->d_name, 0);
+    ::closedir(d);
+  }
 }
 
 pmcr::tools::RunResult run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env) {
