@@ -12,9 +12,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <iostream>
 #include <random>
+#include <sstream>
 #include <utility>
 
 namespace pmcr::test {
@@ -79,6 +81,25 @@ pmcr::client::Options ServerProcess::client_options(std::chrono::milliseconds ti
   o.connect_timeout = std::chrono::milliseconds(5000);
   if (!key_file_.empty()) o.credential = pmcr::client::Credential::from("key", key_file_, "");
   return o;
+}
+
+LogOnFailure::~LogOnFailure() {
+  if (!::testing::Test::HasFailure()) return;
+  std::ostringstream out;
+  out << "pmserver (pid " << server_.pid() << ") " << (server_.running() ? "is running" : "has exited")
+      << "; its warnings and errors:\n";
+  std::istringstream log(server_.log());
+  std::deque<std::string> last;
+  for (std::string line; std::getline(log, line);) {
+    if (line.find(" warning ") != std::string::npos || line.find(" error ") != std::string::npos ||
+        line.find(" critical ") != std::string::npos || line.find("ERROR") != std::string::npos)
+      out << line << "\n";
+    last.push_back(line);
+    if (last.size() > 60) last.pop_front();
+  }
+  out << "the end of its log:\n";
+  for (const auto& line : last) out << line << "\n";
+  std::cerr << out.str();
 }
 
 TempPath::TempPath(const std::string& tag) {

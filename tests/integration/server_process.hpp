@@ -66,6 +66,20 @@ class ServerProcess {
   std::string key_file_;
 };
 
+// When the test has failed by the time it goes: whether SERVER is alive,
+// its warnings and errors, and the end of its log, on stderr (a failure in
+// CI then says what the server went through).
+class LogOnFailure {
+ public:
+  explicit LogOnFailure(const ServerProcess& server) : server_(server) {}
+  ~LogOnFailure();
+  LogOnFailure(const LogOnFailure&) = delete;
+  LogOnFailure& operator=(const LogOnFailure&) = delete;
+
+ private:
+  const ServerProcess& server_;
+};
+
 // A per-test path in /dev/shm that is removed (with its .log) at destruction.
 class TempPath {
  public:

@@ -74,6 +74,7 @@ TEST(Hostile, FourThousandConnectionsAreHeldWhileTheServerStaysFast) {
   ASSERT_GE(limit, 12000u) << "this test holds 4,096 connections; raise the hard open-file limit (ulimit -Hn)";
   TempPath pool("pool");
   ServerProcess server({pool.str(), "256M", 0, {}, {"--hello-timeout", "120s"}});
+  const pmcr::test::LogOnFailure diagnostics(server);
   ASSERT_TRUE(server.start()) << server.log();
   auto c = server.connect(30s);
   const size_t fds_before = open_fds(server.pid());

@@ -9,9 +9,7 @@
 #include <unistd.h>
 
 #include <dirent.h>
-#include <deque>
 #include <fstream>
-#include <sstream>
 #include <random>
 #include <thread>
 
@@ -37,24 +35,6 @@ long rss_anon_kib(pid_t pid) {
   return -1;
 }
 
-// On a failure: is the server alive, what it warned of, and how its log ends.
-std::string diagnose(const ServerProcess& server) {
-  std::ostringstream out;
-  out << "pmserver " << (server.running() ? "is running" : "has exited") << "; its warnings and errors:\n";
-  std::istringstream log(server.log());
-  std::deque<std::string> last;
-  for (std::string line; std::getline(log, line);) {
-    if (line.find("[warning]") != std::string::npos || line.find("[error]") != std::string::npos ||
-        line.find("[critical]") != std::string::npos)
-      out << line << "\n";
-    last.push_back(line);
-    if (last.size() > 60) last.pop_front();
-  }
-  out << "the end of its log:\n";
-  for (const auto& line : last) out << line << "\n";
-  return out.str();
-}
-
 }  // namespace
 
 // Exactly what the sealed versions hold is in use, every version reads back
@@ -64,6 +44,7 @@ void check_accounting(ServerProcess& server, size_t fds0, long rss0, int killed)
 TEST(Soak, SixtyFourWritersWithKillsLeaveExactAccounting) {
   TempPath pool("pool");
   ServerProcess server({pool.str(), "1G", 0, {}, {"--quota-bytes", "10%"}});
+  const pmcr::test::LogOnFailure diagnostics(server);
   ASSERT_TRUE(server.start()) << server.log();
   const size_t fds0 = open_fds(server.pid());
   const long rss0 = rss_anon_kib(server.pid());
@@ -101,7 +82,6 @@ TEST(Soak, SixtyFourWritersWithKillsLeaveExactAccounting) {
   } catch (const std::exception& e) {
     ADD_FAILURE() << e.what();
   }
-  if (HasFailure()) std::cerr << diagnose(server);
 }
 
 void check_accounting(ServerProcess& server, size_t fds0, long rss0, int killed) {
