@@ -91,12 +91,14 @@ void Server::verified() {
     }
     // (As of when the check was asked for: the bytes were as hashed then.)
     if (res.ok) passed_[{ref.offset, ref.size, ref.expected}] = ref.submitted;
-    else passed_.erase({ref.offset, ref.size, ref.expected});
+    else if (!res.cancelled) passed_.erase({ref.offset, ref.size, ref.expected});
     auto it = tasks_.find(ref.task);
     if (it == tasks_.end()) continue;
     Task& t = it->second;
     t.pending--;
-    if (!res.ok) {
+    if (res.cancelled) {
+      // (The scrub gave it up: its version is gone.)
+    } else if (!res.ok) {
       char sums[80];
       std::snprintf(sums, sizeof sums, "pool holds %016" PRIx64 ", committed %016" PRIx64, res.actual, ref.expected);
       const std::string why = "region rank " + std::to_string(ref.region.rank) + " id " +
@@ -117,11 +119,26 @@ void Server::verified() {
   }
 }
 
+void Server::abandon_stale_scrub() {
+  if (!scrubbing_) return;
+  for (auto& [id, t] : tasks_) {
+    if (t.kind != TaskKind::Scrub || t.given_up || catalogue_.version_id(t.job, t.version) == t.version_id) continue;
+    t.given_up = true;
+    t.later.clear();
+    std::vector<uint64_t> checks;
+    for (const auto& [check, ref] : checks_)
+      if (ref.task == id) checks.push_back(check);
+    verifier_.cancel(checks);
+  }
+}
+
 void Server::finish_task(Task& t) {
   const std::string what = "version " + std::to_string(t.version) + " of job '" + t.job + "'";
   if (t.kind == TaskKind::Scrub) {
     scrubbing_ = false;
-    spdlog::debug("scrub: {} {}", what, t.failure.empty() ? "verified" : "is damaged: " + t.failure);
+    spdlog::debug("scrub: {} {}", what,
+                  t.given_up ? "given up: deleted or quarantined meanwhile"
+                             : t.failure.empty() ? "verified" : "is damaged: " + t.failure);
     return;
   }
   Connection* c = connection(t.conn);

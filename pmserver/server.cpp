@@ -371,6 +371,7 @@ void Server::housekeeping(int signal_fd) {
   reap_closing(false);
   expire_handshakes();
   check_leases();
+  abandon_stale_scrub();
   schedule_scrub();
   schedule_drain();
   if (now >= next_ping_) {

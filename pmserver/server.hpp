@@ -269,6 +269,7 @@ class Server {
     uint32_t pending = 0;
     uint32_t fresh = 0;  // Open: checks not repeated, as they passed moments ago
     std::vector<RegionView> later;  // Scrub: regions checked one at a time, pinned only while checked
+    bool given_up = false;          // Scrub: its version went meanwhile (abandon_stale_scrub)
     std::string failure;
   };
   struct CheckRef {
@@ -406,6 +407,9 @@ class Server {
   void after_commit(Connection& c, uint64_t handle);
   void finish_task(Task& t);
   void schedule_scrub();
+  // A scrub of a version deleted or quarantined since gives up its checks,
+  // so the space of what it pinned is free again at once.
+  void abandon_stale_scrub();
   // Every pass of the loop, at most every 100 ms: time limits, closing
   // endpoints, the scrub, signals, and a sign of life to clients whose
   // request waits for a verification.

@@ -38,6 +38,27 @@ void Verifier::submit(const Check& check) {
   cv_.notify_all();
 }
 
+void Verifier::cancel(const std::vector<uint64_t>& ids) {
+  if (ids.empty()) return;
+  bool any = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = background_.begin(); it != background_.end();) {
+      if (std::find(ids.begin(), ids.end(), it->id) == ids.end()) {
+        ++it;
+        continue;
+      }
+      results_.push_back(Result{it->id, false, 0, true});
+      it = background_.erase(it);
+      any = true;
+    }
+    // The one under way (paced, or a slice being hashed): its thread gives it up.
+    if (paced_ != 0 && std::find(ids.begin(), ids.end(), paced_) != ids.end()) give_up_paced_ = true;
+  }
+  if (give_up_paced_) cv_.notify_all();
+  if (any) wakeup_.signal();
+}
+
 std::vector<Verifier::Result> Verifier::take() {
   wakeup_.clear();
   std::lock_guard<std::mutex> lock(mu_);
@@ -57,6 +78,10 @@ void Verifier::finish(Running& r) {
     std::lock_guard<std::mutex> lock(mu_);
     results_.push_back(Result{r.check.id, actual == r.check.expected, actual});
     running_--;
+    if (r.check.background) {  // (a cancel that came too late: it is answered all the same)
+      paced_ = 0;
+      give_up_paced_ = false;
+    }
   }
   wakeup_.signal();
 }
@@ -94,7 +119,18 @@ void Verifier::loop(bool background_too) {
           background.emplace();
           background->check = background_.front();
           background_.pop_front();
+          paced_ = background->check.id;
           running_++;
+        }
+        if (background && give_up_paced_) {
+          XXH3_freeState(static_cast<XXH3_state_t*>(background->state));
+          results_.push_back(Result{background->check.id, false, 0, true});
+          running_--;
+          background.reset();
+          paced_ = 0;
+          give_up_paced_ = false;
+          wakeup_.signal();
+          continue;
         }
         if (background) {
           if (rate_ == 0 || Clock::now() >= allowed) break;

@@ -34,6 +34,7 @@ class Verifier {
     uint64_t id = 0;
     bool ok = false;
     uint64_t actual = 0;
+    bool cancelled = false;  // given up (cancel): neither passed nor failed
   };
 
   // RATE: bytes per second for background checks (0: unlimited); THREADS
@@ -44,6 +45,10 @@ class Verifier {
   Verifier& operator=(const Verifier&) = delete;
 
   void submit(const Check& check);
+  // Gives up the background checks IDS (their data is about to be freed):
+  // each comes back from take() as cancelled, at once if it was waiting, or
+  // after the slice being hashed. Urgent checks and unknown ids are left alone.
+  void cancel(const std::vector<uint64_t>& ids);
   // Results ready so far (clears the event fd).
   std::vector<Result> take();
   int event_fd() const { return wakeup_.fd(); }
@@ -66,6 +71,8 @@ class Verifier {
   std::condition_variable cv_;
   std::deque<Check> urgent_, background_;
   std::vector<Result> results_;
+  uint64_t paced_ = 0;        // the background check under way (0: none)
+  bool give_up_paced_ = false;  // ... was cancelled: its thread answers it
   size_t running_ = 0;
   bool stop_ = false;
   std::vector<std::thread> threads_;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "checksum.hpp"
 #include "error.hpp"
@@ -113,6 +114,10 @@ TEST_F(Incremental, OnlyChangedBlocksAreSentAndRetentionFreesExactlyTheUnusedOne
   EXPECT_EQ(again.stat().used_bytes, used);
   for (const auto& [v, bytes] : kept) EXPECT_EQ(read(again, v), bytes) << "version " << v << " after a restart";
   again.remove("inc", std::nullopt);
+  // (The scrub that began at the restart may hold a region it is checking
+  // for a moment: it gives it up, it does not keep the space.)
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (again.stat().used_bytes != 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(again.stat().used_bytes, 0u);
 }
 

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <map>
+#include <thread>
 #include <vector>
 
 #include "checksum.hpp"
@@ -69,6 +70,40 @@ TEST(Verifier, AnUrgentCheckDoesNotWaitBehindThePacedScrub) {
     EXPECT_EQ(got.count(1), 0u) << "the background check was not paced";
     EXPECT_EQ(v.pending(), 1u);
   }  // (destroyed mid-check: its threads stop)
+}
+
+// A scrub of data about to be freed is given up: a paced check under way
+// and queued ones come back at once as cancelled; an urgent one, and a
+// background one not named, are not touched.
+TEST(Verifier, CancelledBackgroundChecksComeBackAtOnce) {
+  // 8 MiB at 1 MiB/s: each background check would take 8 s.
+  Verifier v(1u << 20, 2);
+  const auto big = random_bytes(8u << 20, 4);
+  const uint64_t sum = XXH3_64bits(big.data(), big.size());
+  for (uint64_t id = 1; id <= 3; ++id) v.submit({id, big.data(), big.size(), sum, true});
+  std::this_thread::sleep_for(50ms);  // (the first is under way: hashed its first slice, paced)
+  v.cancel({1, 2, 99});
+  auto got = collect(v, 2, 5s);
+  ASSERT_EQ(got.size(), 2u) << "the cancelled checks did not come back at once";
+  for (uint64_t id : {1u, 2u}) {
+    EXPECT_TRUE(got.at(id).cancelled) << "check " << id;
+    EXPECT_FALSE(got.at(id).ok) << "check " << id;
+  }
+  EXPECT_EQ(v.pending(), 1u) << "check 3 stays";
+  // An urgent check is not cancelled, and comes back as it should.
+  const auto small = random_bytes(1u << 20, 5);
+  v.submit({4, small.data(), small.size(), XXH3_64bits(small.data(), small.size()), false});
+  v.cancel({4});
+  got = collect(v, 1, 10s);
+  ASSERT_EQ(got.count(4), 1u);
+  EXPECT_TRUE(got.at(4).ok);
+  EXPECT_FALSE(got.at(4).cancelled);
+  // The one left is given up under way too, and the scrub goes on with none.
+  v.cancel({3});
+  got = collect(v, 1, 5s);
+  ASSERT_EQ(got.count(3), 1u);
+  EXPECT_TRUE(got.at(3).cancelled);
+  EXPECT_EQ(v.pending(), 0u);
 }
 
 // The writer's checksum computed in slices while its bytes are sent is the
