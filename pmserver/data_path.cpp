@@ -84,12 +84,12 @@ void Server::receive(PendingData& d) {
   std::shared_ptr<ArrivalSum> sum;
   if (ref_of(c).own_thread && !c.rma) {
     auto& s = arrival_sums_[h.handle];
-    if (!s) s = std::make_shared<ArrivalSum>(c.id);
+    if (!s) s = std::make_shared<ArrivalSum>(c.id, persist_);
     sum = s;
   }
   if (!d.desc) {
     std::memcpy(dest, d.bytes.data(), d.length);
-    if (sum) sum->landed(h.offset, dest, d.length, persist_);
+    if (sum) sum->landed(h.offset, dest, d.length);
     return;
   }
   catalogue_.pin(h.handle);
@@ -108,7 +108,7 @@ void Server::receive(PendingData& d) {
   if (req == nullptr || UCS_PTR_IS_ERR(req)) {
     if (UCS_PTR_IS_ERR(req)) spdlog::warn("receiving region data failed: {}", ucs_status_string(UCS_PTR_STATUS(req)));
     if (sum) {
-      if (req == nullptr) sum->landed(h.offset, dest, d.length, persist_);  // (done at once: no callback)
+      if (req == nullptr) sum->landed(h.offset, dest, d.length);  // (done at once: no callback)
       else sum->fail();
     }
     data_finished(h.handle);
@@ -170,7 +170,7 @@ void Server::on_data_received(void* request, ucs_status_t status, size_t, void* 
   if (status != UCS_OK) spdlog::debug("receiving region data failed: {}", ucs_status_string(status));
   // (Here, on the receive thread, while the bytes are still in its cache.)
   if (io->sum) {
-    if (status == UCS_OK) io->sum->landed(io->offset, io->dest, io->length, io->server->persist_);
+    if (status == UCS_OK) io->sum->landed(io->offset, io->dest, io->length);
     else io->sum->fail();
   }
   io->server->post(*io->where, [io, status] {
@@ -181,22 +181,21 @@ void Server::on_data_received(void* request, ucs_status_t status, size_t, void* 
   ucp_request_free(request);
 }
 
-Server::ArrivalSum::ArrivalSum(Owner w) : writer(w), state_(XXH3_createState()) {
+Server::ArrivalSum::ArrivalSum(Owner w, const std::function<void(const void*, size_t)>& persist)
+    : writer(w), persist_(persist), state_(XXH3_createState()) {
   if (!state_) throw std::bad_alloc();
   XXH3_64bits_reset(static_cast<XXH3_state_t*>(state_));
 }
 
 Server::ArrivalSum::~ArrivalSum() { XXH3_freeState(static_cast<XXH3_state_t*>(state_)); }
 
-void Server::ArrivalSum::take(const uint8_t* data, uint64_t length,
-                              const std::function<void(const void*, size_t)>& persist) {
-  persist(data, length);
+void Server::ArrivalSum::take(const uint8_t* data, uint64_t length) {
+  persist_(data, length);
   XXH3_64bits_update(static_cast<XXH3_state_t*>(state_), data, length);
   next_ += length;
 }
 
-void Server::ArrivalSum::landed(uint64_t offset, const uint8_t* data, uint64_t length,
-                                const std::function<void(const void*, size_t)>& persist) {
+void Server::ArrivalSum::landed(uint64_t offset, const uint8_t* data, uint64_t length) {
   constexpr size_t kMaxEarly = 64;
   std::lock_guard<std::mutex> lock(mu_);
   if (broken_ || length == 0) return;
@@ -208,14 +207,14 @@ void Server::ArrivalSum::landed(uint64_t offset, const uint8_t* data, uint64_t l
     }
     return;
   }
-  take(data, length, persist);
+  take(data, length);
   for (auto it = early_.begin(); it != early_.end() && it->first <= next_; it = early_.erase(it)) {
     if (it->first < next_) {  // overlaps what came before
       broken_ = true;
       early_.clear();
       return;
     }
-    take(it->second.first, it->second.second, persist);
+    take(it->second.first, it->second.second);
   }
 }
 
@@ -229,6 +228,20 @@ std::optional<uint64_t> Server::ArrivalSum::value(uint64_t size) {
   std::lock_guard<std::mutex> lock(mu_);
   if (broken_ || next_ != size || !early_.empty()) return std::nullopt;
   return XXH3_64bits_digest(static_cast<XXH3_state_t*>(state_));
+}
+
+void Server::forget_stale_arrival_sums() {
+  size_t forgot = 0;
+  for (auto it = arrival_sums_.begin(); it != arrival_sums_.end();) {
+    try {
+      catalogue_.writable_region(it->first, it->second->writer);
+      ++it;
+    } catch (const Error&) {  // freed, or someone else's now: no COMMIT of it will come
+      it = arrival_sums_.erase(it);
+      forgot++;
+    }
+  }
+  if (forgot) spdlog::debug("forgot {} arrival checksums of regions freed before their commit", forgot);
 }
 
 void Server::data_finished(uint64_t handle) {

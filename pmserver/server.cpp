@@ -377,6 +377,7 @@ void Server::housekeeping(int signal_fd) {
   if (now >= next_ping_) {
     next_ping_ = now + std::chrono::seconds(1);
     forget_stale_checks();
+    forget_stale_arrival_sums();
     std::set<Owner> waiting;
     for (const auto& [id, t] : tasks_)
       if (t.kind != TaskKind::Scrub) waiting.insert(t.conn);

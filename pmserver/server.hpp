@@ -187,10 +187,11 @@ class Server {
   // that come early wait (a few), and bytes written twice or too far out
   // of order give up on it (the COMMIT hashes the region as before).
   struct ArrivalSum {
-    explicit ArrivalSum(Owner writer);
+    // PERSIST makes a range of the pool durable (any thread); it outlives this.
+    ArrivalSum(Owner writer, const std::function<void(const void*, size_t)>& persist);
     ~ArrivalSum();
     // LENGTH bytes at region offset OFFSET landed at DATA.
-    void landed(uint64_t offset, const uint8_t* data, uint64_t length, const std::function<void(const void*, size_t)>& persist);
+    void landed(uint64_t offset, const uint8_t* data, uint64_t length);
     // Bytes that did not arrive: the region is hashed at its COMMIT.
     void fail();
     // The checksum of the region's SIZE bytes, if all of them, and only
@@ -199,7 +200,8 @@ class Server {
     const Owner writer;
 
    private:
-    void take(const uint8_t* data, uint64_t length, const std::function<void(const void*, size_t)>& persist);
+    void take(const uint8_t* data, uint64_t length);
+    const std::function<void(const void*, size_t)>& persist_;
     std::mutex mu_;  // (the eager bytes the loop copies itself, and a receive thread's)
     void* state_;    // XXH3_state_t
     uint64_t next_ = 0;
@@ -286,6 +288,9 @@ class Server {
   // written; the reader checks what it receives against the checksum too.
   std::map<std::tuple<uint64_t, uint64_t, uint64_t>, Clock::time_point> passed_;
   void forget_stale_checks();  // (every second)
+  // Arrival checksums of regions freed before their COMMIT (ABORT, a new
+  // attempt, a writer superseded): kept until disconnect otherwise. (Every second.)
+  void forget_stale_arrival_sums();
 
   // ---- UCX callbacks (queue work only) ----
   // On a receive thread a callback runs its work through post(): queued

@@ -77,6 +77,25 @@ TEST_F(ServerTest, ARegionWrittenInOrderIsCheckedAsItArrives) {
   EXPECT_EQ(arrived, 4u) << "regions 0 and 1, the lie, and region 2 rewritten small; not the one written twice";
 }
 
+// A region written, then aborted before its COMMIT: the checksum kept of
+// what had arrived goes with it, not only when its writer disconnects.
+TEST_F(ServerTest, TheArrivalChecksumOfAnAbortedRegionIsForgotten) {
+  auto c = server_.connect();
+  c.begin("gone");
+  const auto bytes = pattern(1u << 20, 4);
+  const auto t = c.create("gone", 1, 0, 0, bytes.size());
+  c.put(t, bytes.data());
+  EXPECT_EQ(c.abort("gone", 1), 1u);
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (server_.log().find("forgot 1 arrival checksums") == std::string::npos && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_NE(server_.log().find("forgot 1 arrival checksums of regions freed before their commit"), std::string::npos)
+      << server_.log();
+  c.write_region("gone", 1, 0, 0, bytes.data(), bytes.size());  // (the connection writes on)
+  c.seal("gone", 1, 1, 1);
+  EXPECT_EQ(read_back(c, "gone", 1, 0, 0), bytes);
+}
+
 TEST_F(ServerTest, RoundTripsAtEverySize) {
   auto c = server_.connect();
   c.begin("rt");
