@@ -45,6 +45,7 @@
 #include "process.hpp"
 #include "text.hpp"
 #include "ucx.hpp"
+#include "ucx_limit.hpp"
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
@@ -620,6 +621,11 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
       // Fresh processes for every measurement, as every restart is a new job.
       const double sock_ckpt = socket_limit_ms(cfg.ranks, cfg.mib << 20, true, reps, ns.get());
       const double sock_restart = socket_limit_ms(cfg.ranks, cfg.mib << 20, false, reps, ns.get());
+      // And UCX's own, with pmcr's message size (loopback only: its
+      // listener does not enter the namespace).
+      const uint64_t chunk = pmcr::client::Options{}.am_chunk;
+      const double ucx_ckpt = ns ? NAN : pmcr::bench::ucx_limit_ms(cfg.ranks, cfg.mib << 20, true, reps, chunk);
+      const double ucx_restart = ns ? NAN : pmcr::bench::ucx_limit_ms(cfg.ranks, cfg.mib << 20, false, reps, chunk);
       for (const std::string& dir : dirs) {
         if (!quiet)
           std::fprintf(stderr, "%d ranks x %llu MiB, pool in %s, %s...\n", cfg.ranks,
@@ -674,6 +680,8 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
                         {"restart_encrypted_ms", median(restart_enc) * 1e3},
                         {"socket_ckpt_ms", sock_ckpt},
                         {"socket_restart_ms", sock_restart},
+                        {"ucx_ckpt_ms", ucx_ckpt},
+                        {"ucx_restart_ms", ucx_restart},
                         {"setup", setup}});
       }
     }
@@ -807,15 +815,21 @@ void print_ckpt(const json& r) {
   }
   std::printf("\nthe transport's own limit: the same bytes over one TCP stream per rank (loopback, or across the\n"
               "veth pair), fresh rank processes, memory to memory, no checksum or persistence; goal: checkpoint and\n"
-              "restart within 1.2x\n");
-  std::printf("%-14s %-9s | %8s %9s %10s | %8s %9s %10s\n", "job", "pool", "ckpt", "sockets", "ckpt/sock", "restart",
-              "sockets", "rst/sock");
+              "restart within 1.2x. UCX = the same with UCX active messages (%s each, all in flight; endpoints\n"
+              "with peer error handling, as pmcr's; loopback only): what any UCX program moves here\n",
+              pmcr::format_size(pmcr::client::Options{}.am_chunk).c_str());
+  std::printf("%-14s %-9s | %8s %9s %8s %10s %9s %9s | %8s %9s %8s %10s %9s %9s\n", "job", "pool", "ckpt", "sockets",
+              "UCX", "ckpt/sock", "ckpt/UCX", "UCX/sock", "restart", "sockets", "UCX", "rst/sock", "rst/UCX",
+              "UCX/sock");
+  const auto number = [](const json& v) { return v.is_number() ? v.get<double>() : NAN; };
   for (const auto& row : r["rows"]) {
     const double ckpt = row["ckpt_ms"], rst = row["restart_ms"], sc = row["socket_ckpt_ms"], sr = row["socket_restart_ms"];
+    const double uc = number(row.value("ucx_ckpt_ms", json())), ur = number(row.value("ucx_restart_ms", json()));
     const std::string job = job_label(row);
-    std::printf("%-14s %-9s | %8.1f %9.1f %10s | %8.1f %9.1f %10s\n", job.c_str(),
-                row["pool_dir"].get<std::string>().c_str(), ckpt, sc, ratio(ckpt, sc).c_str(), rst, sr,
-                ratio(rst, sr).c_str());
+    std::printf("%-14s %-9s | %8.1f %9.1f %8.1f %10s %9s %9s | %8.1f %9.1f %8.1f %10s %9s %9s\n", job.c_str(),
+                row["pool_dir"].get<std::string>().c_str(), ckpt, sc, uc, ratio(ckpt, sc).c_str(),
+                ratio(ckpt, uc).c_str(), ratio(uc, sc).c_str(), rst, sr, ur, ratio(rst, sr).c_str(),
+                ratio(rst, ur).c_str(), ratio(ur, sr).c_str());
   }
   std::printf("\nencrypted on the client (PMCR_ENCRYPT=1, %s), the same jobs in the same run:\n",
               pmcr::crypt::cipher_name(pmcr::crypt::DataKey(pmcr::auth::Key::generate()).cipher()));

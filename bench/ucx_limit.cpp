@@ -1,0 +1,357 @@
+#include "ucx_limit.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "error.hpp"
+#include "ucx.hpp"
+
+namespace pmcr::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr unsigned kData = 1, kControl = 2;       // active-message ids
+enum Control : uint8_t { kReady = 1, kGo = 2, kDone = 3, kBye = 4 };
+constexpr auto kLimit = std::chrono::seconds(120);  // a stream that takes longer has failed
+constexpr uint8_t kHeld = 7;                        // the bytes the receiving end holds; rank R's are 100 + R
+
+[[noreturn]] void fail(const std::string& what) { throw pmcr::Error(PMCR_E_IO, "UCX baseline: " + what); }
+
+// One end of one rank's stream: its worker (progressed by one thread), its
+// endpoint, where its data lands.
+struct End {
+  ucp_worker_h worker = nullptr;
+  ucp_ep_h ep = nullptr;
+  ucp_conn_request_h conn = nullptr;  // the listening end: the connection to accept
+  uint8_t* dest = nullptr;
+  uint64_t landed = 0;
+  unsigned controls = 0;  // bit K: control K arrived
+  bool failed = false;
+  struct Pending {
+    void* desc;
+    uint64_t offset, length;
+  };
+  std::vector<Pending> rndv;  // rendezvous data to fetch
+};
+
+ucs_status_t on_data(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                     const ucp_am_recv_param_t* param) {
+  auto* e = static_cast<End*>(arg);
+  uint64_t offset = 0;
+  if (header_length != sizeof offset) {
+    e->failed = true;
+    return UCS_OK;
+  }
+  std::memcpy(&offset, header, sizeof offset);
+  if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
+    e->rndv.push_back({data, offset, length});  // fetched outside the callback
+    return UCS_INPROGRESS;
+  }
+  std::memcpy(e->dest + offset, data, length);
+  e->landed += length;
+  return UCS_OK;
+}
+
+ucs_status_t on_control(void* arg, const void* header, size_t header_length, void*, size_t,
+                        const ucp_am_recv_param_t*) {
+  auto* e = static_cast<End*>(arg);
+  if (header_length == 1) e->controls |= 1u << *static_cast<const uint8_t*>(header);
+  return UCS_OK;
+}
+
+void on_error(void* arg, ucp_ep_h, ucs_status_t) { static_cast<End*>(arg)->failed = true; }
+
+void fetch(End& e) {
+  for (const End::Pending& d : std::exchange(e.rndv, {})) {
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    p.cb.recv_am = [](void* req, ucs_status_t st, size_t n, void* user) {
+      auto* end = static_cast<End*>(user);
+      if (st == UCS_OK) end->landed += n;
+      else end->failed = true;
+      ucp_request_free(req);
+    };
+    p.user_data = &e;
+    void* req = ucp_am_recv_data_nbx(e.worker, d.desc, e.dest + d.offset, d.length, &p);
+    if (req == nullptr) e.landed += d.length;  // (done at once: no callback)
+    else if (UCS_PTR_IS_ERR(req)) e.failed = true;
+  }
+}
+
+// Progresses E's worker until DONE says so (sleeping on its event fd when
+// there is nothing to do, as a blocking socket would); false if the
+// stream failed or took too long.
+bool progress_until(End& e, const std::function<bool()>& done) {
+  const auto until = Clock::now() + kLimit;
+  int fd = -1;
+  if (ucp_worker_get_efd(e.worker, &fd) != UCS_OK) return false;
+  while (!done()) {
+    if (e.failed || Clock::now() > until) return false;
+    fetch(e);
+    if (ucp_worker_progress(e.worker) || !e.rndv.empty()) continue;
+    if (ucp_worker_arm(e.worker) == UCS_ERR_BUSY) continue;
+    pollfd pfd{fd, POLLIN, 0};
+    ::poll(&pfd, 1, 50);
+  }
+  return true;
+}
+
+bool complete(End& e, void* req) {
+  if (req == nullptr) return true;
+  if (UCS_PTR_IS_ERR(req)) return false;
+  const bool ok = progress_until(e, [req] { return ucp_request_check_status(req) != UCS_INPROGRESS; }) &&
+                  ucp_request_check_status(req) == UCS_OK;
+  ucp_request_free(req);
+  return ok;
+}
+
+bool send_control(End& e, Control c) {
+  static const uint8_t kinds[] = {0, kReady, kGo, kDone, kBye};
+  ucp_request_param_t p{};
+  return complete(e, ucp_am_send_nbx(e.ep, kControl, &kinds[c], 1, nullptr, 0, &p));
+}
+
+// BYTES from SRC as rendezvous active messages of CHUNK, all in flight at once.
+bool send_data(End& e, const uint8_t* src, uint64_t bytes, uint64_t chunk) {
+  std::vector<uint64_t> offsets;
+  for (uint64_t at = 0; at < bytes; at += chunk) offsets.push_back(at);
+  std::vector<void*> reqs;
+  bool ok = true;
+  for (const uint64_t& at : offsets) {  // (each header lives until its send completes)
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    p.flags = UCP_AM_SEND_FLAG_RNDV | UCP_AM_SEND_FLAG_REPLY;
+    void* req = ucp_am_send_nbx(e.ep, kData, &at, sizeof at, src + at, std::min(chunk, bytes - at), &p);
+    if (UCS_PTR_IS_ERR(req)) ok = false;
+    else if (req) reqs.push_back(req);
+  }
+  for (void* req : reqs) ok = complete(e, req) && ok;
+  return ok;
+}
+
+void handlers(End& e) {
+  pmcr::ucx::set_am_handler(e.worker, kData, on_data, &e);
+  pmcr::ucx::set_am_handler(e.worker, kControl, on_control, &e);
+}
+
+// A rank: connects to PORT, says it is ready, and sends its bytes at "go"
+// (TO_SERVER), or receives them and says when they all landed.
+bool rank_process(uint16_t port, uint64_t bytes, bool to_server, uint64_t chunk, uint8_t pattern) {
+  std::vector<uint8_t> mine(bytes, pattern);  // (touched)
+  pmcr::ucx::Context ctx("pmcr-bench-ucx-rank", UCP_FEATURE_AM | UCP_FEATURE_WAKEUP);
+  pmcr::ucx::Worker worker(ctx);
+  End e;
+  e.worker = worker.get();
+  e.dest = mine.data();
+  handlers(e);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (pmcr::ucx::connect(e.worker, reinterpret_cast<const sockaddr*>(&a), sizeof a, on_error, &e, &e.ep) != UCS_OK)
+    return false;
+  bool ok = send_control(e, kReady);
+  if (ok && to_server)
+    ok = progress_until(e, [&] { return (e.controls & (1u << kGo)) != 0; }) && send_data(e, mine.data(), bytes, chunk);
+  if (ok && !to_server)
+    ok = progress_until(e, [&] { return e.landed >= bytes; }) && e.landed == bytes && send_control(e, kDone) &&
+         std::all_of(mine.begin(), mine.end(), [](uint8_t b) { return b == kHeld; });
+  // Closed once the other end has it all (a send completes when its bytes
+  // are on their way, and a closed endpoint drops what is still on the wire).
+  if (ok) ok = progress_until(e, [&] { return (e.controls & (1u << kBye)) != 0; });
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  p.flags = UCP_EP_CLOSE_FLAG_FORCE;
+  complete(e, ucp_ep_close_nbx(e.ep, &p));
+  return ok;
+}
+
+// Unmaps on scope exit.
+struct Mapping {
+  explicit Mapping(uint64_t n) : size(n) {
+    data = static_cast<uint8_t*>(::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (data == MAP_FAILED) fail("cannot map " + std::to_string(size) + " bytes");
+    ::madvise(data, size, MADV_DONTFORK);  // not the ranks': they are fresh processes
+    std::memset(data, kHeld, size);
+  }
+  ~Mapping() { ::munmap(data, size); }
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  uint8_t* data;
+  uint64_t size;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// One measurement: fresh rank processes (forked before this process touches
+// UCX), a fresh UCX context here. Seconds.
+double once(int ranks, uint64_t bytes, bool to_server, uint64_t chunk, uint8_t* held) {
+  if (to_server) std::memset(held, kHeld, static_cast<uint64_t>(ranks) * bytes);  // (what the ranks overwrite)
+  std::vector<int> ports_to(static_cast<size_t>(ranks), -1);  // pipe: the port each rank connects to
+  std::vector<pid_t> children;
+  const auto reap = [&](bool kill_them) {
+    bool ok = true;
+    for (pid_t pid : children) {
+      if (kill_them) ::kill(pid, SIGKILL);
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    for (int fd : ports_to) ::close(fd);
+    children.clear();
+    ports_to.clear();
+    return ok;
+  };
+  for (int r = 0; r < ranks; ++r) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) fail(std::string("pipe: ") + std::strerror(errno));
+    const pid_t pid = ::fork();
+    if (pid < 0) fail(std::string("fork: ") + std::strerror(errno));
+    if (pid == 0) {
+      bool ok = false;
+      try {
+        ::close(fds[1]);
+        uint16_t port = 0;
+        ok = ::read(fds[0], &port, sizeof port) == static_cast<ssize_t>(sizeof port) &&
+             rank_process(port, bytes, to_server, chunk, static_cast<uint8_t>(100 + r));
+      } catch (...) {  // never back into the parent's code
+      }
+      ::_exit(ok ? 0 : 1);
+    }
+    ::close(fds[0]);
+    ports_to[static_cast<size_t>(r)] = fds[1];
+    children.push_back(pid);
+  }
+  double elapsed = 0;
+  bool ok = true;
+  {
+    pmcr::ucx::Context ctx("pmcr-bench-ucx", UCP_FEATURE_AM | UCP_FEATURE_WAKEUP);
+    std::vector<pmcr::ucx::Worker> workers;
+    workers.reserve(static_cast<size_t>(ranks));
+    std::vector<End> ends(static_cast<size_t>(ranks));
+    std::vector<ucp_listener_h> listeners;
+    for (int r = 0; r < ranks; ++r) {
+      End& e = ends[static_cast<size_t>(r)];
+      workers.emplace_back(ctx);
+      e.worker = workers.back().get();
+      e.dest = held + static_cast<uint64_t>(r) * bytes;
+      handlers(e);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ucp_listener_params_t lp{};
+      lp.field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
+      lp.sockaddr.addr = reinterpret_cast<const sockaddr*>(&a);
+      lp.sockaddr.addrlen = sizeof a;
+      lp.conn_handler.cb = [](ucp_conn_request_h req, void* arg) { static_cast<End*>(arg)->conn = req; };
+      lp.conn_handler.arg = &e;
+      ucp_listener_h l = nullptr;
+      ucs_status_t st = ucp_listener_create(e.worker, &lp, &l);
+      if (st != UCS_OK) {
+        reap(true);
+        pmcr::ucx::throw_status("UCX baseline: listening on 127.0.0.1", st);
+      }
+      listeners.push_back(l);
+      ucp_listener_attr_t la{};
+      la.field_mask = UCP_LISTENER_ATTR_FIELD_SOCKADDR;
+      st = ucp_listener_query(l, &la);
+      const uint16_t port = st == UCS_OK ? ntohs(reinterpret_cast<const sockaddr_in*>(&la.sockaddr)->sin_port) : 0;
+      if (::write(ports_to[static_cast<size_t>(r)], &port, sizeof port) != static_cast<ssize_t>(sizeof port))
+        ok = false;
+    }
+    // One thread per stream, as the socket baseline: accept, wait for the
+    // rank, then at "go" move the bytes.
+    std::mutex mu;
+    std::condition_variable cv;
+    int ready = 0;
+    bool go = false;
+    std::vector<char> done(static_cast<size_t>(ranks), 0);
+    std::vector<Clock::time_point> ends_at(static_cast<size_t>(ranks));
+    std::vector<std::thread> streams;
+    for (int r = 0; r < ranks && ok; ++r)
+      streams.emplace_back([&, r] {
+        End& e = ends[static_cast<size_t>(r)];
+        bool good = progress_until(e, [&] { return e.conn != nullptr; });
+        if (good) {
+          ucp_ep_params_t p{};
+          p.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                         UCP_EP_PARAM_FIELD_ERR_HANDLER;
+          p.conn_request = e.conn;
+          p.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+          p.err_handler.cb = on_error;
+          p.err_handler.arg = &e;
+          good = ucp_ep_create(e.worker, &p, &e.ep) == UCS_OK &&
+                 progress_until(e, [&] { return (e.controls & (1u << kReady)) != 0; });
+        }
+        {
+          std::unique_lock<std::mutex> lock(mu);
+          ready++;
+          cv.notify_all();
+          cv.wait(lock, [&] { return go; });
+        }
+        if (good && to_server) good = send_control(e, kGo) && progress_until(e, [&] { return e.landed >= bytes; });
+        if (good && !to_server)
+          good = send_data(e, e.dest, bytes, chunk) &&
+                 progress_until(e, [&] { return (e.controls & (1u << kDone)) != 0; });
+        ends_at[static_cast<size_t>(r)] = Clock::now();
+        done[static_cast<size_t>(r)] = good && (!to_server || e.landed == bytes) && send_control(e, kBye);
+      });
+    Clock::time_point t0;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return ready == static_cast<int>(streams.size()); });
+      t0 = Clock::now();
+      go = true;
+    }
+    cv.notify_all();
+    for (auto& t : streams) t.join();
+    for (const auto& at : ends_at) elapsed = std::max(elapsed, std::chrono::duration<double>(at - t0).count());
+    for (char d : done) ok = ok && d;
+    // (Not timed: what landed is what the ranks sent.)
+    for (int r = 0; r < ranks && ok && to_server; ++r)
+      ok = std::all_of(held + static_cast<uint64_t>(r) * bytes, held + static_cast<uint64_t>(r + 1) * bytes,
+                       [r](uint8_t b) { return b == static_cast<uint8_t>(100 + r); });
+    ok = reap(!ok) && ok;  // (the ranks close first: nothing here waits for them)
+    for (End& e : ends) {
+      if (!e.ep) continue;
+      ucp_request_param_t p{};
+      p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      p.flags = UCP_EP_CLOSE_FLAG_FORCE;
+      complete(e, ucp_ep_close_nbx(e.ep, &p));
+    }
+    for (ucp_listener_h l : listeners) ucp_listener_destroy(l);
+  }
+  if (!ok) fail("a stream failed (" + std::to_string(ranks) + " ranks, " + std::to_string(bytes) + " bytes each)");
+  return elapsed;
+}
+
+}  // namespace
+
+double ucx_limit_ms(int ranks, uint64_t bytes, bool to_server, int reps, uint64_t chunk) {
+  Mapping held(static_cast<uint64_t>(ranks) * bytes);
+  std::vector<double> times;
+  for (int rep = 0; rep < reps; ++rep) times.push_back(once(ranks, bytes, to_server, chunk, held.data));
+  return median(times) * 1e3;
+}
+
+}  // namespace pmcr::bench

@@ -1,0 +1,19 @@
+// What UCX itself reaches on this machine's transport, measured the way the
+// socket baseline is (pmcr_bench.cpp, socket_limit_ms): the floor under
+// pmcr's checkpoint and restart once the transport is UCX.
+#pragma once
+
+#include <cstdint>
+
+namespace pmcr::bench {
+
+// RANKS fresh processes, each with BYTES in memory touched beforehand, move
+// them with UCX active messages (rendezvous, CHUNK bytes each, all in
+// flight at once; endpoints with peer error handling, as pmcr's, so UCX
+// picks the transport it picks for pmcr) to (TO_SERVER) or from one
+// process holding RANKS x BYTES touched beforehand, one worker and thread
+// per stream there. Milliseconds from "go" to the last byte landed, median
+// of REPS. No checksum, no persistence, no protocol. Throws pmcr::Error.
+double ucx_limit_ms(int ranks, uint64_t bytes, bool to_server, int reps, uint64_t chunk);
+
+}  // namespace pmcr::bench

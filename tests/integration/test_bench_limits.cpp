@@ -1,0 +1,26 @@
+// The limits pmcr-bench measures pmcr against move what they claim to: every
+// byte, to the right place, both ways (each baseline checks that itself,
+// untimed, and fails otherwise).
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "error.hpp"
+#include "ucx_limit.hpp"
+
+TEST(BenchLimits, TheUcxBaselineMovesEveryByteBothWays) {
+  // Three ranks; a size that is not a whole number of messages, so the
+  // last one is short; two fresh sets of processes each way.
+  constexpr uint64_t kBytes = (5u << 20) + 4099, kChunk = 1u << 20;
+  for (bool to_server : {true, false}) {
+    SCOPED_TRACE(to_server ? "to the server" : "from the server");
+    double ms = NAN;
+    try {
+      ms = pmcr::bench::ucx_limit_ms(3, kBytes, to_server, 2, kChunk);
+    } catch (const pmcr::Error& e) {
+      FAIL() << e.what();
+    }
+    EXPECT_GT(ms, 0.0);
+    EXPECT_LT(ms, 60e3);
+  }
+}
