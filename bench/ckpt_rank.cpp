@@ -31,6 +31,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -38,13 +39,31 @@
 #include <string>
 #include <vector>
 
+#include "cpu_time.hpp"
 #include "rank_common.hpp"
 
 namespace {
 
 using namespace pmcr_bench;
 
+// The pmservers' pids (PMCR_BENCH_SERVER_PIDS, comma separated), on this host.
+std::vector<pid_t> server_pids() {
+  std::vector<pid_t> out;
+  const char* env = std::getenv("PMCR_BENCH_SERVER_PIDS");
+  for (const char* p = env ? env : ""; *p;) {
+    char* end = nullptr;
+    const long v = std::strtol(p, &end, 10);
+    if (end == p) break;
+    out.push_back(static_cast<pid_t>(v));
+    p = *end == ',' ? end + 1 : end;
+  }
+  return out;
+}
+
+std::string json_number(double v) { return std::isnan(v) ? "null" : std::to_string(v); }
+
 double median(std::vector<double> v) {
+  if (std::any_of(v.begin(), v.end(), [](double x) { return std::isnan(x); })) return NAN;
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
@@ -68,11 +87,36 @@ int main(int argc, char** argv) {
   check(pmcr_init(MPI_COMM_WORLD, nullptr), "pmcr_init");
   check(pmcr_protect(0, buf, bytes), "pmcr_protect");
   std::vector<double> first, ckpt, blocked, copy, posix_write, restart, posix_read;
+  // CPU seconds of an operation: every rank's own (summed), and the
+  // pmservers' (measured by rank 0; NAN without PMCR_BENCH_SERVER_PIDS).
+  std::vector<double> ranks_cpu, servers_cpu;
+  const std::vector<pid_t> servers = server_pids();
+  const auto servers_now = [&] {
+    double t = servers.empty() ? NAN : 0;
+    for (pid_t pid : servers) t += pmcr::bench::process_cpu_seconds(pid);
+    return t;
+  };
+  const auto cpu_timed = [&](auto&& f) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    const double s0 = g_rank == 0 ? servers_now() : 0, r0 = pmcr::bench::own_cpu_seconds();
+    const double wall = timed(f);
+    const double mine = pmcr::bench::own_cpu_seconds() - r0;
+    double all = 0;
+    MPI_Reduce(&mine, &all, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    if (g_rank == 0) {
+      ranks_cpu.push_back(all);
+      servers_cpu.push_back(servers_now() - s0);
+    }
+    return wall;
+  };
   // One timed checkpoint of version V: the call (blocked), then until sealed.
   const auto checkpoint = [&](int v) {
     check(pmcr_wait(v - 1), "pmcr_wait");
-    const double call = timed([&] { check(pmcr_checkpoint(v), "pmcr_checkpoint"); });
-    const double rest = timed([&] { check(pmcr_wait(v), "pmcr_wait"); });
+    double call = 0, rest = 0;
+    cpu_timed([&] {
+      call = timed([&] { check(pmcr_checkpoint(v), "pmcr_checkpoint"); });
+      rest = timed([&] { check(pmcr_wait(v), "pmcr_wait"); });
+    });
     blocked.push_back(call);
     ckpt.push_back(call + rest);
   };
@@ -118,7 +162,7 @@ int main(int argc, char** argv) {
   } else {
     int version = -1;
     std::memset(buf, 0, bytes);
-    restart.push_back(timed([&] {
+    restart.push_back(cpu_timed([&] {
       check(pmcr_restart_test(&version), "pmcr_restart_test");
       if (version < 0) die("no checkpoint to restart from");
       check(pmcr_restart(version), "pmcr_restart");
@@ -136,11 +180,13 @@ int main(int argc, char** argv) {
       for (double t : ckpt) all += (all.empty() ? "" : ", ") + std::to_string(t);
       std::printf(
           "{\"ckpt_s\": %.6f, \"blocked_s\": %.6f, \"ckpt_first_s\": %.6f, \"memcpy_s\": %.6f, "
-          "\"posix_write_fsync_s\": %.6f, \"ckpt_each_s\": [%s]}\n",
-          median(ckpt), median(blocked), first.at(0), median(copy), median(posix_write), all.c_str());
+          "\"posix_write_fsync_s\": %.6f, \"ckpt_each_s\": [%s], \"ranks_cpu_s\": %.6f, \"servers_cpu_s\": %s}\n",
+          median(ckpt), median(blocked), first.at(0), median(copy), median(posix_write), all.c_str(), median(ranks_cpu),
+          json_number(median(servers_cpu)).c_str());
     }
     else
-      std::printf("{\"restart_s\": %.6f, \"posix_cold_read_s\": %.6f}\n", restart[0], posix_read[0]);
+      std::printf("{\"restart_s\": %.6f, \"posix_cold_read_s\": %.6f, \"ranks_cpu_s\": %.6f, \"servers_cpu_s\": %s}\n",
+                  restart[0], posix_read[0], ranks_cpu.at(0), json_number(servers_cpu.at(0)).c_str());
   }
   ::munmap(buf, bytes);
   MPI_Finalize();

@@ -45,6 +45,7 @@
 #include "process.hpp"
 #include "text.hpp"
 #include "ucx.hpp"
+#include "cpu_time.hpp"
 #include "ucx_limit.hpp"
 
 using json = nlohmann::json;
@@ -55,7 +56,7 @@ namespace {
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 double median(std::vector<double> v) {
-  if (v.empty()) return NAN;
+  if (v.empty() || std::any_of(v.begin(), v.end(), [](double x) { return std::isnan(x); })) return NAN;
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
@@ -357,7 +358,8 @@ bool move_all(int fd, uint8_t* p, uint64_t n, bool send) {
 // protocol: the floor under any checkpoint/restart over this transport.
 // With NS, the receiving end listens inside the namespace (this process
 // enters it for that moment) and the ranks connect across the veth pair.
-double socket_limit_ms(int ranks, uint64_t bytes, bool to_server, int reps, const pmcr::tools::NetNs* ns = nullptr) {
+pmcr::bench::Limit socket_limit(int ranks, uint64_t bytes, bool to_server, int reps,
+                                const pmcr::tools::NetNs* ns = nullptr) {
   int home = -1;
   if (ns) {
     home = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
@@ -386,26 +388,36 @@ double socket_limit_ms(int ranks, uint64_t bytes, bool to_server, int reps, cons
   fill(server, 7);
   // Not the children's: else each page written here after a fork is copied first.
   ::madvise(server.data, server.size, MADV_DONTFORK);
-  std::vector<double> times;
+  std::vector<double> times, cpu;
   for (int rep = 0; rep < reps; ++rep) {
     std::vector<pid_t> children;
+    std::vector<int> cpu_from;  // pipe: the CPU seconds each rank spent from "ready" on
     for (int r = 0; r < ranks; ++r) {
+      int back[2];
+      if (::pipe2(back, O_CLOEXEC) != 0)
+        throw pmcr::Error(PMCR_E_IO, std::string("socket baseline: pipe: ") + std::strerror(errno));
       const pid_t pid = ::fork();
       if (pid < 0) throw pmcr::Error(PMCR_E_IO, std::string("socket baseline: fork: ") + std::strerror(errno));
       if (pid == 0) {  // a fresh rank: its memory, one stream
         bool ok = false;
         try {
+          ::close(back[0]);
           Buffer mine(bytes);
           fill(mine, 100 + static_cast<uint64_t>(r));
           const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
           uint8_t go = 0;
-          ok = fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && move_all(fd, &go, 1, true) &&
-               move_all(fd, &go, 1, false) && move_all(fd, mine.data, bytes, to_server) &&
-               (to_server || move_all(fd, &go, 1, true));
+          ok = fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+          const double cpu0 = pmcr::bench::own_cpu_seconds();
+          ok = ok && move_all(fd, &go, 1, true) && move_all(fd, &go, 1, false) &&
+               move_all(fd, mine.data, bytes, to_server) && (to_server || move_all(fd, &go, 1, true));
+          const double spent = pmcr::bench::own_cpu_seconds() - cpu0;
+          ok = ok && ::write(back[1], &spent, sizeof spent) == static_cast<ssize_t>(sizeof spent);
         } catch (...) {  // never back into the parent's code
         }
         ::_exit(ok ? 0 : 1);
       }
+      ::close(back[1]);
+      cpu_from.push_back(back[0]);
       children.push_back(pid);
     }
     std::vector<int> fds;
@@ -418,6 +430,7 @@ double socket_limit_ms(int ranks, uint64_t bytes, bool to_server, int reps, cons
     }
     // Every stream at once, as the ranks of a job: one thread per stream.
     const auto t0 = Clock::now();
+    const double cpu0 = pmcr::bench::own_cpu_seconds();
     std::vector<std::thread> streams;
     std::vector<char> done(fds.size(), 0);
     for (size_t i = 0; i < fds.size() && ok; ++i)
@@ -428,11 +441,16 @@ double socket_limit_ms(int ranks, uint64_t bytes, bool to_server, int reps, cons
       });
     for (auto& t : streams) t.join();
     const double elapsed = seconds_since(t0);
+    double spent = pmcr::bench::own_cpu_seconds() - cpu0;
     for (int fd : fds) ::close(fd);
-    for (pid_t pid : children) {
+    for (size_t i = 0; i < children.size(); ++i) {
       int status = 0;
-      ::waitpid(pid, &status, 0);
-      ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      ::waitpid(children[i], &status, 0);
+      double child = 0;
+      ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+           ::read(cpu_from[i], &child, sizeof child) == static_cast<ssize_t>(sizeof child);
+      ::close(cpu_from[i]);
+      spent += child;
     }
     for (char d : done) ok = ok && d;
     if (!ok) {
@@ -440,9 +458,10 @@ double socket_limit_ms(int ranks, uint64_t bytes, bool to_server, int reps, cons
       throw pmcr::Error(PMCR_E_IO, "socket baseline: a stream failed");
     }
     times.push_back(elapsed);
+    cpu.push_back(spent);
   }
   ::close(listener);
-  return median(times) * 1e3;
+  return {median(times) * 1e3, median(cpu) * 1e3};
 }
 
 // ---- pmcr-bench server ----
@@ -619,13 +638,14 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
     }
     for (const CkptConfig& cfg : configs) {
       // Fresh processes for every measurement, as every restart is a new job.
-      const double sock_ckpt = socket_limit_ms(cfg.ranks, cfg.mib << 20, true, reps, ns.get());
-      const double sock_restart = socket_limit_ms(cfg.ranks, cfg.mib << 20, false, reps, ns.get());
+      const auto sock_ckpt = socket_limit(cfg.ranks, cfg.mib << 20, true, reps, ns.get());
+      const auto sock_restart = socket_limit(cfg.ranks, cfg.mib << 20, false, reps, ns.get());
       // And UCX's own, with pmcr's message size (loopback only: its
       // listener does not enter the namespace).
       const uint64_t chunk = pmcr::client::Options{}.am_chunk;
-      const double ucx_ckpt = ns ? NAN : pmcr::bench::ucx_limit_ms(cfg.ranks, cfg.mib << 20, true, reps, chunk);
-      const double ucx_restart = ns ? NAN : pmcr::bench::ucx_limit_ms(cfg.ranks, cfg.mib << 20, false, reps, chunk);
+      const auto ucx_ckpt = ns ? pmcr::bench::Limit{} : pmcr::bench::ucx_limit(cfg.ranks, cfg.mib << 20, true, reps, chunk);
+      const auto ucx_restart =
+          ns ? pmcr::bench::Limit{} : pmcr::bench::ucx_limit(cfg.ranks, cfg.mib << 20, false, reps, chunk);
       for (const std::string& dir : dirs) {
         if (!quiet)
           std::fprintf(stderr, "%d ranks x %llu MiB, pool in %s, %s...\n", cfg.ranks,
@@ -640,16 +660,20 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
                                         "PMCR_KEEP=2", "PMCR_TIMEOUT=600",
                                         // Full checkpoints: the job rewrites the same bytes, which
                                         // an incremental one would not send (--changed measures those).
-                                        "PMCR_INCREMENTAL=0"};
+                                        "PMCR_INCREMENTAL=0",
+                                        // (Rank 0 reads its CPU time around each timed operation.)
+                                        "PMCR_BENCH_SERVER_PIDS=" + std::to_string(server.pid())};
         if (ns)
           env.insert(env.end(), {"UCX_NET_DEVICES=" + ns->host_if(), "PMCR_AUTH=key", "PMCR_KEY_FILE=" + server_key});
         const std::string mib = std::to_string(cfg.mib), r = std::to_string(reps);
         const json w = run_rank_job(launch, cfg.ranks, {"write", mib, r, posix_dir}, env);
-        std::vector<double> restart, cold;
+        std::vector<double> restart, cold, restart_ranks_cpu, restart_server_cpu;
         for (int i = 0; i < reps; ++i) {  // every restart is a new job
           const json rd = run_rank_job(launch, cfg.ranks, {"read", mib, "1", posix_dir}, env);
           restart.push_back(rd["restart_s"].get<double>());
           cold.push_back(rd["posix_cold_read_s"].get<double>());
+          restart_ranks_cpu.push_back(rd["ranks_cpu_s"].get<double>());
+          restart_server_cpu.push_back(rd["servers_cpu_s"].is_number() ? rd["servers_cpu_s"].get<double>() : NAN);
         }
         // The same job encrypted on the client (PMCR_ENCRYPT=1), same server, same run.
         std::vector<std::string> enc_env = env;
@@ -678,10 +702,19 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
                         {"posix_cold_read_ms", median(cold) * 1e3},
                         {"ckpt_encrypted_ms", we["ckpt_s"].get<double>() * 1e3},
                         {"restart_encrypted_ms", median(restart_enc) * 1e3},
-                        {"socket_ckpt_ms", sock_ckpt},
-                        {"socket_restart_ms", sock_restart},
-                        {"ucx_ckpt_ms", ucx_ckpt},
-                        {"ucx_restart_ms", ucx_restart},
+                        {"socket_ckpt_ms", sock_ckpt.ms},
+                        {"socket_restart_ms", sock_restart.ms},
+                        {"ucx_ckpt_ms", ucx_ckpt.ms},
+                        {"ucx_restart_ms", ucx_restart.ms},
+                        // CPU time (every core) of one checkpoint or restart, and of the baselines'.
+                        {"ckpt_ranks_cpu_ms", w["ranks_cpu_s"].get<double>() * 1e3},
+                        {"ckpt_server_cpu_ms", w["servers_cpu_s"].is_number() ? w["servers_cpu_s"].get<double>() * 1e3 : NAN},
+                        {"restart_ranks_cpu_ms", median(restart_ranks_cpu) * 1e3},
+                        {"restart_server_cpu_ms", median(restart_server_cpu) * 1e3},
+                        {"socket_ckpt_cpu_ms", sock_ckpt.cpu_ms},
+                        {"socket_restart_cpu_ms", sock_restart.cpu_ms},
+                        {"ucx_ckpt_cpu_ms", ucx_ckpt.cpu_ms},
+                        {"ucx_restart_cpu_ms", ucx_restart.cpu_ms},
                         {"setup", setup}});
       }
     }
@@ -830,6 +863,23 @@ void print_ckpt(const json& r) {
                 row["pool_dir"].get<std::string>().c_str(), ckpt, sc, uc, ratio(ckpt, sc).c_str(),
                 ratio(ckpt, uc).c_str(), ratio(uc, sc).c_str(), rst, sr, ur, ratio(rst, sr).c_str(),
                 ratio(rst, ur).c_str(), ratio(ur, sr).c_str());
+  }
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  std::printf("\nCPU time of one checkpoint and one restart, every core of this machine (%u) summed, ms: the\n"
+              "ranks' and pmserver's, and what the baselines above spent moving the same bytes; 'floor' =\n"
+              "pmcr's CPU time / %u cores, the least time that work allows here\n",
+              cores, cores);
+  std::printf("%-14s | %7s %7s %7s %7s %7s %7s %7s | %7s %7s %7s %7s %7s %7s %7s\n", "job", "ckpt", "ranks", "server",
+              "floor", "floor/t", "sockets", "UCX", "restart", "ranks", "server", "floor", "floor/t", "sockets", "UCX");
+  for (const auto& row : r["rows"]) {
+    const auto get = [&](const char* k) { return row.contains(k) && row[k].is_number() ? row[k].get<double>() : NAN; };
+    const double c = get("ckpt_ms"), cr = get("ckpt_ranks_cpu_ms"), cs = get("ckpt_server_cpu_ms");
+    const double t = get("restart_ms"), tr = get("restart_ranks_cpu_ms"), ts = get("restart_server_cpu_ms");
+    const double cf = (cr + cs) / cores, tf = (tr + ts) / cores;
+    std::printf("%-14s | %7.1f %7.1f %7.1f %7.1f %7s %7.1f %7.1f | %7.1f %7.1f %7.1f %7.1f %7s %7.1f %7.1f\n",
+                job_label(row).c_str(), c, cr, cs, cf, ratio(cf, c).c_str(), get("socket_ckpt_cpu_ms"),
+                get("ucx_ckpt_cpu_ms"), t, tr, ts, tf, ratio(tf, t).c_str(), get("socket_restart_cpu_ms"),
+                get("ucx_restart_cpu_ms"));
   }
   std::printf("\nencrypted on the client (PMCR_ENCRYPT=1, %s), the same jobs in the same run:\n",
               pmcr::crypt::cipher_name(pmcr::crypt::DataKey(pmcr::auth::Key::generate()).cipher()));

@@ -153,7 +153,8 @@ void handlers(End& e) {
 
 // A rank: connects to PORT, says it is ready, and sends its bytes at "go"
 // (TO_SERVER), or receives them and says when they all landed.
-bool rank_process(uint16_t port, uint64_t bytes, bool to_server, uint64_t chunk, uint8_t pattern) {
+// *CPU: the seconds it spent from "ready" to the end.
+bool rank_process(uint16_t port, uint64_t bytes, bool to_server, uint64_t chunk, uint8_t pattern, double* cpu) {
   std::vector<uint8_t> mine(bytes, pattern);  // (touched)
   pmcr::ucx::Context ctx("pmcr-bench-ucx-rank", UCP_FEATURE_AM | UCP_FEATURE_WAKEUP);
   pmcr::ucx::Worker worker(ctx);
@@ -167,6 +168,7 @@ bool rank_process(uint16_t port, uint64_t bytes, bool to_server, uint64_t chunk,
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (pmcr::ucx::connect(e.worker, reinterpret_cast<const sockaddr*>(&a), sizeof a, on_error, &e, &e.ep) != UCS_OK)
     return false;
+  const double cpu0 = own_cpu_seconds();
   bool ok = send_control(e, kReady);
   if (ok && to_server)
     ok = progress_until(e, [&] { return (e.controls & (1u << kGo)) != 0; }) && send_data(e, mine.data(), bytes, chunk);
@@ -176,6 +178,7 @@ bool rank_process(uint16_t port, uint64_t bytes, bool to_server, uint64_t chunk,
   // Closed once the other end has it all (a send completes when its bytes
   // are on their way, and a closed endpoint drops what is still on the wire).
   if (ok) ok = progress_until(e, [&] { return (e.controls & (1u << kBye)) != 0; });
+  *cpu = own_cpu_seconds() - cpu0;
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
   p.flags = UCP_EP_CLOSE_FLAG_FORCE;
@@ -204,45 +207,57 @@ double median(std::vector<double> v) {
 }
 
 // One measurement: fresh rank processes (forked before this process touches
-// UCX), a fresh UCX context here. Seconds.
-double once(int ranks, uint64_t bytes, bool to_server, uint64_t chunk, uint8_t* held) {
+// UCX), a fresh UCX context here. Seconds, and CPU seconds.
+std::pair<double, double> once(int ranks, uint64_t bytes, bool to_server, uint64_t chunk, uint8_t* held) {
   if (to_server) std::memset(held, kHeld, static_cast<uint64_t>(ranks) * bytes);  // (what the ranks overwrite)
   std::vector<int> ports_to(static_cast<size_t>(ranks), -1);  // pipe: the port each rank connects to
+  std::vector<int> cpu_from(static_cast<size_t>(ranks), -1);  // pipe: the CPU time each rank spent
   std::vector<pid_t> children;
+  double ranks_cpu = 0;
   const auto reap = [&](bool kill_them) {
     bool ok = true;
-    for (pid_t pid : children) {
-      if (kill_them) ::kill(pid, SIGKILL);
+    for (size_t i = 0; i < children.size(); ++i) {
+      if (kill_them) ::kill(children[i], SIGKILL);
       int status = 0;
-      ::waitpid(pid, &status, 0);
-      ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      ::waitpid(children[i], &status, 0);
+      double cpu = 0;
+      ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+           ::read(cpu_from[i], &cpu, sizeof cpu) == static_cast<ssize_t>(sizeof cpu);
+      ranks_cpu += cpu;
     }
     for (int fd : ports_to) ::close(fd);
+    for (int fd : cpu_from) ::close(fd);
     children.clear();
     ports_to.clear();
+    cpu_from.clear();
     return ok;
   };
   for (int r = 0; r < ranks; ++r) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) fail(std::string("pipe: ") + std::strerror(errno));
+    int fds[2], back[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0 || ::pipe2(back, O_CLOEXEC) != 0) fail(std::string("pipe: ") + std::strerror(errno));
     const pid_t pid = ::fork();
     if (pid < 0) fail(std::string("fork: ") + std::strerror(errno));
     if (pid == 0) {
       bool ok = false;
       try {
         ::close(fds[1]);
+        ::close(back[0]);
         uint16_t port = 0;
+        double cpu = 0;
         ok = ::read(fds[0], &port, sizeof port) == static_cast<ssize_t>(sizeof port) &&
-             rank_process(port, bytes, to_server, chunk, static_cast<uint8_t>(100 + r));
+             rank_process(port, bytes, to_server, chunk, static_cast<uint8_t>(100 + r), &cpu) &&
+             ::write(back[1], &cpu, sizeof cpu) == static_cast<ssize_t>(sizeof cpu);
       } catch (...) {  // never back into the parent's code
       }
       ::_exit(ok ? 0 : 1);
     }
     ::close(fds[0]);
+    ::close(back[1]);
     ports_to[static_cast<size_t>(r)] = fds[1];
+    cpu_from[static_cast<size_t>(r)] = back[0];
     children.push_back(pid);
   }
-  double elapsed = 0;
+  double elapsed = 0, own_cpu = 0;
   bool ok = true;
   {
     pmcr::ucx::Context ctx("pmcr-bench-ucx", UCP_FEATURE_AM | UCP_FEATURE_WAKEUP);
@@ -317,14 +332,17 @@ double once(int ranks, uint64_t bytes, bool to_server, uint64_t chunk, uint8_t* 
         done[static_cast<size_t>(r)] = good && (!to_server || e.landed == bytes) && send_control(e, kBye);
       });
     Clock::time_point t0;
+    double cpu0 = 0;
     {
       std::unique_lock<std::mutex> lock(mu);
       cv.wait(lock, [&] { return ready == static_cast<int>(streams.size()); });
       t0 = Clock::now();
+      cpu0 = own_cpu_seconds();
       go = true;
     }
     cv.notify_all();
     for (auto& t : streams) t.join();
+    own_cpu = own_cpu_seconds() - cpu0;
     for (const auto& at : ends_at) elapsed = std::max(elapsed, std::chrono::duration<double>(at - t0).count());
     for (char d : done) ok = ok && d;
     // (Not timed: what landed is what the ranks sent.)
@@ -342,16 +360,20 @@ double once(int ranks, uint64_t bytes, bool to_server, uint64_t chunk, uint8_t* 
     for (ucp_listener_h l : listeners) ucp_listener_destroy(l);
   }
   if (!ok) fail("a stream failed (" + std::to_string(ranks) + " ranks, " + std::to_string(bytes) + " bytes each)");
-  return elapsed;
+  return {elapsed, own_cpu + ranks_cpu};
 }
 
 }  // namespace
 
-double ucx_limit_ms(int ranks, uint64_t bytes, bool to_server, int reps, uint64_t chunk) {
+Limit ucx_limit(int ranks, uint64_t bytes, bool to_server, int reps, uint64_t chunk) {
   Mapping held(static_cast<uint64_t>(ranks) * bytes);
-  std::vector<double> times;
-  for (int rep = 0; rep < reps; ++rep) times.push_back(once(ranks, bytes, to_server, chunk, held.data));
-  return median(times) * 1e3;
+  std::vector<double> times, cpu;
+  for (int rep = 0; rep < reps; ++rep) {
+    const auto [t, c] = once(ranks, bytes, to_server, chunk, held.data);
+    times.push_back(t);
+    cpu.push_back(c);
+  }
+  return {median(times) * 1e3, median(cpu) * 1e3};
 }
 
 }  // namespace pmcr::bench

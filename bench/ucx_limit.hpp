@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "cpu_time.hpp"
+
 namespace pmcr::bench {
 
 // RANKS fresh processes, each with BYTES in memory touched beforehand, move
@@ -13,7 +15,8 @@ namespace pmcr::bench {
 // picks the transport it picks for pmcr) to (TO_SERVER) or from one
 // process holding RANKS x BYTES touched beforehand, one worker and thread
 // per stream there. Milliseconds from "go" to the last byte landed, median
-// of REPS. No checksum, no persistence, no protocol. Throws pmcr::Error.
-double ucx_limit_ms(int ranks, uint64_t bytes, bool to_server, int reps, uint64_t chunk);
+// of REPS, with the CPU time both ends spent from then on. No checksum,
+// no persistence, no protocol. Throws pmcr::Error.
+Limit ucx_limit(int ranks, uint64_t bytes, bool to_server, int reps, uint64_t chunk);
 
 }  // namespace pmcr::bench
