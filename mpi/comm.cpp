@@ -1,5 +1,8 @@
 #include "comm.hpp"
 
+#include <time.h>
+
+#include <algorithm>
 #include <vector>
 
 #include "error.hpp"
@@ -35,12 +38,29 @@ void Comm::check(int rc, const char* what) {
   throw Error(PMCR_E_MPI, std::string(what) + " failed: " + std::string(text, static_cast<size_t>(len)));
 }
 
+// A collective started, waited for. Most complete within the first tests
+// (every rank arrives together); a rank that waits longer for the others
+// sleeps between tests, from 10 us up to 500 us, instead of spinning: on a
+// node it shares with other ranks (or with a pmserver, or with the drain of
+// an asynchronous checkpoint), the cores go to those still working.
+void Comm::run(int rc, MPI_Request& r, const char* what) {
+  check(rc, what);
+  int done = 0;
+  for (int i = 0; i < 64 && !done; ++i) check(MPI_Test(&r, &done, MPI_STATUS_IGNORE), what);
+  for (long nap = 10; !done; nap = std::min(2 * nap, 500L)) {
+    const timespec ts{0, nap * 1000};
+    ::nanosleep(&ts, nullptr);
+    check(MPI_Test(&r, &done, MPI_STATUS_IGNORE), what);
+  }
+}
+
 void Comm::agree(int code, const std::string& message) {
+  MPI_Request r = MPI_REQUEST_NULL;
   struct {
     int code;
     int rank;
   } mine{code, rank_}, worst{0, 0};
-  check(MPI_Allreduce(&mine, &worst, 1, MPI_2INT, MPI_MINLOC, comm_), "MPI_Allreduce");
+  run(MPI_Iallreduce(&mine, &worst, 1, MPI_2INT, MPI_MINLOC, comm_, &r), r, "MPI_Allreduce");
   if (worst.code == 0) return;
   // The failing rank tells the others what happened.
   const std::string text = broadcast(message, worst.rank);
@@ -49,48 +69,58 @@ void Comm::agree(int code, const std::string& message) {
 }
 
 std::string Comm::broadcast(const std::string& text, int root) {
+  MPI_Request r = MPI_REQUEST_NULL;
   int len = rank_ == root ? static_cast<int>(text.size()) : 0;
-  check(MPI_Bcast(&len, 1, MPI_INT, root, comm_), "MPI_Bcast");
+  run(MPI_Ibcast(&len, 1, MPI_INT, root, comm_, &r), r, "MPI_Bcast");
   std::vector<char> bytes(static_cast<size_t>(len));
   if (rank_ == root) bytes.assign(text.begin(), text.end());
-  check(MPI_Bcast(bytes.data(), len, MPI_CHAR, root, comm_), "MPI_Bcast");
+  run(MPI_Ibcast(bytes.data(), len, MPI_CHAR, root, comm_, &r), r, "MPI_Bcast");
   return std::string(bytes.begin(), bytes.end());
 }
 
 bool Comm::same(int64_t value) {
+  MPI_Request r = MPI_REQUEST_NULL;
   int64_t in[2] = {value, -value}, out[2] = {0, 0};
-  check(MPI_Allreduce(in, out, 2, MPI_INT64_T, MPI_MIN, comm_), "MPI_Allreduce");
+  run(MPI_Iallreduce(in, out, 2, MPI_INT64_T, MPI_MIN, comm_, &r), r, "MPI_Allreduce");
   return out[0] == value && -out[1] == value;
 }
 
 uint64_t Comm::sum(uint64_t value) {
+  MPI_Request r = MPI_REQUEST_NULL;
   uint64_t out = 0;
-  check(MPI_Allreduce(&value, &out, 1, MPI_UINT64_T, MPI_SUM, comm_), "MPI_Allreduce");
+  run(MPI_Iallreduce(&value, &out, 1, MPI_UINT64_T, MPI_SUM, comm_, &r), r, "MPI_Allreduce");
   return out;
 }
 
 std::vector<uint64_t> Comm::gather(uint64_t value) {
+  MPI_Request r = MPI_REQUEST_NULL;
   std::vector<uint64_t> out(static_cast<size_t>(size_));
-  check(MPI_Allgather(&value, 1, MPI_UINT64_T, out.data(), 1, MPI_UINT64_T, comm_), "MPI_Allgather");
+  run(MPI_Iallgather(&value, 1, MPI_UINT64_T, out.data(), 1, MPI_UINT64_T, comm_, &r), r, "MPI_Allgather");
   return out;
 }
 
 std::vector<int64_t> Comm::min(const std::vector<int64_t>& values) {
+  MPI_Request r = MPI_REQUEST_NULL;
   std::vector<int64_t> out(values.size());
-  check(MPI_Allreduce(values.data(), out.data(), static_cast<int>(values.size()), MPI_INT64_T, MPI_MIN, comm_),
-        "MPI_Allreduce");
+  run(MPI_Iallreduce(values.data(), out.data(), static_cast<int>(values.size()), MPI_INT64_T, MPI_MIN, comm_, &r),
+      r, "MPI_Allreduce");
   return out;
 }
 
 void Comm::broadcast(std::vector<int64_t>& values) {
-  check(MPI_Bcast(values.data(), static_cast<int>(values.size()), MPI_INT64_T, 0, comm_), "MPI_Bcast");
+  MPI_Request r = MPI_REQUEST_NULL;
+  run(MPI_Ibcast(values.data(), static_cast<int>(values.size()), MPI_INT64_T, 0, comm_, &r), r, "MPI_Bcast");
 }
 
 int64_t Comm::broadcast(int64_t value) {
-  check(MPI_Bcast(&value, 1, MPI_INT64_T, 0, comm_), "MPI_Bcast");
+  MPI_Request r = MPI_REQUEST_NULL;
+  run(MPI_Ibcast(&value, 1, MPI_INT64_T, 0, comm_, &r), r, "MPI_Bcast");
   return value;
 }
 
-void Comm::barrier() { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+void Comm::barrier() {
+  MPI_Request r = MPI_REQUEST_NULL;
+  run(MPI_Ibarrier(comm_, &r), r, "MPI_Barrier");
+}
 
 }  // namespace pmcr

@@ -47,6 +47,9 @@ class Comm {
 
  private:
   void check(int rc, const char* what);
+  // Checks RC of the nonblocking collective R was started by, then waits
+  // for it without spinning long.
+  void run(int rc, MPI_Request& r, const char* what);
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
