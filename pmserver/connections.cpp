@@ -193,26 +193,33 @@ void Server::disconnect(Connection& c, const char* why, bool flush) {
 }
 
 void Server::close_ep(ucp_ep_h ep, DataWorker* worker, bool flush) {
-  ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-  p.flags = flush ? 0 : UCP_EP_CLOSE_FLAG_FORCE;
-  ClosingEp* closing = nullptr;
-  if (worker) {  // (see closing_eps_)
-    closing_eps_.insert(ep);
-    closing = new ClosingEp{this, ep, &worker->ref};
-    p.op_attr_mask |= UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    p.cb.send = &Server::on_closed;
-    p.user_data = closing;
-  }
-  void* req = ucp_ep_close_nbx(ep, &p);
-  if (req && !UCS_PTR_IS_ERR(req)) {
-    closing_.push_back(req);
-    return;
-  }
-  if (closing) {  // closed at once: forgotten after the work already queued
-    enqueue([this, ep] { closing_eps_.erase(ep); });
-    delete closing;
-  }
+  if (worker) closing_eps_.insert(ep);  // (see closing_eps_)
+  const auto close = [this, ep, worker, flush] {
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    p.flags = flush ? 0 : UCP_EP_CLOSE_FLAG_FORCE;
+    ClosingEp* closing = nullptr;
+    if (worker) {
+      closing = new ClosingEp{this, ep, &worker->ref};
+      p.op_attr_mask |= UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+      p.cb.send = &Server::on_closed;
+      p.user_data = closing;
+    }
+    void* req = ucp_ep_close_nbx(ep, &p);
+    if (req && !UCS_PTR_IS_ERR(req)) {  // (reaped by the event loop)
+      if (worker) post(worker->ref, [this, req] { closing_.push_back(req); });
+      else closing_.push_back(req);
+      return;
+    }
+    if (closing) {  // closed at once: forgotten after the work already queued
+      if (worker->ref.own_thread) enqueue([this, ep] { closing_eps_.erase(ep); });
+      else closing_eps_.erase(ep);
+      delete closing;
+    }
+  };
+  // On the endpoint's own thread, after what was asked of it before.
+  if (worker && worker->ref.own_thread) worker->submit(close);
+  else close();
 }
 
 void Server::on_closed(void*, ucs_status_t, void* user_data) {
@@ -226,12 +233,14 @@ void Server::on_closed(void*, ucs_status_t, void* user_data) {
 void Server::reap_closing(bool wait) {
   const auto deadline = Clock::now() + std::chrono::seconds(5);
   do {
+    if (wait) run_inbox();  // (the receive threads' closes come in through it)
     for (auto it = closing_.begin(); it != closing_.end();)
       it = ucx::request_status(*it) == UCS_INPROGRESS ? std::next(it) : closing_.erase(it);
-    if (!wait || closing_.empty()) return;
-    ucp_worker_progress(worker_.get());
+    // (Waiting: also for the closes a receive thread has yet to report.)
+    if (!wait || (closing_.empty() && closing_eps_.empty())) return;
+    if (ucp_worker_progress(worker_.get()) == 0) std::this_thread::sleep_for(std::chrono::microseconds(100));
   } while (Clock::now() < deadline);
-  spdlog::warn("{} endpoints did not finish closing", closing_.size());
+  spdlog::warn("{} endpoints did not finish closing", std::max(closing_.size(), closing_eps_.size()));
 }
 
 // Two kinds of peers hold server resources without ever becoming clients:

@@ -95,25 +95,40 @@ void Server::receive(PendingData& d) {
   catalogue_.pin(h.handle);
   ++data_inflight_[h.handle];
   auto* io = new DataIo{this, h.handle, c.id, {}, nullptr, nullptr, &ref_of(c), sum, h.offset, dest, d.length};
-  ucp_request_param_t rp{};
-  rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  rp.cb.recv_am = &Server::on_data_received;
-  rp.user_data = io;
-  if (auto reg = registrations_.find(v.offset); reg != registrations_.end()) {
-    rp.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;  // the region's own registration: nothing to register per chunk
-    rp.memh = reg->second.memh;
-  }
-  void* req = ucp_am_recv_data_nbx(d.worker, d.desc, dest, d.length, &rp);
+  // (The region's own registration: nothing to register per chunk.)
+  const auto reg = registrations_.find(v.offset);
+  fetch(c, io, d.worker, d.desc, reg != registrations_.end() ? reg->second.memh : nullptr);
   PMCR_FAULT_POINT("server.data.chunk");  // tests: a server stalled or killed mid-transfer
-  if (req == nullptr || UCS_PTR_IS_ERR(req)) {
-    if (UCS_PTR_IS_ERR(req)) spdlog::warn("receiving region data failed: {}", ucs_status_string(UCS_PTR_STATUS(req)));
-    if (sum) {
-      if (req == nullptr) sum->landed(h.offset, dest, d.length);  // (done at once: no callback)
-      else sum->fail();
+}
+
+void Server::fetch(Connection& c, DataIo* io, ucp_worker_h worker, void* desc, ucp_mem_h memh) {
+  on_thread_of(c, [io, worker, desc, memh] {
+    ucp_request_param_t rp{};
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    rp.cb.recv_am = &Server::on_data_received;
+    rp.user_data = io;
+    if (memh) {
+      rp.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
+      rp.memh = memh;
     }
-    data_finished(h.handle);
-    delete io;
+    void* req = ucp_am_recv_data_nbx(worker, desc, io->dest, io->length, &rp);
+    if (req == nullptr) fetched(io, UCS_OK);  // (done at once: no callback)
+    else if (UCS_PTR_IS_ERR(req)) fetched(io, UCS_PTR_STATUS(req));
+  });
+}
+
+void Server::fetched(DataIo* io, ucs_status_t status) {
+  if (status != UCS_OK) spdlog::debug("receiving region data failed: {}", ucs_status_string(status));
+  // (Here, on the receive thread, while the bytes are still in its cache.)
+  if (io->sum) {
+    if (status == UCS_OK) io->sum->landed(io->offset, io->dest, io->length);
+    else io->sum->fail();
   }
+  io->server->post(*io->where, [io, status] {
+    if (io->working) io->server->catalogue_.release_write(io->working, status == UCS_OK);
+    io->server->data_finished(io->handle);
+    delete io;
+  });
 }
 
 // Bytes for a region kept in blocks (a named region's next generation, an
@@ -151,33 +166,14 @@ void Server::receive_blocks(Connection& c, PendingData& d, const proto::DataHead
   if (!named) catalogue_.pin(h.handle);  // as every receive into a checkpoint's region (data_finished)
   ++data_inflight_[h.handle];
   auto* io = new DataIo{this, h.handle, c.id, {}, nullptr, std::move(pin), &ref_of(c)};
-  ucp_request_param_t rp{};
-  rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  rp.cb.recv_am = &Server::on_data_received;
-  rp.user_data = io;
-  void* req = ucp_am_recv_data_nbx(d.worker, d.desc, dest, d.length, &rp);
+  io->dest = dest;
+  io->length = d.length;
+  fetch(c, io, d.worker, d.desc, nullptr);
   PMCR_FAULT_POINT("server.data.chunk");
-  if (req == nullptr || UCS_PTR_IS_ERR(req)) {
-    if (UCS_PTR_IS_ERR(req)) spdlog::warn("receiving region data failed: {}", ucs_status_string(UCS_PTR_STATUS(req)));
-    catalogue_.release_write(io->working, req == nullptr);
-    data_finished(h.handle);
-    delete io;
-  }
 }
 
 void Server::on_data_received(void* request, ucs_status_t status, size_t, void* user_data) {
-  auto* io = static_cast<DataIo*>(user_data);
-  if (status != UCS_OK) spdlog::debug("receiving region data failed: {}", ucs_status_string(status));
-  // (Here, on the receive thread, while the bytes are still in its cache.)
-  if (io->sum) {
-    if (status == UCS_OK) io->sum->landed(io->offset, io->dest, io->length);
-    else io->sum->fail();
-  }
-  io->server->post(*io->where, [io, status] {
-    if (io->working) io->server->catalogue_.release_write(io->working, status == UCS_OK);
-    io->server->data_finished(io->handle);
-    delete io;
-  });
+  fetched(static_cast<DataIo*>(user_data), status);
   ucp_request_free(request);
 }
 
@@ -295,37 +291,34 @@ void Server::send_segments(Connection& c, uint64_t handle, uint64_t at, const st
     }
 }
 
+// (A send that fails is told to the client by its connection's failure.)
 void Server::send_chunk(Connection& c, DataIo* io, uint64_t offset, uint64_t n, ucp_mem_h memh) {
-  const auto unpin = [&] {
-    if (io->generation) catalogue_.release(io->generation);
-    else catalogue_.unpin(io->handle);
-  };
   c.sends++;
   io->where = &ref_of(c);
-  ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
-  p.flags = UCP_AM_SEND_FLAG_RNDV;
-  p.cb.send = &Server::on_data_sent;
-  p.user_data = io;
-  if (memh) {
-    p.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
-    p.memh = memh;
-  }
-  void* req = ucp_am_send_nbx(c.ep, proto::kAmData, io->header.data(), io->header.size(), pool_.base() + offset, n, &p);
   data_out_ += n;
+  on_thread_of(c, [io, ep = c.ep, src = pool_.base() + offset, n, memh] {
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+    p.flags = UCP_AM_SEND_FLAG_RNDV;
+    p.cb.send = &Server::on_data_sent;
+    p.user_data = io;
+    if (memh) {
+      p.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
+      p.memh = memh;
+    }
+    void* req = ucp_am_send_nbx(ep, proto::kAmData, io->header.data(), io->header.size(), src, n, &p);
+    if (req == nullptr) sent(io, UCS_OK);
+    else if (UCS_PTR_IS_ERR(req)) sent(io, UCS_PTR_STATUS(req));
+  });
   PMCR_FAULT_POINT("server.read.chunk");  // tests: a server stalled or killed mid-read
-  if (req == nullptr || UCS_PTR_IS_ERR(req)) {
-    unpin();
-    c.sends--;
-    delete io;
-    if (UCS_PTR_IS_ERR(req))
-      throw Error(ucx::to_error(UCS_PTR_STATUS(req)),
-                  std::string("sending region data failed: ") + ucs_status_string(UCS_PTR_STATUS(req)));
-  }
 }
 
 void Server::on_data_sent(void* request, ucs_status_t status, void* user_data) {
-  auto* io = static_cast<DataIo*>(user_data);
+  sent(static_cast<DataIo*>(user_data), status);
+  ucp_request_free(request);
+}
+
+void Server::sent(DataIo* io, ucs_status_t status) {
   if (status != UCS_OK && status != UCS_ERR_CANCELED) spdlog::debug("sending region data failed: {}", ucs_status_string(status));
   io->server->post(*io->where, [io] {
     if (Connection* c = io->server->connection(io->conn)) c->sends--;
@@ -337,7 +330,6 @@ void Server::on_data_sent(void* request, ucs_status_t status, void* user_data) {
     }
     delete io;
   });
-  ucp_request_free(request);
 }
 
 // One registration per region extent, for the am data path's receives

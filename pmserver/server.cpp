@@ -138,6 +138,7 @@ Server::~Server() {
     w->thread.join();
   }
   for (const auto& w : data_workers_) w->ref.own_thread = false;
+  for (const auto& w : data_workers_) w->run_tasks();  // (what it had not taken yet)
   run_inbox();
   for (const auto& p : rndv_) ucp_am_data_release(p.where->worker, p.desc);
   rndv_.clear();
@@ -152,6 +153,7 @@ Server::~Server() {
     for (int i = 0; i < 1000 && ucp_worker_progress(w->worker.get()) != 0; ++i) {
     }
   run_inbox();
+  reap_closing(false);  // (closes the receive threads left to this one)
   data_workers_.clear();
   for (auto& [offset, reg] : registrations_) ucp_mem_unmap(context_.get(), reg.memh);
   registrations_.clear();
@@ -216,12 +218,36 @@ Server::DataWorker::~DataWorker() {
 // do. Its callbacks post their work to the event loop.
 void Server::DataWorker::loop() {
   while (!stop) {
+    run_tasks();
     if (ucp_worker_progress(worker.get()) != 0) continue;
     const ucs_status_t st = ucp_worker_arm(worker.get());
     if (st == UCS_ERR_BUSY) continue;
-    pollfd fds[2] = {{worker.event_fd(), POLLIN, 0}, {stop_signal.fd(), POLLIN, 0}};
-    ::poll(fds, 2, st == UCS_OK ? 100 : 1);
+    pollfd fds[3] = {{worker.event_fd(), POLLIN, 0}, {stop_signal.fd(), POLLIN, 0}, {task_signal.fd(), POLLIN, 0}};
+    ::poll(fds, 3, st == UCS_OK ? 100 : 1);
   }
+}
+
+void Server::DataWorker::submit(std::function<void()> work) {
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu);
+    tasks.push_back(std::move(work));
+  }
+  task_signal.signal();
+}
+
+void Server::DataWorker::run_tasks() {
+  task_signal.clear();
+  std::vector<std::function<void()>> now;
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu);
+    now.swap(tasks);
+  }
+  for (auto& work : now) work();
+}
+
+void Server::on_thread_of(const Connection& c, std::function<void()> work) {
+  if (c.worker && c.worker->ref.own_thread) c.worker->submit(std::move(work));
+  else work();
 }
 
 void Server::wake_receivers() {

@@ -153,9 +153,21 @@ class Server {
     DataWorker(Server* server, const ucx::Context& context);
     ~DataWorker();  // stops and joins the thread
     void loop();
+    // WORK runs on this thread, in the order given. The event loop hands it
+    // the UCX calls on this worker that move region data and close its
+    // endpoints: the worker's lock is then taken by its own thread alone
+    // (UCX's lock is a spinlock: the loop used to spin on it while this
+    // thread held it for a large receive), and an endpoint is closed only
+    // after what was asked of it before. After the thread stopped:
+    // run_tasks() on the caller's.
+    void submit(std::function<void()> work);
+    void run_tasks();
     ucx::Worker worker;
     WorkerRef ref;
     Wakeup stop_signal;
+    Wakeup task_signal;
+    std::mutex tasks_mu;
+    std::vector<std::function<void()>> tasks;
     std::atomic<bool> stop{false};
     uint32_t connections = 0;  // the event loop's count
     std::thread thread;
@@ -218,7 +230,7 @@ class Server {
     const WorkerRef* where = nullptr;  // the connection's worker
     std::shared_ptr<ArrivalSum> sum{};  // a checkpoint region in one extent: its checksum so far
     uint64_t offset = 0;              // ... and where these bytes go
-    const uint8_t* dest = nullptr;
+    uint8_t* dest = nullptr;
     uint64_t length = 0;
   };
   struct SentReply {  // a reply or an event
@@ -317,6 +329,15 @@ class Server {
   static ucs_status_t on_data(void* arg, const void* header, size_t header_length, void* data, size_t length,
                               const ucp_am_recv_param_t* param);
   static void on_data_received(void* request, ucs_status_t status, size_t length, void* user_data);
+  // WORK on C's receive thread (DataWorker::submit), or here if it has none.
+  void on_thread_of(const Connection& c, std::function<void()> work);
+  // Receives the rendezvous data DESC (of WORKER) into IO's place, on the
+  // thread of C's worker; MEMH: the place's registration, if any.
+  void fetch(Connection& c, DataIo* io, ucp_worker_h worker, void* desc, ucp_mem_h memh);
+  // IO's bytes landed (or not: STATUS), told on the thread that learned it.
+  static void fetched(DataIo* io, ucs_status_t status);
+  // IO's bytes went (or not), likewise.
+  static void sent(DataIo* io, ucs_status_t status);
   static void on_data_sent(void* request, ucs_status_t status, void* user_data);
   static void on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status);
   static void on_reply_sent(void* request, ucs_status_t status, void* user_data);
