@@ -168,17 +168,16 @@ bool rank_process(uint16_t port, uint64_t bytes, bool to_server, uint64_t chunk,
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (pmcr::ucx::connect(e.worker, reinterpret_cast<const sockaddr*>(&a), sizeof a, on_error, &e, &e.ep) != UCS_OK)
     return false;
-  const double cpu0 = own_cpu_seconds();
-  bool ok = send_control(e, kReady);
-  if (ok && to_server)
-    ok = progress_until(e, [&] { return (e.controls & (1u << kGo)) != 0; }) && send_data(e, mine.data(), bytes, chunk);
+  bool ok = send_control(e, kReady) && progress_until(e, [&] { return (e.controls & (1u << kGo)) != 0; });
+  const double cpu0 = own_cpu_seconds();  // (from "go" to its part done)
+  if (ok && to_server) ok = send_data(e, mine.data(), bytes, chunk);
+  if (ok && !to_server) ok = progress_until(e, [&] { return e.landed >= bytes; }) && send_control(e, kDone);
+  *cpu = own_cpu_seconds() - cpu0;
   if (ok && !to_server)
-    ok = progress_until(e, [&] { return e.landed >= bytes; }) && e.landed == bytes && send_control(e, kDone) &&
-         std::all_of(mine.begin(), mine.end(), [](uint8_t b) { return b == kHeld; });
+    ok = e.landed == bytes && std::all_of(mine.begin(), mine.end(), [](uint8_t b) { return b == kHeld; });
   // Closed once the other end has it all (a send completes when its bytes
   // are on their way, and a closed endpoint drops what is still on the wire).
   if (ok) ok = progress_until(e, [&] { return (e.controls & (1u << kBye)) != 0; });
-  *cpu = own_cpu_seconds() - cpu0;
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
   p.flags = UCP_EP_CLOSE_FLAG_FORCE;
@@ -324,7 +323,8 @@ std::pair<double, double> once(int ranks, uint64_t bytes, bool to_server, uint64
           cv.notify_all();
           cv.wait(lock, [&] { return go; });
         }
-        if (good && to_server) good = send_control(e, kGo) && progress_until(e, [&] { return e.landed >= bytes; });
+        good = good && send_control(e, kGo);
+        if (good && to_server) good = progress_until(e, [&] { return e.landed >= bytes; });
         if (good && !to_server)
           good = send_data(e, e.dest, bytes, chunk) &&
                  progress_until(e, [&] { return (e.controls & (1u << kDone)) != 0; });
