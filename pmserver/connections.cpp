@@ -165,7 +165,7 @@ void Server::disconnect(Connection& c, const char* why, bool flush) {
   // Messages still queued from this endpoint are dropped.
   for (auto it = rndv_.begin(); it != rndv_.end();) {
     if (it->ep == ep) {
-      ucp_am_data_release(it->where->worker, it->desc);
+      release_data(it->where, it->desc);
       it = rndv_.erase(it);
     } else {
       ++it;
@@ -175,7 +175,7 @@ void Server::disconnect(Connection& c, const char* why, bool flush) {
   for (auto it = deferred_.begin(); it != deferred_.end();) it = it->in.ep == ep ? deferred_.erase(it) : std::next(it);
   for (auto it = data_.begin(); it != data_.end();) {
     if (it->ep == ep) {
-      if (it->desc) ucp_am_data_release(it->worker, it->desc);
+      if (it->desc) release_data(it->where, it->desc);
       it = data_.erase(it);
     } else {
       ++it;

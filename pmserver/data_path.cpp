@@ -30,7 +30,7 @@ ucs_status_t Server::on_data(void* arg, const void* header, size_t header_length
     spdlog::warn("dropping region data sent without a reply endpoint");
     return UCS_OK;  // a rendezvous is released by UCX
   }
-  PendingData d{param->reply_ep, where->worker, {}, header_length == proto::kDataHeaderSize, nullptr, {}, length};
+  PendingData d{param->reply_ep, where->worker, {}, header_length == proto::kDataHeaderSize, nullptr, {}, length, where};
   if (d.header_ok) std::memcpy(d.header.data(), header, proto::kDataHeaderSize);
   if (rndv) {
     d.desc = data;
@@ -43,7 +43,7 @@ ucs_status_t Server::on_data(void* arg, const void* header, size_t header_length
   self->post_for(
       *where, ep, [self, d = std::move(d)]() mutable { self->data_.push_back(std::move(d)); },
       [where, desc] {
-        if (desc) ucp_am_data_release(where->worker, desc);
+        if (desc) release_data(where, desc);
       });
   return rndv ? UCS_INPROGRESS : UCS_OK;
 }
@@ -53,7 +53,7 @@ ucs_status_t Server::on_data(void* arg, const void* header, size_t header_length
 // region's COMMIT then fails its checksum) and counts as a bad message.
 void Server::receive(PendingData& d) {
   const auto drop = [&](Connection* c, const std::string& why) {
-    if (d.desc) ucp_am_data_release(d.worker, d.desc);
+    if (d.desc) release_data(d.where, d.desc);
     if (!c) return;
     spdlog::warn("connection {} ({}): dropped region data: {}", c->id, c->peer, why);
     if (++c->bad_messages >= options_.max_bad_messages) disconnect(*c, "too many malformed messages");
@@ -142,7 +142,7 @@ void Server::receive_blocks(Connection& c, PendingData& d, const proto::DataHead
     dest = named ? catalogue_.region_write(h.handle, c.id, h.offset, d.length, options_.quotas.bytes, &pin)
                  : catalogue_.write_blocks(h.handle, c.id, h.offset, d.length, &pin);
   } catch (const Error& e) {
-    if (d.desc) ucp_am_data_release(d.worker, d.desc);
+    if (d.desc) release_data(d.where, d.desc);
     spdlog::warn("connection {} ({}): dropped region data: {}", c.id, c.peer, e.what());
     // Refused for what the writer asked (a hole, its quota, a generation
     // already failed): its commit says why. Anything else (a handle not its
@@ -154,7 +154,7 @@ void Server::receive_blocks(Connection& c, PendingData& d, const proto::DataHead
     return;
   }
   if (!dest) {
-    if (d.desc) ucp_am_data_release(d.worker, d.desc);
+    if (d.desc) release_data(d.where, d.desc);
     return;
   }
   data_in_ += d.length;

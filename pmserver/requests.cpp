@@ -49,7 +49,7 @@ ucs_status_t Server::on_am(void* arg, const void*, size_t, void* data, size_t le
     }
     self->post_for(
         *where, ep, [self, ep, where, data, length] { self->rndv_.push_back(PendingRndv{ep, where, data, length}); },
-        [where, data] { ucp_am_data_release(where->worker, data); });
+        [where, data] { release_data(where, data); });
     return UCS_INPROGRESS;
   }
   const auto* p = static_cast<const uint8_t*>(data);

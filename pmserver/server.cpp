@@ -200,7 +200,7 @@ proto::StatReply Server::stat() const {
 // progress context.
 
 Server::DataWorker::DataWorker(Server* server, const ucx::Context& context)
-    : worker(context, true), ref{server, worker.get(), true} {
+    : worker(context, true), ref{server, worker.get(), true, this} {
   ucx::set_am_handler(worker.get(), proto::kAmRequest, &Server::on_am, &ref);
   ucx::set_am_handler(worker.get(), proto::kAmData, &Server::on_data, &ref);
   thread = std::thread([this] { loop(); });
@@ -243,6 +243,12 @@ void Server::DataWorker::run_tasks() {
     now.swap(tasks);
   }
   for (auto& work : now) work();
+}
+
+void Server::release_data(const WorkerRef* where, void* desc) {
+  if (where->thread && where->own_thread)
+    where->thread->submit([worker = where->worker, desc] { ucp_am_data_release(worker, desc); });
+  else ucp_am_data_release(where->worker, desc);
 }
 
 void Server::on_thread_of(const Connection& c, std::function<void()> work) {

@@ -143,10 +143,12 @@ class Server {
   };
   // Where a UCX callback ran: its worker (a rendezvous descriptor is that
   // worker's) and, on a receive thread, that thread's.
+  struct DataWorker;
   struct WorkerRef {
     Server* server;
     ucp_worker_h worker;
     bool own_thread;  // a receive thread's: its callbacks post their work to the event loop
+    DataWorker* thread = nullptr;  // ... that thread
   };
   // A receive thread: a worker it progresses, its connections' endpoints.
   struct DataWorker {
@@ -192,6 +194,7 @@ class Server {
     void* desc;                  // rendezvous: fetched by the main loop
     std::vector<uint8_t> bytes;  // eager: already here
     size_t length;
+    const WorkerRef* where = nullptr;  // the worker's (release_data)
   };
   // A region in one extent checksummed (and persisted) as its bytes land,
   // on the thread that received them, while later bytes are still on the
@@ -329,6 +332,11 @@ class Server {
   static ucs_status_t on_data(void* arg, const void* header, size_t header_length, void* data, size_t length,
                               const ucp_am_recv_param_t* param);
   static void on_data_received(void* request, ucs_status_t status, size_t length, void* user_data);
+  // Gives back a descriptor of WHERE's worker unread. ucp_am_data_release of
+  // a rendezvous sends its acknowledgement without taking the worker's
+  // lock (UCX 1.13, ucp_am.c; found by ThreadSanitizer racing the receive
+  // thread's own sends): on a receive thread's worker, that thread does it.
+  static void release_data(const WorkerRef* where, void* desc);
   // WORK on C's receive thread (DataWorker::submit), or here if it has none.
   void on_thread_of(const Connection& c, std::function<void()> work);
   // Receives the rendezvous data DESC (of WORKER) into IO's place, on the

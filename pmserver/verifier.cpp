@@ -40,7 +40,7 @@ void Verifier::submit(const Check& check) {
 
 void Verifier::cancel(const std::vector<uint64_t>& ids) {
   if (ids.empty()) return;
-  bool any = false;
+  bool any = false, wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = background_.begin(); it != background_.end();) {
@@ -53,9 +53,9 @@ void Verifier::cancel(const std::vector<uint64_t>& ids) {
       any = true;
     }
     // The one under way (paced, or a slice being hashed): its thread gives it up.
-    if (paced_ != 0 && std::find(ids.begin(), ids.end(), paced_) != ids.end()) give_up_paced_ = true;
+    if (paced_ != 0 && std::find(ids.begin(), ids.end(), paced_) != ids.end()) give_up_paced_ = wake = true;
   }
-  if (give_up_paced_) cv_.notify_all();
+  if (wake) cv_.notify_all();
   if (any) wakeup_.signal();
 }
 
