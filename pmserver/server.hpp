@@ -143,7 +143,6 @@ class Server {
   };
   // Where a UCX callback ran: its worker (a rendezvous descriptor is that
   // worker's) and, on a receive thread, that thread's.
-  struct DataWorker;
   struct WorkerRef {
     Server* server;
     ucp_worker_h worker;
