@@ -189,7 +189,19 @@ ucs_status_t Client::on_data(void* arg, const void* header, size_t header_length
   }
   std::memcpy(r.buf + h.offset, data, length);
   r.received += length;
+  r.pieces.push_back({h.offset, length, nullptr});
   return UCS_OK;
+}
+
+uint64_t Client::ActiveRead::landed_prefix() {
+  while (!pieces.empty()) {
+    const Piece& p = pieces.front();
+    if (p.offset != prefix) break;  // (out of order: the rest is checked at the end)
+    if (p.req && ucp_request_check_status(p.req) == UCS_INPROGRESS) break;
+    prefix += p.length;
+    pieces.pop_front();
+  }
+  return prefix;
 }
 
 void Client::on_data_done(void*, ucs_status_t status, size_t length, void* user_data) {
@@ -696,6 +708,7 @@ void Client::receive_data(uint64_t handle, uint64_t base, void* buf, uint64_t si
         if (req == nullptr) read_.received += c.length;
         else if (UCS_PTR_IS_ERR(req)) read_.status = UCS_PTR_STATUS(req);
         else read_.requests.push_back(req);
+        if (!UCS_PTR_IS_ERR(req)) read_.pieces.push_back({c.offset, c.length, req});
       }
       if (read_.received >= seg_end) break;
       if (stalled(op_limit())) timed_out("receiving region data", op_limit());
@@ -710,19 +723,56 @@ void Client::receive_data(uint64_t handle, uint64_t base, void* buf, uint64_t si
 }
 
 void Client::get(const ReadSource& source, void* buf, std::vector<uint64_t>* hashes) {
-  if (options_.data_path == DataPath::Am)
-    receive_data(source.handle, 0, buf, source.size, source.block_size,
-                 [&](uint64_t offset, uint64_t length) { call(proto::Read{source.handle, offset, length}); });
-  else rma(false, buf, source.size, source.remote_addr, source.rkey);
-  // Tests: damage the bytes as they arrive, so the check below must catch it.
-  if (PMCR_FAULT_POINT("client.get.data") && source.size > 0) static_cast<uint8_t*>(buf)[source.size / 2] ^= 0x01;
+  auto* const bytes = static_cast<uint8_t*>(buf);
+  const uint64_t size = source.size, bs = source.block_size;
+  // Tests: damage a byte as it arrives (before it is checked), so the check
+  // below must catch it.
+  bool damage = PMCR_FAULT_POINT("client.get.data") && size > 0;
+  const auto land = [&](uint64_t upto) {
+    if (damage && size / 2 < upto) {
+      bytes[size / 2] ^= 0x01;
+      damage = false;
+    }
+  };
+  // What arrived is checked (a slice, or a block, at a time) whenever the
+  // wait for the rest would sleep; what is left, at the end.
+  Checksummer sum(bytes, bs ? 0 : size);
+  std::vector<uint64_t> mine;
+  const auto check_upto = [&](uint64_t ready, bool all) {
+    land(ready);
+    if (!bs) return all ? (sum.step(ready - sum.done()), false) : sum.step(std::min<uint64_t>(256u << 10, ready - sum.done()));
+    bool did = false;
+    for (uint64_t at = mine.size() * bs; at < ready && (all || !did); at += bs) {
+      const uint64_t end = std::min(size, at + bs);
+      if (end > ready) break;
+      mine.push_back(checksum(bytes + at, end - at));
+      did = true;
+    }
+    return did;
+  };
+  if (options_.data_path == DataPath::Am) {
+    idle_ = [&] {
+      const uint64_t ready = read_.landed_prefix();
+      return ready > (bs ? mine.size() * bs : sum.done()) && check_upto(ready, false);
+    };
+    try {
+      receive_data(source.handle, 0, buf, size, bs,
+                   [&](uint64_t offset, uint64_t length) { call(proto::Read{source.handle, offset, length}); });
+    } catch (...) {
+      idle_ = nullptr;
+      throw;
+    }
+    idle_ = nullptr;
+  } else {
+    rma(false, buf, size, source.remote_addr, source.rkey);
+  }
+  check_upto(size, true);
   uint64_t actual = 0;
-  if (source.block_size) {
-    std::vector<uint64_t> mine = block_hashes(buf, source.size, source.block_size);
+  if (bs) {
     actual = combine_hashes(mine.data(), mine.size());
     if (hashes) *hashes = std::move(mine);
   } else {
-    actual = checksum(buf, source.size);
+    actual = sum.value();
   }
   if (actual != source.checksum) {
     char text[96];

@@ -340,6 +340,16 @@ class Client {
     std::deque<DataChunk> chunks;
     std::deque<void*> requests;  // receives in progress
     bool active = false;
+    // The pieces taken, in order (REQ: its receive, if it did not land at
+    // once), and how far from buf[0] every byte has landed: what can be
+    // checked while the rest is still on its way.
+    struct Piece {
+      uint64_t offset, length;
+      void* req;
+    };
+    std::deque<Piece> pieces;
+    uint64_t prefix = 0;
+    uint64_t landed_prefix();
   } read_;
   proto::HelloReply hello_;
   proto::AuthReply identity_;

@@ -22,6 +22,7 @@ class Checksummer {
   bool step(size_t n);
   // Hashes what is left; the checksum.
   uint64_t value();
+  size_t done() const { return done_; }  // bytes hashed so far, from the start
 
  private:
   const unsigned char* data_;
