@@ -63,6 +63,12 @@ std::chrono::milliseconds LocalServer::start_timeout() const {
   return 60s + std::chrono::milliseconds(10000 * (bytes >> 20) / 1024);
 }
 
+void LocalServer::forget_port() {
+  HostPort hp = parse_host_port(options_.listen, kDefaultPort);
+  hp.port = 0;
+  options_.listen = to_string(hp);
+}
+
 bool LocalServer::start() {
   if (pid_ > 0) throw Error(PMCR_E_STATE, "pmserver is already running (pid " + std::to_string(pid_) + ")");
   for (const auto& f : {ready_, progress_}) ::unlink(f.c_str());

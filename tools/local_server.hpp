@@ -46,6 +46,8 @@ class LocalServer {
   // time, saying what it was doing. After the first start, later starts
   // reuse the same port.
   bool start();
+  // The next start() lets the kernel pick the port again.
+  void forget_port();
   // SIGTERM, then SIGKILL after GRACE. Returns the wait status, -1 if not running.
   int stop(std::chrono::milliseconds grace = std::chrono::seconds(10));
   void kill9();

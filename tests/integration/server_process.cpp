@@ -195,7 +195,15 @@ int sweep_fault_points(const std::string& pool, const std::map<std::string, int>
         return runs;
       }
       s.env().clear();
-      if (!s.start()) {
+      // (The killed server's port can be taken meanwhile: a process of a
+      // test running beside this one may be given it as its own. The
+      // sweep's clients connect to wherever the server is, so it moves.)
+      bool up = s.start();
+      if (!up && s.log().find("the port is in use") != std::string::npos) {
+        s.forget_port();
+        up = s.start();
+      }
+      if (!up) {
         ADD_FAILURE() << "restart after a crash at " << where << " failed:\n" << s.log();
         return runs;
       }

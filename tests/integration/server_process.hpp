@@ -45,6 +45,7 @@ class ServerProcess {
   // SIGTERM, then SIGKILL after 10 s (a test failure). Returns the wait status.
   int stop();
   void kill9() { server_.kill9(); }
+  void forget_port() { server_.forget_port(); }  // the next start() listens where the kernel says
   bool wait_exit(std::chrono::milliseconds timeout, int* status = nullptr) { return server_.wait_exit(timeout, status); }
   bool running() const { return server_.running(); }
   pid_t pid() const { return server_.pid(); }
