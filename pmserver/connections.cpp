@@ -194,7 +194,8 @@ void Server::disconnect(Connection& c, const char* why, bool flush) {
 
 void Server::close_ep(ucp_ep_h ep, DataWorker* worker, bool flush) {
   if (worker) closing_eps_.insert(ep);  // (see closing_eps_)
-  const auto close = [this, ep, worker, flush] {
+  const WorkerRef* where = worker ? &worker->ref : &main_ref_;
+  const auto close = [this, ep, worker, where, flush] {
     ucp_request_param_t p{};
     p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     p.flags = flush ? 0 : UCP_EP_CLOSE_FLAG_FORCE;
@@ -207,19 +208,16 @@ void Server::close_ep(ucp_ep_h ep, DataWorker* worker, bool flush) {
     }
     void* req = ucp_ep_close_nbx(ep, &p);
     if (req && !UCS_PTR_IS_ERR(req)) {  // (reaped by the event loop)
-      if (worker) post(worker->ref, [this, req] { closing_.push_back(req); });
-      else closing_.push_back(req);
+      post(*where, [this, req] { closing_.push_back(req); });
       return;
     }
     if (closing) {  // closed at once: forgotten after the work already queued
-      if (worker->ref.own_thread) enqueue([this, ep] { closing_eps_.erase(ep); });
-      else closing_eps_.erase(ep);
+      post(*where, [this, ep] { closing_eps_.erase(ep); });
       delete closing;
     }
   };
   // On the endpoint's own thread, after what was asked of it before.
-  if (worker && worker->ref.own_thread) worker->submit(close);
-  else close();
+  run_on(*where, close);
 }
 
 void Server::on_closed(void*, ucs_status_t, void* user_data) {

@@ -102,7 +102,7 @@ void Server::receive(PendingData& d) {
 }
 
 void Server::fetch(Connection& c, DataIo* io, ucp_worker_h worker, void* desc, ucp_mem_h memh) {
-  on_thread_of(c, [io, worker, desc, memh] {
+  run_on(ref_of(c), [io, worker, desc, memh] {
     ucp_request_param_t rp{};
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
     rp.cb.recv_am = &Server::on_data_received;
@@ -296,7 +296,7 @@ void Server::send_chunk(Connection& c, DataIo* io, uint64_t offset, uint64_t n, 
   c.sends++;
   io->where = &ref_of(c);
   data_out_ += n;
-  on_thread_of(c, [io, ep = c.ep, src = pool_.base() + offset, n, memh] {
+  run_on(ref_of(c), [io, ep = c.ep, src = pool_.base() + offset, n, memh] {
     ucp_request_param_t p{};
     p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
     p.flags = UCP_AM_SEND_FLAG_RNDV;

@@ -232,10 +232,12 @@ void Server::DataWorker::submit(std::function<void()> work) {
     std::lock_guard<std::mutex> lock(tasks_mu);
     tasks.push_back(std::move(work));
   }
+  tasks_waiting = true;
   task_signal.signal();
 }
 
 void Server::DataWorker::run_tasks() {
+  if (!tasks_waiting.exchange(false)) return;
   task_signal.clear();
   std::vector<std::function<void()>> now;
   {
@@ -246,13 +248,11 @@ void Server::DataWorker::run_tasks() {
 }
 
 void Server::release_data(const WorkerRef* where, void* desc) {
-  if (where->thread && where->own_thread)
-    where->thread->submit([worker = where->worker, desc] { ucp_am_data_release(worker, desc); });
-  else ucp_am_data_release(where->worker, desc);
+  run_on(*where, [worker = where->worker, desc] { ucp_am_data_release(worker, desc); });
 }
 
-void Server::on_thread_of(const Connection& c, std::function<void()> work) {
-  if (c.worker && c.worker->ref.own_thread) c.worker->submit(std::move(work));
+void Server::run_on(const WorkerRef& where, std::function<void()> work) {
+  if (where.thread && where.own_thread) where.thread->submit(std::move(work));
   else work();
 }
 

@@ -169,6 +169,7 @@ class Server {
     Wakeup task_signal;
     std::mutex tasks_mu;
     std::vector<std::function<void()>> tasks;
+    std::atomic<bool> tasks_waiting{false};  // (so the progress loop takes the lock only when there are some)
     std::atomic<bool> stop{false};
     uint32_t connections = 0;  // the event loop's count
     std::thread thread;
@@ -336,8 +337,9 @@ class Server {
   // lock (UCX 1.13, ucp_am.c; found by ThreadSanitizer racing the receive
   // thread's own sends): on a receive thread's worker, that thread does it.
   static void release_data(const WorkerRef* where, void* desc);
-  // WORK on C's receive thread (DataWorker::submit), or here if it has none.
-  void on_thread_of(const Connection& c, std::function<void()> work);
+  // WORK on WHERE's receive thread (DataWorker::submit), or here if it has
+  // none (or has stopped): the other way round from post().
+  static void run_on(const WorkerRef& where, std::function<void()> work);
   // Receives the rendezvous data DESC (of WORKER) into IO's place, on the
   // thread of C's worker; MEMH: the place's registration, if any.
   void fetch(Connection& c, DataIo* io, ucp_worker_h worker, void* desc, ucp_mem_h memh);
