@@ -35,6 +35,7 @@
 #include <thread>
 
 #include "auth.hpp"
+#include "bench_support.hpp"
 #include "checksum.hpp"
 #include "client.hpp"
 #include "dirty.hpp"
@@ -55,27 +56,12 @@ namespace {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-double median(std::vector<double> v) {
-  if (v.empty() || std::any_of(v.begin(), v.end(), [](double x) { return std::isnan(x); })) return NAN;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
+using pmcr::bench::Buffer;
+using pmcr::bench::median;
 
 double gbs(uint64_t bytes, double secs) { return secs > 0 ? static_cast<double>(bytes) / secs / 1e9 : NAN; }
 
 int reps_for(uint64_t size) { return size <= (1u << 20) ? 30 : size <= (64u << 20) ? 7 : 3; }
-
-// A buffer of pages touched up front, so first-touch faults are not timed.
-struct Buffer {
-  explicit Buffer(uint64_t n) : size(n) {
-    data = static_cast<uint8_t*>(::mmap(nullptr, std::max<uint64_t>(n, 1), PROT_READ | PROT_WRITE,
-                                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0));
-    if (data == MAP_FAILED) throw pmcr::Error(PMCR_E_NOMEM, "cannot allocate " + pmcr::format_size(n));
-  }
-  ~Buffer() { ::munmap(data, std::max<uint64_t>(size, 1)); }
-  uint64_t size;
-  uint8_t* data;
-};
 
 void fill(Buffer& b, uint64_t seed) {
   uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.hpp"
 #include "error.hpp"
 #include "ucx.hpp"
 
@@ -185,30 +186,10 @@ bool rank_process(uint16_t port, uint64_t bytes, bool to_server, uint64_t chunk,
   return ok;
 }
 
-// Unmaps on scope exit.
-struct Mapping {
-  explicit Mapping(uint64_t n) : size(n) {
-    data = static_cast<uint8_t*>(::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    if (data == MAP_FAILED) fail("cannot map " + std::to_string(size) + " bytes");
-    ::madvise(data, size, MADV_DONTFORK);  // not the ranks': they are fresh processes
-    std::memset(data, kHeld, size);
-  }
-  ~Mapping() { ::munmap(data, size); }
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  uint8_t* data;
-  uint64_t size;
-};
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 // One measurement: fresh rank processes (forked before this process touches
 // UCX), a fresh UCX context here. Seconds, and CPU seconds.
 std::pair<double, double> once(int ranks, uint64_t bytes, bool to_server, uint64_t chunk, uint8_t* held) {
-  if (to_server) std::memset(held, kHeld, static_cast<uint64_t>(ranks) * bytes);  // (what the ranks overwrite)
+  std::memset(held, kHeld, static_cast<uint64_t>(ranks) * bytes);  // (what a restart sends, a checkpoint overwrites)
   std::vector<int> ports_to(static_cast<size_t>(ranks), -1);  // pipe: the port each rank connects to
   std::vector<int> cpu_from(static_cast<size_t>(ranks), -1);  // pipe: the CPU time each rank spent
   std::vector<pid_t> children;
@@ -366,7 +347,8 @@ std::pair<double, double> once(int ranks, uint64_t bytes, bool to_server, uint64
 }  // namespace
 
 Limit ucx_limit(int ranks, uint64_t bytes, bool to_server, int reps, uint64_t chunk) {
-  Mapping held(static_cast<uint64_t>(ranks) * bytes);
+  Buffer held(static_cast<uint64_t>(ranks) * bytes);
+  ::madvise(held.data, held.size, MADV_DONTFORK);  // not the ranks': they are fresh processes
   std::vector<double> times, cpu;
   for (int rep = 0; rep < reps; ++rep) {
     const auto [t, c] = once(ranks, bytes, to_server, chunk, held.data);

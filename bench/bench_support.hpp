@@ -1,0 +1,38 @@
+// What pmcr-bench's own measurements share (pmcr_bench.cpp, ucx_limit.cpp):
+// the median of repeated runs, and memory touched before anything is timed.
+#pragma once
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "error.hpp"
+#include "text.hpp"
+
+namespace pmcr::bench {
+
+// NAN if there is nothing, or a run that gave none.
+inline double median(std::vector<double> v) {
+  if (v.empty() || std::any_of(v.begin(), v.end(), [](double x) { return std::isnan(x); })) return NAN;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// A buffer of pages touched up front, so first-touch faults are not timed.
+struct Buffer {
+  explicit Buffer(uint64_t n) : size(n) {
+    data = static_cast<uint8_t*>(::mmap(nullptr, std::max<uint64_t>(n, 1), PROT_READ | PROT_WRITE,
+                                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0));
+    if (data == MAP_FAILED) throw pmcr::Error(PMCR_E_NOMEM, "cannot allocate " + pmcr::format_size(n));
+  }
+  ~Buffer() { ::munmap(data, std::max<uint64_t>(size, 1)); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  uint64_t size;
+  uint8_t* data;
+};
+
+}  // namespace pmcr::bench
