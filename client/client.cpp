@@ -740,7 +740,7 @@ void Client::get(const ReadSource& source, void* buf, std::vector<uint64_t>* has
   std::vector<uint64_t> mine;
   const auto check_upto = [&](uint64_t ready, bool all) {
     land(ready);
-    if (!bs) return all ? (sum.step(ready - sum.done()), false) : sum.step(std::min<uint64_t>(256u << 10, ready - sum.done()));
+    if (!bs) return sum.step(all ? ready - sum.done() : std::min<uint64_t>(256u << 10, ready - sum.done()));
     bool did = false;
     for (uint64_t at = mine.size() * bs; at < ready && (all || !did); at += bs) {
       const uint64_t end = std::min(size, at + bs);
