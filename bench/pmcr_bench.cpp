@@ -342,10 +342,12 @@ bool move_all(int fd, uint8_t* p, uint64_t n, bool send) {
 // touched beforehand (pmcr's pool is memory too). Milliseconds from "go"
 // to the last byte landed, median of REPS. No checksum, no persistence, no
 // protocol: the floor under any checkpoint/restart over this transport.
-// With NS, the receiving end listens inside the namespace (this process
+// With COPIES > 1 (a checkpoint kept on that many servers), each rank sends
+// its bytes COPIES times at once, over a stream each, as a rank writing
+// every replica in parallel does. With NS, the receiving end listens inside the namespace (this process
 // enters it for that moment) and the ranks connect across the veth pair.
 pmcr::bench::Limit socket_limit(int ranks, uint64_t bytes, bool to_server, int reps,
-                                const pmcr::tools::NetNs* ns = nullptr) {
+                                const pmcr::tools::NetNs* ns = nullptr, int copies = 1) {
   int home = -1;
   if (ns) {
     home = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
@@ -368,9 +370,10 @@ pmcr::bench::Limit socket_limit(int ranks, uint64_t bytes, bool to_server, int r
   if (ns) ::inet_pton(AF_INET, ns->ns_addr().c_str(), &a.sin_addr);
   socklen_t len = sizeof a;
   if (listener < 0 || ::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len) != 0 || ::listen(listener, ranks) != 0)
+      ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len) != 0 || ::listen(listener, ranks * copies) != 0)
     throw pmcr::Error(PMCR_E_IO, std::string("socket baseline: cannot listen on 127.0.0.1: ") + std::strerror(errno));
-  Buffer server(static_cast<uint64_t>(ranks) * bytes);
+  const int streams_total = ranks * copies;
+  Buffer server(static_cast<uint64_t>(streams_total) * bytes);
   fill(server, 7);
   // Not the children's: else each page written here after a fork is copied first.
   ::madvise(server.data, server.size, MADV_DONTFORK);
@@ -384,18 +387,31 @@ pmcr::bench::Limit socket_limit(int ranks, uint64_t bytes, bool to_server, int r
         throw pmcr::Error(PMCR_E_IO, std::string("socket baseline: pipe: ") + std::strerror(errno));
       const pid_t pid = ::fork();
       if (pid < 0) throw pmcr::Error(PMCR_E_IO, std::string("socket baseline: fork: ") + std::strerror(errno));
-      if (pid == 0) {  // a fresh rank: its memory, one stream
+      if (pid == 0) {  // a fresh rank: its memory, a stream per copy
         bool ok = false;
         try {
           ::close(back[0]);
           Buffer mine(bytes);
           fill(mine, 100 + static_cast<uint64_t>(r));
-          const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-          uint8_t go = 0;
-          ok = fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+          std::vector<int> fds;
+          ok = true;
+          for (int k = 0; k < copies && ok; ++k) {
+            const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+            ok = fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+            if (fd >= 0) fds.push_back(fd);
+          }
           const double cpu0 = pmcr::bench::own_cpu_seconds();
-          ok = ok && move_all(fd, &go, 1, true) && move_all(fd, &go, 1, false) &&
-               move_all(fd, mine.data, bytes, to_server) && (to_server || move_all(fd, &go, 1, true));
+          std::vector<char> moved(fds.size(), 0);
+          std::vector<std::thread> each;
+          for (size_t k = 0; k < fds.size() && ok; ++k)
+            each.emplace_back([&, k] {
+              uint8_t go = 0;
+              const int fd = fds[k];
+              moved[k] = move_all(fd, &go, 1, true) && move_all(fd, &go, 1, false) &&
+                         move_all(fd, mine.data, bytes, to_server) && (to_server || move_all(fd, &go, 1, true));
+            });
+          for (auto& t : each) t.join();
+          for (char m : moved) ok = ok && m;
           const double spent = pmcr::bench::own_cpu_seconds() - cpu0;
           ok = ok && ::write(back[1], &spent, sizeof spent) == static_cast<ssize_t>(sizeof spent);
         } catch (...) {  // never back into the parent's code
@@ -408,7 +424,7 @@ pmcr::bench::Limit socket_limit(int ranks, uint64_t bytes, bool to_server, int r
     }
     std::vector<int> fds;
     bool ok = true;
-    for (int r = 0; r < ranks && ok; ++r) {
+    for (int r = 0; r < streams_total && ok; ++r) {
       const int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
       uint8_t ready = 0;
       ok = fd >= 0 && move_all(fd, &ready, 1, false);
@@ -717,16 +733,27 @@ json run_servers(const std::vector<CkptConfig>& configs, const std::string& dir,
                  const std::vector<int>& copies, const std::vector<int>& asyncs, int reps, const std::string& posix_dir,
                  const std::string& pmserver, const Launch& launch, bool quiet) {
   json rows = json::array();
-  for (const CkptConfig& cfg : configs)
+  for (const CkptConfig& cfg : configs) {
+    // What the transport allows the same checkpoint with every copy sent
+    // at once (R streams per rank), measured once per R for every N.
+    std::map<int, pmcr::bench::Limit> sockets;
+    for (int r : copies)
+      if (r <= *std::max_element(counts.begin(), counts.end()) && std::count(asyncs.begin(), asyncs.end(), 0)) {
+        if (!quiet)
+          std::fprintf(stderr, "%d ranks x %llu MiB over sockets, %d streams per rank...\n", cfg.ranks,
+                       static_cast<unsigned long long>(cfg.mib), r);
+        sockets[r] = socket_limit(cfg.ranks, cfg.mib << 20, true, reps, nullptr, r);
+      }
     for (int n : counts) {
       std::vector<std::unique_ptr<pmcr::tools::LocalServer>> servers;
       std::vector<std::string> pools;
-      std::string list;
+      std::string list, pids;
       for (int i = 0; i < n; ++i) {
         pools.push_back(dir + "/pmcr-bench-servers-" + std::to_string(getpid()) + "-" + std::to_string(i) + ".pool");
         // Each holds at most every rank's data (R <= N), PMCR_KEEP=2 versions and the one being written.
         servers.push_back(bench_server(pmserver, pools.back(), 4 * cfg.ranks * cfg.mib + 64));
         list += (list.empty() ? "" : ",") + servers.back()->address();
+        pids += (pids.empty() ? "" : ",") + std::to_string(servers.back()->pid());
       }
       for (int r : copies)
       for (int async : asyncs) {
@@ -738,7 +765,8 @@ json run_servers(const std::vector<CkptConfig>& configs, const std::string& dir,
                                               "PMCR_JOB=bench-servers-" + std::to_string(n) + "-" + std::to_string(r) +
                                                   "-" + std::to_string(async),
                                               "PMCR_KEEP=2", "PMCR_TIMEOUT=600", "PMCR_INCREMENTAL=0",
-                                              "PMCR_ASYNC=" + std::to_string(async)};
+                                              "PMCR_ASYNC=" + std::to_string(async),
+                                              "PMCR_BENCH_SERVER_PIDS=" + pids};
         const std::string mib = std::to_string(cfg.mib);
         const json w = run_rank_job(launch, cfg.ranks, {"write", mib, std::to_string(reps), posix_dir}, env);
         std::vector<double> restart;
@@ -760,7 +788,13 @@ json run_servers(const std::vector<CkptConfig>& configs, const std::string& dir,
                         {"ckpt_ms", w["ckpt_s"].get<double>() * 1e3},
                         {"blocked_ms", w["blocked_s"].get<double>() * 1e3},
                         {"memcpy_ms", w["memcpy_s"].get<double>() * 1e3},
-                        {"restart_ms", median(restart) * 1e3}});
+                        {"restart_ms", median(restart) * 1e3},
+                        {"ckpt_ranks_cpu_ms", w["ranks_cpu_s"].get<double>() * 1e3},
+                        {"ckpt_servers_cpu_ms", w["servers_cpu_s"].is_number() ? w["servers_cpu_s"].get<double>() * 1e3 : NAN}});
+        if (!async && sockets.count(r)) {
+          rows.back()["socket_ckpt_ms"] = sockets[r].ms;
+          rows.back()["socket_ckpt_cpu_ms"] = sockets[r].cpu_ms;
+        }
       }
       for (auto& s : servers) s->stop();
       for (const auto& p : pools) ::unlink(p.c_str());
@@ -768,7 +802,14 @@ json run_servers(const std::vector<CkptConfig>& configs, const std::string& dir,
         ::unlink((posix_dir + "/pmcr-bench-rank" + std::to_string(rank) + "-of-" + std::to_string(cfg.ranks) + ".dat")
                      .c_str());
     }
+  }
   return json{{"pool_dir", dir}, {"rows", rows}};
+}
+
+// "4x64MiB", and "/veth" for the two-host setup.
+std::string job_label(const json& row) {
+  return std::to_string(row["ranks"].get<int>()) + "x" + std::to_string(row["mib_per_rank"].get<uint64_t>()) + "MiB" +
+         (row.value("setup", "loopback") == "veth" ? "/veth" : "");
 }
 
 void print_servers(const json& r) {
@@ -777,10 +818,13 @@ void print_servers(const json& r) {
               "part is sealed (with PMCR_ASYNC=1: pmcr_checkpoint + pmcr_wait), blocked = pmcr_checkpoint alone;\n"
               "restart in a new job reading each rank from one copy. GB/s: the job's bytes per second; on the\n"
               "wire: times R. R2/R1: at the same number of servers and mode (goal: 1.3x at most); goal for async:\n"
-              "blocked within 2x memcpy of the changed bytes (here every byte changes)\n\n",
+              "blocked within 2x memcpy of the changed bytes (here every byte changes). sockets: the transport's\n"
+              "own limit for the synchronous checkpoint, each rank sending its bytes R times at once over a TCP\n"
+              "stream each (fresh processes, memory to memory, no checksum or persistence), and its own R2/R1\n\n",
               r["pool_dir"].get<std::string>().c_str());
-  std::printf("%-10s %7s %6s %5s | %8s %8s %8s %6s | %8s %8s %10s %10s | %8s %6s\n", "job", "servers", "copies", "async",
-              "ckpt", "GB/s", "wire", "R2/R1", "blocked", "memcpy", "blk/memcpy", "blk/sync", "restart", "R2/R1");
+  std::printf("%-10s %7s %6s %5s | %8s %8s %8s %6s | %8s %9s %6s | %8s %8s %10s %10s | %8s %6s\n", "job", "servers",
+              "copies", "async", "ckpt", "GB/s", "wire", "R2/R1", "sockets", "ckpt/sock", "R2/R1", "blocked", "memcpy",
+              "blk/memcpy", "blk/sync", "restart", "R2/R1");
   const auto find = [&](const json& row, int copies, int async) -> const json* {
     for (const auto& one : r["rows"])
       if (one["servers"] == row["servers"] && one["replicas"] == copies && one["async"] == async &&
@@ -792,25 +836,52 @@ void print_servers(const json& r) {
     const double ckpt = row["ckpt_ms"], rst = row["restart_ms"], blk = row["blocked_ms"], cpy = row["memcpy_ms"];
     const double bytes = row["ranks"].get<double>() * row["mib_per_rank"].get<double>() * 1048576.0;
     const int n = row["servers"], copies = row["replicas"], async = row["async"];
-    std::string vs, vs_rst, vs_sync;
+    const double sock = row.value("socket_ckpt_ms", NAN);
+    std::string sock_ms, vs_ckpt_sock;  // blank where not measured (asynchronous rows)
+    if (!std::isnan(sock)) {
+      char b[32];
+      std::snprintf(b, sizeof b, "%.1f", sock);
+      sock_ms = b;
+      vs_ckpt_sock = ratio(ckpt, sock);
+    }
+    std::string vs, vs_rst, vs_sync, vs_sock;
     if (copies == 2)
       if (const json* one = find(row, 1, async)) {
         vs = ratio(ckpt, (*one)["ckpt_ms"].get<double>());
         vs_rst = ratio(rst, (*one)["restart_ms"].get<double>());
+        if (!std::isnan(sock)) vs_sock = ratio(sock, (*one).value("socket_ckpt_ms", NAN));
       }
     if (async)
       if (const json* sync = find(row, copies, 0)) vs_sync = ratio(blk, (*sync)["ckpt_ms"].get<double>());
     const std::string job = std::to_string(row["ranks"].get<int>()) + "x" + std::to_string(row["mib_per_rank"].get<uint64_t>()) + "MiB";
-    std::printf("%-10s %7d %6d %5s | %8.1f %8.2f %8.2f %6s | %8.1f %8.1f %10s %10s | %8.1f %6s\n", job.c_str(), n, copies,
-                async ? "yes" : "no", ckpt, bytes / (ckpt / 1e3) / 1e9, copies * bytes / (ckpt / 1e3) / 1e9, vs.c_str(),
-                blk, cpy, ratio(blk, cpy).c_str(), vs_sync.c_str(), rst, vs_rst.c_str());
+    std::printf("%-10s %7d %6d %5s | %8.1f %8.2f %8.2f %6s | %8s %9s %6s | %8.1f %8.1f %10s %10s | %8.1f %6s\n",
+                job.c_str(), n, copies, async ? "yes" : "no", ckpt, bytes / (ckpt / 1e3) / 1e9,
+                copies * bytes / (ckpt / 1e3) / 1e9, vs.c_str(), sock_ms.c_str(), vs_ckpt_sock.c_str(),
+                vs_sock.c_str(), blk, cpy, ratio(blk, cpy).c_str(), vs_sync.c_str(), rst,
+                vs_rst.c_str());
   }
-}
-
-// "4x64MiB", and "/veth" for the two-host setup.
-std::string job_label(const json& row) {
-  return std::to_string(row["ranks"].get<int>()) + "x" + std::to_string(row["mib_per_rank"].get<uint64_t>()) + "MiB" +
-         (row.value("setup", "loopback") == "veth" ? "/veth" : "");
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  std::printf("\nCPU time of one synchronous checkpoint, every core of this machine (%u) summed, ms: the ranks',\n"
+              "all pmservers', and the socket baseline's; floor = pmcr's / %u cores, the least time that work\n"
+              "allows here; R2/R1 of the CPU time at the same number of servers\n",
+              cores, cores);
+  std::printf("%-10s %7s %6s | %8s %8s %8s %8s %8s %7s %6s | %8s %6s\n", "job", "servers", "copies", "ckpt", "ranks",
+              "servers", "total", "floor", "floor/t", "R2/R1", "sockets", "R2/R1");
+  for (const auto& row : r["rows"]) {
+    if (row["async"] != 0) continue;
+    const auto get = [](const json& j, const char* k) { return j.contains(k) && j[k].is_number() ? j[k].get<double>() : NAN; };
+    const double total = get(row, "ckpt_ranks_cpu_ms") + get(row, "ckpt_servers_cpu_ms");
+    std::string vs, vs_sock;
+    if (row["replicas"] == 2)
+      if (const json* one = find(row, 1, 0)) {
+        vs = ratio(total, get(*one, "ckpt_ranks_cpu_ms") + get(*one, "ckpt_servers_cpu_ms"));
+        vs_sock = ratio(get(row, "socket_ckpt_cpu_ms"), get(*one, "socket_ckpt_cpu_ms"));
+      }
+    std::printf("%-10s %7d %6d | %8.1f %8.1f %8.1f %8.1f %8.1f %7s %6s | %8.1f %6s\n", job_label(row).c_str(),
+                row["servers"].get<int>(), row["replicas"].get<int>(), get(row, "ckpt_ms"), get(row, "ckpt_ranks_cpu_ms"),
+                get(row, "ckpt_servers_cpu_ms"), total, total / cores, ratio(total / cores, get(row, "ckpt_ms")).c_str(),
+                vs.c_str(), get(row, "socket_ckpt_cpu_ms"), vs_sock.c_str());
+  }
 }
 
 void print_ckpt(const json& r) {

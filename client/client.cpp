@@ -569,12 +569,14 @@ void Client::commit(const WriteTarget& target, uint64_t checksum_value) {
 }
 
 void Client::write_region(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, const void* buf,
-                          uint64_t size) {
+                          uint64_t size, SharedChecksummer* shared) {
   const WriteTarget t = create(job, version, rank, id, size);
   // The checksum is computed while the bytes go out, in slices, whenever
   // the wait for them would sleep (the transport takes no more for now).
-  Checksummer sum(buf, size);
-  idle_ = [&sum] { return sum.step(256u << 10); };
+  Checksummer own(shared ? nullptr : buf, shared ? 0 : size);
+  constexpr size_t kSlice = 256u << 10;
+  if (shared) idle_ = [shared] { return shared->step(kSlice); };
+  else idle_ = [&own] { return own.step(kSlice); };
   try {
     put(t, buf);
   } catch (...) {
@@ -582,7 +584,7 @@ void Client::write_region(const std::string& job, uint64_t version, uint32_t ran
     throw;
   }
   idle_ = nullptr;
-  commit(t, sum.value());
+  commit(t, shared ? shared->value() : own.value());
 }
 
 void Client::seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions) {

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "checksum.hpp"
 #include "credential.hpp"
 #include "protocol.hpp"
 #include "ucx.hpp"
@@ -128,9 +129,10 @@ class Client {
   void put(const WriteTarget& target, const void* buf);
   // Makes the region durable: the server persists it and verifies CHECKSUM.
   void commit(const WriteTarget& target, uint64_t checksum);
-  // create + put + commit, with the checksum computed here.
+  // create + put + commit, with the checksum computed here, or with SHARED
+  // by every thread writing the same bytes to a server of its own.
   void write_region(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, const void* buf,
-                    uint64_t size);
+                    uint64_t size, SharedChecksummer* shared = nullptr);
   void seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions);
   // From now on, this connection's CREATEs of VERSION of JOB tell the server
   // that the version holds NREGIONS regions of NRANKS ranks, and the server

@@ -32,6 +32,16 @@ uint64_t Checksummer::value() {
   return XXH3_64bits_digest(static_cast<XXH3_state_t*>(state_));
 }
 
+bool SharedChecksummer::step(size_t n) {
+  std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
+  return lock.owns_lock() && sum_.step(n);
+}
+
+uint64_t SharedChecksummer::value() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return sum_.value();
+}
+
 std::vector<uint64_t> block_hashes(const void* data, size_t size, size_t block_size) {
   std::vector<uint64_t> out;
   out.reserve(block_size ? (size + block_size - 1) / block_size : 0);

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 namespace pmcr {
@@ -28,6 +29,22 @@ class Checksummer {
   const unsigned char* data_;
   size_t size_, done_ = 0;
   void* state_;  // XXH3_state_t
+};
+
+// One Checksummer for the threads that send the same buffer to several
+// servers (its replicas): the buffer is hashed once, a slice at a time by
+// whichever of them would otherwise sleep, and each commits the same value.
+class SharedChecksummer {
+ public:
+  SharedChecksummer(const void* data, size_t size) : sum_(data, size) {}
+  // Hashes up to N more bytes; false if none were left or another thread
+  // is hashing now.
+  bool step(size_t n);
+  uint64_t value();  // hashes what is left; the checksum
+
+ private:
+  std::mutex mutex_;
+  Checksummer sum_;
 };
 
 // Regions kept in blocks (incremental checkpoints, named regions): the

@@ -341,11 +341,11 @@ uint64_t Session::stored_plain_size(uint64_t stored, uint64_t version, uint32_t 
 }
 
 void Session::write_buffer(client::Client& c, uint64_t version, uint32_t id, const Buffer& b,
-                           std::vector<uint8_t>& scratch) {
+                           std::vector<uint8_t>& scratch, SharedChecksummer* shared) {
   const auto rank = static_cast<uint32_t>(comm_.rank());
   if (incremental()) return write_blocks(c, version, id, b);
   if (!key_) {
-    c.write_region(config_.job, version, rank, id, b.ptr, b.size);
+    c.write_region(config_.job, version, rank, id, b.ptr, b.size, shared);
     return;
   }
   const uint64_t size = crypt::encrypted_size(b.size);

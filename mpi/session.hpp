@@ -127,7 +127,11 @@ class Session {
   // Collective: waits for the drain in flight and concludes it (throws its
   // error). Nothing if none is in flight.
   void finish_drain();
-  void write_to(client::Client& c, uint64_t version, const std::map<int, Buffer>& from, std::vector<uint8_t>& scratch);
+  // With several copies of plain buffers, one checksum of each buffer (by
+  // id), computed once for all of them while the copies are sent.
+  using SharedSums = std::map<int, std::unique_ptr<SharedChecksummer>>;
+  void write_to(client::Client& c, uint64_t version, const std::map<int, Buffer>& from, std::vector<uint8_t>& scratch,
+                const SharedSums& sums);
   // Rank 0: every server's versions of the job (survey.hpp), and for each
   // rank the servers that hold its regions of VERSION in a sealed part.
   client::Survey list_all();
@@ -205,7 +209,8 @@ class Session {
   // The hashes of every buffer's blocks for the checkpoint in progress
   // (next_hashes_), before any copy is written.
   void hash_buffers();
-  void write_buffer(client::Client& c, uint64_t version, uint32_t id, const Buffer& b, std::vector<uint8_t>& scratch);
+  void write_buffer(client::Client& c, uint64_t version, uint32_t id, const Buffer& b, std::vector<uint8_t>& scratch,
+                    SharedChecksummer* shared);
   void write_blocks(client::Client& c, uint64_t version, uint32_t id, const Buffer& b);
   void track_writes() noexcept;
   void read_buffer(client::Client& c, uint64_t version, uint32_t id, const Buffer& b);

@@ -133,8 +133,11 @@ void Session::retry_lost() {
 }
 
 void Session::write_to(client::Client& c, uint64_t version, const std::map<int, Buffer>& from,
-                       std::vector<uint8_t>& scratch) {
-  for (const auto& [id, b] : from) write_buffer(c, version, static_cast<uint32_t>(id), b, scratch);
+                       std::vector<uint8_t>& scratch, const SharedSums& sums) {
+  for (const auto& [id, b] : from) {
+    const auto shared = sums.find(id);
+    write_buffer(c, version, static_cast<uint32_t>(id), b, scratch, shared == sums.end() ? nullptr : shared->second.get());
+  }
   if (from.empty())
     c.write_region(config_.job, version, static_cast<uint32_t>(comm_.rank()), kRankMarkerId, nullptr, 0);
 }
@@ -147,6 +150,9 @@ std::vector<Session::Outcome> Session::run_copies(uint64_t version, const std::v
   const auto parts = placement::parts(counts, n, config_.replicas);
   std::vector<Outcome> out(mine_.size());
   if (sealed_.size() < mine_.size()) sealed_.resize(mine_.size());
+  SharedSums sums;  // plain, full copies: every copy sends the same bytes
+  if (mine_.size() > 1 && !key_ && !incremental())
+    for (const auto& [id, b] : from) sums.emplace(id, std::make_unique<SharedChecksummer>(b.ptr, b.size));
   const auto write_copy = [&](size_t k) {
     const size_t s = mine_[k];
     out[k].code = capture(
@@ -154,7 +160,7 @@ std::vector<Session::Outcome> Session::run_copies(uint64_t version, const std::v
           if (!servers_[s].attempt) throw Error(PMCR_E_SERVER_LOST, "lost to the job earlier");
           client::Client& c = connect(s);
           c.expect(config_.job, version, nranks, parts[s].regions, n > 1 ? parts[s].ranks : 0);
-          write_to(c, version, from, sealed_[k]);
+          write_to(c, version, from, sealed_[k], sums);
         },
         &out[k].message);
   };

@@ -118,3 +118,24 @@ TEST(Checksummer, SlicesGiveTheOneShotValue) {
       EXPECT_EQ(sum.value(), pmcr::checksum(data.data(), size)) << size << " bytes, slices of " << slice;
     }
 }
+
+// The replicas' writers share one checksum: stepped by several threads at
+// once, in any interleaving, every one of them gets the one-shot value, and
+// the bytes are hashed once (a thread finds nothing left after the others).
+TEST(Checksummer, SharedByThreadsGivesEveryOneTheOneShotValue) {
+  const auto data = random_bytes((5u << 20) + 3, 4);
+  const uint64_t want = pmcr::checksum(data.data(), data.size());
+  for (int round = 0; round < 20; ++round) {
+    pmcr::SharedChecksummer sum(data.data(), data.size());
+    std::vector<uint64_t> got(3);
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < got.size(); ++t)
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 4 + round; ++i) sum.step(size_t{64} << 10);
+        got[t] = sum.value();
+      });
+    for (auto& t : threads) t.join();
+    for (uint64_t g : got) EXPECT_EQ(g, want) << "round " << round;
+    EXPECT_FALSE(sum.step(1)) << "nothing is left to hash once the value is known";
+  }
+}
