@@ -344,8 +344,9 @@ bool move_all(int fd, uint8_t* p, uint64_t n, bool send) {
 // protocol: the floor under any checkpoint/restart over this transport.
 // With COPIES > 1 (a checkpoint kept on that many servers), each rank sends
 // its bytes COPIES times at once, over a stream each, as a rank writing
-// every replica in parallel does. With NS, the receiving end listens inside the namespace (this process
-// enters it for that moment) and the ranks connect across the veth pair.
+// every replica in parallel does. With NS, the receiving end listens
+// inside the namespace (this process enters it for that moment) and the
+// ranks connect across the veth pair.
 pmcr::bench::Limit socket_limit(int ranks, uint64_t bytes, bool to_server, int reps,
                                 const pmcr::tools::NetNs* ns = nullptr, int copies = 1) {
   int home = -1;
@@ -853,9 +854,8 @@ void print_servers(const json& r) {
       }
     if (async)
       if (const json* sync = find(row, copies, 0)) vs_sync = ratio(blk, (*sync)["ckpt_ms"].get<double>());
-    const std::string job = std::to_string(row["ranks"].get<int>()) + "x" + std::to_string(row["mib_per_rank"].get<uint64_t>()) + "MiB";
     std::printf("%-10s %7d %6d %5s | %8.1f %8.2f %8.2f %6s | %8s %9s %6s | %8.1f %8.1f %10s %10s | %8.1f %6s\n",
-                job.c_str(), n, copies, async ? "yes" : "no", ckpt, bytes / (ckpt / 1e3) / 1e9,
+                job_label(row).c_str(), n, copies, async ? "yes" : "no", ckpt, bytes / (ckpt / 1e3) / 1e9,
                 copies * bytes / (ckpt / 1e3) / 1e9, vs.c_str(), sock_ms.c_str(), vs_ckpt_sock.c_str(),
                 vs_sock.c_str(), blk, cpy, ratio(blk, cpy).c_str(), vs_sync.c_str(), rst,
                 vs_rst.c_str());
