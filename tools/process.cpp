@@ -140,9 +140,22 @@ RunResult run(const std::vector<std::string>& argv, const std::vector<std::strin
   return r;
 }
 
+// read(2), not an istreambuf_iterator: a read error (a /proc file of a
+// process that has just exited gives ESRCH) makes libstdc++'s filebuf throw
+// from the iterator instead of ending the range.
 std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
 }
 
 std::string self_dir() {

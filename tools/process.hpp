@@ -44,7 +44,8 @@ struct RunResult {
 RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env,
               std::chrono::milliseconds timeout, bool merge_err);
 
-// The whole content of the file at PATH ("" if it cannot be read).
+// The whole content of the file at PATH: "" if it cannot be opened, what
+// was read before an error if reading fails (never throws).
 std::string read_file(const std::string& path);
 
 // A loopback TCP port the kernel has just handed out, free again (for
