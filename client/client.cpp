@@ -573,10 +573,11 @@ void Client::write_region(const std::string& job, uint64_t version, uint32_t ran
   const WriteTarget t = create(job, version, rank, id, size);
   // The checksum is computed while the bytes go out, in slices, whenever
   // the wait for them would sleep (the transport takes no more for now).
-  Checksummer own(shared ? nullptr : buf, shared ? 0 : size);
+  // SHARED when other threads send the same buffer elsewhere, else our own.
+  std::optional<SharedChecksummer> own;
+  SharedChecksummer* sum = shared ? shared : &own.emplace(buf, size);
   constexpr size_t kSlice = 256u << 10;
-  if (shared) idle_ = [shared] { return shared->step(kSlice); };
-  else idle_ = [&own] { return own.step(kSlice); };
+  idle_ = [sum] { return sum->step(kSlice); };
   try {
     put(t, buf);
   } catch (...) {
@@ -584,7 +585,7 @@ void Client::write_region(const std::string& job, uint64_t version, uint32_t ran
     throw;
   }
   idle_ = nullptr;
-  commit(t, shared ? shared->value() : own.value());
+  commit(t, sum->value());
 }
 
 void Client::seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions) {

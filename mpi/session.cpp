@@ -340,14 +340,23 @@ uint64_t Session::stored_plain_size(uint64_t stored, uint64_t version, uint32_t 
                                   " is not an encrypted region (PMCR_ENCRYPT=1, but it was written without encryption)");
 }
 
+// Several copies of buffers sent as they are send the same bytes: each
+// buffer's checksum is computed once for all of them (none otherwise).
+Session::SharedSums Session::shared_sums(const std::map<int, Buffer>& from) const {
+  SharedSums sums;
+  if (mine_.size() > 1 && sent_as_is())
+    for (const auto& [id, b] : from) sums.emplace(id, std::make_unique<SharedChecksummer>(b.ptr, b.size));
+  return sums;
+}
+
 void Session::write_buffer(client::Client& c, uint64_t version, uint32_t id, const Buffer& b,
                            std::vector<uint8_t>& scratch, SharedChecksummer* shared) {
   const auto rank = static_cast<uint32_t>(comm_.rank());
-  if (incremental()) return write_blocks(c, version, id, b);
-  if (!key_) {
+  if (sent_as_is()) {
     c.write_region(config_.job, version, rank, id, b.ptr, b.size, shared);
     return;
   }
+  if (incremental()) return write_blocks(c, version, id, b);
   const uint64_t size = crypt::encrypted_size(b.size);
   if (scratch.size() < size) scratch.resize(size);
   crypt::encrypt(*key_, {config_.job, version, rank, id}, b.ptr, b.size, scratch.data());

@@ -130,6 +130,7 @@ class Session {
   // With several copies of plain buffers, one checksum of each buffer (by
   // id), computed once for all of them while the copies are sent.
   using SharedSums = std::map<int, std::unique_ptr<SharedChecksummer>>;
+  SharedSums shared_sums(const std::map<int, Buffer>& from) const;
   void write_to(client::Client& c, uint64_t version, const std::map<int, Buffer>& from, std::vector<uint8_t>& scratch,
                 const SharedSums& sums);
   // Rank 0: every server's versions of the job (survey.hpp), and for each
@@ -216,6 +217,8 @@ class Session {
   void read_buffer(client::Client& c, uint64_t version, uint32_t id, const Buffer& b);
   // Incremental checkpoints: on unless PMCR_INCREMENTAL=0, encryption or the rma data path.
   bool incremental() const { return config_.incremental && !key_ && !config_.rma; }
+  // Each buffer goes to every copy as it is (neither encrypted nor in blocks).
+  bool sent_as_is() const { return !key_ && !incremental(); }
   uint64_t block_size() const { return config_.block_size ? config_.block_size : kDefaultBlockSize; }
   // The bytes buffer ID of VERSION holds for the program (its plaintext).
   uint64_t stored_plain_size(uint64_t stored, uint64_t version, uint32_t id) const;

@@ -150,9 +150,7 @@ std::vector<Session::Outcome> Session::run_copies(uint64_t version, const std::v
   const auto parts = placement::parts(counts, n, config_.replicas);
   std::vector<Outcome> out(mine_.size());
   if (sealed_.size() < mine_.size()) sealed_.resize(mine_.size());
-  SharedSums sums;  // plain, full copies: every copy sends the same bytes
-  if (mine_.size() > 1 && !key_ && !incremental())
-    for (const auto& [id, b] : from) sums.emplace(id, std::make_unique<SharedChecksummer>(b.ptr, b.size));
+  const SharedSums sums = shared_sums(from);
   const auto write_copy = [&](size_t k) {
     const size_t s = mine_[k];
     out[k].code = capture(
