@@ -145,6 +145,8 @@ std::string LocalServer::log() const { return read_file(options_.log); }
 
 std::string LocalServer::startup_errors() const { return read_file(early_); }
 
+std::string LocalServer::progress() const { return first_line(progress_); }
+
 std::string LocalServer::find_pmserver() {
   const std::string dir = self_dir();
   if (!dir.empty())

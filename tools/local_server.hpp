@@ -61,6 +61,9 @@ class LocalServer {
   // The server's own log (written only by the server that holds the pool).
   std::string log() const;
   const std::string& log_path() const { return options_.log; }
+  // The line the server last wrote to its --progress-file ("serving; pool
+  // faulted in: 1.0 GiB of 4.0 GiB"), "" if none.
+  std::string progress() const;
   // What the last start printed before it took the pool (why it failed).
   std::string startup_errors() const;
   // The time a start of this pool is given (options().start_timeout, or
