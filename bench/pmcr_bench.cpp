@@ -148,11 +148,38 @@ std::string ratio(double a, double b) {
   return s;
 }
 
+// Files removed when the scope ends, also when a measurement throws: a
+// failed run must not leave its files (GiBs of pools in /dev/shm) behind.
+struct RemoveOnExit {
+  std::vector<std::string> paths;
+  ~RemoveOnExit() {
+    for (const auto& p : paths) ::unlink(p.c_str());
+  }
+};
+
+// The POSIX baseline's files of pmcr-bench-rank's RANKS ranks in DIR.
+std::vector<std::string> rank_files(const std::string& dir, int ranks) {
+  std::vector<std::string> out;
+  for (int rank = 0; rank < ranks; ++rank)
+    out.push_back(dir + "/pmcr-bench-rank" + std::to_string(rank) + "-of-" + std::to_string(ranks) + ".dat");
+  return out;
+}
+
+// A pmserver of the benchmark: stopped, and its pool file removed, when it goes.
+class BenchServer : public pmcr::tools::LocalServer {
+ public:
+  using LocalServer::LocalServer;
+  ~BenchServer() {
+    stop();
+    ::unlink(options().pool.c_str());
+  }
+};
+
 // A pmserver of this benchmark on a new pool file (any old one removed) of
 // MIB MiB, on the loopback device, logging to /tmp/pmcr-bench-pmserver.log.
 // With NS, the server runs inside that network namespace, on its address,
 // and authenticates its clients with KEY_FILE (it is not loopback).
-std::unique_ptr<pmcr::tools::LocalServer> bench_server(const std::string& pmserver, const std::string& pool, uint64_t mib,
+std::unique_ptr<BenchServer> bench_server(const std::string& pmserver, const std::string& pool, uint64_t mib,
                                                        std::vector<std::string> args = {},
                                                        const pmcr::tools::NetNs* ns = nullptr,
                                                        const std::string& key_file = "") {
@@ -170,7 +197,7 @@ std::unique_ptr<pmcr::tools::LocalServer> bench_server(const std::string& pmserv
     o.env = {"UCX_NET_DEVICES=" + ns->ns_if()};
     o.args.insert(o.args.end(), {"--auth", "key", "--key-file", key_file});
   }
-  auto server = std::make_unique<pmcr::tools::LocalServer>(o);
+  auto server = std::make_unique<BenchServer>(o);
   if (!server->start()) throw pmcr::Error(PMCR_E_IO, "pmserver did not start; see " + o.log);
   // pmserver faults its pool in in the background once it serves; until it
   // is done, checkpoints pay page faults (and a hypervisor's) and compete
@@ -298,7 +325,6 @@ json run_transfer(const std::vector<uint64_t>& sizes, const std::vector<std::str
                                {"rows", rows},
                                {"registration", registration_costs(dir, sizes)}});
     server.stop();
-    ::unlink(pool.c_str());
   }
   return result;
 }
@@ -601,7 +627,6 @@ json run_server_bench(const std::vector<int>& clients, const std::vector<int>& t
                         {"stat_median_ms", median(waits) * 1e3}, {"stats", waits.size()}});
     }
     server->stop();
-    ::unlink(pool.c_str());
   }
   return json{{"pool_dir", dir}, {"rows", rows}, {"stalls", stalls}};
 }
@@ -661,12 +686,7 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
     ::unlink(k.c_str());
     pmcr::auth::write_key_file(k, pmcr::auth::Key::generate());
   }
-  struct Unlink {
-    std::vector<std::string> paths;
-    ~Unlink() {
-      for (const auto& p : paths) ::unlink(p.c_str());
-    }
-  } unlink_keys{{data_key, server_key}};
+  const RemoveOnExit keys{{data_key, server_key}};
   for (const std::string& setup : setups) {
     // "veth": the server in a network namespace of its own, the ranks across a veth pair.
     std::unique_ptr<pmcr::tools::NetNs> ns;
@@ -694,6 +714,7 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
         const std::string pool = dir + "/pmcr-bench-ckpt-" + std::to_string(getpid()) + ".pool";
         // PMCR_KEEP=2 sealed versions plus the one being written, of the
         // plain and of the encrypted job, and room.
+        const RemoveOnExit posix_files{rank_files(posix_dir, cfg.ranks)};
         const auto server_ = bench_server(pmserver, pool, 8 * cfg.ranks * cfg.mib + 64, {}, ns.get(), server_key);
         auto& server = *server_;
         std::vector<std::string> env = {"PMCR_SERVERS=" + server.address(),
@@ -726,10 +747,6 @@ json run_ckpt(const std::vector<CkptConfig>& configs, const std::vector<std::str
           restart_enc.push_back(
               run_rank_job(launch, cfg.ranks, {"read", mib, "1", posix_dir}, enc_env)["restart_s"].get<double>());
         server.stop();
-        ::unlink(pool.c_str());
-        for (int rank = 0; rank < cfg.ranks; ++rank)
-          ::unlink((posix_dir + "/pmcr-bench-rank" + std::to_string(rank) + "-of-" + std::to_string(cfg.ranks) + ".dat")
-                       .c_str());
         rows.push_back({{"ranks", cfg.ranks},
                         {"mib_per_rank", cfg.mib},
                         {"pool_dir", dir},
@@ -784,13 +801,13 @@ json run_servers(const std::vector<CkptConfig>& configs, const std::string& dir,
         sockets[r] = socket_limit(cfg.ranks, cfg.mib << 20, true, reps, nullptr, r);
       }
     for (int n : counts) {
-      std::vector<std::unique_ptr<pmcr::tools::LocalServer>> servers;
-      std::vector<std::string> pools;
+      const RemoveOnExit posix_files{rank_files(posix_dir, cfg.ranks)};
+      std::vector<std::unique_ptr<BenchServer>> servers;
       std::string list, pids;
       for (int i = 0; i < n; ++i) {
-        pools.push_back(dir + "/pmcr-bench-servers-" + std::to_string(getpid()) + "-" + std::to_string(i) + ".pool");
+        const std::string pool = dir + "/pmcr-bench-servers-" + std::to_string(getpid()) + "-" + std::to_string(i) + ".pool";
         // Each holds at most every rank's data (R <= N), PMCR_KEEP=2 versions and the one being written.
-        servers.push_back(bench_server(pmserver, pools.back(), 4 * cfg.ranks * cfg.mib + 64));
+        servers.push_back(bench_server(pmserver, pool, 4 * cfg.ranks * cfg.mib + 64));
         list += (list.empty() ? "" : ",") + servers.back()->address();
         pids += (pids.empty() ? "" : ",") + std::to_string(servers.back()->pid());
       }
@@ -840,11 +857,6 @@ json run_servers(const std::vector<CkptConfig>& configs, const std::string& dir,
           rows.back()["socket_ckpt_cpu_ms"] = sockets[r].cpu_ms;
         }
       }
-      for (auto& s : servers) s->stop();
-      for (const auto& p : pools) ::unlink(p.c_str());
-      for (int rank = 0; rank < cfg.ranks; ++rank)
-        ::unlink((posix_dir + "/pmcr-bench-rank" + std::to_string(rank) + "-of-" + std::to_string(cfg.ranks) + ".dat")
-                     .c_str());
     }
   }
   return json{{"pool_dir", dir}, {"rows", rows}};
@@ -1026,6 +1038,7 @@ json run_changed(const std::vector<CkptConfig>& configs, const std::vector<std::
     for (const std::string& dir : dirs) {
       for (uint64_t block : blocks) {
         const std::string pool = dir + "/pmcr-bench-changed-" + std::to_string(getpid()) + ".pool";
+        const RemoveOnExit posix_files{rank_files(posix_dir, cfg.ranks)};
         const auto server_ = bench_server(pmserver, pool, 6 * cfg.ranks * cfg.mib + 64);
         auto& server = *server_;
         pmcr::client::Options co;
@@ -1064,9 +1077,6 @@ json run_changed(const std::vector<CkptConfig>& configs, const std::vector<std::
                           {"tracked_ckpt_ms", t["ckpt_ms"]}});
         }
         server.stop();
-        ::unlink(pool.c_str());
-        for (int rank = 0; rank < cfg.ranks; ++rank)
-          ::unlink((posix_dir + "/pmcr-bench-rank" + std::to_string(rank) + "-of-" + std::to_string(cfg.ranks) + ".dat").c_str());
       }
     }
   }
@@ -1206,7 +1216,6 @@ json run_failover(const FailoverConfig& cfg, int reps, const std::string& pmserv
       lost[mode].push_back(j["lost_steps"].get<double>());
     }
   server.stop();
-  ::unlink(pool.c_str());
   json rows = json::array();
   for (const auto& mode : modes)
     rows.push_back({{"mode", mode}, {"ms", median(ms[mode])}, {"each_ms", ms[mode]}, {"bytes", median(bytes[mode])},
