@@ -211,6 +211,8 @@ std::unique_ptr<BenchServer> bench_server(const std::string& pmserver, const std
     if (at != std::string::npos && of != std::string::npos &&
         now.substr(at + 17, of - at - 17) == now.substr(of + 4))
       break;
+    if (server->wait_exit(std::chrono::milliseconds(0)))
+      throw pmcr::Error(PMCR_E_IO, "pmserver on " + pool + " exited while faulting its pool in; see " + o.log);
     if (std::chrono::steady_clock::now() > deadline)
       throw pmcr::Error(PMCR_E_TIMEDOUT, "pmserver on " + pool + " did not fault its pool in within 10 minutes (last: '" +
                                              now + "'); see " + o.log);
