@@ -13,8 +13,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <thread>
 
 #include "error.hpp"
@@ -113,10 +111,7 @@ struct TempFile {
     name = path;
   }
   ~TempFile() { ::unlink(name.c_str()); }
-  std::string read() const {
-    std::ifstream in(name);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
+  std::string read() const { return read_file(name); }
   std::string name;
 };
 
