@@ -14,6 +14,13 @@
 
 namespace pmcr::bench {
 
+// A checkpoint's baselines are measured in steady state, as pmcr's checkpoint
+// is (pmcr-bench-rank times it after PMCR_KEEP + 1 = 3 checkpoints): the
+// same processes and connections move the bytes this many times untimed
+// first. On a VM the first transfer between new processes can cost 10x the
+// next.
+constexpr int kWarmRounds = 3;
+
 // NAN if there is nothing, or a run that gave none.
 inline double median(std::vector<double> v) {
   if (v.empty() || std::any_of(v.begin(), v.end(), [](double x) { return std::isnan(x); })) return NAN;

@@ -390,17 +390,15 @@ bool move_all(int fd, uint8_t* p, uint64_t n, bool send) {
 // A restart is a new job: each of its REPS is new rank processes on new
 // connections, moving the bytes once. A checkpoint (TO_SERVER) is measured
 // as pmcr's is, in steady state: the same processes and connections move
-// the bytes kWarmRounds times untimed, then REPS timed times. On a VM the
-// first transfer between new processes can be 10x slower than the next
-// (800 against 80 ms for 4 x 64 MiB here: the host faults in memory the
-// guest freed), and pmcr's checkpoint comes after such warm-up ones.
+// the bytes kWarmRounds times untimed, then REPS timed times (800 against
+// 80 ms for 4 x 64 MiB on one VM here, the first round against the next).
 //
 // With COPIES > 1 (a checkpoint kept on that many servers), each rank sends
 // its bytes COPIES times at once, over a stream each, as a rank writing
 // every replica in parallel does. With NS, the receiving end listens
 // inside the namespace (this process enters it for that moment) and the
 // ranks connect across the veth pair.
-constexpr int kWarmRounds = 3;  // pmcr-bench-rank's warm-up: PMCR_KEEP + 1 checkpoints
+using pmcr::bench::kWarmRounds;
 
 pmcr::bench::Limit socket_limit(int ranks, uint64_t bytes, bool to_server, int reps,
                                 const pmcr::tools::NetNs* ns = nullptr, int copies = 1) {
@@ -965,8 +963,7 @@ void print_ckpt(const json& r) {
               "veth pair), memory to memory, no checksum or persistence; goal: checkpoint and restart within 1.2x.\n"
               "Checkpoint: steady state, the same rank processes after 3 untimed rounds (as pmcr's ckpt comes\n"
               "after 3 checkpoints); restart: new rank processes each time. UCX = the same with UCX active\n"
-              "messages (%s each, all in flight; endpoints with peer error handling, as pmcr's; loopback only),\n"
-              "new processes each time for both (a first transfer: on a VM it can cost several times a later one)\n",
+              "messages (%s each, all in flight; endpoints with peer error handling, as pmcr's; loopback only)\n",
               pmcr::format_size(pmcr::client::Options{}.am_chunk).c_str());
   std::printf("%-14s %-9s | %8s %9s %8s %10s %9s %9s | %8s %9s %8s %10s %9s %9s\n", "job", "pool", "ckpt", "sockets",
               "UCX", "ckpt/sock", "ckpt/UCX", "UCX/sock", "restart", "sockets", "UCX", "rst/sock", "rst/UCX",

@@ -152,11 +152,16 @@ void handlers(End& e) {
   pmcr::ucx::set_am_handler(e.worker, kControl, on_control, &e);
 }
 
-// A rank: connects to PORT, says it is ready, and sends its bytes at "go"
-// (TO_SERVER), or receives them and says when they all landed.
-// *CPU: the seconds it spent from "ready" to the end.
-bool rank_process(uint16_t port, uint64_t bytes, bool to_server, uint64_t chunk, uint8_t pattern, double* cpu) {
-  std::vector<uint8_t> mine(bytes, pattern);  // (touched)
+// What rank RANK sends in ROUND of a checkpoint: each round differs from the last.
+uint8_t pattern(int rank, int round) { return static_cast<uint8_t>(100 + rank + round); }
+
+// A rank: connects to PORT, and ROUNDS times says it is ready, then at "go"
+// sends its bytes (TO_SERVER: pattern(RANK, round)) or receives them and
+// says when they all landed, then waits for the other end's "bye".
+// CPU: the seconds it spent in each round, from "go" to its part done.
+bool rank_process(uint16_t port, uint64_t bytes, bool to_server, uint64_t chunk, int rank, int rounds,
+                  std::vector<double>* cpu) {
+  std::vector<uint8_t> mine(bytes, pattern(rank, 0));  // (touched)
   pmcr::ucx::Context ctx("pmcr-bench-ucx-rank", UCP_FEATURE_AM | UCP_FEATURE_WAKEUP);
   pmcr::ucx::Worker worker(ctx);
   End e;
@@ -169,16 +174,27 @@ bool rank_process(uint16_t port, uint64_t bytes, bool to_server, uint64_t chunk,
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (pmcr::ucx::connect(e.worker, reinterpret_cast<const sockaddr*>(&a), sizeof a, on_error, &e, &e.ep) != UCS_OK)
     return false;
-  bool ok = send_control(e, kReady) && progress_until(e, [&] { return (e.controls & (1u << kGo)) != 0; });
-  const double cpu0 = own_cpu_seconds();  // (from "go" to its part done)
-  if (ok && to_server) ok = send_data(e, mine.data(), bytes, chunk);
-  if (ok && !to_server) ok = progress_until(e, [&] { return e.landed >= bytes; }) && send_control(e, kDone);
-  *cpu = own_cpu_seconds() - cpu0;
-  if (ok && !to_server)
-    ok = e.landed == bytes && std::all_of(mine.begin(), mine.end(), [](uint8_t b) { return b == kHeld; });
-  // Closed once the other end has it all (a send completes when its bytes
-  // are on their way, and a closed endpoint drops what is still on the wire).
-  if (ok) ok = progress_until(e, [&] { return (e.controls & (1u << kBye)) != 0; });
+  const auto take = [&](Control c) {
+    const bool ok = progress_until(e, [&] { return (e.controls & (1u << c)) != 0; });
+    e.controls &= ~(1u << c);
+    return ok;
+  };
+  bool ok = true;
+  for (int round = 0; round < rounds && ok; ++round) {
+    if (to_server && round > 0) std::fill(mine.begin(), mine.end(), pattern(rank, round));
+    e.landed = 0;
+    ok = send_control(e, kReady) && take(kGo);
+    const double cpu0 = own_cpu_seconds();
+    if (ok && to_server) ok = send_data(e, mine.data(), bytes, chunk);
+    if (ok && !to_server) ok = progress_until(e, [&] { return e.landed >= bytes; }) && send_control(e, kDone);
+    cpu->push_back(own_cpu_seconds() - cpu0);
+    if (ok && !to_server)
+      ok = e.landed == bytes && std::all_of(mine.begin(), mine.end(), [](uint8_t b) { return b == kHeld; });
+    // The other end has it all: the next round may begin, or the endpoint
+    // close (a send completes when its bytes are on their way, and a closed
+    // endpoint drops what is still on the wire).
+    ok = ok && take(kBye);
+  }
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
   p.flags = UCP_EP_CLOSE_FLAG_FORCE;
@@ -186,24 +202,26 @@ bool rank_process(uint16_t port, uint64_t bytes, bool to_server, uint64_t chunk,
   return ok;
 }
 
-// One measurement: fresh rank processes (forked before this process touches
-// UCX), a fresh UCX context here. Seconds, and CPU seconds.
-std::pair<double, double> once(int ranks, uint64_t bytes, bool to_server, uint64_t chunk, uint8_t* held) {
-  std::memset(held, kHeld, static_cast<uint64_t>(ranks) * bytes);  // (what a restart sends, a checkpoint overwrites)
+// One set of fresh rank processes (forked before this process touches UCX)
+// and a fresh UCX context here, moving the bytes ROUNDS times on the same
+// connections. Each round's seconds and CPU seconds (both ends).
+std::vector<std::pair<double, double>> once(int ranks, uint64_t bytes, bool to_server, uint64_t chunk, int rounds,
+                                            uint8_t* held) {
+  const auto rank_bytes = [&](int r) { return held + static_cast<uint64_t>(r) * bytes; };
   std::vector<int> ports_to(static_cast<size_t>(ranks), -1);  // pipe: the port each rank connects to
-  std::vector<int> cpu_from(static_cast<size_t>(ranks), -1);  // pipe: the CPU time each rank spent
+  std::vector<int> cpu_from(static_cast<size_t>(ranks), -1);  // pipe: the CPU time each rank spent in each round
   std::vector<pid_t> children;
-  double ranks_cpu = 0;
+  std::vector<double> ranks_cpu(static_cast<size_t>(rounds), 0);
   const auto reap = [&](bool kill_them) {
     bool ok = true;
     for (size_t i = 0; i < children.size(); ++i) {
       if (kill_them) ::kill(children[i], SIGKILL);
       int status = 0;
       ::waitpid(children[i], &status, 0);
-      double cpu = 0;
-      ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
-           ::read(cpu_from[i], &cpu, sizeof cpu) == static_cast<ssize_t>(sizeof cpu);
-      ranks_cpu += cpu;
+      std::vector<double> cpu(static_cast<size_t>(rounds), 0);
+      const auto size = static_cast<ssize_t>(cpu.size() * sizeof(double));
+      ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0 && ::read(cpu_from[i], cpu.data(), size) == size;
+      for (size_t k = 0; k < cpu.size(); ++k) ranks_cpu[k] += cpu[k];
     }
     for (int fd : ports_to) ::close(fd);
     for (int fd : cpu_from) ::close(fd);
@@ -223,10 +241,11 @@ std::pair<double, double> once(int ranks, uint64_t bytes, bool to_server, uint64
         ::close(fds[1]);
         ::close(back[0]);
         uint16_t port = 0;
-        double cpu = 0;
+        std::vector<double> cpu;
         ok = ::read(fds[0], &port, sizeof port) == static_cast<ssize_t>(sizeof port) &&
-             rank_process(port, bytes, to_server, chunk, static_cast<uint8_t>(100 + r), &cpu) &&
-             ::write(back[1], &cpu, sizeof cpu) == static_cast<ssize_t>(sizeof cpu);
+             rank_process(port, bytes, to_server, chunk, r, rounds, &cpu);
+        const auto size = static_cast<ssize_t>(cpu.size() * sizeof(double));
+        ok = ok && ::write(back[1], cpu.data(), static_cast<size_t>(size)) == size;
       } catch (...) {  // never back into the parent's code
       }
       ::_exit(ok ? 0 : 1);
@@ -237,7 +256,7 @@ std::pair<double, double> once(int ranks, uint64_t bytes, bool to_server, uint64
     cpu_from[static_cast<size_t>(r)] = back[0];
     children.push_back(pid);
   }
-  double elapsed = 0, own_cpu = 0;
+  std::vector<double> elapsed(static_cast<size_t>(rounds), 0), own_cpu(static_cast<size_t>(rounds), 0);
   bool ok = true;
   {
     pmcr::ucx::Context ctx("pmcr-bench-ucx", UCP_FEATURE_AM | UCP_FEATURE_WAKEUP);
@@ -249,7 +268,7 @@ std::pair<double, double> once(int ranks, uint64_t bytes, bool to_server, uint64
       End& e = ends[static_cast<size_t>(r)];
       workers.emplace_back(ctx);
       e.worker = workers.back().get();
-      e.dest = held + static_cast<uint64_t>(r) * bytes;
+      e.dest = rank_bytes(r);
       handlers(e);
       sockaddr_in a{};
       a.sin_family = AF_INET;
@@ -274,20 +293,20 @@ std::pair<double, double> once(int ranks, uint64_t bytes, bool to_server, uint64
       if (::write(ports_to[static_cast<size_t>(r)], &port, sizeof port) != static_cast<ssize_t>(sizeof port))
         ok = false;
     }
-    // One thread per stream, as the socket baseline: accept, wait for the
-    // rank, then at "go" move the bytes.
+    // One thread per stream, as the socket baseline: accept, then each
+    // round wait for the rank, and at "go" move the bytes.
     std::mutex mu;
     std::condition_variable cv;
-    int ready = 0;
-    bool go = false;
-    std::vector<char> done(static_cast<size_t>(ranks), 0);
-    std::vector<Clock::time_point> ends_at(static_cast<size_t>(ranks));
+    int ready = 0, go = -1;  // streams ready, summed over the rounds; the round let go
+    std::vector<char> good(static_cast<size_t>(ranks), 0);
+    std::vector<std::vector<Clock::time_point>> ends_at(static_cast<size_t>(rounds),
+                                                        std::vector<Clock::time_point>(static_cast<size_t>(ranks)));
     std::vector<std::thread> streams;
     for (int r = 0; r < ranks && ok; ++r)
       streams.emplace_back([&, r] {
         End& e = ends[static_cast<size_t>(r)];
-        bool good = progress_until(e, [&] { return e.conn != nullptr; });
-        if (good) {
+        bool fine = progress_until(e, [&] { return e.conn != nullptr; });
+        if (fine) {
           ucp_ep_params_t p{};
           p.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                          UCP_EP_PARAM_FIELD_ERR_HANDLER;
@@ -295,41 +314,64 @@ std::pair<double, double> once(int ranks, uint64_t bytes, bool to_server, uint64
           p.err_mode = UCP_ERR_HANDLING_MODE_PEER;
           p.err_handler.cb = on_error;
           p.err_handler.arg = &e;
-          good = ucp_ep_create(e.worker, &p, &e.ep) == UCS_OK &&
-                 progress_until(e, [&] { return (e.controls & (1u << kReady)) != 0; });
+          fine = ucp_ep_create(e.worker, &p, &e.ep) == UCS_OK;
         }
-        {
-          std::unique_lock<std::mutex> lock(mu);
-          ready++;
-          cv.notify_all();
-          cv.wait(lock, [&] { return go; });
+        for (int round = 0; round < rounds; ++round) {  // (a failed stream still counts itself ready)
+          fine = fine && progress_until(e, [&] { return (e.controls & (1u << kReady)) != 0; });
+          e.controls &= ~(1u << kReady);
+          e.landed = 0;
+          {
+            std::unique_lock<std::mutex> lock(mu);
+            ready++;
+            cv.notify_all();
+            cv.wait(lock, [&] { return go >= round; });
+          }
+          fine = fine && send_control(e, kGo);
+          if (fine && to_server) fine = progress_until(e, [&] { return e.landed >= bytes; });
+          if (fine && !to_server) {
+            fine = send_data(e, e.dest, bytes, chunk) &&
+                   progress_until(e, [&] { return (e.controls & (1u << kDone)) != 0; });
+            e.controls &= ~(1u << kDone);
+          }
+          ends_at[static_cast<size_t>(round)][static_cast<size_t>(r)] = Clock::now();
+          fine = fine && (!to_server || e.landed == bytes) && send_control(e, kBye);
         }
-        good = good && send_control(e, kGo);
-        if (good && to_server) good = progress_until(e, [&] { return e.landed >= bytes; });
-        if (good && !to_server)
-          good = send_data(e, e.dest, bytes, chunk) &&
-                 progress_until(e, [&] { return (e.controls & (1u << kDone)) != 0; });
-        ends_at[static_cast<size_t>(r)] = Clock::now();
-        done[static_cast<size_t>(r)] = good && (!to_server || e.landed == bytes) && send_control(e, kBye);
+        good[static_cast<size_t>(r)] = fine;
       });
-    Clock::time_point t0;
+    const int streams_n = static_cast<int>(streams.size());
+    // (Not timed: what landed in ROUND is what the ranks sent in it.)
+    const auto landed_right = [&](int round) {
+      for (int r = 0; r < ranks && to_server; ++r)
+        if (!std::all_of(rank_bytes(r), rank_bytes(r + 1), [&](uint8_t b) { return b == pattern(r, round); })) return false;
+      return true;
+    };
     double cpu0 = 0;
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return ready == static_cast<int>(streams.size()); });
+    Clock::time_point t0;
+    const auto ended = [&](int round) {  // (every stream is past ROUND: ready for the next, or done)
+      own_cpu[static_cast<size_t>(round)] = own_cpu_seconds() - cpu0;
+      for (const auto& at : ends_at[static_cast<size_t>(round)])
+        elapsed[static_cast<size_t>(round)] =
+            std::max(elapsed[static_cast<size_t>(round)], std::chrono::duration<double>(at - t0).count());
+      ok = ok && landed_right(round);
+    };
+    for (int round = 0; round < rounds; ++round) {
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return ready == streams_n * (round + 1); });
+      }
+      if (round > 0) ended(round - 1);
+      // What a restart sends; for a checkpoint, bytes unlike those each rank sends in this round.
+      for (int r = 0; r < ranks; ++r)
+        std::memset(rank_bytes(r), to_server ? static_cast<uint8_t>(~pattern(r, round)) : kHeld, bytes);
+      std::lock_guard<std::mutex> lock(mu);
       t0 = Clock::now();
       cpu0 = own_cpu_seconds();
-      go = true;
+      go = round;
+      cv.notify_all();
     }
-    cv.notify_all();
     for (auto& t : streams) t.join();
-    own_cpu = own_cpu_seconds() - cpu0;
-    for (const auto& at : ends_at) elapsed = std::max(elapsed, std::chrono::duration<double>(at - t0).count());
-    for (char d : done) ok = ok && d;
-    // (Not timed: what landed is what the ranks sent.)
-    for (int r = 0; r < ranks && ok && to_server; ++r)
-      ok = std::all_of(held + static_cast<uint64_t>(r) * bytes, held + static_cast<uint64_t>(r + 1) * bytes,
-                       [r](uint8_t b) { return b == static_cast<uint8_t>(100 + r); });
+    ended(rounds - 1);
+    for (char g : good) ok = ok && g;
     ok = reap(!ok) && ok;  // (the ranks close first: nothing here waits for them)
     for (End& e : ends) {
       if (!e.ep) continue;
@@ -341,7 +383,10 @@ std::pair<double, double> once(int ranks, uint64_t bytes, bool to_server, uint64
     for (ucp_listener_h l : listeners) ucp_listener_destroy(l);
   }
   if (!ok) fail("a stream failed (" + std::to_string(ranks) + " ranks, " + std::to_string(bytes) + " bytes each)");
-  return {elapsed, own_cpu + ranks_cpu};
+  std::vector<std::pair<double, double>> each;
+  for (int k = 0; k < rounds; ++k)
+    each.emplace_back(elapsed[static_cast<size_t>(k)], own_cpu[static_cast<size_t>(k)] + ranks_cpu[static_cast<size_t>(k)]);
+  return each;
 }
 
 }  // namespace
@@ -349,11 +394,16 @@ std::pair<double, double> once(int ranks, uint64_t bytes, bool to_server, uint64
 Limit ucx_limit(int ranks, uint64_t bytes, bool to_server, int reps, uint64_t chunk) {
   Buffer held(static_cast<uint64_t>(ranks) * bytes);
   ::madvise(held.data, held.size, MADV_DONTFORK);  // not the ranks': they are fresh processes
+  // A checkpoint in steady state (one set of processes, warm-up rounds
+  // first), a restart as a new job (new processes each time).
+  const int sets = to_server ? 1 : reps, rounds = to_server ? kWarmRounds + reps : 1;
   std::vector<double> times, cpu;
-  for (int rep = 0; rep < reps; ++rep) {
-    const auto [t, c] = once(ranks, bytes, to_server, chunk, held.data);
-    times.push_back(t);
-    cpu.push_back(c);
+  for (int set = 0; set < sets; ++set) {
+    const auto each = once(ranks, bytes, to_server, chunk, rounds, held.data);
+    for (size_t k = each.size() - static_cast<size_t>(rounds - (to_server ? kWarmRounds : 0)); k < each.size(); ++k) {
+      times.push_back(each[k].first);
+      cpu.push_back(each[k].second);
+    }
   }
   return {median(times) * 1e3, median(cpu) * 1e3};
 }
