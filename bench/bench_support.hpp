@@ -21,6 +21,17 @@ namespace pmcr::bench {
 // next.
 constexpr int kWarmRounds = 3;
 
+// How a baseline measures REPS times: in SETS of new rank processes, each
+// moving the bytes ROUNDS times on the same connections, the first UNTIMED
+// of them not counted. A checkpoint (TO_SERVER): one set, kWarmRounds
+// untimed rounds first. A restart, a new job each time: REPS sets of one.
+struct Rounds {
+  int sets, rounds, untimed;
+};
+inline Rounds rounds_for(bool to_server, int reps) {
+  return to_server ? Rounds{1, kWarmRounds + reps, kWarmRounds} : Rounds{reps, 1, 0};
+}
+
 // NAN if there is nothing, or a run that gave none.
 inline double median(std::vector<double> v) {
   if (v.empty() || std::any_of(v.begin(), v.end(), [](double x) { return std::isnan(x); })) return NAN;

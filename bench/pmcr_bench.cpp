@@ -398,8 +398,6 @@ bool move_all(int fd, uint8_t* p, uint64_t n, bool send) {
 // every replica in parallel does. With NS, the receiving end listens
 // inside the namespace (this process enters it for that moment) and the
 // ranks connect across the veth pair.
-using pmcr::bench::kWarmRounds;
-
 pmcr::bench::Limit socket_limit(int ranks, uint64_t bytes, bool to_server, int reps,
                                 const pmcr::tools::NetNs* ns = nullptr, int copies = 1) {
   int home = -1;
@@ -431,8 +429,7 @@ pmcr::bench::Limit socket_limit(int ranks, uint64_t bytes, bool to_server, int r
   fill(server, 7);
   // Not the children's: else each page written here after a fork is copied first.
   ::madvise(server.data, server.size, MADV_DONTFORK);
-  // Sets of rank processes, and the rounds each set moves the bytes.
-  const int sets = to_server ? 1 : reps, rounds = to_server ? kWarmRounds + reps : 1, untimed = rounds - (to_server ? reps : 1);
+  const auto [sets, rounds, untimed] = pmcr::bench::rounds_for(to_server, reps);
   std::vector<double> times, cpu;
   for (int set = 0; set < sets; ++set) {
     std::vector<pid_t> children;

@@ -114,6 +114,14 @@ bool progress_until(End& e, const std::function<bool()>& done) {
   return true;
 }
 
+// Waits for control C from the other end, and consumes it (the next round
+// sends it again).
+bool take(End& e, Control c) {
+  const bool ok = progress_until(e, [&] { return (e.controls & (1u << c)) != 0; });
+  e.controls &= ~(1u << c);
+  return ok;
+}
+
 bool complete(End& e, void* req) {
   if (req == nullptr) return true;
   if (UCS_PTR_IS_ERR(req)) return false;
@@ -174,16 +182,11 @@ bool rank_process(uint16_t port, uint64_t bytes, bool to_server, uint64_t chunk,
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (pmcr::ucx::connect(e.worker, reinterpret_cast<const sockaddr*>(&a), sizeof a, on_error, &e, &e.ep) != UCS_OK)
     return false;
-  const auto take = [&](Control c) {
-    const bool ok = progress_until(e, [&] { return (e.controls & (1u << c)) != 0; });
-    e.controls &= ~(1u << c);
-    return ok;
-  };
   bool ok = true;
   for (int round = 0; round < rounds && ok; ++round) {
     if (to_server && round > 0) std::fill(mine.begin(), mine.end(), pattern(rank, round));
     e.landed = 0;
-    ok = send_control(e, kReady) && take(kGo);
+    ok = send_control(e, kReady) && take(e, kGo);
     const double cpu0 = own_cpu_seconds();
     if (ok && to_server) ok = send_data(e, mine.data(), bytes, chunk);
     if (ok && !to_server) ok = progress_until(e, [&] { return e.landed >= bytes; }) && send_control(e, kDone);
@@ -193,7 +196,7 @@ bool rank_process(uint16_t port, uint64_t bytes, bool to_server, uint64_t chunk,
     // The other end has it all: the next round may begin, or the endpoint
     // close (a send completes when its bytes are on their way, and a closed
     // endpoint drops what is still on the wire).
-    ok = ok && take(kBye);
+    ok = ok && take(e, kBye);
   }
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
@@ -317,8 +320,7 @@ std::vector<std::pair<double, double>> once(int ranks, uint64_t bytes, bool to_s
           fine = ucp_ep_create(e.worker, &p, &e.ep) == UCS_OK;
         }
         for (int round = 0; round < rounds; ++round) {  // (a failed stream still counts itself ready)
-          fine = fine && progress_until(e, [&] { return (e.controls & (1u << kReady)) != 0; });
-          e.controls &= ~(1u << kReady);
+          fine = fine && take(e, kReady);
           e.landed = 0;
           {
             std::unique_lock<std::mutex> lock(mu);
@@ -329,9 +331,7 @@ std::vector<std::pair<double, double>> once(int ranks, uint64_t bytes, bool to_s
           fine = fine && send_control(e, kGo);
           if (fine && to_server) fine = progress_until(e, [&] { return e.landed >= bytes; });
           if (fine && !to_server) {
-            fine = send_data(e, e.dest, bytes, chunk) &&
-                   progress_until(e, [&] { return (e.controls & (1u << kDone)) != 0; });
-            e.controls &= ~(1u << kDone);
+            fine = send_data(e, e.dest, bytes, chunk) && take(e, kDone);
           }
           ends_at[static_cast<size_t>(round)][static_cast<size_t>(r)] = Clock::now();
           fine = fine && (!to_server || e.landed == bytes) && send_control(e, kBye);
@@ -394,13 +394,11 @@ std::vector<std::pair<double, double>> once(int ranks, uint64_t bytes, bool to_s
 Limit ucx_limit(int ranks, uint64_t bytes, bool to_server, int reps, uint64_t chunk) {
   Buffer held(static_cast<uint64_t>(ranks) * bytes);
   ::madvise(held.data, held.size, MADV_DONTFORK);  // not the ranks': they are fresh processes
-  // A checkpoint in steady state (one set of processes, warm-up rounds
-  // first), a restart as a new job (new processes each time).
-  const int sets = to_server ? 1 : reps, rounds = to_server ? kWarmRounds + reps : 1;
+  const auto [sets, rounds, untimed] = rounds_for(to_server, reps);
   std::vector<double> times, cpu;
   for (int set = 0; set < sets; ++set) {
     const auto each = once(ranks, bytes, to_server, chunk, rounds, held.data);
-    for (size_t k = each.size() - static_cast<size_t>(rounds - (to_server ? kWarmRounds : 0)); k < each.size(); ++k) {
+    for (size_t k = static_cast<size_t>(untimed); k < each.size(); ++k) {
       times.push_back(each[k].first);
       cpu.push_back(each[k].second);
     }
