@@ -26,6 +26,7 @@
 
 #include "auth.hpp"
 #include "catalogue.hpp"
+#include "config_file.hpp"
 #include "error.hpp"
 #include "pool.hpp"
 #include "peer_repair.hpp"
@@ -255,7 +256,13 @@ int main(int argc, char** argv) {
   app.add_option("--admin-group", admin_group, "members of this group (name or gid) may see and act on every job");
   app.add_flag("--insecure", insecure, "allow --auth none on an address other than loopback");
   app.add_flag("--adopt-pool", adopt_pool, "bind a pool made without a key (or by an older pmserver) to --key-file");
+  bool print_config = false;
+  pmcr::server::add_config_options(app, print_config);
   CLI11_PARSE(app, argc, argv);
+  if (print_config) {
+    std::fputs(app.config_to_str(true, true).c_str(), stdout);
+    return 0;
+  }
 
   auto logger = spdlog::stderr_color_mt("pmserver");
   spdlog::set_default_logger(logger);
