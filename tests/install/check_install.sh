@@ -79,4 +79,28 @@ out=$(run "$PREFIX/consumer/pmcr_consumer" 3) || { echo "$out"; exit 1; }
 grep -q "at iteration 3, restarted from version -1" <<<"$out" || { echo "first run: $out"; exit 1; }
 out=$(LD_LIBRARY_PATH=$PREFIX/lib run "$PREFIX/pc-consumer" 5) || { echo "$out"; exit 1; }
 grep -q "at iteration 5, restarted from version 3" <<<"$out" || { echo "second run: $out"; exit 1; }
-echo "install layout, exports, find_package(pmcr) and pkg-config MPI consumers under pmcr-run, region API consumers without MPI: ok (MPI: $MPICC)"
+# Fortran (module pmcr with mpi_f08): the Fortran heat2d built from the
+# installed package with find_package(pmcr) (pmcr::fortran) and with
+# pkg-config pmcr-fortran and the MPI's own mpifort, and run.
+fortran=""
+if grep -q '^PMCR_FORTRAN:BOOL=ON' "$BUILD/CMakeCache.txt"; then
+  for f in lib/libpmcr-fortran.so include/pmcr/fortran/pmcr.mod lib/pkgconfig/pmcr-fortran.pc \
+           lib/cmake/pmcr/pmcrFortranTargets.cmake; do
+    [[ -e $PREFIX/$f ]] || { echo "missing from the install: $f"; exit 1; }
+  done
+  MPIFORT=$(sed -n 's/^MPI_Fortran_COMPILER:FILEPATH=//p' "$BUILD/CMakeCache.txt")
+  cmake -S "$SRC/examples/02-heat2d-fortran" -B "$PREFIX/fortran-consumer" -DCMAKE_PREFIX_PATH="$PREFIX" >/dev/null
+  cmake --build "$PREFIX/fortran-consumer" >/dev/null
+  "$MPIFORT" -fwrapv "$SRC/examples/02-heat2d-fortran/heat2d.f90" -o "$PREFIX/pc-fortran-consumer" \
+    $(PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig pkg-config --cflags --libs pmcr-fortran)
+  sums=()
+  for exe in "$PREFIX/fortran-consumer/heat2d_fortran" "$PREFIX/pc-fortran-consumer"; do
+    out=$(LD_LIBRARY_PATH=$PREFIX/lib "$PREFIX/bin/pmcr-run" --local-pool "$POOL" --local-size 64M \
+            --servers 127.0.0.1:0 --job "fortran-$(basename "$exe")" --max-restarts 0 -- \
+            "$MPIEXEC" -n 2 "$exe" --nx 64 --ny 64 --steps 20 --every 10 2>&1) || { echo "$exe: $out"; exit 1; }
+    sums+=("$(grep -o 'final checksum [0-9a-f]*' <<<"$out")") || { echo "$exe: $out"; exit 1; }
+  done
+  [[ ${sums[0]} == "${sums[1]}" ]] || { echo "the two Fortran builds disagree: ${sums[*]}"; exit 1; }
+  fortran=", Fortran (module pmcr) consumers through find_package and pkg-config"
+fi
+echo "install layout, exports, find_package(pmcr) and pkg-config MPI consumers under pmcr-run, region API consumers without MPI${fortran}: ok (MPI: $MPICC)"

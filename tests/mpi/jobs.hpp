@@ -114,13 +114,15 @@ inline const std::string& reference_checksum() {
   return sum;
 }
 
-// pmcr-run --local-pool on a pool of this test and a port the kernel picks, with ENV.
-inline JobRun pmcr_run(const std::vector<std::string>& env, unsigned max_restarts, const std::string& tag) {
+// pmcr-run --local-pool on a pool of this test and a port the kernel picks,
+// with ENV, of PROGRAM (heat2d) on kRanks ranks.
+inline JobRun pmcr_run(const std::vector<std::string>& env, unsigned max_restarts, const std::string& tag,
+                       const std::vector<std::string>& program = heat2d()) {
   TempPath pool(tag);
   std::vector<std::string> argv = {PMCR_RUN, "--local-pool", pool.str(), "--local-size", "256M",
                                    "--servers", "127.0.0.1:0",
                                    "--job", job_name(), "--max-restarts", std::to_string(max_restarts), "--delay", "0", "--"};
-  const auto cmd = mpiexec(kRanks, heat2d());
+  const auto cmd = mpiexec(kRanks, program);
   argv.insert(argv.end(), cmd.begin(), cmd.end());
   return run(argv, env, 240s);
 }
