@@ -129,6 +129,7 @@ void Server::accept(ucp_conn_request_h request) {
                    "(pmserver --max-connections)", peer, options_.max_connections);
       last_warning = Clock::now();
     }
+    if (options_.metrics) options_.metrics->connection_refused();
     if (silent) {
       close_ep(c->ep, dw);
       return;
@@ -136,6 +137,7 @@ void Server::accept(ucp_conn_request_h request) {
     refusing_++;
   } else {
     served_++;
+    if (options_.metrics) options_.metrics->connection_accepted();
   }
   if (dw) dw->connections++;
   spdlog::debug("connection {} from {}", c->id, peer);

@@ -88,6 +88,12 @@ void Server::began(const std::string& job, uint64_t attempt, uint64_t instance, 
 }
 
 void Server::sealed(const std::string& job, uint64_t version, uint32_t nranks) {
+  if (options_.metrics) {
+    uint64_t bytes = 0;
+    for (const auto& v : catalogue_.list_versions(job))
+      if (v.version == version) bytes = v.bytes;
+    options_.metrics->sealed(job, bytes);
+  }
   auto it = lives_.find(job);
   if (it == lives_.end()) return;
   proto::Event ev;

@@ -256,6 +256,15 @@ int main(int argc, char** argv) {
   app.add_option("--admin-group", admin_group, "members of this group (name or gid) may see and act on every job");
   app.add_flag("--insecure", insecure, "allow --auth none on an address other than loopback");
   app.add_flag("--adopt-pool", adopt_pool, "bind a pool made without a key (or by an older pmserver) to --key-file");
+  std::string metrics_listen;
+  size_t metrics_jobs = 100;
+  app.add_option("--metrics", metrics_listen,
+                 "serve Prometheus metrics at http://HOST:PORT/metrics (no authentication: bind it to a management "
+                 "address)");
+  app.add_option("--metrics-jobs", metrics_jobs,
+                 "jobs that get series of their own in the metrics; later ones are counted as job=\"(other)\"")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{0}, size_t{100000}));
   bool print_config = false;
   pmcr::server::add_config_options(app, print_config);
   CLI11_PARSE(app, argc, argv);
@@ -318,6 +327,12 @@ int main(int argc, char** argv) {
       spdlog::warn("--max-connections {} lowered to {}: the open-file limit is {} (raise it with ulimit -Hn)",
                    max_connections, options.max_connections, fd_limit);
 
+    // The metrics' port first: a taken one fails the start before the pool is touched.
+    std::unique_ptr<pmcr::server::Metrics> metrics;
+    if (!metrics_listen.empty()) {
+      metrics = std::make_unique<pmcr::server::Metrics>(pmcr::parse_host_port(metrics_listen, 0), metrics_jobs);
+      options.metrics = metrics.get();
+    }
     progress("opening pool " + pool_path);
     const pmcr::server::PoolKey pool_key{options.auth.key ? &*options.auth.key : nullptr, adopt_pool};
     auto pool = pmcr::server::Pool::open_or_create(
@@ -358,6 +373,9 @@ int main(int argc, char** argv) {
     if (peers.empty() != (replicas == 0))
       throw pmcr::Error(PMCR_E_CONFIG, "--peers and --replicas go together: the servers, and the copies to keep on them");
     pmcr::server::Server server(pool, catalogue, options);
+    if (metrics)
+      spdlog::info("metrics at http://{}/metrics",
+                   pmcr::to_string(pmcr::HostPort{pmcr::parse_host_port(metrics_listen, 0).host, metrics->port()}));
     progress("listening on " + pmcr::to_string(pmcr::HostPort{options.listen.host, server.port()}));
     // Faulting the pool in takes ~0.5-3 s per GiB on a VM: it runs while
     // the server already serves (it changes no byte; see Pool::prefault),

@@ -110,6 +110,7 @@ void Server::handle(Incoming& in) {
     if (too_many) disconnect(c, "too many malformed messages");
     return;
   }
+  if (options_.metrics) c.started[req.tag] = {proto::type_of(req.body), Clock::now()};
   // A COMMIT (or a named region's COMMIT or CLEAR) waits until the
   // region's data has all arrived. (Only an authenticated connection's
   // request for a region it is writing waits: anything else is answered,
@@ -558,6 +559,7 @@ proto::AuthReply Server::authenticate(Connection& c, const proto::Auth& m) {
   } catch (const Error& e) {
     spdlog::warn("connection {} ({}, {}): authentication failed: {}", c.id, c.peer, c.client, e.what());
     c.refused_auth = true;
+    if (options_.metrics) options_.metrics->authentication_failed();
     throw;
   }
   r.uid = c.principal->uid;
@@ -593,7 +595,16 @@ void Server::on_reply_sent(void* request, ucs_status_t status, void* user_data) 
 // Replies a client does not take pile up in UCX's send queue, in this
 // process's memory: a connection with too many is closed (a client of
 // libpmcr has one request outstanding at a time).
-void Server::send(Connection& c, const proto::Reply& reply) { send_message(c, proto::kAmReply, proto::encode(reply)); }
+void Server::send(Connection& c, const proto::Reply& reply) {
+  if (options_.metrics) {
+    if (auto it = c.started.find(reply.tag); it != c.started.end() && it->second.first == reply.type) {
+      options_.metrics->replied(reply.type, std::chrono::duration<double>(Clock::now() - it->second.second).count(),
+                                reply.status == 0);
+      c.started.erase(it);
+    }
+  }
+  send_message(c, proto::kAmReply, proto::encode(reply));
+}
 
 void Server::send_message(Connection& c, unsigned am_id, std::vector<uint8_t> bytes) {
   auto* s = new SentReply{this, c.id, std::move(bytes), &ref_of(c)};

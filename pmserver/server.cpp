@@ -174,6 +174,11 @@ void Server::write_ready_file() {
     throw Error(PMCR_E_IO, "cannot rename " + tmp + ": " + std::strerror(errno));
 }
 
+void Server::refresh_metrics() {
+  if (options_.metrics)
+    options_.metrics->refresh(pool_.size(), catalogue_.stats(), served_, data_in_, data_out_);
+}
+
 proto::StatReply Server::stat() const {
   const CatalogueStats s = catalogue_.stats();
   proto::StatReply r;
@@ -364,6 +369,7 @@ void Server::run(int signal_fd) {
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
       throw Error(PMCR_E_IO, std::string("epoll_ctl: ") + std::strerror(errno));
   }
+  refresh_metrics();
   while (!stopping_) {
     while (ucp_worker_progress(worker_.get()) != 0) {
     }
@@ -408,6 +414,7 @@ void Server::housekeeping(int signal_fd) {
   schedule_drain();
   if (now >= next_ping_) {
     next_ping_ = now + std::chrono::seconds(1);
+    refresh_metrics();
     forget_stale_checks();
     forget_stale_arrival_sums();
     std::set<Owner> waiting;

@@ -48,6 +48,7 @@
 #include "ucx.hpp"
 #include "committer.hpp"
 #include "drainer.hpp"
+#include "metrics.hpp"
 #include "verifier.hpp"
 #include "workers.hpp"
 
@@ -89,6 +90,8 @@ struct ServerOptions {
   // directory, at no more than DRAIN_RATE bytes per second. Empty: none.
   std::string drain_dir;
   uint64_t drain_rate = 256ull << 20;
+  // Prometheus metrics (metrics.hpp), or none.
+  Metrics* metrics = nullptr;
 };
 
 class Server {
@@ -133,6 +136,8 @@ class Server {
     std::map<uint64_t, std::pair<std::string, uint64_t>> sealing;
     std::set<std::string> leases;    // jobs it holds a lease of (JOIN)
     std::set<std::string> watching;  // jobs it WATCHes
+    // With metrics: the requests not answered yet, by tag (what and since when).
+    std::unordered_map<uint64_t, std::pair<proto::Type, Clock::time_point>> started;
   };
   struct Registration {  // of an extent, for receives into it (am data path)
     ucp_mem_h memh = nullptr;
@@ -356,6 +361,7 @@ class Server {
   bool drain();  // handles queued work; false if there was none
   void write_ready_file();
   proto::StatReply stat() const;
+  void refresh_metrics();  // the gauges of options_.metrics, if any
 
   // ---- connections (connections.cpp) ----
   void accept(ucp_conn_request_h request);
