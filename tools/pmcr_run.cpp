@@ -89,11 +89,13 @@ void say(const std::string& line) { std::cerr << "pmcr-run: " << line << std::en
 
 std::string basename_of(const std::string& path) { return path.substr(path.rfind('/') + 1); }
 
-// Which launcher COMMAND[0] is, from its --version text.
-enum class Launcher { OpenMpi, Hydra, Other };
+// Which launcher COMMAND[0] is: srun by its name, the MPI launchers from
+// their --version text.
+enum class Launcher { OpenMpi, Hydra, Srun, Other };
 
 Launcher detect_launcher(const std::vector<std::string>& command) {
   const std::string name = basename_of(command.at(0));
+  if (name == "srun") return Launcher::Srun;
   if (name.rfind("mpirun", 0) != 0 && name.rfind("mpiexec", 0) != 0 && name.rfind("orterun", 0) != 0)
     return Launcher::Other;
   std::string text;
@@ -204,14 +206,9 @@ class ReportFile {
   std::string path_;
 };
 
-// COMMAND with Open MPI's -x for every PMCR_* and UCX_* variable of this
-// process and for NAMES (set for one launch only), so remote ranks see
-// them. Other launchers forward the environment by themselves.
-std::vector<std::string> with_forwarding(const std::vector<std::string>& command, const std::vector<std::string>& names,
-                                         Launcher launcher) {
-  std::vector<std::string> cmd = command;
-  if (launcher != Launcher::OpenMpi) return cmd;
-  std::vector<std::string> x;
+// The PMCR_* and UCX_* variables of this process and NAMES (set for one
+// launch only), sorted, once each.
+std::vector<std::string> forwarded(const std::vector<std::string>& names) {
   std::vector<std::string> all = names;
   for (char** e = environ; *e; ++e) {
     const std::string name(*e, std::strcspn(*e, "="));
@@ -219,7 +216,67 @@ std::vector<std::string> with_forwarding(const std::vector<std::string>& command
   }
   std::sort(all.begin(), all.end());
   all.erase(std::unique(all.begin(), all.end()), all.end());
-  for (const auto& name : all) {
+  return all;
+}
+
+// srun's options before the program (the first argument that is not an
+// option or an option's value): where pmcr-run looks for, and adds, its own.
+size_t srun_options_end(const std::vector<std::string>& cmd) {
+  // srun's options that take a separate value (--name VALUE, -n 4).
+  static const std::string kValued = "AbBcCdDeiJLmnNopqrStTuvwWxZ";
+  for (size_t i = 1; i < cmd.size(); ++i) {
+    const std::string& a = cmd[i];
+    if (a == "--") return i;
+    if (a.empty() || a[0] != '-') return i;
+    if (a.size() == 2 && kValued.find(a[1]) != std::string::npos) ++i;  // -n 4
+    else if (a.rfind("--", 0) == 0 && a.find('=') == std::string::npos && i + 1 < cmd.size() &&
+             (cmd[i + 1].empty() || cmd[i + 1][0] != '-') && a != "--overlap" && a != "--exclusive" &&
+             a != "--label" && a != "--unbuffered" && a != "--verbose" && a != "--quiet" && a != "--exact" &&
+             a != "--kill-on-bad-exit" && a != "--no-kill" && a != "--pty" && a != "--overcommit")
+      ++i;  // --ntasks 4 (srun accepts --opt VALUE as --opt=VALUE)
+  }
+  return cmd.size();
+}
+
+// COMMAND as pmcr-run launches it:
+// - Open MPI's mpirun gets -x for every PMCR_* and UCX_* variable of this
+//   process and for NAMES, so that remote ranks see them.
+// - srun gets --kill-on-bad-exit=1 (unless given -K or --kill-on-bad-exit):
+//   a rank that dies ends the step, and pmcr-run relaunches it. srun
+//   forwards the whole environment by default; an --export list gets
+//   those names added. A standby step also gets --overlap: it mostly
+//   sleeps, following checkpoints, and shares the primary's CPUs rather
+//   than waiting for CPUs of its own.
+// MPICH's hydra forwards the environment by itself.
+std::vector<std::string> with_forwarding(const std::vector<std::string>& command, const std::vector<std::string>& names,
+                                         Launcher launcher, bool standby_step = false) {
+  std::vector<std::string> cmd = command;
+  if (launcher == Launcher::Srun) {
+    const size_t end = srun_options_end(cmd);
+    bool kill = false, overlap = false;
+    for (size_t i = 1; i < end; ++i) {
+      std::string& a = cmd[i];
+      if (a.rfind("-K", 0) == 0 || a.rfind("--kill-on-bad-exit", 0) == 0) kill = true;
+      if (a == "--overlap") overlap = true;
+      if (a.rfind("--export=", 0) == 0) {
+        // ALL: everything goes. NONE: only ours (and Slurm's own). A list:
+        // those, and ours.
+        const std::string list = a.substr(9);
+        if (list != "ALL" && list.rfind("ALL,", 0) != 0) {
+          if (list == "NONE") a = "--export=";
+          for (const auto& name : forwarded(names)) a += (a.back() == '=' ? "" : ",") + name;
+        }
+      }
+    }
+    std::vector<std::string> ours;
+    if (!kill) ours.push_back("--kill-on-bad-exit=1");
+    if (standby_step && !overlap) ours.push_back("--overlap");
+    cmd.insert(cmd.begin() + 1, ours.begin(), ours.end());
+    return cmd;
+  }
+  if (launcher != Launcher::OpenMpi) return cmd;
+  std::vector<std::string> x;
+  for (const auto& name : forwarded(names)) {
     x.push_back("-x");
     x.push_back(name);
   }
@@ -404,10 +461,18 @@ int main(int argc, char** argv) {
     auto primary_names = names, standby_names = names;
     primary_names.insert(primary_names.end(), {"PMCR_ROLE", "PMCR_INSTANCE"});
     standby_names.insert(standby_names.end(), {"PMCR_ROLE", "PMCR_INSTANCE", "PMCR_PRIMARY_INSTANCE"});
-    const std::vector<std::string> cmd =
-        with_forwarding(command, standby ? primary_names : names, detect_launcher(command));
+    const Launcher launcher = detect_launcher(command);
+    const std::vector<std::string> cmd = with_forwarding(command, standby ? primary_names : names, launcher);
     const std::vector<std::string> standby_cmd =
-        standby ? with_forwarding(standby_base, standby_names, detect_launcher(standby_base)) : std::vector<std::string>{};
+        standby ? with_forwarding(standby_base, standby_names, detect_launcher(standby_base), true)
+                : std::vector<std::string>{};
+    if (launcher == Launcher::Srun) {
+      const char* alloc = std::getenv("SLURM_JOB_ID");
+      say(alloc ? "each attempt is an srun step of allocation " + std::string(alloc) +
+                      " (--kill-on-bad-exit: a rank that dies ends the step)"
+                : "srun outside an allocation: each attempt asks Slurm for a new one (run pmcr-run inside salloc "
+                  "or sbatch to relaunch within one)");
+    }
 
     // Before a relaunch: back off, restart the local server if it died, and
     // go on only once the server answers again. False: give up.
