@@ -3,6 +3,7 @@
 // any size, saying what it waits for.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -54,6 +55,46 @@ TEST(PmcrRun, SetsJobAndServersForTheProgram) {
                        {"PMCR_JOB=other"}, 60s);
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("job=myjob servers=127.0.0.1:1 report=set"), std::string::npos) << r.out;
+}
+
+// What pmcr-run gives an srun (a stand-in named srun that prints its
+// arguments; Slurm itself: test_slurm.cpp): --kill-on-bad-exit=1 unless the
+// user chose -K, the PMCR_* names added to an --export list (NONE replaced
+// by them), --overlap for the standby's step only; the program's own
+// arguments untouched.
+TEST(PmcrRun, SrunGetsKillOnBadExitAndItsExportList) {
+  TempPath dir("srun");
+  ASSERT_EQ(::mkdir(dir.str().c_str(), 0700), 0);
+  const std::string srun = dir.str() + "/srun";
+  std::ofstream(srun) << "#!/bin/sh\necho \"$PMCR_ROLE ARGS: $*\"\n";
+  ::chmod(srun.c_str(), 0755);
+  const auto launch = [&](std::vector<std::string> extra, std::vector<std::string> srun_args) {
+    // (In an environment of its own: the PMCR_* and UCX_* variables of the
+    // test's would be forwarded too.)
+    std::vector<std::string> argv = {"env", "-i", "PATH=/usr/bin:/bin", PMCR_RUN, "--servers", "127.0.0.1:1",
+                                     "--job", "sj", "--max-restarts", "0"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.insert(argv.end(), {"--", srun});
+    argv.insert(argv.end(), srun_args.begin(), srun_args.end());
+    return run(argv, {}, 60s);
+  };
+  JobRun r = launch({}, {"--export=NONE", "-n", "2", "./prog", "-K"});
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find(" ARGS: --kill-on-bad-exit=1 --export=PMCR_JOB,PMCR_RUN_REPORT,PMCR_SERVERS -n 2 ./prog -K\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("srun outside an allocation"), std::string::npos) << r.out;
+  r = launch({}, {"-K0", "--export=ALL", "-n", "2", "./prog"});
+  EXPECT_NE(r.out.find(" ARGS: -K0 --export=ALL -n 2 ./prog\n"), std::string::npos) << r.out;
+  r = launch({"--standby"}, {"--export=HOME", "-n", "2", "./prog"});
+  EXPECT_NE(r.out.find("primary ARGS: --kill-on-bad-exit=1 --export=HOME,PMCR_INSTANCE,PMCR_JOB,PMCR_ROLE,"
+                       "PMCR_RUN_REPORT,PMCR_SERVERS -n 2 ./prog\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("standby ARGS: --kill-on-bad-exit=1 --overlap --export=HOME,PMCR_INSTANCE,PMCR_JOB,"
+                       "PMCR_PRIMARY_INSTANCE,PMCR_ROLE,PMCR_RUN_REPORT,PMCR_SERVERS -n 2 ./prog\n"),
+            std::string::npos)
+      << r.out;
 }
 
 // Relaunches are spaced out (the delay doubles), and none starts while the
