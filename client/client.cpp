@@ -468,19 +468,30 @@ void Client::pipeline(const std::vector<std::pair<uint64_t, size_t>>& pieces, co
   check_alive();
   start();
   std::deque<void*> inflight;
+  std::deque<size_t> inflight_bytes;
   size_t next = 0;
+  uint64_t moved = 0;
   try {
     while (next < pieces.size() || !inflight.empty()) {
       while (next < pieces.size() && inflight.size() < options_.depth) {
         void* req = issue(pieces[next].first, pieces[next].second);
+        const size_t n = pieces[next].second;
         next++;
         if (UCS_PTR_IS_ERR(req)) wait(req, what, op_limit());
-        if (req) inflight.push_back(req);
+        if (req) {
+          inflight.push_back(req);
+          inflight_bytes.push_back(n);
+        } else {
+          moved += n;
+        }
       }
       if (!inflight.empty()) {
         void* req = inflight.front();
         inflight.pop_front();
         wait(req, what, op_limit());
+        moved += inflight_bytes.front();
+        inflight_bytes.pop_front();
+        if (transfer_) transfer_(moved);
       }
     }
     if (flush) {
@@ -694,6 +705,7 @@ void Client::receive_data(uint64_t handle, uint64_t base, void* buf, uint64_t si
     const uint64_t seg_end = std::min(size, seg + segment);
     request(base + seg, seg_end - seg);
     while (read_.received < seg_end) {
+      if (transfer_) transfer_(read_.received);
       if (read_.status != UCS_OK)
         fail_connection(PMCR_E_TRANSPORT, std::string("receiving region data failed: ") + ucs_status_string(read_.status));
       if (ep_status_ != UCS_OK)

@@ -177,6 +177,9 @@ class Client {
   // blocks fetched are hashed, against SOURCE's hashes, and those hashes
   // against its checksum.
   void get_blocks(const ReadSource& source, void* buf, const std::vector<uint64_t>& blocks, bool trust_kept = false);
+  // FN is called with the bytes of the current put or get that have moved so
+  // far, as they move (a tool's progress bar); nullptr: none (the default).
+  void on_transfer(std::function<void(uint64_t)> fn) { transfer_ = std::move(fn); }
   // open + get + verify + close into BUF, which must hold exactly SIZE bytes
   // (throws SIZE otherwise; use open() to learn the size first).
   void read_region(const std::string& job, uint64_t version, uint32_t rank, uint32_t id, void* buf, uint64_t size,
@@ -241,6 +244,7 @@ class Client {
   // Progresses until REQUEST completes; throws on failure, or when nothing
   // progressed for LIMIT.
   void wait(void* request, const char* what, const Limit& limit);
+  std::function<void(uint64_t)> transfer_;  // on_transfer()
   // Progresses UCX; with nothing to progress, a slice of the idle work
   // (idle_) if there is any, else sleeps until UCX has something (100 ms at
   // most).

@@ -8,6 +8,7 @@
 #include <sodium.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <thread>
 
 #include "checksum.hpp"
 #include "client.hpp"
@@ -26,6 +28,7 @@
 #include "error.hpp"
 #include "files.hpp"
 #include "servers_cmds.hpp"
+#include "terminal.hpp"
 #include "text.hpp"
 
 namespace fs = std::filesystem;
@@ -169,6 +172,90 @@ void cmd_stat(const std::string& server, bool as_json) {
   std::printf("connections  %u (this one included)\n", s.connections);
 }
 
+// pmcr stat --watch: the pool, the traffic, and per job what it sealed
+// since the last refresh (its checkpoint throughput), every INTERVAL
+// seconds, COUNT times (0: until interrupted). On a terminal the screen is
+// redrawn in place; into a pipe or a file, one block per refresh; with
+// --json, one JSON object per line.
+void cmd_stat_watch(const std::string& server, bool as_json, double interval, unsigned count) {
+  using Clock = std::chrono::steady_clock;
+  auto c = connect(server);
+  const bool tty = !as_json && pmcr::tools::is_terminal(STDOUT_FILENO);
+  std::map<std::string, std::map<uint64_t, uint64_t>> before;  // job -> sealed version -> bytes, at the last refresh
+  pmcr::proto::StatReply last{};
+  Clock::time_point last_at{};
+  for (unsigned n = 0; count == 0 || n < count; ++n) {
+    if (n) std::this_thread::sleep_for(std::chrono::duration<double>(interval));
+    const auto at = Clock::now();
+    const auto s = c.stat();
+    std::map<std::string, std::map<uint64_t, uint64_t>> sealed;
+    for (const auto& v : c.list_versions(""))
+      if (v.sealed) sealed[v.job][v.version] = v.bytes;
+    const double dt = n ? std::chrono::duration<double>(at - last_at).count() : 0;
+    const auto rate = [&](uint64_t now, uint64_t then) {
+      return dt > 0 && now >= then ? static_cast<double>(now - then) / dt : 0.0;
+    };
+    json jobs = json::array();
+    for (const auto& [job, versions] : sealed) {
+      uint64_t fresh = 0, fresh_bytes = 0;
+      const auto old = before.find(job);
+      for (const auto& [v, bytes] : versions)
+        if (n && (old == before.end() || !old->second.count(v))) fresh++, fresh_bytes += bytes;
+      jobs.push_back({{"job", job},
+                      {"sealed_versions", versions.size()},
+                      {"latest", versions.rbegin()->first},
+                      {"sealed_since_last", fresh},
+                      {"sealed_bytes_since_last", fresh_bytes},
+                      {"bytes_per_s", dt > 0 ? static_cast<double>(fresh_bytes) / dt : 0.0}});
+    }
+    const double in = n ? rate(s.data_in, last.data_in) : 0, out = n ? rate(s.data_out, last.data_out) : 0;
+    if (as_json) {
+      std::cout << json{{"server", c.address()}, {"seconds", dt},       {"pool_size", s.pool_size},
+                        {"data_size", s.data_size}, {"used", s.used_bytes}, {"free", s.free_bytes},
+                        {"regions", s.regions},     {"versions", s.versions}, {"connections", s.connections},
+                        {"in_bytes_per_s", in},     {"out_bytes_per_s", out}, {"jobs", jobs}}
+                       .dump()
+                << std::endl;
+    } else {
+      std::string text = tty ? "\x1b[H\x1b[2J" : (n ? "\n" : "");
+      char line[512];
+      const double used = s.data_size ? 100.0 * static_cast<double>(s.used_bytes) / static_cast<double>(s.data_size) : 0;
+      std::snprintf(line, sizeof line, "pmserver %s (pmserver %s), every %.1f s\n", c.address().c_str(),
+                    c.server_info().server_version.c_str(), interval);
+      text += line;
+      const int fill = static_cast<int>(used / 100 * 30);
+      std::snprintf(line, sizeof line, "data        %s used (%.1f %%), %s free of %s  [%s%s]\n",
+                    pmcr::format_size(s.used_bytes).c_str(), used, pmcr::format_size(s.free_bytes).c_str(),
+                    pmcr::format_size(s.data_size).c_str(), std::string(static_cast<size_t>(fill), '#').c_str(),
+                    std::string(static_cast<size_t>(30 - fill), ' ').c_str());
+      text += line;
+      std::snprintf(line, sizeof line, "traffic     %s/s in, %s/s out\n",
+                    n ? pmcr::format_size(static_cast<uint64_t>(in)).c_str() : "-",
+                    n ? pmcr::format_size(static_cast<uint64_t>(out)).c_str() : "-");
+      text += line;
+      std::snprintf(line, sizeof line, "catalogue   %u regions, %u sealed versions, %u jobs, %u connections\n\n",
+                    s.regions, s.versions, s.jobs, s.connections);
+      text += line;
+      std::snprintf(line, sizeof line, "%-32s %8s %10s %6s %12s %14s\n", "job", "sealed", "latest", "new", "new bytes",
+                    "throughput");
+      text += line;
+      for (const auto& j : jobs) {
+        const std::string tput = n ? pmcr::format_size(static_cast<uint64_t>(j["bytes_per_s"].get<double>())) + "/s" : "-";
+        std::snprintf(line, sizeof line, "%-32s %8zu %10" PRIu64 " %6" PRIu64 " %12s %14s\n",
+                      j["job"].get<std::string>().c_str(), j["sealed_versions"].get<size_t>(),
+                      j["latest"].get<uint64_t>(), j["sealed_since_last"].get<uint64_t>(),
+                      pmcr::format_size(j["sealed_bytes_since_last"].get<uint64_t>()).c_str(), tput.c_str());
+        text += line;
+      }
+      std::fputs(text.c_str(), stdout);
+      std::fflush(stdout);
+    }
+    before = std::move(sealed);
+    last = s;
+    last_at = at;
+  }
+}
+
 void cmd_ls(const std::string& server, const std::string& job, bool as_json) {
   auto c = connect(server);
   const auto versions = c.list_versions(job);
@@ -213,13 +300,21 @@ struct VersionExport {
 // and a manifest), each verified against its checksum. With PREVIOUS, the
 // regions of an earlier version exported in this pass: blocks they share
 // (same hash at the same place) are copied from there, not fetched.
+// Where a transfer of many regions stands: BAR shows BASE (the bytes of
+// the regions done) plus the current region's.
+struct Progress {
+  pmcr::tools::ProgressBar& bar;
+  uint64_t base = 0;
+};
+
 VersionExport export_version(pmcr::client::Client& c, const std::string& job, uint64_t version, const fs::path& dir,
                              const std::optional<pmcr::crypt::DataKey>& key,
-                             std::map<std::pair<uint32_t, uint32_t>, Exported>& previous) {
+                             std::map<std::pair<uint32_t, uint32_t>, Exported>& previous, Progress& progress) {
   const auto listing = c.list_regions(job, version);
   if (!listing.sealed)
     throw Error(PMCR_E_INCOMPLETE, "version " + std::to_string(version) + " of job '" + job +
                                        "' is not sealed (open or quarantined); only sealed versions can be exported");
+  c.on_transfer([&](uint64_t n) { progress.bar.set(progress.base + n); });
   VersionExport out;
   uint32_t nranks = 0;
   std::map<std::pair<uint32_t, uint32_t>, Exported> mine;
@@ -257,6 +352,8 @@ VersionExport export_version(pmcr::client::Client& c, const std::string& job, ui
       sum = src.block_size ? pmcr::checksum(file.data(), src.size) : src.checksum;
     }
     c.close(src);
+    progress.base += src.size;
+    progress.bar.set(progress.base);
     mine[{r.rank, r.id}] = Exported{path, src.size, src.block_size, src.hashes};
     out.regions.push_back({{"rank", r.rank}, {"id", r.id}, {"size", src.size}, {"xxh3_64", hex64(sum)}});
     out.bytes += src.size;
@@ -306,15 +403,23 @@ void cmd_export(const std::string& server, const std::string& job, std::vector<u
   json done = json::array();
   uint64_t bytes = 0, fetched = 0;
   try {
+    // A progress bar on a terminal (stderr), over every region of every version.
+    uint64_t total = 0;
+    for (uint64_t v : versions)
+      for (const auto& r : c.list_regions(job, v).regions) total += r.size;
+    pmcr::tools::ProgressBar bar("export " + job, total, stderr, !as_json && pmcr::tools::is_terminal(STDERR_FILENO),
+                                 pmcr::tools::terminal_width(STDERR_FILENO));
+    Progress progress{bar};
     std::map<std::pair<uint32_t, uint32_t>, Exported> previous;
     for (uint64_t v : versions) {
       const fs::path vdir = several ? tmp / std::to_string(v) : tmp;
       fs::create_directories(vdir);
-      const VersionExport e = export_version(c, job, v, vdir, key, previous);
+      const VersionExport e = export_version(c, job, v, vdir, key, previous, progress);
       done.push_back({{"version", v}, {"regions", e.regions.size()}, {"bytes", e.bytes}, {"fetched", e.fetched}});
       bytes += e.bytes;
       fetched += e.fetched;
     }
+    c.on_transfer(nullptr);
     pmcr::sync_directory(tmp);
     if (::rename(tmp.c_str(), dir.c_str()) != 0)
       throw Error(PMCR_E_IO, "cannot rename " + tmp.string() + " to " + dir.string() + ": " + std::strerror(errno));
@@ -395,7 +500,11 @@ void cmd_import(const std::string& server, const std::string& job, uint64_t vers
   // writer of the job (a stalled import, a dead run), whose unsealed regions
   // the server drops.
   c.begin(job);
-  uint64_t bytes = 0;
+  uint64_t bytes = 0, total = 0;
+  for (const auto& it : items) total += it.size;
+  pmcr::tools::ProgressBar bar("import " + job, total, stderr, !as_json && pmcr::tools::is_terminal(STDERR_FILENO),
+                               pmcr::tools::terminal_width(STDERR_FILENO));
+  c.on_transfer([&](uint64_t n) { bar.set(bytes + n); });
   for (const auto& it : items) {
     const fs::path file = dir / std::to_string(it.rank) / std::to_string(it.id);
     std::error_code ec;
@@ -414,8 +523,10 @@ void cmd_import(const std::string& server, const std::string& job, uint64_t vers
     c.put(t, in.data());
     c.commit(t, sum);
     bytes += size;
+    bar.set(bytes);
   }
   c.seal(job, version, nranks, static_cast<uint32_t>(items.size()));
+  bar.finish();
   if (as_json) {
     std::cout << json{{"job", job}, {"version", version}, {"ranks", nranks}, {"regions", items.size()},
                       {"bytes", bytes}, {"sealed", true}}.dump(2) << "\n";
@@ -493,6 +604,20 @@ int main(int argc, char** argv) {
 
   auto* stat = app.add_subcommand("stat", "pool size, use, regions, jobs and connections");
   add_json(stat);
+  bool watch_stat = false;
+  double interval = 1.0;
+  unsigned refreshes = 0;
+  auto* watch_opt = stat->add_flag("--watch", watch_stat,
+                 "refresh every --interval: pool use, traffic, and each job's checkpoint throughput (what it sealed "
+                 "since the last refresh); redrawn in place on a terminal, one block (or JSON line) per refresh "
+                 "otherwise");
+  stat->add_option("--interval", interval, "seconds between refreshes with --watch")
+      ->capture_default_str()
+      ->check(CLI::Range(0.05, 3600.0))
+      ->needs(watch_opt);
+  stat->add_option("--count", refreshes, "with --watch: stop after this many refreshes (0: until interrupted)")
+      ->capture_default_str()
+      ->needs(watch_opt);
 
   std::string job;
   auto* ls = app.add_subcommand("ls", "list jobs and their versions");
@@ -570,7 +695,10 @@ int main(int argc, char** argv) {
         throw Error(PMCR_E_INVAL, "repair: how many copies? Give --replicas R (or set PMCR_REPLICAS as the job has it)");
       return pmcr::tools::cmd_repair(list, job, replicas, as_json);
     }
-    if (stat->parsed() && several) pmcr::tools::cmd_stat_servers(list, as_json);
+    if (stat->parsed() && watch_stat) {
+      if (several) throw Error(PMCR_E_INVAL, "stat --watch watches one server: give --server HOST:PORT");
+      cmd_stat_watch(server, as_json, interval, refreshes);
+    } else if (stat->parsed() && several) pmcr::tools::cmd_stat_servers(list, as_json);
     else if (ls->parsed() && (several || ls->get_option("--drain")->count()))
       pmcr::tools::cmd_ls_servers(list, job, replicas, drain, as_json);
     else if (stat->parsed()) cmd_stat(server, as_json);

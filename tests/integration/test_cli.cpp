@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <sstream>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -199,6 +201,104 @@ TEST_F(CliTest, WatchShowsAttemptsAndSealsAsTheyHappen) {
   EXPECT_NE(text.find("sealed: version 2 (1 ranks)"), std::string::npos) << text;
   EXPECT_NE(text.find("failed: attempt "), std::string::npos) << text;
   EXPECT_NE(text.find("mpirun exited with code 137"), std::string::npos) << text;
+}
+
+// `pmcr stat --watch` while a job seals a version every 150 ms: one JSON
+// line per refresh, the job's sealed bytes per second after the first; as
+// text, blocks one after the other into a file, the screen redrawn in
+// place on a terminal (a pty of script(1)'s).
+TEST_F(CliTest, StatWatchShowsEachJobsThroughput) {
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    auto c = server_.connect();
+    c.begin("busy");
+    const auto bytes = pattern(1 << 20, 5);
+    for (uint64_t v = 1; !stop && v < 400; ++v) {
+      c.write_region("busy", v, 0, 0, bytes.data(), bytes.size());
+      c.seal("busy", v, 1, 1);
+      if (v > 2) c.remove("busy", v - 2);  // two kept, as PMCR_KEEP=2 would
+      std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    }
+  });
+  struct Join {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~Join() {
+      stop = true;
+      t.join();
+    }
+  } join{stop, writer};
+  std::string out, err;
+  ASSERT_EQ(run_cli({"stat", "--watch", "--interval", "0.4", "--count", "4", "--json", "--server", server_.address()},
+                    &out, &err),
+            0)
+      << err;
+  std::vector<json> lines;
+  std::istringstream in(out);
+  for (std::string l; std::getline(in, l);) lines.push_back(json::parse(l));
+  ASSERT_EQ(lines.size(), 4u) << out;
+  EXPECT_EQ(lines[0]["seconds"], 0.0);
+  EXPECT_EQ(lines[0]["pool_size"], 256 << 20);
+  double best = 0;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    EXPECT_GE(lines[i]["seconds"].get<double>(), 0.39) << out;
+    EXPECT_LT(lines[i]["seconds"].get<double>(), 10.0) << out;
+    for (const auto& j : lines[i]["jobs"])
+      if (j["job"] == "busy") {
+        EXPECT_EQ(j["bytes_per_s"].get<double>(),
+                  j["sealed_bytes_since_last"].get<double>() / lines[i]["seconds"].get<double>());
+        best = std::max(best, j["bytes_per_s"].get<double>());
+      }
+  }
+  // About 6 versions of 1 MiB a second; at least one sealed in some 0.4 s.
+  EXPECT_GT(best, 1e6) << out;
+
+  ASSERT_EQ(run_cli({"stat", "--watch", "--interval", "0.2", "--count", "2", "--server", server_.address()}, &out, &err),
+            0)
+      << err;
+  EXPECT_EQ(out.find('\x1b'), std::string::npos) << "escape codes into a pipe: " << out;
+  EXPECT_NE(out.find("traffic     -/s in"), std::string::npos) << out;
+  EXPECT_NE(out.find("\n\npmserver " + server_.address()), std::string::npos) << "no second block: " << out;
+  const auto tty = pmcr::tools::run({"script", "-qfec",
+                                     std::string(PMCR_CLI_PATH) + " stat --watch --interval 0.2 --count 2 --server " +
+                                         server_.address(),
+                                     "/dev/null"},
+                                    {}, std::chrono::seconds(60), true);
+  EXPECT_EQ(tty.code, 0) << tty.out;
+  EXPECT_EQ(tty.out.rfind("\x1b[H\x1b[2Jpmserver ", 0), 0u) << tty.out;
+  EXPECT_NE(tty.out.find("\x1b[H\x1b[2Jpmserver ", 1), std::string::npos) << "not redrawn: " << tty.out;
+  EXPECT_NE(tty.out.find("busy "), std::string::npos) << tty.out;
+}
+
+// The progress bar of a large import: on a terminal (a pty of script(1)'s)
+// it shows percent, bytes, rate and time left while the transfer runs (a
+// 64 MiB region whose third chunk waits 1.2 s to go out), then its last
+// line; into a pipe, nothing.
+TEST_F(CliTest, ImportShowsAProgressBarOnlyOnATerminal) {
+  write_file(dir_ / "big" / "0" / "0", pattern(64 << 20, 9));
+  const std::string import = std::string(PMCR_CLI_PATH) + " import --job big --version 1 " + (dir_ / "big").string() +
+                             " --server " + server_.address();
+  const std::vector<std::string> pause = {"PMCR_FAULT=client.send.chunk:3:pause", "PMCR_FAULT_PAUSE_MS=1200"};
+  const auto tty = pmcr::tools::run({"script", "-qfec", import, "/dev/null"}, pause, std::chrono::seconds(60), true);
+  EXPECT_EQ(tty.code, 0) << tty.out;
+  EXPECT_NE(tty.out.find("\rimport big "), std::string::npos) << tty.out;
+  EXPECT_NE(tty.out.find(" of 64.0 MiB, "), std::string::npos) << tty.out;
+  EXPECT_NE(tty.out.find("/s, ETA "), std::string::npos) << tty.out;
+  EXPECT_NE(tty.out.find("\rimport big 64.0 MiB in "), std::string::npos) << "no last line: " << tty.out;
+  EXPECT_NE(tty.out.find("imported and sealed version 1 of job big"), std::string::npos) << tty.out;
+
+  const auto pipe = pmcr::tools::run({PMCR_CLI_PATH, "import", "--job", "big", "--version", "2", (dir_ / "big").string(),
+                                      "--server", server_.address()},
+                                     pause, std::chrono::seconds(60), false);
+  EXPECT_EQ(pipe.code, 0) << pipe.err;
+  EXPECT_EQ(pipe.err.find("ETA"), std::string::npos) << "a progress bar into a pipe: " << pipe.err;
+  EXPECT_EQ(pipe.err.find('\r'), std::string::npos) << pipe.err;
+  // An export into a pipe draws nothing either.
+  const auto exp = pmcr::tools::run({PMCR_CLI_PATH, "export", "--job", "big", (dir_ / "out").string(), "--server",
+                                     server_.address()},
+                                    {}, std::chrono::seconds(60), false);
+  EXPECT_EQ(exp.code, 0) << exp.err;
+  EXPECT_EQ(exp.err, "") << exp.err;
 }
 
 // `pmcr repair` onto an empty second server: versions oldest first, each
