@@ -34,6 +34,7 @@
 #include <sstream>
 #include <thread>
 
+#include "help_format.hpp"
 #include "auth.hpp"
 #include "bench_support.hpp"
 #include "checksum.hpp"
@@ -1247,6 +1248,7 @@ void print_failover(const json& r) {
 
 int main(int argc, char** argv) {
   CLI::App app{"pmcr-bench: pmcr's benchmark, as ratios against this machine's own limits"};
+  app.formatter(std::make_shared<pmcr::tools::ManFormatter>());  // (before the subcommands: they share it)
   app.require_subcommand(1);
   auto* transfer = app.add_subcommand("transfer", "region put+commit and open+get vs memcpy and ucx_perftest");
   std::vector<std::string> size_texts = {"1M", "64M", "1G"};
@@ -1255,7 +1257,7 @@ int main(int argc, char** argv) {
   bool as_json = false;
   transfer->add_option("--sizes", size_texts, "region sizes")->delimiter(',')->capture_default_str();
   transfer->add_option("--pool-dirs", dirs, "directories for the pool file")->delimiter(',')->capture_default_str();
-  transfer->add_option("--pmserver", pmserver, "pmserver binary")->capture_default_str();
+  transfer->add_option("--pmserver", pmserver, "pmserver binary (default: the one beside pmcr-bench, else pmserver in PATH)");
   transfer->add_flag("--json", as_json, "print JSON instead of a table");
 
   auto* ckpt = app.add_subcommand("ckpt", "MPI checkpoint and new-job restart vs memcpy and POSIX write+fsync/cold read");
@@ -1273,7 +1275,7 @@ int main(int argc, char** argv) {
                    "own, the ranks across a veth pair: two hosts on one machine; root)")
       ->delimiter(',')
       ->capture_default_str();
-  ckpt->add_option("--pmserver", pmserver, "pmserver binary")->capture_default_str();
+  ckpt->add_option("--pmserver", pmserver, "pmserver binary (default: the one beside pmcr-bench, else pmserver in PATH)");
   ckpt->add_option("--mpiexec", launch.mpiexec, "MPI launcher")->capture_default_str();
   ckpt->add_option("--mpiexec-flags", launch.preflags, "launcher flags before -n")->capture_default_str();
   ckpt->add_flag("--json", as_json, "print JSON instead of a table");
@@ -1310,7 +1312,7 @@ int main(int argc, char** argv) {
   srv->add_option("--reps", srv_reps, "regions each client writes")->capture_default_str()->check(CLI::Range(1, 10000));
   srv->add_option("--pool-dir", srv_dir, "directory for the pool file")->capture_default_str();
   srv->add_option("--big", srv_big, "the large commit's size, against STATs")->capture_default_str();
-  srv->add_option("--pmserver", pmserver, "pmserver binary")->capture_default_str();
+  srv->add_option("--pmserver", pmserver, "pmserver binary (default: the one beside pmcr-bench, else pmserver in PATH)");
   srv->add_flag("--json", as_json, "print JSON instead of a table");
   auto* failover = app.add_subcommand("failover", "a rank killed: standby takeover vs relaunch from pmserver vs from POSIX files");
   FailoverConfig fo;
@@ -1326,10 +1328,12 @@ int main(int argc, char** argv) {
   failover->add_option("--change", fo.change, "percent of the blocks each step changes")->capture_default_str()->check(CLI::Range(0.0, 100.0));
   failover->add_option("--pool-dir", fo.pool_dir, "directory for the pool file")->capture_default_str();
   failover->add_option("--posix-dir", fo.posix_dir, "directory for the POSIX baseline's files")->capture_default_str();
-  failover->add_option("--pmserver", pmserver, "pmserver binary")->capture_default_str();
+  failover->add_option("--pmserver", pmserver, "pmserver binary (default: the one beside pmcr-bench, else pmserver in PATH)");
   failover->add_option("--mpiexec", launch.mpiexec, "MPI launcher")->capture_default_str();
   failover->add_option("--mpiexec-flags", launch.preflags, "launcher flags before -n")->capture_default_str();
   failover->add_flag("--json", as_json, "print JSON instead of a table");
+  app.set_help_all_flag("--help-all", "print the help of every benchmark");
+  app.get_formatter()->column_width(40);  // (help2man makes pmcr-bench(1) from --help-all)
   CLI11_PARSE(app, argc, argv);
   // The kill, then a few steps after the recovery, then done.
   fo.steps = fo.every * fo.die_after + fo.die_delay_ms / std::max(fo.step_ms, 1) + 4;

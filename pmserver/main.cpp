@@ -222,13 +222,11 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads,
                  "threads that persist and checksum committed data, and verify data for readers, besides the event "
                  "loop (default: the cores this process may use; 0: the event loop persists and one thread verifies)")
-      ->capture_default_str()
       ->check(CLI::Range(0, 256));
   unsigned receive_threads = threads;
   app.add_option("--receive-threads", receive_threads,
                  "threads that each move the bytes of a share of the connections (a UCX worker each), besides the "
                  "event loop (default: the cores this process may use; 0: the event loop moves them all)")
-      ->capture_default_str()
       ->check(CLI::Range(0, 256));
   app.add_option("--peers", peers,
                  "HOST:PORT,... : the servers the jobs spread their copies over (their PMCR_SERVERS, this one "
@@ -267,6 +265,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(size_t{0}, size_t{100000}));
   bool print_config = false;
   pmcr::server::add_config_options(app, print_config);
+  app.get_formatter()->column_width(40);  // (help2man makes pmserver(8) from this text)
+  app.footer("Settings also come from a TOML file (--config), a key per option; the command line wins. "
+             "SIGTERM or SIGINT stops it: it finishes what is in flight and unmaps the pool. As a service: "
+             "pmserver.service (systemd) runs it with --config /etc/pmcr/pmserver.toml. Clients: libpmcr "
+             "(pmcr(3)), pmcr-run(1), pmcr(1).");
   CLI11_PARSE(app, argc, argv);
   if (print_config) {
     std::fputs(app.config_to_str(true, true).c_str(), stdout);

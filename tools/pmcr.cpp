@@ -28,6 +28,7 @@
 #include "error.hpp"
 #include "files.hpp"
 #include "servers_cmds.hpp"
+#include "help_format.hpp"
 #include "terminal.hpp"
 #include "text.hpp"
 
@@ -589,6 +590,7 @@ void cmd_keygen(const std::string& file, bool as_json) {
 
 int main(int argc, char** argv) {
   CLI::App app{"pmcr: inspect, export, import and delete checkpoints on a pmserver"};
+  app.formatter(std::make_shared<pmcr::tools::ManFormatter>());  // (before the subcommands: they share it)
   app.require_subcommand(1);
   std::string server = default_server();
   bool as_json = false;
@@ -681,6 +683,11 @@ int main(int argc, char** argv) {
   }
   rep->add_option("--servers", servers, "pmservers HOST:PORT,... (default: PMCR_SERVERS)");
 
+  app.set_help_all_flag("--help-all", "print the help of every command");
+  app.get_formatter()->column_width(40);  // (help2man makes pmcr(1) from --help-all)
+  app.footer("Errors go to stderr, with exit code 1. The job's data key (PMCR_ENCRYPT=1, PMCR_DATA_KEY_FILE) "
+             "authenticates what export and import move; the files stay encrypted. See pmcr-run(1), pmserver(8), "
+             "pmcr(3).");
   CLI11_PARSE(app, argc, argv);
   try {
     // Several servers: given with --servers, or PMCR_SERVERS lists several

@@ -373,7 +373,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1.0, 86400.0));
   app.add_option("command", command, "the launch command, after --, e.g. -- mpirun -np 4 ./app")->required();
   app.footer("Example: pmcr-run --local-pool /dev/shm/pmcr.pool -- mpirun -np 4 ./heat2d\n"
-             "         pmcr-run --standby --local-pool /dev/shm/pmcr.pool -- mpirun -np 4 ./heat2d");
+             "         pmcr-run --standby --local-pool /dev/shm/pmcr.pool -- mpirun -np 4 ./heat2d\n"
+             "         salloc -n 4 pmcr-run --servers pm1:13790 -- srun -n 4 --mpi=pmix ./heat2d\n"
+             "With srun it adds --kill-on-bad-exit=1 (a rank that dies ends the step) and relaunches as new steps of "
+             "the same allocation; the standby is a second step (--overlap). See pmcr(3), pmcr(1), pmserver(8).");
+  app.get_formatter()->column_width(40);  // (help2man makes pmcr-run(1) from this text)
   CLI11_PARSE(app, argc, argv);
 
   try {
