@@ -529,7 +529,7 @@ void Catalogue::commit_blocks_hashed(uint64_t handle, uint64_t size, uint64_t ch
   commit_hashed(slot, checksum_value);
 }
 
-void Catalogue::seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions, uint64_t attempt,
+bool Catalogue::seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions, uint64_t attempt,
                      uint32_t part_ranks) {
   check_job_name(job);
   if (part_ranks == nranks) part_ranks = 0;  // the whole version
@@ -538,7 +538,7 @@ void Catalogue::seal(const std::string& job, uint64_t version, uint32_t nranks, 
     throw Error(PMCR_E_CORRUPT, describe(job, version) + " is quarantined (" + v->quarantine + ")");
   if (v && v->sealed) {
     const Record& s = rec(v->seal_slot);
-    if (s.rank == nranks && s.id == nregions && s.offset == part_ranks) return;  // a retried seal
+    if (s.rank == nranks && s.id == nregions && s.offset == part_ranks) return false;  // a retried seal
     throw Error(PMCR_E_EXISTS, describe(job, version) + " is already sealed with " + std::to_string(s.rank) +
                                    " ranks and " + std::to_string(s.id) + " regions" +
                                    (s.offset ? " (a part: " + std::to_string(s.offset) + " ranks' regions)" : ""));
@@ -581,6 +581,7 @@ void Catalogue::seal(const std::string& job, uint64_t version, uint32_t nranks, 
   v->seal_slot = slot;
   for (const auto& [key, region_slot] : v->regions) set_owner(region_slot, 0);
   CRASH_POINT("seal.state");
+  return true;
 }
 
 size_t Catalogue::region_count(const std::string& job, uint64_t version) const {

@@ -237,8 +237,8 @@ class Catalogue {
   // holds a part of the version (it is spread over several servers): the
   // regions of PART_RANKS of its NRANKS ranks. Idempotent for the same
   // counts. Throws NOT_FOUND, INVAL, INCOMPLETE, EXISTS (sealed with other
-  // counts), SUPERSEDED.
-  void seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions, uint64_t attempt,
+  // counts), SUPERSEDED. False for a retried seal (it was sealed already).
+  bool seal(const std::string& job, uint64_t version, uint32_t nranks, uint32_t nregions, uint64_t attempt,
             uint32_t part_ranks = 0);
 
   // Opens a committed region of a sealed version for reading and pins its

@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 
+#include <cmath>
+#include <iomanip>
 #include <iterator>
 #include <sstream>
 
@@ -19,9 +21,14 @@ bool scalar_text(const toml::node& node, std::string* text) {
   else if (auto i = node.value_exact<int64_t>()) *text = std::to_string(*i);
   else if (auto b = node.value_exact<bool>()) *text = *b ? "true" : "false";
   else if (auto d = node.value_exact<double>()) {
-    std::ostringstream out;
-    out << *d;
-    *text = out.str();
+    // A whole number as one (1000000.0: "1000000"), anything else in full.
+    if (std::trunc(*d) == *d && std::fabs(*d) < 9e15) {
+      *text = std::to_string(static_cast<int64_t>(*d));
+    } else {
+      std::ostringstream out;
+      out << std::setprecision(17) << *d;
+      *text = out.str();
+    }
   } else {
     return false;
   }

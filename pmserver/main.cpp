@@ -332,8 +332,11 @@ int main(int argc, char** argv) {
 
     // The metrics' port first: a taken one fails the start before the pool is touched.
     std::unique_ptr<pmcr::server::Metrics> metrics;
+    pmcr::HostPort metrics_at;
     if (!metrics_listen.empty()) {
-      metrics = std::make_unique<pmcr::server::Metrics>(pmcr::parse_host_port(metrics_listen, 0), metrics_jobs);
+      metrics_at = pmcr::parse_host_port(metrics_listen, 0);
+      metrics = std::make_unique<pmcr::server::Metrics>(metrics_at, metrics_jobs);
+      metrics_at.port = metrics->port();
       options.metrics = metrics.get();
     }
     progress("opening pool " + pool_path);
@@ -376,9 +379,7 @@ int main(int argc, char** argv) {
     if (peers.empty() != (replicas == 0))
       throw pmcr::Error(PMCR_E_CONFIG, "--peers and --replicas go together: the servers, and the copies to keep on them");
     pmcr::server::Server server(pool, catalogue, options);
-    if (metrics)
-      spdlog::info("metrics at http://{}/metrics",
-                   pmcr::to_string(pmcr::HostPort{pmcr::parse_host_port(metrics_listen, 0).host, metrics->port()}));
+    if (metrics) spdlog::info("metrics at http://{}/metrics", pmcr::to_string(metrics_at));
     progress("listening on " + pmcr::to_string(pmcr::HostPort{options.listen.host, server.port()}));
     // Faulting the pool in takes ~0.5-3 s per GiB on a VM: it runs while
     // the server already serves (it changes no byte; see Pool::prefault),

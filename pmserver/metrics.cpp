@@ -85,7 +85,10 @@ Metrics::Metrics(const HostPort& listen, size_t max_jobs)
   }
   exposer_->RegisterCollectable(registry_);
   const auto ports = exposer_->GetListeningPorts();
-  if (ports.empty()) throw Error(PMCR_E_CONFIG, "cannot serve metrics at " + to_string(listen));
+  if (ports.empty())
+    throw Error(PMCR_E_CONFIG, "cannot serve metrics at " + to_string(listen) +
+                                   ": the HTTP server listens on no port (give --metrics HOST:PORT with an address of "
+                                   "this host)");
   port_ = static_cast<uint16_t>(ports.front());
 }
 

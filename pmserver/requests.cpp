@@ -110,7 +110,12 @@ void Server::handle(Incoming& in) {
     if (too_many) disconnect(c, "too many malformed messages");
     return;
   }
-  if (options_.metrics) c.started[req.tag] = {proto::type_of(req.body), Clock::now()};
+  // With metrics: when each request arrived (a deferred COMMIT that comes
+  // back here keeps its first arrival). Bounded: what a connection can
+  // leave unanswered is (kMaxPending of each kind), and past that it is
+  // not timed.
+  if (options_.metrics && c.started.size() < 8 * kMaxPending)
+    c.started.try_emplace(req.tag, proto::type_of(req.body), Clock::now());
   // A COMMIT (or a named region's COMMIT or CLEAR) waits until the
   // region's data has all arrived. (Only an authenticated connection's
   // request for a region it is writing waits: anything else is answered,
@@ -125,7 +130,7 @@ void Server::handle(Incoming& in) {
   };
   if (const auto handle = waits_for(); handle && data_inflight_.count(*handle)) {
     if (c.deferred_commits >= kMaxPending) {
-      reply_error(c, proto::Type::Commit, req.tag, PMCR_E_BUSY,
+      reply_error(c, proto::type_of(req.body), req.tag, PMCR_E_BUSY,
                   "this connection already has " + std::to_string(c.deferred_commits) +
                       " COMMITs waiting for their data on pmserver; wait for their replies first");
       return;
@@ -380,10 +385,11 @@ std::optional<proto::ReplyBody> Server::dispatch(Connection& c, uint64_t tag, pr
           [&](proto::Seal& m) -> std::optional<proto::ReplyBody> {
             catalogue_.check_attempt(m.job, m.attempt);  // even for a version already sealed
             check_alive(m.job, m.attempt);
-            catalogue_.seal(m.job, m.version, m.nranks, m.nregions, m.attempt);
-            spdlog::info("sealed version {} of job '{}' ({} ranks, {} regions)", m.version, m.job, m.nranks,
-                         m.nregions);
-            sealed(m.job, m.version, m.nranks);
+            if (catalogue_.seal(m.job, m.version, m.nranks, m.nregions, m.attempt)) {  // (not a retried SEAL)
+              spdlog::info("sealed version {} of job '{}' ({} ranks, {} regions)", m.version, m.job, m.nranks,
+                           m.nregions);
+              sealed(m.job, m.version, m.nranks);
+            }
             expected_.erase({m.job, m.version});
             return proto::Empty{};
           },
@@ -597,9 +603,10 @@ void Server::on_reply_sent(void* request, ucs_status_t status, void* user_data) 
 // libpmcr has one request outstanding at a time).
 void Server::send(Connection& c, const proto::Reply& reply) {
   if (options_.metrics) {
-    if (auto it = c.started.find(reply.tag); it != c.started.end() && it->second.first == reply.type) {
-      options_.metrics->replied(reply.type, std::chrono::duration<double>(Clock::now() - it->second.second).count(),
-                                reply.status == 0);
+    if (auto it = c.started.find(reply.tag); it != c.started.end()) {
+      if (it->second.first == reply.type)
+        options_.metrics->replied(reply.type, std::chrono::duration<double>(Clock::now() - it->second.second).count(),
+                                  reply.status == 0);
       c.started.erase(it);
     }
   }

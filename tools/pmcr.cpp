@@ -308,6 +308,22 @@ struct Progress {
   uint64_t base = 0;
 };
 
+// The progress bar of an export or an import of TOTAL bytes: on stderr,
+// when it is a terminal and the output is not JSON.
+pmcr::tools::ProgressBar progress_bar(const std::string& what, uint64_t total, bool as_json) {
+  return pmcr::tools::ProgressBar(what, total, stderr, !as_json && pmcr::tools::is_terminal(STDERR_FILENO),
+                                  pmcr::tools::terminal_width(STDERR_FILENO));
+}
+
+// C's transfers report to FN while this lives (FN's captures must outlive it).
+struct TransferReports {
+  TransferReports(pmcr::client::Client& c, std::function<void(uint64_t)> fn) : c(c) { c.on_transfer(std::move(fn)); }
+  ~TransferReports() { c.on_transfer(nullptr); }
+  TransferReports(const TransferReports&) = delete;
+  TransferReports& operator=(const TransferReports&) = delete;
+  pmcr::client::Client& c;
+};
+
 VersionExport export_version(pmcr::client::Client& c, const std::string& job, uint64_t version, const fs::path& dir,
                              const std::optional<pmcr::crypt::DataKey>& key,
                              std::map<std::pair<uint32_t, uint32_t>, Exported>& previous, Progress& progress) {
@@ -315,7 +331,7 @@ VersionExport export_version(pmcr::client::Client& c, const std::string& job, ui
   if (!listing.sealed)
     throw Error(PMCR_E_INCOMPLETE, "version " + std::to_string(version) + " of job '" + job +
                                        "' is not sealed (open or quarantined); only sealed versions can be exported");
-  c.on_transfer([&](uint64_t n) { progress.bar.set(progress.base + n); });
+  const TransferReports reports(c, [&](uint64_t n) { progress.bar.set(progress.base + n); });
   VersionExport out;
   uint32_t nranks = 0;
   std::map<std::pair<uint32_t, uint32_t>, Exported> mine;
@@ -408,8 +424,7 @@ void cmd_export(const std::string& server, const std::string& job, std::vector<u
     uint64_t total = 0;
     for (uint64_t v : versions)
       for (const auto& r : c.list_regions(job, v).regions) total += r.size;
-    pmcr::tools::ProgressBar bar("export " + job, total, stderr, !as_json && pmcr::tools::is_terminal(STDERR_FILENO),
-                                 pmcr::tools::terminal_width(STDERR_FILENO));
+    auto bar = progress_bar("export " + job, total, as_json);
     Progress progress{bar};
     std::map<std::pair<uint32_t, uint32_t>, Exported> previous;
     for (uint64_t v : versions) {
@@ -420,7 +435,7 @@ void cmd_export(const std::string& server, const std::string& job, std::vector<u
       bytes += e.bytes;
       fetched += e.fetched;
     }
-    c.on_transfer(nullptr);
+    bar.finish();
     pmcr::sync_directory(tmp);
     if (::rename(tmp.c_str(), dir.c_str()) != 0)
       throw Error(PMCR_E_IO, "cannot rename " + tmp.string() + " to " + dir.string() + ": " + std::strerror(errno));
@@ -503,9 +518,8 @@ void cmd_import(const std::string& server, const std::string& job, uint64_t vers
   c.begin(job);
   uint64_t bytes = 0, total = 0;
   for (const auto& it : items) total += it.size;
-  pmcr::tools::ProgressBar bar("import " + job, total, stderr, !as_json && pmcr::tools::is_terminal(STDERR_FILENO),
-                               pmcr::tools::terminal_width(STDERR_FILENO));
-  c.on_transfer([&](uint64_t n) { bar.set(bytes + n); });
+  auto bar = progress_bar("import " + job, total, as_json);
+  const TransferReports reports(c, [&](uint64_t n) { bar.set(bytes + n); });
   for (const auto& it : items) {
     const fs::path file = dir / std::to_string(it.rank) / std::to_string(it.id);
     std::error_code ec;
@@ -685,7 +699,7 @@ int main(int argc, char** argv) {
 
   app.set_help_all_flag("--help-all", "print the help of every command");
   app.get_formatter()->column_width(40);  // (help2man makes pmcr(1) from --help-all)
-  app.footer("Errors go to stderr, with exit code 1. The job's data key (PMCR_ENCRYPT=1, PMCR_DATA_KEY_FILE) "
+  app.footer("Errors go to stderr, with a non-zero exit code (1 when a command fails). The job's data key (PMCR_ENCRYPT=1, PMCR_DATA_KEY_FILE) "
              "authenticates what export and import move; the files stay encrypted. See pmcr-run(1), pmserver(8), "
              "pmcr(3).");
   CLI11_PARSE(app, argc, argv);

@@ -56,6 +56,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -222,20 +223,31 @@ std::vector<std::string> forwarded(const std::vector<std::string>& names) {
 // srun's options before the program (the first argument that is not an
 // option or an option's value): where pmcr-run looks for, and adds, its own.
 size_t srun_options_end(const std::vector<std::string>& cmd) {
-  // srun's options that take a separate value (--name VALUE, -n 4).
-  static const std::string kValued = "AbBcCdDeiJLmnNopqrStTuvwWxZ";
+  // srun's short options that take a value (-n 4), and its long options
+  // that take none (srun reads any other --opt VALUE as --opt=VALUE).
+  static const std::string kValued = "AbBcCdDeGiJLmMnNopqrStTwWx";
+  static const std::set<std::string> kFlags = {
+      "--overlap",   "--exclusive",     "--label",         "--unbuffered", "--verbose",       "--quiet",
+      "--exact",     "--kill-on-bad-exit", "--no-kill",    "--pty",        "--overcommit",    "--whole",
+      "--oversubscribe", "--preserve-env", "--no-allocate", "--multi-prog", "--hold",         "--disable-status",
+      "--test-only", "--spread-job",    "--use-min-nodes", "--contiguous", "--reboot",        "--x11"};
   for (size_t i = 1; i < cmd.size(); ++i) {
     const std::string& a = cmd[i];
-    if (a == "--") return i;
-    if (a.empty() || a[0] != '-') return i;
+    if (a == "--" || a.empty() || a[0] != '-') return i;
     if (a.size() == 2 && kValued.find(a[1]) != std::string::npos) ++i;  // -n 4
-    else if (a.rfind("--", 0) == 0 && a.find('=') == std::string::npos && i + 1 < cmd.size() &&
-             (cmd[i + 1].empty() || cmd[i + 1][0] != '-') && a != "--overlap" && a != "--exclusive" &&
-             a != "--label" && a != "--unbuffered" && a != "--verbose" && a != "--quiet" && a != "--exact" &&
-             a != "--kill-on-bad-exit" && a != "--no-kill" && a != "--pty" && a != "--overcommit")
-      ++i;  // --ntasks 4 (srun accepts --opt VALUE as --opt=VALUE)
+    else if (a.rfind("--", 0) == 0 && a.find('=') == std::string::npos && !kFlags.count(a)) ++i;  // --ntasks 4
   }
   return cmd.size();
+}
+
+// An srun --export value with NAMES exported too: ALL stays (everything
+// goes); NONE becomes NAMES alone (with Slurm's own); a list gets NAMES
+// added. Empty for ALL.
+std::string export_with(const std::string& value, const std::vector<std::string>& names) {
+  if (value == "ALL" || value.rfind("ALL,", 0) == 0) return "";
+  std::string list = value == "NONE" ? "" : value;
+  for (const auto& name : names) list += (list.empty() ? "" : ",") + name;
+  return list;
 }
 
 // COMMAND as pmcr-run launches it:
@@ -243,8 +255,9 @@ size_t srun_options_end(const std::vector<std::string>& cmd) {
 //   process and for NAMES, so that remote ranks see them.
 // - srun gets --kill-on-bad-exit=1 (unless given -K or --kill-on-bad-exit):
 //   a rank that dies ends the step, and pmcr-run relaunches it. srun
-//   forwards the whole environment by default; an --export list gets
-//   those names added. A standby step also gets --overlap: it mostly
+//   forwards the whole environment by default; an --export list (given,
+//   or inherited as SLURM_EXPORT_ENV, as sbatch --export=NONE leaves it)
+//   gets those names added. A standby step also gets --overlap: it mostly
 //   sleeps, following checkpoints, and shares the primary's CPUs rather
 //   than waiting for CPUs of its own.
 // MPICH's hydra forwards the environment by itself.
@@ -252,25 +265,28 @@ std::vector<std::string> with_forwarding(const std::vector<std::string>& command
                                          Launcher launcher, bool standby_step = false) {
   std::vector<std::string> cmd = command;
   if (launcher == Launcher::Srun) {
-    const size_t end = srun_options_end(cmd);
-    bool kill = false, overlap = false;
+    size_t end = srun_options_end(cmd);
+    bool kill = false, overlap = false, exported = false;
     for (size_t i = 1; i < end; ++i) {
+      if (cmd[i] == "--export" && i + 1 < end) {  // --export V: as --export=V
+        cmd[i] += "=" + cmd[i + 1];
+        cmd.erase(cmd.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+        --end;
+      }
       std::string& a = cmd[i];
       if (a.rfind("-K", 0) == 0 || a.rfind("--kill-on-bad-exit", 0) == 0) kill = true;
       if (a == "--overlap") overlap = true;
       if (a.rfind("--export=", 0) == 0) {
-        // ALL: everything goes. NONE: only ours (and Slurm's own). A list:
-        // those, and ours.
-        const std::string list = a.substr(9);
-        if (list != "ALL" && list.rfind("ALL,", 0) != 0) {
-          if (list == "NONE") a = "--export=";
-          for (const auto& name : forwarded(names)) a += (a.back() == '=' ? "" : ",") + name;
-        }
+        exported = true;
+        if (const std::string list = export_with(a.substr(9), forwarded(names)); !list.empty()) a = "--export=" + list;
       }
     }
     std::vector<std::string> ours;
     if (!kill) ours.push_back("--kill-on-bad-exit=1");
     if (standby_step && !overlap) ours.push_back("--overlap");
+    if (const char* inherited = std::getenv("SLURM_EXPORT_ENV"); inherited && !exported)
+      if (const std::string list = export_with(inherited, forwarded(names)); !list.empty())
+        ours.push_back("--export=" + list);
     cmd.insert(cmd.begin() + 1, ours.begin(), ours.end());
     return cmd;
   }

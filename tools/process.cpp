@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <random>
 #include <cstring>
 #include <thread>
 
@@ -162,18 +164,45 @@ std::string self_dir() {
   return path.substr(0, path.rfind('/'));
 }
 
-uint16_t free_port() {
+namespace {
+
+// Binds a loopback TCP socket to PORT (0: any) and returns the port it got,
+// or 0 if it could not.
+uint16_t bind_loopback(uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw Error(PMCR_E_IO, std::string("socket: ") + std::strerror(errno));
   sockaddr_in a{};
   a.sin_family = AF_INET;
+  a.sin_port = htons(port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof a;
   const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
                   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
   ::close(fd);
-  if (!ok) throw Error(PMCR_E_IO, std::string("no free loopback port: ") + std::strerror(errno));
-  return ntohs(a.sin_port);
+  return ok ? ntohs(a.sin_port) : 0;
+}
+
+}  // namespace
+
+// A port the kernel gives out for connect() (the ephemeral range) can be
+// taken by any outgoing connection between this check and the listen that
+// follows it: ports are chosen below that range, at random, where only
+// another listener could take them.
+uint16_t free_port() {
+  unsigned low = 32768, high = 60999;
+  if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (std::fscanf(f, "%u %u", &low, &high) != 2) low = 32768;
+    std::fclose(f);
+  }
+  if (low > 12000) {
+    std::random_device seed;
+    std::mt19937 rng(seed());
+    std::uniform_int_distribution<unsigned> pick(10000, low - 1);
+    for (int i = 0; i < 64; ++i)
+      if (const uint16_t port = bind_loopback(static_cast<uint16_t>(pick(rng)))) return port;
+  }
+  if (const uint16_t port = bind_loopback(0)) return port;
+  throw Error(PMCR_E_IO, std::string("no free loopback port: ") + std::strerror(errno));
 }
 
 }  // namespace pmcr::tools

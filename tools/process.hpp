@@ -48,8 +48,9 @@ RunResult run(const std::vector<std::string>& argv, const std::vector<std::strin
 // was read before an error if reading fails (never throws).
 std::string read_file(const std::string& path);
 
-// A loopback TCP port the kernel has just handed out, free again (for
-// servers that must be told their ports before they start).
+// A loopback TCP port that is free now, below the kernel's ephemeral range
+// (where no outgoing connection takes it meanwhile), for servers that must
+// be told their ports before they start.
 uint16_t free_port();
 
 // The directory of the running executable ("" if unknown).

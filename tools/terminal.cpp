@@ -40,7 +40,12 @@ ProgressBar::ProgressBar(std::string what, uint64_t total, FILE* out, bool enabl
     : what_(std::move(what)), total_(total), out_(out), enabled_(enabled), width_(std::max(width, 40)),
       now_(std::move(now)), start_(now_()) {}
 
-ProgressBar::~ProgressBar() { finish(); }
+ProgressBar::~ProgressBar() {
+  if (finished_ || !enabled_ || drawn_ == 0) return;
+  // Not finished: the transfer failed, and its error follows. Wipe the line.
+  std::fprintf(out_, "\r%s\r", std::string(drawn_, ' ').c_str());
+  std::fflush(out_);
+}
 
 std::string ProgressBar::line(uint64_t done, double elapsed) const {
   const double frac = total_ ? static_cast<double>(done) / static_cast<double>(total_) : 1.0;

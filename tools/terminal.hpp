@@ -25,7 +25,7 @@ class ProgressBar {
   using Clock = std::chrono::steady_clock;
   ProgressBar(std::string what, uint64_t total, FILE* out, bool enabled, int width = 80,
               std::function<Clock::time_point()> now = Clock::now);
-  ~ProgressBar();  // finish()es an unfinished bar
+  ~ProgressBar();  // an unfinished bar (the transfer failed) is wiped, not finished
   ProgressBar(const ProgressBar&) = delete;
   ProgressBar& operator=(const ProgressBar&) = delete;
 

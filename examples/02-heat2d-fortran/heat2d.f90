@@ -108,7 +108,7 @@ program heat2d
       cur => nxt
       nxt => swap
       step = step + 1
-      if (sleep_ms > 0) ierr = usleep(int(sleep_ms * 1000, c_int))
+      if (sleep_ms > 0) call sleep_ms_for(sleep_ms)
       if (mod(step, every) == 0 .or. step == steps) then
         ! The grid moved to the other array: protect replaces id 1's address.
         call pmcr_protect(1, c_loc(cur(0, 0)), grid_bytes(), ierr)
@@ -140,6 +140,18 @@ program heat2d
   if (rc /= 0) stop 1
 
 contains
+
+  ! usleep takes less than a second at a time.
+  subroutine sleep_ms_for(ms)
+    integer, intent(in) :: ms
+    integer(int64) :: us
+    integer(c_int) :: status
+    us = int(ms, int64) * 1000
+    do while (us > 0)
+      status = usleep(int(min(us, 999999_int64), c_int))
+      us = us - min(us, 999999_int64)
+    end do
+  end subroutine
 
   integer(c_size_t) function grid_bytes()
     grid_bytes = int(size(cur, kind=int64) * c_sizeof(cur(0, 0)), c_size_t)
@@ -188,7 +200,8 @@ contains
                .and. k < command_argument_count()) then
         read (val, *, iostat=stat) n
         if (stat /= 0 .or. n < 0 .or. n > 2**24) then
-          if (rank == 0) write (error_unit, '(a,a,a,a,a)') 'heat2d: ', trim(arg), " needs a number, got '", trim(val), "'"
+          if (rank == 0) write (error_unit, '(a,a,a,a,a)') 'heat2d: ', trim(arg), " needs a number from 0 to 16777216, got '", &
+                                                           trim(val), "'"
           ok = .false.
           return
         end if

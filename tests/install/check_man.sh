@@ -40,11 +40,11 @@ for prog in "pmserver --help man8/pmserver.8" "pmcr --help-all man1/pmcr.1" "pmc
             "pmcr-bench --help-all man1/pmcr-bench.1"; do
   read -r name flag page <<<"$prog"
   text=$(plain "$MAN/$page")
-  help=$(env -i PATH=/usr/bin:/bin "$PREFIX/bin/$name" "$flag")
+  help=$(env -i PATH=/usr/bin:/bin "$PREFIX/bin/$name" "$flag" 2>&1) || { fail "$name $flag fails: $help"; continue; }
   options=$(grep -oE -- '--[a-z][a-z0-9-]+' <<<"$help" | sort -u)
   [[ $(wc -l <<<"$options") -ge 3 ]] || fail "$name $flag lists almost no options: $help"
   for opt in $options; do
-    grep -qF -- "$opt" <<<"$text" || fail "$page does not document $opt (from $name $flag)"
+    grep -qE -- "(^|[^a-z0-9-])${opt}([^a-z0-9-]|\$)" <<<"$text" || fail "$page does not document $opt (from $name $flag)"
   done
 done
 

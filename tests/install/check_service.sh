@@ -27,7 +27,8 @@ out=$(systemd-analyze security --offline=true --threshold=20 "$UNIT" 2>&1) ||
 
 # Its user, made by systemd-sysusers in a scratch root.
 mkdir -p "$PREFIX/root/etc"
-systemd-sysusers --root="$PREFIX/root" "$PREFIX/lib/sysusers.d/pmcr.conf" 2>/dev/null
+out=$(systemd-sysusers --root="$PREFIX/root" "$PREFIX/lib/sysusers.d/pmcr.conf" 2>&1) ||
+  { echo "systemd-sysusers refuses pmcr.conf: $out"; exit 1; }
 grep -q '^pmcr:x:[0-9]*:[0-9]*:.*:/var/lib/pmcr:' "$PREFIX/root/etc/passwd" ||
   { echo "systemd-sysusers made no pmcr user:"; cat "$PREFIX/root/etc/passwd"; exit 1; }
 

@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -54,7 +56,7 @@ SlurmCluster::SlurmCluster(unsigned cpus) {
 std::string SlurmCluster::start(unsigned cpus) {
   if (const std::string why = unavailable(); !why.empty()) return why;
   char tmpl[] = "/tmp/pmcr-slurm-XXXXXX";
-  if (!::mkdtemp(tmpl)) return "mkdtemp failed";
+  if (!::mkdtemp(tmpl)) return std::string("cannot make a directory in /tmp: ") + std::strerror(errno);
   dir_ = tmpl;
   munged_ = std::make_unique<Munged>();
   if (!munged_->ok()) return "munged: " + munged_->error();
@@ -126,6 +128,13 @@ std::string SlurmCluster::logs() const {
 }
 
 SlurmCluster::~SlurmCluster() {
+  // Jobs first (a step that hung, a test that gave up on one): slurmstepd
+  // and the ranks would outlive slurmd.
+  if (slurmctld_ > 0 && slurmd_ > 0) {
+    tools::run({"/usr/bin/scancel", "--full", "--signal=KILL", "--user=root"}, env(), 20s, false);
+    for (int i = 0; i < 50 && !tools::run({"/usr/bin/squeue", "-h"}, env(), 10s, false).out.empty(); ++i)
+      std::this_thread::sleep_for(200ms);
+  }
   stop(slurmd_);
   stop(slurmctld_);
   munged_.reset();

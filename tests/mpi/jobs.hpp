@@ -26,6 +26,13 @@ using namespace std::chrono_literals;
 
 using JobRun = tools::RunResult;
 
+// How many times WHAT occurs in TEXT.
+inline int count(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 // ARGV with ENV, stdout and stderr together.
 inline JobRun run(const std::vector<std::string>& argv, const std::vector<std::string>& env, std::chrono::seconds timeout) {
   return tools::run(argv, env, timeout, true);

@@ -68,11 +68,13 @@ TEST(PmcrRun, SrunGetsKillOnBadExitAndItsExportList) {
   const std::string srun = dir.str() + "/srun";
   std::ofstream(srun) << "#!/bin/sh\necho \"$PMCR_ROLE ARGS: $*\"\n";
   ::chmod(srun.c_str(), 0755);
-  const auto launch = [&](std::vector<std::string> extra, std::vector<std::string> srun_args) {
+  const auto launch = [&](std::vector<std::string> extra, std::vector<std::string> srun_args,
+                          const std::string& slurm_export = "") {
     // (In an environment of its own: the PMCR_* and UCX_* variables of the
     // test's would be forwarded too.)
-    std::vector<std::string> argv = {"env", "-i", "PATH=/usr/bin:/bin", PMCR_RUN, "--servers", "127.0.0.1:1",
-                                     "--job", "sj", "--max-restarts", "0"};
+    std::vector<std::string> argv = {"env", "-i", "PATH=/usr/bin:/bin"};
+    if (!slurm_export.empty()) argv.push_back("SLURM_EXPORT_ENV=" + slurm_export);
+    argv.insert(argv.end(), {PMCR_RUN, "--servers", "127.0.0.1:1", "--job", "sj", "--max-restarts", "0"});
     argv.insert(argv.end(), extra.begin(), extra.end());
     argv.insert(argv.end(), {"--", srun});
     argv.insert(argv.end(), srun_args.begin(), srun_args.end());
@@ -86,6 +88,18 @@ TEST(PmcrRun, SrunGetsKillOnBadExitAndItsExportList) {
   EXPECT_NE(r.out.find("srun outside an allocation"), std::string::npos) << r.out;
   r = launch({}, {"-K0", "--export=ALL", "-n", "2", "./prog"});
   EXPECT_NE(r.out.find(" ARGS: -K0 --export=ALL -n 2 ./prog\n"), std::string::npos) << r.out;
+  // --export V as --export=V; a flag (-u) before the program, and the
+  // program's own --export=, left alone.
+  r = launch({}, {"--export", "NONE", "-u", "./prog", "--export=out.csv"});
+  EXPECT_NE(r.out.find(" ARGS: --kill-on-bad-exit=1 --export=PMCR_JOB,PMCR_RUN_REPORT,PMCR_SERVERS -u ./prog "
+                       "--export=out.csv\n"),
+            std::string::npos)
+      << r.out;
+  // Inherited from sbatch --export=NONE: the names go anyway.
+  r = launch({}, {"-n", "2", "./prog"}, "NONE");
+  EXPECT_NE(r.out.find(" ARGS: --kill-on-bad-exit=1 --export=PMCR_JOB,PMCR_RUN_REPORT,PMCR_SERVERS -n 2 ./prog\n"),
+            std::string::npos)
+      << r.out;
   r = launch({"--standby"}, {"--export=HOME", "-n", "2", "./prog"});
   EXPECT_NE(r.out.find("primary ARGS: --kill-on-bad-exit=1 --export=HOME,PMCR_INSTANCE,PMCR_JOB,PMCR_ROLE,"
                        "PMCR_RUN_REPORT,PMCR_SERVERS -n 2 ./prog\n"),

@@ -24,12 +24,6 @@ std::vector<std::string> slow_heat() {
   return a;
 }
 
-int count(const std::string& text, const std::string& what) {
-  int n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
 // The version of the first takeover line, or -1.
 long takeover_version(const std::string& out) {
   const std::string v = token_after(out, "pmcr-run: standby took over at version ");

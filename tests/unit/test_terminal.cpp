@@ -51,10 +51,26 @@ TEST(ProgressBar, DrawsRateAndTimeLeftAfterHalfASecond) {
     EXPECT_NE(s.find("100% ["), std::string::npos) << s;
     EXPECT_EQ(s.rfind("ETA"), s.find("ETA")) << "no time left once done: " << s;
     now += 890ms;  // 2 s in all
+    bar.finish();
   }
   const std::string s = screen.str();
   EXPECT_NE(s.find("\rexport job 400.0 MiB in 2.0 s, 200.0 MiB/s"), std::string::npos) << s;
   EXPECT_EQ(s.back(), '\n');
+}
+
+// A transfer that failed: its bar is wiped, no "done" line.
+TEST(ProgressBar, UnfinishedBarIsWiped) {
+  Screen screen;
+  ProgressBar::Clock::time_point now{};
+  {
+    ProgressBar bar("import x", 100u << 20, screen.f, true, 80, [&] { return now; });
+    now += 1s;
+    bar.set(10u << 20);
+  }
+  const std::string s = screen.str();
+  EXPECT_NE(s.find("ETA"), std::string::npos) << s;
+  EXPECT_EQ(s.find(" in "), std::string::npos) << s;
+  EXPECT_EQ(s.back(), '\r') << s;
 }
 
 TEST(ProgressBar, DisabledOrShortDrawsNothing) {
