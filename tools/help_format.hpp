@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstring>
 #include <string>
 
 namespace pmcr::tools {
@@ -27,8 +28,8 @@ class ManFormatter : public CLI::Formatter {
       program = program.substr(program.rfind('/') + 1) + " ";
     }
     std::string rest = body.substr(body.find('\n'));
-    for (const std::string heading : {"\n  Options:", "\n  Positionals:"})
-      for (size_t at; (at = rest.find(heading)) != std::string::npos;) rest.erase(at, heading.size());
+    for (const char* heading : {"\n  Options:", "\n  Positionals:"})
+      for (size_t at; (at = rest.find(heading)) != std::string::npos;) rest.erase(at, std::strlen(heading));
     return program + sub->get_name() + ":" + rest;
   }
 };

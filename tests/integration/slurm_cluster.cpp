@@ -1,6 +1,8 @@
 #include "slurm_cluster.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,6 +57,17 @@ SlurmCluster::SlurmCluster(unsigned cpus) {
 
 std::string SlurmCluster::start(unsigned cpus) {
   if (const std::string why = unavailable(); !why.empty()) return why;
+  // Two test clusters on one node break each other's step launches (seen:
+  // "task launch failed: Unspecified error" when ctest ran two Slurm tests
+  // at once): the tests take turns, holding this lock while theirs runs.
+  lock_fd_ = ::open("/tmp/pmcr-slurm-tests.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0) return std::string("cannot open /tmp/pmcr-slurm-tests.lock: ") + std::strerror(errno);
+  const auto give_up = std::chrono::steady_clock::now() + 240s;
+  while (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR) return std::string("flock: ") + std::strerror(errno);
+    if (std::chrono::steady_clock::now() > give_up) return "another test's Slurm cluster ran for 240 s: gave up waiting";
+    std::this_thread::sleep_for(200ms);
+  }
   char tmpl[] = "/tmp/pmcr-slurm-XXXXXX";
   if (!::mkdtemp(tmpl)) return std::string("cannot make a directory in /tmp: ") + std::strerror(errno);
   dir_ = tmpl;
@@ -139,6 +152,7 @@ SlurmCluster::~SlurmCluster() {
   stop(slurmctld_);
   munged_.reset();
   if (!dir_.empty()) tools::run({"rm", "-rf", dir_}, {}, 30s, false);
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // (the next test's turn)
 }
 
 }  // namespace pmcr::test

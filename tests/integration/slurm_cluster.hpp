@@ -38,6 +38,7 @@ class SlurmCluster {
   std::string dir_, conf_, error_;
   std::unique_ptr<Munged> munged_;
   pid_t slurmctld_ = -1, slurmd_ = -1;
+  int lock_fd_ = -1;  // one test cluster on this host at a time (see start())
 };
 
 }  // namespace pmcr::test

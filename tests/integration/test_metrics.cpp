@@ -87,7 +87,7 @@ TEST(Metrics, ScrapedAfterRealWorkAndCheckedByPromtool) {
   // Three jobs, one sealed version each (two regions of 1 MiB and 3 bytes);
   // only the first two get series of their own.
   const auto big = pattern(1u << 20, 1), small = pattern(3, 2);
-  for (const std::string job : {"alpha", "beta", "gamma"}) {
+  for (const char* job : {"alpha", "beta", "gamma"}) {
     c.begin(job);
     c.write_region(job, 1, 0, 0, big.data(), big.size());
     c.write_region(job, 1, 0, 1, small.data(), small.size());

@@ -66,6 +66,13 @@ TEST(PmcrRun, SrunGetsKillOnBadExitAndItsExportList) {
   TempPath dir("srun");
   ASSERT_EQ(::mkdir(dir.str().c_str(), 0700), 0);
   const std::string srun = dir.str() + "/srun";
+  struct Remove {  // (TempPath removes files, not a directory)
+    std::string dir, file;
+    ~Remove() {
+      ::unlink(file.c_str());
+      ::rmdir(dir.c_str());
+    }
+  } remove{dir.str(), srun};
   std::ofstream(srun) << "#!/bin/sh\necho \"$PMCR_ROLE ARGS: $*\"\n";
   ::chmod(srun.c_str(), 0755);
   const auto launch = [&](std::vector<std::string> extra, std::vector<std::string> srun_args,
